@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install the package with its test extras, then lint, type-check and run the tests.
+# pytest's exit code 5 (no tests collected) is a failure here, not a pass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install -q -e '.[test]'
+python3 -m ruff check newsletter tests benchmarks
+python3 -m ruff format --check newsletter tests benchmarks
+python3 -m mypy
+set +e
+python3 -m pytest -W error -q "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+    echo "error: pytest collected no tests" >&2
+    exit 1
+fi
+exit "$status"
