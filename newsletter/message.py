@@ -34,6 +34,7 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.header import Header
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, parseaddr
@@ -140,7 +141,7 @@ def format_mailbox(name: str, address: str) -> str:
         return address
     if name.isascii():
         return formataddr((name, address))
-    words = Header(name, "utf-8").encode(linesep="\r\n", maxlinelen=10_000)
+    words = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
     return f"{words} <{address}>"
 
 
@@ -532,7 +533,7 @@ def _merge(segments: Sequence[_Segment]) -> tuple[_Segment, ...]:
 def _scratch_bytes(template: MessageTemplate, recipient: Recipient, html: str, text: str) -> bytes:
     msg = EmailMessage(policy=SMTP)
     msg["From"] = template.from_header
-    msg["To"] = format_mailbox(recipient.name, recipient.email)
+    msg["To"] = Address(display_name=recipient.name, addr_spec=recipient.email)
     if template.reply_to:
         msg["Reply-To"] = template.reply_to
     msg["Subject"] = template.subject
