@@ -33,7 +33,10 @@ def sample_rendered(subject: str = "Daily Papers — 2026-11-25: Robotics") -> F
         "<!doctype html>\n<html><body>\n"
         "<p>Hello {{name}},</p>\n"
         "<p>Today&#8217;s papers for {{email}} &#8212; na&#239;ve diffusion.</p>\n"
-        + "".join(f"<p>Paper {i}: <a href=\"https://hf.co/papers/2511.{i:05d}\">title {i}</a></p>\n" for i in range(30))
+        + "".join(
+            f'<p>Paper {i}: <a href="https://hf.co/papers/2511.{i:05d}">title {i}</a></p>\n'
+            for i in range(30)
+        )
         + '<p><a href="{{unsubscribe_url}}">Unsubscribe</a> | '
         '<a href="{{preferences_url}}">Preferences</a></p>\n'
         "</body></html>\n"
@@ -42,7 +45,9 @@ def sample_rendered(subject: str = "Daily Papers — 2026-11-25: Robotics") -> F
         "Hello {{name}},\n\n"
         "Today’s papers for {{email}} — naïve diffusion, “quoted” = equals.\n"
         + "".join(f"{i}. title {i} https://hf.co/papers/2511.{i:05d}\n" for i in range(30))
-        + "A very long line " + "word " * 40 + "\n"
+        + "A very long line "
+        + "word " * 40
+        + "\n"
         "Trailing space here \n"
         ".leading dot\n"
         "Unsubscribe: {{unsubscribe_url}}\nPreferences: {{preferences_url}}\n"

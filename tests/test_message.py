@@ -52,7 +52,9 @@ def parse(raw: bytes) -> EmailMessage:
 
 
 def template_for(rendered: FakeRendered | None = None, **kwargs: object) -> MessageTemplate:
-    return build_template(rendered or sample_rendered(), sender=SENDER, date=DATE, now=NOW, **kwargs)  # type: ignore[arg-type]
+    return build_template(
+        rendered or sample_rendered(), sender=SENDER, date=DATE, now=NOW, **kwargs
+    )  # type: ignore[arg-type]
 
 
 def normalized(msg: EmailMessage) -> dict[str, object]:
@@ -71,7 +73,9 @@ def normalized(msg: EmailMessage) -> dict[str, object]:
             "MIME-Version",
         )
     }
-    parts = [(p.get_content_type(), p.get_content().replace("\r\n", "\n")) for p in msg.iter_parts()]
+    parts = [
+        (p.get_content_type(), p.get_content().replace("\r\n", "\n")) for p in msg.iter_parts()
+    ]
     return {"headers": headers, "type": msg.get_content_type(), "parts": parts}
 
 
@@ -101,7 +105,9 @@ def test_fill_parses_to_the_same_message_as_a_from_scratch_build(address: str, n
 
 def test_wire_format_is_ascii_7bit_with_short_lines() -> None:
     template = template_for()
-    raw = template.fill(template.recipient("jose@example.org", "José", values("jose@example.org", "José")))
+    raw = template.fill(
+        template.recipient("jose@example.org", "José", values("jose@example.org", "José"))
+    )
     assert raw.isascii()
     lines = raw.split(b"\r\n")
     assert all(len(line) <= 998 for line in lines)
@@ -116,17 +122,23 @@ def test_wire_format_is_ascii_7bit_with_short_lines() -> None:
 
 def test_required_headers() -> None:
     template = template_for()
-    msg = parse(template.fill(template.recipient("ada@example.org", "Ada", values("ada@example.org"))))
+    msg = parse(
+        template.fill(template.recipient("ada@example.org", "Ada", values("ada@example.org")))
+    )
     assert msg.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
     assert msg["Subject"] == "Daily Papers — 2026-11-25: Robotics"
-    assert msg["List-Unsubscribe"].startswith("<https://papers.example/unsubscribe?token=t-ada@example.org&x=1>")
+    assert msg["List-Unsubscribe"].startswith(
+        "<https://papers.example/unsubscribe?token=t-ada@example.org&x=1>"
+    )
     assert "<mailto:editors@papers.example?subject=unsubscribe>" in msg["List-Unsubscribe"]
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert msg["List-Id"] == "Daily Papers <daily.papers.example>"
     assert msg["Date"] == "Wed, 25 Nov 2026 08:00:00 +0000"
     assert msg["Reply-To"] == "Editors <editors@papers.example>"
-    assert msg["Message-ID"] == message_id_for(SENDER.list_id, DATE, "ada@example.org", "papers.example")
+    assert msg["Message-ID"] == message_id_for(
+        SENDER.list_id, DATE, "ada@example.org", "papers.example"
+    )
 
 
 def test_message_id_is_stable_per_subscriber_and_day() -> None:
@@ -152,7 +164,14 @@ def test_non_ascii_subject_is_rfc2047_encoded() -> None:
 
 @pytest.mark.parametrize(
     "address",
-    ["a@x.org\r\nBcc: evil@x.org", "a@x.org\nBcc: evil@x.org", "no-at-sign", "a b@x.org", "<a@x.org>", "jösé@x.org"],
+    [
+        "a@x.org\r\nBcc: evil@x.org",
+        "a@x.org\nBcc: evil@x.org",
+        "no-at-sign",
+        "a b@x.org",
+        "<a@x.org>",
+        "jösé@x.org",
+    ],
 )
 def test_bad_addresses_are_refused(address: str) -> None:
     template = template_for()
@@ -201,7 +220,12 @@ def test_no_header_injection_from_names_or_subjects(name: str, subject: str) -> 
 
 
 @settings(max_examples=80, deadline=None)
-@given(value=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=200))
+@given(
+    value=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
+        max_size=200,
+    )
+)
 def test_any_text_slot_value_survives_quoted_printable(value: str) -> None:
     rendered = FakeRendered(
         subject="s",
@@ -230,7 +254,9 @@ def test_overlong_html_line_falls_back_to_a_valid_message() -> None:
     rendered = FakeRendered(subject="s", html=html, text="{{unsubscribe_url}}\n")
     template = build_template(rendered, sender=SENDER, date=DATE, now=NOW)
     long_url = "https://papers.example/unsubscribe?token=" + "t" * 300
-    recipient = template.recipient("a@x.org", "", {**values("a@x.org"), "unsubscribe_url": long_url})
+    recipient = template.recipient(
+        "a@x.org", "", {**values("a@x.org"), "unsubscribe_url": long_url}
+    )
     raw = template.fill(recipient)
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
     html_part = list(parse(raw).iter_parts())[1]
@@ -240,7 +266,9 @@ def test_overlong_html_line_falls_back_to_a_valid_message() -> None:
 def _dkim_key() -> tuple[bytes, bytes]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
     )
     public = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -252,10 +280,16 @@ def test_dkim_signature_verifies_and_covers_list_unsubscribe() -> None:
     private, public = _dkim_key()
     signer = DkimSigner(private_key=private, selector="s1", domain="papers.example")
     template = template_for(dkim=signer)
-    raw = template.fill(template.recipient("jose@example.org", "José", values("jose@example.org", "José")))
+    raw = template.fill(
+        template.recipient("jose@example.org", "José", values("jose@example.org", "José"))
+    )
     assert raw.startswith(b"DKIM-Signature:")
     signed = parse(raw)["DKIM-Signature"]
-    tags = dict(part.strip().split("=", 1) for part in " ".join(str(signed).split()).split(";") if "=" in part)
+    tags = dict(
+        part.strip().split("=", 1)
+        for part in " ".join(str(signed).split()).split(";")
+        if "=" in part
+    )
     covered = tags["h"].replace(" ", "").lower().split(":")
     assert "list-unsubscribe" in covered and "list-unsubscribe-post" in covered
 
@@ -274,4 +308,4 @@ def test_preview_eml() -> None:
     assert msg["To"] == "me@example.org"
     assert msg["Date"] == "Wed, 25 Nov 2026 08:00:00 +0000"
     assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
-    assert "me@example.org" in list(msg.iter_parts())[0].get_content()
+    assert "me@example.org" in next(iter(msg.iter_parts())).get_content()
