@@ -145,6 +145,18 @@ def format_mailbox(name: str, address: str) -> str:
     return f"{words} <{address}>"
 
 
+def display_mailbox(name: str, address: str) -> str:
+    """``Name <address>`` with the name left in Unicode (for JSON / form APIs that encode)."""
+    check_address(address)
+    name = clean_text(name)[:MAX_NAME_CHARS]
+    if not name:
+        return address
+    if re.search(r'[()<>@,;:\\".\[\]]', name):
+        escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+        name = f'"{escaped}"'
+    return f"{name} <{address}>"
+
+
 def split_mailbox(value: str) -> tuple[str, str]:
     """(name, address) of a ``Name <address>`` setting; ConfigError when there is no address."""
     name, address = parseaddr(value)

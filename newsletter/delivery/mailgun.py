@@ -27,7 +27,7 @@ from newsletter.message import (
     SLOTS,
     MessageTemplate,
     Recipient,
-    format_mailbox,
+    display_mailbox,
     html_value,
 )
 from newsletter.models import SendResult, SendStatus
@@ -86,8 +86,8 @@ class MailgunBackend(HttpBackend):
             values["list_unsubscribe"] = template.headers(r)["List-Unsubscribe"]
             variables[r.email] = values
         data: dict[str, Any] = {
-            "from": template.from_header,
-            "to": [format_mailbox(r.name, r.email) for r in batch],
+            "from": display_mailbox(template.sender_name, template.sender_address),
+            "to": [display_mailbox(r.name, r.email) for r in batch],
             "subject": template.subject,
             "text": text,
             "html": html,

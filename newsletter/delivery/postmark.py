@@ -19,7 +19,7 @@ from newsletter.config import Settings
 from newsletter.delivery.base import BackendOptions
 from newsletter.delivery.http import MAX_ERROR_CHARS, HttpBackend, HttpRequest
 from newsletter.errors import AuthError, TransientError
-from newsletter.message import MessageTemplate, Recipient, format_mailbox
+from newsletter.message import MessageTemplate, Recipient, display_mailbox
 from newsletter.models import SendResult, SendStatus
 
 POSTMARK_URL = "https://api.postmarkapp.com"
@@ -67,8 +67,8 @@ class PostmarkBackend(HttpBackend):
         for r in batch:
             html, text = template.parts(r)
             message: dict[str, Any] = {
-                "From": template.from_header,
-                "To": format_mailbox(r.name, r.email),
+                "From": display_mailbox(template.sender_name, template.sender_address),
+                "To": display_mailbox(r.name, r.email),
                 "Subject": template.subject,
                 "HtmlBody": html,
                 "TextBody": text,

@@ -21,7 +21,7 @@ from newsletter.config import Settings
 from newsletter.delivery.base import BackendOptions
 from newsletter.delivery.http import MAX_ERROR_CHARS, HttpBackend, HttpRequest
 from newsletter.errors import TransientError
-from newsletter.message import MessageTemplate, Recipient, format_mailbox
+from newsletter.message import MessageTemplate, Recipient, display_mailbox
 from newsletter.models import SendResult, SendStatus
 
 RESEND_URL = "https://api.resend.com"
@@ -53,8 +53,8 @@ class ResendBackend(HttpBackend):
         for r in batch:
             html, text = template.parts(r)
             email: dict[str, Any] = {
-                "from": template.from_header,
-                "to": [format_mailbox(r.name, r.email)],
+                "from": display_mailbox(template.sender_name, template.sender_address),
+                "to": [display_mailbox(r.name, r.email)],
                 "subject": template.subject,
                 "html": html,
                 "text": text,
