@@ -292,27 +292,31 @@ def send_day(
             log.info("%s: %s", date, reason)
             return _report(date, [], already_sent=already, dry_run=dry_run, skipped_reason=reason)
 
-        pipeline = importlib.import_module("newsletter.pipeline")
-        prepared = pipeline.prepare_day(
-            settings, date, source=source, subscribers=due, now=clock_now()
-        )
-        if prepared.day.is_empty and settings.digest.empty_day == "skip":
-            reason = f"no papers for {date} from {prepared.day.source} (digest.empty_day: skip)"
-            log.info("%s", reason)
-            return _report(date, [], already_sent=already, dry_run=dry_run, skipped_reason=reason)
-
-        backend_name = "memory" if dry_run else settings.delivery.backend
-        offline = backend_name in OFFLINE_BACKENDS
-        secret = link_secret(settings, offline=offline)
-
-        def values_for(subscriber: Subscriber) -> dict[str, str]:
-            return subscriber_values(subscriber, base_url=settings.digest.base_url, secret=secret)
-
+        # settings problems surface before any fetching: backend, secret, DKIM key
         own_backend = backend is None
         chosen = backend or (
             MemoryBackend.from_settings(settings) if dry_run else make_backend(settings)
         )
         try:
+            backend_name = "memory" if dry_run else settings.delivery.backend
+            secret = link_secret(settings, offline=backend_name in OFFLINE_BACKENDS)
+            dkim = _dkim(settings)
+
+            def values_for(subscriber: Subscriber) -> dict[str, str]:
+                return subscriber_values(
+                    subscriber, base_url=settings.digest.base_url, secret=secret
+                )
+
+            pipeline = importlib.import_module("newsletter.pipeline")
+            prepared = pipeline.prepare_day(
+                settings, date, source=source, subscribers=due, now=clock_now()
+            )
+            if prepared.day.is_empty and settings.digest.empty_day == "skip":
+                reason = f"no papers for {date} from {prepared.day.source} (digest.empty_day: skip)"
+                log.info("%s", reason)
+                return _report(
+                    date, [], already_sent=already, dry_run=dry_run, skipped_reason=reason
+                )
             report = deliver_variants(
                 prepared.variants,
                 date=date,
@@ -321,7 +325,7 @@ def send_day(
                 values_for=values_for,
                 now=clock_now,
                 ledger=None if dry_run else ledger,
-                dkim=_dkim(settings),
+                dkim=dkim,
                 stop=stop,
                 progress=progress,
             )
