@@ -232,8 +232,9 @@ def values_for(s: Subscriber) -> dict[str, str]:
 # --------------------------------------------------------------------------- tests
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
 def test_faults_end_in_the_right_state_and_nobody_gets_two_copies(
-    server_factory: Any, cert: Cert, tmp_path: Path
+    server_factory: Any, cert: Cert, tmp_path: Path, pipelining: bool
 ) -> None:
     people = [Subscriber(email=f"user{i}@example.org", name=f"User {i}") for i in range(16)]
     people += [
@@ -256,7 +257,7 @@ def test_faults_end_in_the_right_state_and_nobody_gets_two_copies(
     ]
     with (
         Ledger(f"sqlite:///{tmp_path / 'state.db'}") as ledger,
-        make_backend(port, cert, sleeps=sleeps) as backend,
+        make_backend(port, cert, sleeps=sleeps, pipelining=pipelining) as backend,
     ):
         report = deliver_variants(
             variants,
