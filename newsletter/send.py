@@ -271,9 +271,14 @@ def send_day(
     subscribers: Sequence[Subscriber] | None = None,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
+    on_start: Callable[[int], None] | None = None,
     retry_failed: bool = False,
 ) -> RunReport:
-    """Send ``date``'s digest to every active subscriber not yet sent to (see module doc)."""
+    """Send ``date``'s digest to every active subscriber not yet sent to (see module doc).
+
+    ``progress`` is called with each final SendResult, ``on_start`` once with the number
+    of subscribers about to be sent to; ``retry_failed`` also retries permanent failures.
+    """
     clock_now: Now = now or (lambda: dt.datetime.now(dt.UTC))
     started = time.perf_counter()
     people = list(subscribers) if subscribers is not None else load_due_subscribers(settings)
@@ -317,6 +322,8 @@ def send_day(
                 return _report(
                     date, [], already_sent=already, dry_run=dry_run, skipped_reason=reason
                 )
+            if on_start is not None:
+                on_start(sum(len(v.subscribers) for v in prepared.variants))
             report = deliver_variants(
                 prepared.variants,
                 date=date,

@@ -456,3 +456,45 @@ def test_missing_api_key_names_the_variable() -> None:
     settings: Settings = load_settings(None, env={"NEWSLETTER_DELIVERY__BACKEND": "resend"})
     with pytest.raises(ConfigError, match="NEWSLETTER_DELIVERY__API_KEY"):
         make_backend(settings)
+
+
+def test_api_key_stays_out_of_errors_and_logs_over_a_real_socket(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.headers.get("Authorization", ""))
+            self.rfile.read(int(self.headers["Content-Length"]))
+            payload = b'{"errors": [{"message": "The provided authorization grant is invalid"}]}'
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    caplog.set_level("DEBUG")
+    try:
+        backend = SendGridBackend(
+            api_key=KEY, base_url=f"http://127.0.0.1:{server.server_address[1]}"
+        )
+        tpl = template()
+        with backend, pytest.raises(AuthError) as info:
+            backend.send(tpl, recipients(tpl, 1))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == [f"Bearer {KEY}"]
+    assert KEY not in str(info.value) and KEY not in repr(backend)
+    assert "HTTP Request: POST" in caplog.text and "401" in caplog.text  # logs were captured
+    assert KEY not in caplog.text

@@ -347,7 +347,10 @@ def test_transient_failures_give_up_after_max_attempts(server_factory: Any, cert
     assert report.failed_permanently == 0
 
 
-def test_bad_password_stops_the_run_without_leaking_it(server_factory: Any, cert: Cert) -> None:
+def test_bad_password_stops_the_run_without_leaking_it(
+    server_factory: Any, cert: Cert, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
     handler = FaultyHandler()
     port = server_factory(handler)
     people = [Subscriber(email=f"u{i}@example.org") for i in range(5)]
@@ -367,6 +370,7 @@ def test_bad_password_stops_the_run_without_leaking_it(server_factory: Any, cert
     assert "wrong-Pa55word-xyz" not in str(info.value)
     assert "wrong-Pa55word-xyz" not in repr(backend)
     assert handler.received == []
+    assert "wrong-Pa55word-xyz" not in caplog.text
 
 
 def test_auth_login_mechanism(server_factory: Any, cert: Cert) -> None:

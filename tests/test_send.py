@@ -366,3 +366,18 @@ def test_cli_config_error_is_one_line(cli_env: Path) -> None:
     result = CliRunner().invoke(cli, ["send", "--date", "2026-11-25", "--config", "bad.yaml"])
     assert result.exit_code == 2
     assert "error: delivery.backend: unknown backend 'pigeon'" in result.output
+
+
+def test_cli_progress_bar_on_a_terminal(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("newsletter.cli.send._stdout_is_tty", lambda: True)
+    result = CliRunner().invoke(cli, ["send", "--date", "2026-11-25"])
+    assert result.exit_code == 0, result.output
+    assert "sending" in result.output and "sent=3" in result.output
+
+
+def test_cli_plain_log_lines_otherwise(cli_env: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="newsletter.send")
+    result = CliRunner().invoke(cli, ["send", "--date", "2026-11-25"])
+    assert result.exit_code == 0, result.output
+    assert "sending to 3 subscribers" in caplog.text
+    assert "sent u0@example.org" in caplog.text

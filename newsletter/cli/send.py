@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import sys
+from typing import Any
 
 import click
 
@@ -16,6 +18,10 @@ log = logging.getLogger("newsletter.send")
 
 MAX_LISTED_FAILURES = 20
 """Failed recipients listed under the report (the rest are counted)."""
+
+
+def _stdout_is_tty() -> bool:
+    return sys.stdout.isatty()
 
 
 def _parse_date(value: str | None) -> dt.date:
@@ -85,39 +91,36 @@ def send_command(
     """
     date = _parse_date(date_text)
     settings = load_settings(config_path, overrides={"subscribers": subscribers_path})
-    tty = sys.stdout.isatty()
+    tty = _stdout_is_tty()
     if not tty:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
-    def line(result: SendResult) -> None:
-        log.info(
-            "%s %s%s", result.status, result.email, f": {result.error}" if result.error else ""
-        )
+    bars: list[Any] = []
+    stack = contextlib.ExitStack()
 
-    if tty:
-        with click.progressbar(length=0, label="sending", show_pos=True) as bar:
+    def start(total: int) -> None:
+        if tty:
+            bars.append(stack.enter_context(click.progressbar(length=total, label="sending")))
+        else:
+            log.info("sending to %d subscribers", total)
 
-            def tick(result: SendResult) -> None:
-                bar.length = (bar.length or 0) + 1
-                bar.update(1)
-
-            report = send_day(
-                settings,
-                date,
-                source=source,
-                only=only,
-                dry_run=dry_run,
-                progress=tick,
-                retry_failed=retry_failed,
+    def advance(result: SendResult) -> None:
+        if bars:
+            bars[0].update(1)
+        else:
+            log.info(
+                "%s %s%s", result.status, result.email, f": {result.error}" if result.error else ""
             )
-    else:
+
+    with stack:
         report = send_day(
             settings,
             date,
             source=source,
             only=only,
             dry_run=dry_run,
-            progress=line,
+            progress=advance,
+            on_start=start,
             retry_failed=retry_failed,
         )
     _print_report(report)
