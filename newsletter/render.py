@@ -100,6 +100,9 @@ MAX_SLOT_BYTES = 512
 COMPACT_TITLE_CHARS = 90
 """Titles in the compact "More papers" list are cut (with an ellipsis) beyond this."""
 
+MAX_NAME_CHARS = 60
+"""A longer subscriber name is cut (with an ellipsis) in the greeting."""
+
 DEFAULT_NAME = "there"
 """What the greeting says ("Hi there,") for a subscriber without a name."""
 
@@ -332,7 +335,8 @@ class RenderedDigest:
 
         ``values`` has every name of :data:`SLOTS`. Values are HTML-escaped (and
         non-ASCII written as character references) for the html, raw for the text;
-        link slots must be http(s) URLs; an empty name greets "there".
+        link slots must be http(s) URLs; a name is cut to MAX_NAME_CHARS and an empty
+        one greets "there". A value over MAX_SLOT_BYTES raises ValueError.
         """
         missing = [s for s in SLOTS if s not in values]
         unknown = [k for k in values if k not in SLOTS]
@@ -342,8 +346,8 @@ class RenderedDigest:
         escaped: dict[str, str] = {}
         for slot in SLOTS:
             value = " ".join(_CONTROL.sub("", values[slot]).split())
-            if slot == "name" and not value:
-                value = DEFAULT_NAME
+            if slot == "name":
+                value = _cut(value, MAX_NAME_CHARS) or DEFAULT_NAME
             if slot in URL_SLOTS and _safe_url(value) != value:
                 raise ValueError(f"fill: {slot} is not a plain http(s) URL: {value!r}")
             html_value = _ascii_refs(htmlmod.escape(value, quote=True))
@@ -705,17 +709,15 @@ def _wrap_lines(html: str, nonce: str, limit: int = MAX_LINE_BYTES) -> str:
 
     A break replaces a space with a newline (same meaning in HTML outside <pre>),
     preferring the last space that fits; a line without one is broken after a tag
-    (or, failing that, at a character outside any tag or character reference).
+    (or, failing that, in text before a character reference).
     """
-    marker = f"%%{nonce}."
+    pattern = _placeholder_pattern(nonce)
     extra = MAX_SLOT_BYTES - len(_placeholder(nonce, "name"))
     out: list[str] = []
     for line in html.split("\n"):
-        while _line_cost(line, marker, extra) > limit:
-            window = limit
-            while window > 1 and (over := _line_cost(line[:window], marker, extra) - limit) > 0:
-                window = max(window - over, 1)
-            cut = line.rfind(" ", 1, window)
+        while len(line) + len(pattern.findall(line)) * extra > limit:
+            window = _window(line, pattern, extra, limit)
+            cut = line.rfind(" ", 1, window + 1)
             if cut > 0:
                 out.append(line[:cut])
                 line = line[cut + 1 :]
@@ -727,12 +729,23 @@ def _wrap_lines(html: str, nonce: str, limit: int = MAX_LINE_BYTES) -> str:
     return "\n".join(out)
 
 
-def _line_cost(line: str, marker: str, extra: int) -> int:
-    return len(line) + line.count(marker) * extra
+def _window(line: str, pattern: re.Pattern[str], extra: int, limit: int) -> int:
+    """The longest prefix of ``line`` whose cost (placeholders weighted) is <= limit."""
+    count, low, best = 0, 0, 0
+    for match in pattern.finditer(line):
+        # Prefixes of length low..match.end()-1 hold `count` whole placeholders.
+        cap = limit - extra * count
+        if cap < low:
+            return best
+        if cap < match.end():
+            return cap
+        best, count, low = match.end() - 1, count + 1, match.end()
+    cap = limit - extra * count
+    return best if cap < low else cap
 
 
 def _hard_break(line: str, window: int) -> int:
-    """A position < window to break a line that has no space: after a tag, else in text."""
+    """A position <= window to break a line that has no space: after a tag, else in text."""
     gt = line.rfind(">", 0, window - 1)
     if gt > 0:
         return gt + 1
