@@ -32,12 +32,44 @@ from newsletter.render import (
 
 DATE = dt.date(2026, 11, 25)
 SETTINGS = DigestSettings()
-WORDS = (
-    "diffusion policy robot manipulation language model multimodal reasoning benchmark "
-    "transformer attention dataset video generation reinforcement learning agents vision "
-    "representation scaling inference retrieval alignment tokens training evaluation "
-    "embodied navigation planning simulation real-world zero-shot fine-tuning latent"
-).split()
+WORDS = tuple(
+    [
+        "diffusion",
+        "policy",
+        "robot",
+        "manipulation",
+        "language",
+        "model",
+        "multimodal",
+        "reasoning",
+        "benchmark",
+        "transformer",
+        "attention",
+        "dataset",
+        "video",
+        "generation",
+        "reinforcement",
+        "learning",
+        "agents",
+        "vision",
+        "representation",
+        "scaling",
+        "inference",
+        "retrieval",
+        "alignment",
+        "tokens",
+        "training",
+        "evaluation",
+        "embodied",
+        "navigation",
+        "planning",
+        "simulation",
+        "real-world",
+        "zero-shot",
+        "fine-tuning",
+        "latent",
+    ]
+)
 VALUES = {
     "name": "Ada",
     "email": "ada@example.org",
