@@ -32,44 +32,11 @@ from newsletter.render import (
 
 DATE = dt.date(2026, 11, 25)
 SETTINGS = DigestSettings()
-WORDS = tuple(
-    [
-        "diffusion",
-        "policy",
-        "robot",
-        "manipulation",
-        "language",
-        "model",
-        "multimodal",
-        "reasoning",
-        "benchmark",
-        "transformer",
-        "attention",
-        "dataset",
-        "video",
-        "generation",
-        "reinforcement",
-        "learning",
-        "agents",
-        "vision",
-        "representation",
-        "scaling",
-        "inference",
-        "retrieval",
-        "alignment",
-        "tokens",
-        "training",
-        "evaluation",
-        "embodied",
-        "navigation",
-        "planning",
-        "simulation",
-        "real-world",
-        "zero-shot",
-        "fine-tuning",
-        "latent",
-    ]
-)
+VOCABULARY = """diffusion policy robot manipulation language model multimodal reasoning benchmark
+transformer attention dataset video generation reinforcement learning agents vision representation
+scaling inference retrieval alignment tokens training evaluation embodied navigation planning
+simulation real-world zero-shot fine-tuning latent"""
+WORDS = tuple(VOCABULARY.split())
 VALUES = {
     "name": "Ada",
     "email": "ada@example.org",
