@@ -112,6 +112,9 @@ AUTHORS_SHOWN = 3
 SUMMARY_SHRINK: tuple[float, ...] = (0.75, 0.5, 0.3)
 """Fractions of the configured summary length tried, in turn, when the HTML is too big."""
 
+SUBJECT_TITLE_CHARS = 60
+"""The top paper's title in the subject line is cut beyond this."""
+
 PREHEADER_PAPERS = 3
 """How many top paper titles the preheader (inbox preview text) names."""
 
@@ -134,6 +137,13 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(\[])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 _STYLE_BLOCK = re.compile(r"(<style\b[^>]*>)(.*?)(</style>)", re.S | re.I)
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_PLAIN_URL = re.compile(
+    r"https?://[A-Za-z0-9.-]+(:\d+)?([/?#][\w!#$%&'()*+,./:;=?@\[\]~-]*)?", re.A
+)
+"""A link slot value that is certainly fit for an href (the fast path of fill)."""
+_MJML_RESET_STYLE = re.compile(r"<style type=\"text/css\">(?=\s*#outlook a)")
+"""MJML's own reset rules (table, td, p, img...): they stay in the head, as MJML means
+them; inlining them into every table cell would cost ~400 bytes per section."""
 _DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTH_NAMES = (
     "January",
@@ -348,7 +358,7 @@ class RenderedDigest:
             value = " ".join(_CONTROL.sub("", values[slot]).split())
             if slot == "name":
                 value = _cut(value, MAX_NAME_CHARS) or DEFAULT_NAME
-            if slot in URL_SLOTS and _safe_url(value) != value:
+            if slot in URL_SLOTS and not (_PLAIN_URL.fullmatch(value) or _safe_url(value) == value):
                 raise ValueError(f"fill: {slot} is not a plain http(s) URL: {value!r}")
             html_value = _ascii_refs(htmlmod.escape(value, quote=True))
             if len(html_value) > MAX_SLOT_BYTES:
@@ -531,7 +541,7 @@ def _context(
         "more_anchor": _unique("more-papers", anchors),
         "shown": shown,
         "total": max(digest.total_papers, shown),
-        "top_title": _cut(_clean(ranked[0].paper.title), 80) if ranked else "",
+        "top_title": _cut(_clean(ranked[0].paper.title), SUBJECT_TITLE_CHARS) if ranked else "",
         "top_topic": _clean(digest.top_topic or ""),
         "style": style,
         "shortened": plan.summary_chars is not None
@@ -669,7 +679,8 @@ def _safe_url(url: str | None) -> str | None:
 
 
 def _inline_css(html: str) -> str:
-    """Inline the <style> rules (kept in the head too, for media queries); never fetch."""
+    """Inline our <style> rules (kept in the head too, for media queries); never fetch."""
+    html = _MJML_RESET_STYLE.sub('<style type="text/css" data-premailer="ignore">', html, 1)
     try:
         inliner = Premailer(
             html,

@@ -279,6 +279,8 @@ def test_layout_has_dark_mode_lang_preheader_toc_and_mobile_rules(templates: Tem
     assert 'name="viewport" content="width=device-width, initial-scale=1"' in html
     assert any(t == "table" and a.get("role") == "presentation" for t, a in links.tags)
     assert "overflow-wrap:anywhere" in html and "word-break:break-word" in html
+    # MJML's reset rules stay in the head instead of being inlined into every cell.
+    assert html.count("mso-table-lspace") == 1
     # Table of contents: one link per topic, each to a heading's id.
     toc = [h[1:] for h in links.hrefs if h.startswith("#")]
     assert len(toc) == 4 and set(toc) <= set(links.ids)
