@@ -258,7 +258,8 @@ def _plural(count: int, singular: str, plural: str | None = None) -> str:
 
 
 def _text_finalize(value: Any) -> Any:
-    return _CONTROL.sub("", value) if isinstance(value, str) else value
+    """Every value printed in a text template: one line, no control characters."""
+    return _clean(value) if isinstance(value, str) else value
 
 
 # --------------------------------------------------------------------------- views

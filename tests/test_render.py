@@ -396,6 +396,26 @@ def test_hostile_content_is_escaped_and_unsafe_links_dropped(templates: Template
     assert "\n" not in rendered.subject and "\r" not in rendered.subject
 
 
+def test_papers_without_a_usable_url(templates: Templates) -> None:
+    arxiv = Paper(title="Has an arXiv id", abstract="a", id="2511.01234", url="ftp://x/y")
+    none = Paper(title="Has nothing", abstract="b", url=None)
+    rendered = render(_digest([arxiv, none], topics=1), settings=SETTINGS, templates=templates)
+    html = _flat(rendered.html)
+
+    assert _links(html).hrefs.count("https://arxiv.org/abs/2511.01234") == 1
+    assert "Has nothing</b>" in html and "ftp:" not in html
+
+
+def test_settings_text_is_one_line_in_the_text_part(templates: Templates) -> None:
+    settings = dataclasses.replace(SETTINGS, title="Daily\r\nPapers\x1b[31m")
+    rendered = render(
+        _digest(_page_day_papers(1), topics=1), settings=settings, templates=templates
+    )
+    assert rendered.text.startswith("DAILY PAPERS [31M - ")
+    assert "\r" not in rendered.text and "\x1b" not in rendered.text
+    assert "Daily Papers [31m" in rendered.subject
+
+
 def test_placeholder_lookalikes_in_content_are_never_substituted(templates: Templates) -> None:
     first = render(_digest(_page_day_papers(2), topics=1), settings=SETTINGS, templates=templates)
     guess = first.placeholder("email")
