@@ -134,7 +134,8 @@ FALLBACK_PAPER_URL = "https://arxiv.org/abs/{id}"
 
 _ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}(v\d+)?")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(\[])")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+"""Characters never shown: C0/C1 controls, line/paragraph separators, lone surrogates."""
 _STYLE_BLOCK = re.compile(r"(<style\b[^>]*>)(.*?)(</style>)", re.S | re.I)
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _PLAIN_URL = re.compile(

@@ -14,6 +14,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from newsletter.config import DigestSettings
 from newsletter.errors import ConfigError, TemplateError
@@ -37,6 +39,30 @@ transformer attention dataset video generation reinforcement learning agents vis
 scaling inference retrieval alignment tokens training evaluation embodied navigation planning
 simulation real-world zero-shot fine-tuning latent"""
 WORDS = tuple(VOCABULARY.split())
+OUR_TAGS = frozenset(
+    [
+        "html",
+        "head",
+        "title",
+        "meta",
+        "style",
+        "body",
+        "div",
+        "table",
+        "tbody",
+        "tr",
+        "td",
+        "a",
+        "h1",
+        "h2",
+        "p",
+        "b",
+        "br",
+        "ul",
+        "li",
+    ]
+)
+"""Every tag the shipped templates produce."""
 VALUES = {
     "name": "Ada",
     "email": "ada@example.org",
@@ -416,6 +442,15 @@ def test_settings_text_is_one_line_in_the_text_part(templates: Templates) -> Non
     assert "Daily Papers [31m" in rendered.subject
 
 
+def test_lone_surrogates_and_noncharacters_are_dropped(templates: Templates) -> None:
+    paper = Paper(title="Bad \ud800 title \ufffe", abstract="x \udcff y", url="https://x.org/1")
+    rendered = render(_digest([paper], topics=1), settings=SETTINGS, templates=templates)
+    html, text = _filled(rendered)
+
+    assert "Bad title" in html and "* Bad title" in text
+    text.encode("utf-8")  # no surrogates left
+
+
 def test_placeholder_lookalikes_in_content_are_never_substituted(templates: Templates) -> None:
     first = render(_digest(_page_day_papers(2), topics=1), settings=SETTINGS, templates=templates)
     guess = first.placeholder("email")
@@ -587,3 +622,29 @@ def test_broken_templates_raise_template_error_at_preflight(
         templates = load_templates(str(tmp_path))
         assert when == "render", "a syntax error must surface when loading"
         render(_digest(_page_day_papers(1), topics=1), settings=SETTINGS, templates=templates)
+
+
+# --------------------------------------------------------------------------- any text
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    titles=st.lists(st.text(min_size=1, max_size=120), min_size=1, max_size=4),
+    abstract=st.text(max_size=1500),
+    name=st.text(max_size=80),
+)
+def test_any_text_renders_ascii_short_lines_escaped(
+    templates: Templates, titles: list[str], abstract: str, name: str
+) -> None:
+    papers = [
+        Paper(title=t, abstract=abstract, url=f"https://huggingface.co/papers/2511.{i:05d}")
+        for i, t in enumerate(titles)
+    ]
+    rendered = render(_digest(papers, topics=2), settings=SETTINGS, templates=templates)
+    html, text = rendered.fill({**VALUES, "name": name})
+
+    assert html.isascii()
+    assert max(len(line) for line in html.split("\n")) <= MAX_LINE_BYTES
+    _assert_every_paper_linked_once(html, papers)
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", text)
+    assert {tag for tag, _ in _links(html).tags} <= OUR_TAGS  # nothing from the content
