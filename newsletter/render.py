@@ -138,6 +138,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\
 """Characters never shown: C0/C1 controls, line/paragraph separators, lone surrogates."""
 _STYLE_BLOCK = re.compile(r"(<style\b[^>]*>)(.*?)(</style>)", re.S | re.I)
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_BULLET = re.compile(r"\s*[*-] ")
 _PLAIN_URL = re.compile(
     r"https?://[A-Za-z0-9.-]+(:\d+)?([/?#][\w!#$%&'()*+,./:;=?@\[\]~-]*)?", re.A
 )
@@ -770,7 +771,8 @@ def _hard_break(line: str, window: int) -> int:
 
 
 def _reflow(text: str, width: int = TEXT_WIDTH) -> str:
-    """Wrap each line longer than ``width`` at spaces, keeping its indent; URLs stay whole."""
+    """Wrap each line longer than ``width`` at spaces, keeping its indent (hanging under a
+    "* " or "- " bullet); URLs stay whole."""
     out: list[str] = []
     for line in text.splitlines():
         line = line.rstrip()
@@ -778,12 +780,13 @@ def _reflow(text: str, width: int = TEXT_WIDTH) -> str:
             out.append(line)
             continue
         indent = line[: len(line) - len(line.lstrip())]
+        bullet = _BULLET.match(line)
         out.extend(
             textwrap.wrap(
                 line.strip(),
                 width=width,
                 initial_indent=indent,
-                subsequent_indent=indent,
+                subsequent_indent=" " * bullet.end() if bullet else indent,
                 break_long_words=False,
                 break_on_hyphens=False,
             )

@@ -522,6 +522,7 @@ def test_web_url_must_be_http(templates: Templates) -> None:
 
 def test_text_part_is_reflowed_with_bare_urls(templates: Templates) -> None:
     papers = _hf_papers(15)
+    papers[0] = dataclasses.replace(papers[0], title="A Very Long Title " * 8)
     rendered = render(
         _digest(papers, topics=3, summary="abstract"),
         settings=SETTINGS,
@@ -537,6 +538,9 @@ def test_text_part_is_reflowed_with_bare_urls(templates: Templates) -> None:
         assert f"  {paper.url}" in lines
     assert "<" not in text and "&amp;" not in text and "&#" not in text
     assert "View in browser: https://archive.example.org/d.html" in text
+    # A long title wraps under its bullet.
+    start = lines.index("* " + "A Very Long Title " * 4 + "A")
+    assert lines[start + 1] == "  Very Long Title " + "A Very Long Title " * 2 + "A Very Long Title"
     assert "Contents:" in text and "== Topic A & friends ==" in text
 
 
