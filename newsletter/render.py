@@ -477,6 +477,10 @@ def _render_plan(
     except ValueError as exc:
         raise TemplateError(f"{HTML_TEMPLATE}: invalid MJML: {exc}") from None
     html = _postprocess(_inline_css(raw_html), nonce)
+    unsubscribe = _placeholder(nonce, "unsubscribe_url")
+    for part, name in ((html, HTML_TEMPLATE), (text, TEXT_TEMPLATE)):
+        if unsubscribe not in part:
+            raise TemplateError(f"{name}: the email has no unsubscribe link (slot.unsubscribe_url)")
     placeholders = len(_placeholder_pattern(nonce).findall(html))
     growth = placeholders * (MAX_SLOT_BYTES - len(_placeholder(nonce, "name")))
     warnings: list[str] = []

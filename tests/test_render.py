@@ -614,6 +614,7 @@ def test_missing_override_folder_is_a_template_error(tmp_path: Path) -> None:
         ("digest.txt.j2", "{{ no_such_thing }}", "render", "no_such_thing"),
         ("digest.mjml.j2", "<mjml><mj-body><mj-section></mjml>", "render", "invalid MJML"),
         ("digest.mjml.j2", "{% include 'partials/missing.j2' %}", "render", "missing"),
+        ("digest.txt.j2", "Hi {{ slot.name }}", "render", "no unsubscribe link"),
     ],
 )
 def test_broken_templates_raise_template_error_at_preflight(
