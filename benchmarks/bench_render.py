@@ -142,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     digests = variant_digests(papers, args.variants)
     n = args.subscribers
 
+    # Warm up (template compilation, CSS parse caches) so both ways are timed warm.
+    for digest in digests[:3]:
+        render(digest, settings=settings, templates=templates)
+
     # Variant-based: render each variant once, then fill per subscriber.
     rendered, render_seconds = timed_variants(digests, settings, templates)
     values = [subscriber_values(i) for i in range(n)]
