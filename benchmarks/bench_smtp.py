@@ -48,6 +48,9 @@ DEFAULT_CONNECTIONS = 2
 DEFAULT_HTML_KB = 40
 """Approximate size of the HTML part (a full digest is 30-60 KB)."""
 
+TARGET_RATIO = 0.6
+"""Our rate over smtp-source's that the issue asks for."""
+
 ROUNDS = 2
 """Each client runs this many times, alternating; the best round counts."""
 
@@ -79,11 +82,13 @@ class SyntheticDigest:
 
 def synthetic_digest(html_kb: int) -> SyntheticDigest:
     row = (
-        '<tr><td style="padding:8px 0;font-family:Arial,sans-serif"><a href="https://hf.co/papers/2511.{i:05d}" '
-        'style="color:#1a0dab">Paper {i}: a na&#239;ve title about diffusion policies</a>'
-        "<p>TL;DR &#8212; a short summary of what the paper does and why it matters.</p></td></tr>\n"
+        '<tr><td style="padding:8px 0;font-family:Arial,sans-serif">'
+        '<a href="https://hf.co/papers/2511.{i:05d}" style="color:#1a0dab">'
+        "Paper {i}: a na&#239;ve title about diffusion policies</a>"
+        "<p>TL;DR &#8212; a short summary of what the paper does and why it matters.</p>"
+        "</td></tr>\n"
     )
-    rows = []
+    rows: list[str] = []
     while sum(len(r) for r in rows) < html_kb * 1024:
         rows.append(row.format(i=len(rows)))
     body_html = (
@@ -112,7 +117,10 @@ def find_postfix(workdir: Path) -> tuple[Path, Path, dict[str, str]] | str:
     if sink and source:
         return Path(sink), Path(source), dict(os.environ)
     if not shutil.which("apt-get") or not shutil.which("dpkg"):
-        return "smtp-sink/smtp-source not installed and no apt-get/dpkg to fetch Debian's postfix package"
+        return (
+            "smtp-sink/smtp-source are not installed and there is no apt-get/dpkg "
+            "to fetch Debian's postfix package"
+        )
     try:
         subprocess.run(
             ["apt-get", "download", "postfix"],
@@ -298,23 +306,22 @@ def main(argv: list[str] | None = None) -> int:
             sink_proc.wait(timeout=10)
 
     best_ours, best_theirs = max(ours), max(theirs)
-    print(
-        f"message size            {len(sample):>10,} bytes  ({args.messages} messages, {args.connections} connections)"
-    )
-    print(
-        f"per-subscriber message  fill {fill_rate:>10,.0f}/s   from scratch {scratch_rate:>8,.0f}/s   ({fill_rate / scratch_rate:.0f}x)"
-    )
-    print(
-        f"smtp-source             {best_theirs:>10,.0f} msg/s  (rounds: {', '.join(f'{x:,.0f}' for x in theirs)})"
-    )
-    print(
-        f"newsletter SmtpBackend  {best_ours:>10,.0f} msg/s  (rounds: {', '.join(f'{x:,.0f}' for x in ours)})"
-    )
-    print(f"  with SQLite ledger    {with_ledger:>10,.0f} msg/s")
     ratio = best_ours / best_theirs
+    rounds_theirs = ", ".join(f"{x:,.0f}" for x in theirs)
+    rounds_ours = ", ".join(f"{x:,.0f}" for x in ours)
+    size = f"{len(sample):,} bytes"
     print(
-        f"ratio ours/smtp-source  {ratio:>10.2f}  (target >= 0.6: {'met' if ratio >= 0.6 else 'NOT met'})"
+        f"message size            {size:>16}  "
+        f"({args.messages} messages, {args.connections} connections)"
     )
+    print(
+        f"build per subscriber    fill {fill_rate:>9,.0f}/s  from scratch {scratch_rate:>6,.0f}/s"
+    )
+    print(f"smtp-source             {best_theirs:>10,.0f} msg/s  (rounds: {rounds_theirs})")
+    print(f"newsletter SmtpBackend  {best_ours:>10,.0f} msg/s  (rounds: {rounds_ours})")
+    print(f"  with SQLite ledger    {with_ledger:>10,.0f} msg/s")
+    verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
+    print(f"ratio ours/smtp-source  {ratio:>10.2f}  (target >= {TARGET_RATIO}: {verdict})")
     return 0
 
 

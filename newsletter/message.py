@@ -26,6 +26,7 @@ The result parses with the stdlib email parser to the same headers and parts as
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import html as html_lib
@@ -235,6 +236,42 @@ def html_value(value: str) -> bytes:
 
 # --------------------------------------------------------------------------- template
 
+Normalizer = Callable[[Mapping[str, str]], tuple[dict[str, str], dict[str, str]]]
+
+
+def plain_normalize(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Slot values for a renderer that substitutes them as given (one line each)."""
+    text = {k: v.replace("\r", " ").replace("\n", " ") for k, v in values.items()}
+    return text, {k: html_value(v).decode("ascii") for k, v in text.items()}
+
+
+def render_normalizer(rendered: RenderedLike, tokens: Mapping[str, str]) -> Normalizer | None:
+    """A normaliser that asks the renderer itself, on a copy holding only the placeholders.
+
+    The renderer's ``fill`` cleans values (controls, whitespace, name length, URL
+    checks) and escapes them for HTML; filling a tiny copy whose parts are just the
+    placeholders, one per line, gives exactly those values at almost no cost.
+    """
+    if not dataclasses.is_dataclass(rendered) or isinstance(rendered, type):
+        return None
+    skeleton = "\n".join(tokens[slot] for slot in SLOTS)
+    try:
+        tiny = dataclasses.replace(rendered, html=skeleton, text=skeleton)
+    except TypeError:
+        return None
+
+    def normalize(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        try:
+            html, text = tiny.fill(values)
+        except ValueError as exc:
+            raise InvalidRecipient(str(exc)) from None
+        return dict(zip(SLOTS, text.split("\n"), strict=True)), dict(
+            zip(SLOTS, html.split("\n"), strict=True)
+        )
+
+    return normalize
+
+
 _Segment = bytes | tuple[Literal["html", "text", "header"], str]
 
 
@@ -245,6 +282,9 @@ class Recipient:
     email: str
     name: str
     values: Mapping[str, str]
+    """Slot values as they go into the text part (normalised like the renderer's fill)."""
+    html_values: Mapping[str, str]
+    """Slot values as they go into the HTML part: escaped, ASCII."""
     message_id: str
 
 
@@ -308,19 +348,25 @@ class MessageTemplate:
     """For each html slot segment index: bytes of its line besides the value (for the 998 check)."""
     rendered: RenderedLike | None = None
     dkim: DkimSigner | None = None
+    normalize: Normalizer | None = None
+    """Turns raw slot values into (text values, html values) exactly as the renderer would."""
 
     @property
     def from_header(self) -> str:
         return format_mailbox(self.sender_name, self.sender_address)
 
     def recipient(self, email: str, name: str, values: Mapping[str, str]) -> Recipient:
-        """A Recipient with its stable Message-ID; InvalidRecipient for an unusable address."""
+        """A Recipient with its stable Message-ID; InvalidRecipient for an unusable address
+        or slot value (a link that is not a plain URL, a value the renderer refuses)."""
         check_address(email)
-        check_url(values.get("unsubscribe_url", "") or "https://invalid")
+        normalize = self.normalize or plain_normalize
+        text_values, html_values = normalize({slot: values.get(slot, "") for slot in SLOTS})
+        check_url(text_values.get("unsubscribe_url", "") or "https://invalid")
         return Recipient(
             email=email,
             name=clean_text(name),
-            values={slot: values.get(slot, "") for slot in SLOTS},
+            values=text_values,
+            html_values={slot: html_values[slot] for slot in SLOTS},
             message_id=message_id_for(self.list_id, self.date, email, self.domain),
         )
 
@@ -348,7 +394,7 @@ class MessageTemplate:
 
     def fill(self, recipient: Recipient) -> bytes:
         """The complete message for one subscriber (signed when DKIM is configured)."""
-        html_values = {slot: html_value(recipient.values.get(slot, "")) for slot in SLOTS}
+        html_values = {slot: recipient.html_values[slot].encode("ascii") for slot in SLOTS}
         for index, room in self.html_line_room.items():
             slot = self.html_segments[index]
             if room + len(html_values[slot]) > MAX_LINE_BYTES:
@@ -379,9 +425,7 @@ class MessageTemplate:
         """(html, text) filled for one subscriber, as strings."""
         return self.parts_with_tags(
             lambda kind, slot: (
-                html_value(recipient.values.get(slot, "")).decode("ascii")
-                if kind == "html"
-                else recipient.values.get(slot, "")
+                recipient.html_values[slot] if kind == "html" else recipient.values[slot]
             )
         )
 
@@ -438,8 +482,15 @@ def build_template(
     if sender.reply_to:
         reply_name, reply_address = split_mailbox(sender.reply_to)
         reply_to = format_mailbox(reply_name, reply_address)
-    placeholders = _placeholders()
-    html, text = rendered.fill(placeholders)
+    placeholder = getattr(rendered, "placeholder", None)
+    normalize: Normalizer | None = None
+    if callable(placeholder):  # newsletter.render.RenderedDigest: split on its own tokens
+        placeholders = {slot: str(placeholder(slot)) for slot in SLOTS}
+        html, text = rendered.html, rendered.text
+        normalize = render_normalizer(rendered, placeholders)
+    else:
+        placeholders = _placeholders()
+        html, text = rendered.fill(placeholders)
     html_segments = _split(html.replace("\r\n", "\n"), placeholders)
     text_segments = _split(text.replace("\r\n", "\n"), placeholders)
 
@@ -526,6 +577,7 @@ def build_template(
         html_line_room=room,
         rendered=rendered,
         dkim=dkim,
+        normalize=normalize,
     )
 
 

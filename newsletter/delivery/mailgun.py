@@ -28,7 +28,6 @@ from newsletter.message import (
     MessageTemplate,
     Recipient,
     display_mailbox,
-    html_value,
 )
 from newsletter.models import SendResult, SendStatus
 
@@ -80,9 +79,8 @@ class MailgunBackend(HttpBackend):
         for r in batch:
             values: dict[str, str] = {}
             for slot in SLOTS:
-                value = r.values.get(slot, "")
-                values[variable("html", slot)] = html_value(value).decode("ascii")
-                values[variable("text", slot)] = value
+                values[variable("html", slot)] = r.html_values[slot]
+                values[variable("text", slot)] = r.values[slot]
             values["list_unsubscribe"] = template.headers(r)["List-Unsubscribe"]
             variables[r.email] = values
         data: dict[str, Any] = {

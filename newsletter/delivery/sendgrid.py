@@ -17,7 +17,7 @@ import httpx
 from newsletter.config import Settings
 from newsletter.delivery.base import BackendOptions
 from newsletter.delivery.http import MAX_ERROR_CHARS, HttpBackend, HttpRequest
-from newsletter.message import SLOTS, MessageTemplate, Recipient, html_value
+from newsletter.message import SLOTS, MessageTemplate, Recipient
 from newsletter.models import SendResult, SendStatus
 
 SENDGRID_URL = "https://api.sendgrid.com"
@@ -61,9 +61,8 @@ class SendGridBackend(HttpBackend):
         for r in batch:
             substitutions = {}
             for slot in SLOTS:
-                value = r.values.get(slot, "")
-                substitutions[tag("html", slot)] = html_value(value).decode("ascii")
-                substitutions[tag("text", slot)] = value
+                substitutions[tag("html", slot)] = r.html_values[slot]
+                substitutions[tag("text", slot)] = r.values[slot]
             headers = template.headers(r)
             personalizations.append(
                 {
