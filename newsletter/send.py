@@ -313,8 +313,11 @@ def send_day(
                 )
 
             pipeline = importlib.import_module("newsletter.pipeline")
+            extra: dict[str, Any] = {}
+            if settings.digest.dedupe_days > 0:
+                extra["exclude"] = ledger.recent_paper_keys(date, settings.digest.dedupe_days)
             prepared = pipeline.prepare_day(
-                settings, date, source=source, subscribers=due, now=clock_now()
+                settings, date, source=source, subscribers=due, now=clock_now(), **extra
             )
             if prepared.day.is_empty and settings.digest.empty_day == "skip":
                 reason = f"no papers for {date} from {prepared.day.source} (digest.empty_day: skip)"

@@ -7,7 +7,7 @@ import sys
 import threading
 import types
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,7 @@ class FakePipeline:
     def __init__(self, papers: tuple[Paper, ...] = PAPERS) -> None:
         self.papers = papers
         self.calls: list[list[str]] = []
+        self.excluded: list[set[str]] = []
 
     def prepare_day(
         self,
@@ -71,8 +72,10 @@ class FakePipeline:
         subscribers: Sequence[Subscriber],
         now: dt.datetime,
         client: Any = None,
+        exclude: Collection[str] = (),
     ) -> Prepared:
         self.calls.append([s.email for s in subscribers])
+        self.excluded.append(set(exclude))
         day = Day(date=date, papers=self.papers, source=source or "sample")
         digest = Digest(
             date=date,
@@ -381,3 +384,27 @@ def test_cli_plain_log_lines_otherwise(cli_env: Path, caplog: pytest.LogCaptureF
     assert result.exit_code == 0, result.output
     assert "sending to 3 subscribers" in caplog.text
     assert "sent u0@example.org" in caplog.text
+
+
+def test_dedupe_days_passes_recently_sent_papers_to_the_pipeline(
+    tmp_path: Path, pipeline: FakePipeline
+) -> None:
+    settings = settings_for(tmp_path, NEWSLETTER_DIGEST__DEDUPE_DAYS="2")
+    send_day(settings, DATE, backend=MemoryBackend(), subscribers=people(2), now=lambda: NOW)
+    assert pipeline.excluded[-1] == set()
+    send_day(
+        settings,
+        DATE + dt.timedelta(days=1),
+        backend=MemoryBackend(),
+        subscribers=people(2),
+        now=lambda: NOW,
+    )
+    assert pipeline.excluded[-1] == {"2511.00001", "2511.00002"}
+    send_day(
+        settings,
+        DATE + dt.timedelta(days=3),
+        backend=MemoryBackend(),
+        subscribers=people(2),
+        now=lambda: NOW,
+    )
+    assert pipeline.excluded[-1] == {"2511.00001", "2511.00002"}  # sent on day+1, within 2 days
