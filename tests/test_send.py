@@ -408,3 +408,74 @@ def test_dedupe_days_passes_recently_sent_papers_to_the_pipeline(
         now=lambda: NOW,
     )
     assert pipeline.excluded[-1] == {"2511.00001", "2511.00002"}  # sent on day+1, within 2 days
+
+
+def test_done_when_smtp_50_subscribers_then_rerun_sends_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's acceptance run, with the real renderer and a real SMTP server on loopback."""
+    import email
+    import email.policy
+    import os
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    from newsletter.render import load_templates, render
+
+    class RealRenderPipeline(FakePipeline):
+        def prepare_day(self, settings: Settings, date: dt.date, **kwargs: Any) -> Prepared:
+            prepared = super().prepare_day(settings, date, **kwargs)
+            templates = load_templates(None)
+            return Prepared(
+                prepared.day,
+                tuple(
+                    Variant(
+                        render(v.digest, settings=settings.digest, templates=templates),
+                        v.subscribers,
+                        v.digest,
+                    )  # type: ignore[arg-type]
+                    for v in prepared.variants
+                ),
+            )
+
+    module = types.ModuleType("newsletter.pipeline")
+    module.prepare_day = RealRenderPipeline().prepare_day  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "newsletter.pipeline", module)
+
+    received: list[bytes] = []
+
+    class Sink:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(bytes(envelope.content))
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("NEWSLETTER_"):
+            monkeypatch.delenv(name)
+    (tmp_path / "newsletter.yaml").write_text(
+        f"sender:\n  from: Daily Papers <digest@papers.example>\n"
+        f"delivery:\n  backend: smtp\n  host: 127.0.0.1\n  port: {port}\n  security: none\n"
+    )
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "k" * 32)
+    monkeypatch.setattr("newsletter.send.load_due_subscribers", lambda settings: people(50))
+    try:
+        first = CliRunner().invoke(cli, ["send", "--date", "2026-11-25"])
+        second = CliRunner().invoke(cli, ["send", "--date", "2026-11-25"])
+    finally:
+        controller.stop()
+    assert first.exit_code == 0, first.output
+    assert "sent=50" in first.output
+    assert second.exit_code == 0 and "everyone was already sent" in second.output
+    assert len(received) == 50
+    for raw in received:
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+        assert msg["List-Unsubscribe"].startswith("<http://localhost:8080/unsubscribe?token=")
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
