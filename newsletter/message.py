@@ -33,7 +33,7 @@ import html as html_lib
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -344,8 +344,10 @@ class MessageTemplate:
     html_segments: tuple[str, ...]
     """html split on slots: literal, slot, literal, slot, ... literal (odd indexes are slots)."""
     text_segments: tuple[str, ...]
-    html_line_room: Mapping[int, int] = field(default_factory=dict)
-    """For each html slot segment index: bytes of its line besides the value (for the 998 check)."""
+    html_line_checks: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    """Each html line holding slots: (its bytes besides the values, the slots on it)."""
+    always_slow: bool = False
+    """The html has a line over 998 bytes anyway: every fill is built from scratch (QP)."""
     rendered: RenderedLike | None = None
     dkim: DkimSigner | None = None
     normalize: Normalizer | None = None
@@ -395,9 +397,10 @@ class MessageTemplate:
     def fill(self, recipient: Recipient) -> bytes:
         """The complete message for one subscriber (signed when DKIM is configured)."""
         html_values = {slot: recipient.html_values[slot].encode("ascii") for slot in SLOTS}
-        for index, room in self.html_line_room.items():
-            slot = self.html_segments[index]
-            if room + len(html_values[slot]) > MAX_LINE_BYTES:
+        if self.always_slow:
+            return self._slow_fill(recipient)
+        for fixed, slots in self.html_line_checks:
+            if fixed + sum(len(html_values[slot]) for slot in slots) > MAX_LINE_BYTES:
                 return self._slow_fill(recipient)
         out: list[bytes] = []
         for seg in self.segments:
@@ -544,22 +547,12 @@ def build_template(
     whole = "".join(seg if i % 2 == 0 else "" for i, seg in enumerate(html_ascii))
     if boundary in whole or boundary in text:
         return build_template(rendered, sender=sender, date=date, now=now, dkim=dkim)
-    room: dict[int, int] = {}
-    too_long = False
     for i, seg in enumerate(html_ascii):
         if i % 2:
             segments.append(("html", seg))
-            before = html_ascii[i - 1].rsplit("\n", 1)[-1]
-            after = html_ascii[i + 1].split("\n", 1)[0]
-            room[i] = len(before) + len(after)
         else:
-            for line in seg.split("\n"):
-                if len(line) > MAX_LINE_BYTES:
-                    too_long = True
             segments.append(seg.replace("\n", "\r\n").encode("ascii"))
-    if too_long:
-        # render promised <= 900-byte lines; if not, every fill goes the slow way
-        room = {i: MAX_LINE_BYTES + 1 for i in range(1, len(html_ascii), 2)} or {-1: 0}
+    line_checks, too_long = _html_line_checks(html_ascii)
     segments.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
     return MessageTemplate(
         subject=clean_text(rendered.subject),
@@ -574,11 +567,42 @@ def build_template(
         segments=_merge(segments),
         html_segments=tuple(html_ascii),
         text_segments=text_segments,
-        html_line_room=room,
+        html_line_checks=line_checks,
+        always_slow=too_long,
         rendered=rendered,
         dkim=dkim,
         normalize=normalize,
     )
+
+
+def _html_line_checks(
+    segments: Sequence[str],
+) -> tuple[tuple[tuple[int, tuple[str, ...]], ...], bool]:
+    """Per html line with slots: (fixed bytes, slots); and whether a fixed line is too long."""
+    checks: list[tuple[int, tuple[str, ...]]] = []
+    too_long = False
+    fixed = 0
+    slots: list[str] = []
+
+    def end_line() -> None:
+        nonlocal fixed, slots, too_long
+        if slots:
+            checks.append((fixed, tuple(slots)))
+        elif fixed > MAX_LINE_BYTES:
+            too_long = True
+        fixed, slots = 0, []
+
+    for i, seg in enumerate(segments):
+        if i % 2:
+            slots.append(seg)
+            continue
+        lines = seg.split("\n")
+        for k, line in enumerate(lines):
+            fixed += len(line)
+            if k < len(lines) - 1:
+                end_line()
+    end_line()
+    return tuple(checks), too_long
 
 
 def _merge(segments: Sequence[_Segment]) -> tuple[_Segment, ...]:

@@ -369,3 +369,26 @@ def test_real_render_refused_value_is_an_invalid_recipient(real_rendered: Any) -
     bad = {**values("a@x.org"), "preferences_url": "javascript:alert(1)"}
     with pytest.raises(InvalidRecipient):
         template.recipient("a@x.org", "", bad)
+
+
+def test_two_slots_on_one_long_line_and_an_overlong_fixed_line() -> None:
+    html = (
+        "<p>"
+        + "x" * 700
+        + '<a href="{{unsubscribe_url}}">u</a><a href="{{preferences_url}}">p</a></p>\n'
+    )
+    rendered = FakeRendered(subject="s", html=html, text="{{name}}\n")
+    template = build_template(rendered, sender=SENDER, date=DATE, now=NOW)
+    url = "https://papers.example/x?token=" + "t" * 130  # each fits alone, both together do not
+    recipient = template.recipient(
+        "a@x.org", "", {**values("a@x.org"), "unsubscribe_url": url, "preferences_url": url}
+    )
+    raw = template.fill(recipient)
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert content_parts(parse(raw))[1][1] == rendered.fill(recipient.values)[0]
+
+    no_slots = FakeRendered(subject="s", html="<p>" + "y" * 1200 + "</p>\n", text="t\n")
+    template = build_template(no_slots, sender=SENDER, date=DATE, now=NOW)
+    raw = template.fill(template.recipient("a@x.org", "", values("a@x.org")))
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert content_parts(parse(raw))[1][1] == no_slots.html
