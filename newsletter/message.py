@@ -223,9 +223,29 @@ def _qp_slot_value(value: str) -> bytes:
     """A slot value as its own QP lines, ending with a soft break (empty for "")."""
     if not value:
         return b""
+    if value.isascii() and value.isprintable():  # the common case (names, URLs): no loop per char
+        return _qp_printable(value.replace("=", "=3D")).encode("ascii") + b"=\r\n"
     encoded, _ = qp_encode(value.replace("\r", " ").replace("\n", " "))
     # trailing whitespace right before the soft break is fine: the '=' follows it.
     return encoded.encode("ascii") + b"=\r\n"
+
+
+def _qp_printable(encoded: str) -> str:
+    """Wrap already-escaped printable ASCII at 75 columns with soft breaks, never inside =XX."""
+    limit = QP_LINE_CHARS - 1
+    if len(encoded) <= limit:
+        return encoded
+    lines: list[str] = []
+    start = 0
+    while len(encoded) - start > limit:
+        end = start + limit
+        cut = encoded.rfind("=", end - 2, end)
+        if cut != -1:
+            end = cut
+        lines.append(encoded[start:end])
+        start = end
+    lines.append(encoded[start:])
+    return "=\r\n".join(lines)
 
 
 def html_value(value: str) -> bytes:

@@ -392,3 +392,18 @@ def test_two_slots_on_one_long_line_and_an_overlong_fixed_line() -> None:
     raw = template.fill(template.recipient("a@x.org", "", values("a@x.org")))
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
     assert content_parts(parse(raw))[1][1] == no_slots.html
+
+
+@pytest.mark.parametrize("length", range(70, 82))
+def test_long_ascii_values_with_equals_signs_wrap_validly(length: int) -> None:
+    rendered = FakeRendered(
+        subject="s", html="<p>{{unsubscribe_url}}</p>\n", text="L: {{unsubscribe_url}}\n"
+    )
+    template = build_template(rendered, sender=SENDER, date=DATE, now=NOW)
+    url = ("https://p.example/u?a=" + "b=c&" * 40)[:length]
+    recipient = template.recipient("a@x.org", "", {**values("a@x.org"), "unsubscribe_url": url})
+    raw = template.fill(recipient)
+    text_body = raw.split(b"\r\n\r\n", 2)[2].split(b"\r\n--==nl-")[0]
+    assert text_body.startswith(b"L:=20=\r\nhttps://")
+    assert all(len(line) <= 76 for line in text_body.split(b"\r\n"))
+    assert content_parts(parse(raw))[0][1] == f"L: {url}\n"
