@@ -65,13 +65,13 @@ ABSTRACT_WEIGHT = 1.0
 ABSTRACT_COUNT_CAP = 8
 """Occurrences in the abstract count sublinearly (1 + log2 n), up to this many."""
 
-AI_KEYWORD_WEIGHT = 2.0
+AI_KEYWORD_WEIGHT = 3.0
 """Evidence added by a keyword found in the source's ``ai_keywords``."""
 
 PHRASE_BONUS = 0.5
 """Multiplier added per extra word of a multiword keyword (specificity)."""
 
-PRIMARY_CATEGORY_WEIGHT = 2.0
+PRIMARY_CATEGORY_WEIGHT = 3.0
 """Evidence for a topic listing the paper's primary arXiv category (before sharing)."""
 
 CATEGORY_WEIGHT = 0.75
@@ -86,7 +86,7 @@ MIN_CLUSTER_SIZE = 2
 MAX_CLUSTER_TERM_WORDS = 3
 """Cluster names are phrases of at most this many words."""
 
-SINGLETON_DAY_SIZE = 12
+SINGLETON_DAY_SIZE = 40
 """On days with at least this many papers, weak one-paper topics are merged away."""
 
 SINGLETON_KEEP_SCORE = 6.0
@@ -136,6 +136,8 @@ GENERIC_WORDS = frozenset(
 
 def fold(text: str) -> str:
     """Lowercase and strip diacritics ("Gödel" -> "godel")."""
+    if text.isascii():
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
 
@@ -248,22 +250,50 @@ class Text:
         """How often the phrase occurs (overlaps with longer phrases included)."""
         return len(self.starts(phrase.key))
 
-    def match_counts(self, keys: Iterable[PhraseKey]) -> dict[PhraseKey, int]:
-        """Occurrences of each phrase, the longest match winning.
+    def match_counts(self, index: PhraseIndex) -> dict[PhraseKey, int]:
+        """Occurrences of each phrase of ``index``, the longest match winning.
 
         An occurrence inside a longer matched phrase does not count: in "vision-language
         model", "language model" is not seen, only "vision language model".
         """
         spans: list[tuple[int, int, PhraseKey]] = []
-        for key in keys:
+        for word in self._first.keys() & index.by_first.keys():
+            for key in index.by_first[word]:
+                n = len(key[0])
+                spans.extend((i, i + n, key) for i in self.starts(key))
+        for key in index.prefixed:
             n = len(key[0])
             spans.extend((i, i + n, key) for i in self.starts(key))
         counts: dict[PhraseKey, int] = {}
         for start, end, key in spans:
-            inside = any(s <= start and end <= e and (e - s) > (end - start) for s, e, _ in spans)
-            if not inside:
-                counts[key] = counts.get(key, 0) + 1
+            if end - start > 1 or len(spans) > 1:
+                inside = any(
+                    s <= start and end <= e and (e - s) > (end - start) for s, e, _ in spans
+                )
+                if inside:
+                    continue
+            counts[key] = counts.get(key, 0) + 1
         return counts
+
+
+class PhraseIndex:
+    """Phrases grouped by their first word, so a text only tries the ones that can match."""
+
+    __slots__ = ("by_first", "prefixed")
+
+    def __init__(self, keys: Iterable[PhraseKey]) -> None:
+        by_first: dict[str, list[PhraseKey]] = {}
+        prefixed: list[PhraseKey] = []
+        for key in dict.fromkeys(keys):
+            words, prefix = key
+            if not words:
+                continue
+            if prefix and len(words) == 1:
+                prefixed.append(key)
+            else:
+                by_first.setdefault(words[0], []).append(key)
+        self.by_first = by_first
+        self.prefixed = tuple(prefixed)
 
 
 # --------------------------------------------------------------------------- taxonomy
@@ -378,8 +408,8 @@ class _Topic:
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     topics: tuple[_Topic, ...]
-    keys: tuple[PhraseKey, ...]
-    """Every distinct phrase of the taxonomy, in a fixed order."""
+    index: PhraseIndex
+    """Every distinct phrase of the taxonomy."""
     share: Mapping[str, float]
     """1 / the number of topics listing each arXiv category."""
 
@@ -394,9 +424,9 @@ def _compile(taxonomy: Sequence[TopicDef]) -> _Compiled:
         )
         for i, t in enumerate(taxonomy)
     )
-    keys = tuple(dict.fromkeys(p.key for t in topics for p in t.phrases))
+    index = PhraseIndex(p.key for t in topics for p in t.phrases)
     sharing: Counter[str] = Counter(c for t in topics for c in t.categories)
-    return _Compiled(topics, keys, {cat: 1.0 / n for cat, n in sharing.items()})
+    return _Compiled(topics, index, {cat: 1.0 / n for cat, n in sharing.items()})
 
 
 class _PaperText:
@@ -406,6 +436,7 @@ class _PaperText:
         "abstract",
         "abstract_hits",
         "categories",
+        "hit_keys",
         "keyword_hits",
         "keywords",
         "raw",
@@ -413,18 +444,19 @@ class _PaperText:
         "title_hits",
     )
 
-    def __init__(self, paper: Paper, keys: Sequence[PhraseKey]) -> None:
+    def __init__(self, paper: Paper, index: PhraseIndex) -> None:
         self.raw = (paper.title, *paper.keywords, paper.abstract)
         self.title = Text(paper.title)
         self.abstract = Text(paper.abstract)
         self.keywords = tuple(Text(k) for k in paper.keywords)
         self.categories = paper.categories
-        self.title_hits = self.title.match_counts(keys)
-        self.abstract_hits = self.abstract.match_counts(keys)
+        self.title_hits = self.title.match_counts(index)
+        self.abstract_hits = self.abstract.match_counts(index)
         keyword_hits: Counter[PhraseKey] = Counter()
         for keyword in self.keywords:
-            keyword_hits.update(keyword.match_counts(keys).keys())
+            keyword_hits.update(keyword.match_counts(index).keys())
         self.keyword_hits = keyword_hits
+        self.hit_keys = self.title_hits.keys() | self.abstract_hits.keys() | keyword_hits.keys()
 
 
 def _phrase_evidence(phrase: Phrase, text: _PaperText) -> float:
@@ -441,7 +473,8 @@ def _phrase_evidence(phrase: Phrase, text: _PaperText) -> float:
 
 
 def _score(topic: _Topic, text: _PaperText, share: Mapping[str, float]) -> float:
-    score = sum(_phrase_evidence(p, text) for p in topic.phrases)
+    hits = text.hit_keys
+    score = sum(_phrase_evidence(p, text) for p in topic.phrases if p.key in hits)
     for position, category in enumerate(text.categories):
         if category in topic.categories:
             weight = PRIMARY_CATEGORY_WEIGHT if position == 0 else CATEGORY_WEIGHT
@@ -452,14 +485,14 @@ def _score(topic: _Topic, text: _PaperText, share: Mapping[str, float]) -> float
 def topic_scores(paper: Paper, taxonomy: Sequence[TopicDef]) -> dict[str, float]:
     """The evidence for each topic of ``taxonomy`` (by name), for explaining a choice."""
     compiled = _compile(taxonomy)
-    text = _PaperText(paper, compiled.keys)
+    text = _PaperText(paper, compiled.index)
     return {t.name: _score(t, text, compiled.share) for t in compiled.topics}
 
 
 def explain(paper: Paper, taxonomy: Sequence[TopicDef]) -> dict[str, dict[str, float]]:
     """Per topic, the evidence each matched keyword gave (for tuning a taxonomy)."""
     compiled = _compile(taxonomy)
-    text = _PaperText(paper, compiled.keys)
+    text = _PaperText(paper, compiled.index)
     out: dict[str, dict[str, float]] = {}
     for topic in compiled.topics:
         hits = {p.text: _phrase_evidence(p, text) for p in topic.phrases}
@@ -480,7 +513,7 @@ def assign_topics(papers: Sequence[Paper], taxonomy: Sequence[TopicDef]) -> dict
         key = paper.key
         if key in texts:
             continue
-        text = _PaperText(paper, compiled.keys)
+        text = _PaperText(paper, compiled.index)
         texts[key] = text
         scores = [(-_score(t, text, compiled.share), t.index, t.name) for t in compiled.topics]
         scores.sort()
