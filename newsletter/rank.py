@@ -11,7 +11,7 @@ The trending score
 
 Why this shape: upvotes on the Hugging Face list are heavy-tailed (a day runs from 0 to
 a few hundred), so a logarithm keeps the order of popularity while letting a personal
-boost compete with it (+3 is worth about eight times the votes). The ``1 +`` gives a
+boost compete with it (+4, a keyword match, is worth 16 times the votes). The ``1 +`` gives a
 paper without votes a positive score, so freshness still orders those. A half-life
 rather than Hacker News' ``(age + 2) ** 1.8`` gravity because our papers are not
 competing minute by minute: a digest covers one day, and the decay only has to push
@@ -53,13 +53,13 @@ COMMENT_WEIGHT = 1.0
 HALF_LIFE_HOURS = 36.0
 """After this many hours a paper keeps half of its trending score."""
 
-KEYWORD_BOOST = 3.0
+KEYWORD_BOOST = 4.0
 """Added per subscriber keyword the paper matches."""
 
 MAX_KEYWORD_BOOSTS = 3
 """At most this many matched keywords add to the score (all are listed as reasons)."""
 
-AUTHOR_BOOST = 4.0
+AUTHOR_BOOST = 5.0
 """Added per followed author of the paper."""
 
 TOPIC_BOOST = 2.0

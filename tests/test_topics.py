@@ -40,7 +40,9 @@ SMALL = (
         keywords=("language model", "translation"),
         categories=("cs.CL",),
     ),
-    TopicDef(name="Vision", keywords=("image classification", "segmentation"), categories=("cs.CV",)),
+    TopicDef(
+        name="Vision", keywords=("image classification", "segmentation"), categories=("cs.CV",)
+    ),
 )
 
 
@@ -135,7 +137,7 @@ def test_non_utf8_taxonomy_file(tmp_path: Path) -> None:
 
 
 def test_parse_taxonomy_label_defaults() -> None:
-    with pytest.raises(ConfigError, match="^<taxonomy>: a taxonomy"):
+    with pytest.raises(ConfigError, match=r"^<taxonomy>: a taxonomy"):
         parse_taxonomy("nope")
 
 
@@ -215,7 +217,8 @@ def test_assignment_does_not_depend_on_the_hash_seed() -> None:
         titles = ["Graph neural networks for molecules", "Graph neural networks at scale",
                   "Oddities of lattices", "Lattices and oddities", "Robotic grasping",
                   "Speech recognition for all", "A tale of two cities"]
-        papers = [Paper(title=t, abstract=t + " and more.", id=str(i)) for i, t in enumerate(titles)]
+        papers = [Paper(title=t, abstract=t + " and more.", id=str(i))
+                  for i, t in enumerate(titles)]
         print(json.dumps(assign_topics(papers, load_taxonomy(None)), sort_keys=True))
         """
     )
@@ -359,7 +362,10 @@ def _day() -> list[Paper]:
         ("Diffusion Policy for dexterous grasping", "A robot learns to grasp."),
         ("Flamingo: a Visual Language Model for Few-Shot Learning", "Visual question answering."),
         ("Eyes Wide Shut? Visual Shortcomings of Multimodal LLMs", "MLLMs fail on images."),
-        ("LongLive: Real-time Interactive Long Video Generation", "Autoregressive video diffusion."),
+        (
+            "LongLive: Real-time Interactive Long Video Generation",
+            "Autoregressive video diffusion.",
+        ),
         ("Depth Anything V2", "Monocular depth estimation."),
         ("Quantile Advantage Estimation for Entropy-Safe Reasoning", "RLVR with GRPO on math."),
         ("SimpleTIR: RL for Multi-Turn Tool-Integrated Reasoning", "Agents calling tools."),
