@@ -65,7 +65,7 @@ ABSTRACT_WEIGHT = 1.0
 ABSTRACT_COUNT_CAP = 8
 """Occurrences in the abstract count sublinearly (1 + log2 n), up to this many."""
 
-AI_KEYWORD_WEIGHT = 3.0
+AI_KEYWORD_WEIGHT = 2.0
 """Evidence added by a keyword found in the source's ``ai_keywords``."""
 
 PHRASE_BONUS = 0.5

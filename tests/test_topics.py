@@ -178,7 +178,10 @@ def test_assignment_uses_the_text_with_the_title_above_the_abstract() -> None:
 def test_ai_keywords_are_evidence() -> None:
     bare = paper("Foo: a new recipe", "We study a new recipe for things.", id="1")
     with_keywords = paper(
-        "Foo: a new recipe", "We study a new recipe for things.", id="2", keywords=("robotic arms",)
+        "Foo: a new recipe",
+        "We study a new recipe for things.",
+        id="2",
+        keywords=("robotic arms", "manipulation tasks"),
     )
     assigned = assign_topics([bare, with_keywords], SMALL)
     assert assigned["1"] == OTHER
