@@ -9,8 +9,9 @@ Run: ``python3 -m benchmarks.eval_topics [--data DIR] [--taxonomy FILE] [--quiet
     that is the mapping used here:
 
     - coverage: share of papers put in a taxonomy topic (not a cluster, not "Other");
-    - primary accuracy: among covered papers whose primary category some topic maps to,
-      the share whose topic maps to that primary category;
+    - primary accuracy: among covered papers whose predicted topic maps to categories
+      (every topic but "Datasets & benchmarks") and whose primary category some topic
+      maps to, the share whose predicted topic maps to that primary category;
     - any-category accuracy: the same, where any of the paper's categories counts;
     - purity: each predicted section (clusters and "Other" included) counts its most
       common primary category; summed over sections, divided by all papers;
@@ -140,9 +141,10 @@ def agreement(
     cats = {t.name: set(t.categories) for t in taxonomy}
     mapped = set().union(*cats.values())
     covered = [p for p in papers if assigned[p.key] in cats]
-    scorable = [p for p in covered if p.categories and p.categories[0] in mapped]
+    with_mapping = [p for p in covered if cats[assigned[p.key]]]
+    scorable = [p for p in with_mapping if p.categories and p.categories[0] in mapped]
     primary_ok = sum(1 for p in scorable if p.categories[0] in cats[assigned[p.key]])
-    any_scorable = [p for p in covered if set(p.categories) & mapped]
+    any_scorable = [p for p in with_mapping if set(p.categories) & mapped]
     any_ok = sum(1 for p in any_scorable if set(p.categories) & cats[assigned[p.key]])
     sections: dict[str, Counter[str]] = {}
     for p in papers:

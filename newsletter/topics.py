@@ -16,8 +16,8 @@ How a paper gets its topic (deterministic: no randomness, no dependence on hash 
    (sublinear, as term frequency usually is), in the source's ``ai_keywords``
    ``AI_KEYWORD_WEIGHT``; multiword keywords weigh more (``PHRASE_BONUS`` per extra
    word) because they are more specific, and a keyword may carry a boost
-   (``"llm^0.4"``). The longest match wins: inside "vision-language model" the
-   keyword "language model" is not seen. arXiv categories listed by a topic add
+   (``"llm^0.4"``). Matches never overlap, the longest wins: inside "vision-language
+   model" the keyword "language model" is not seen. arXiv categories listed by a topic add
    ``PRIMARY_CATEGORY_WEIGHT`` (primary) or ``CATEGORY_WEIGHT`` (cross-list), divided by
    how many topics list that category, so a category shared by four topics is weak
    evidence. The best topic wins if it scores at least ``MIN_TOPIC_SCORE``; ties go to
@@ -126,7 +126,9 @@ GENERIC_WORDS = frozenset(
     real recent remain remains require result results robust scalable scale scaling set show
     shows significant significantly simple single small stage state strong study superior
     system systems task tasks technique thus toward towards training two understanding
-    unified use used using various via well wide work world yet""".split()  # noqa: SIM905
+    unified use used using various via well wide work world yet aware based driven guided
+    free agnostic specific oriented branch step grained centric conditioned augmented
+    dual multi cross attribute fine tuning""".split()  # noqa: SIM905
 )
 """Words too common in abstracts to name a cluster, alone or at either end of a phrase."""
 
@@ -251,10 +253,13 @@ class Text:
         return len(self.starts(phrase.key))
 
     def match_counts(self, index: PhraseIndex) -> dict[PhraseKey, int]:
-        """Occurrences of each phrase of ``index``, the longest match winning.
+        """Occurrences of each phrase of ``index``, matches not overlapping.
 
-        An occurrence inside a longer matched phrase does not count: in "vision-language
-        model", "language model" is not seen, only "vision language model".
+        As a tokenizer does, the leftmost match wins, and of those the longest: in
+        "vision-language model", "language model" is not seen, only "vision language
+        model"; in "visual representation learning" only "visual representation". Two
+        phrases with exactly the same span (a word both as ``robot*`` and ``robot``)
+        both count.
         """
         spans: list[tuple[int, int, PhraseKey]] = []
         for word in self._first.keys() & index.by_first.keys():
@@ -264,15 +269,15 @@ class Text:
         for key in index.prefixed:
             n = len(key[0])
             spans.extend((i, i + n, key) for i in self.starts(key))
+        spans.sort(key=lambda span: (span[0], span[0] - span[1], span[2]))
         counts: dict[PhraseKey, int] = {}
+        taken_until = -1
+        taken: tuple[int, int] = (-1, -1)
         for start, end, key in spans:
-            if end - start > 1 or len(spans) > 1:
-                inside = any(
-                    s <= start and end <= e and (e - s) > (end - start) for s, e, _ in spans
-                )
-                if inside:
-                    continue
+            if start < taken_until and (start, end) != taken:
+                continue  # overlaps a match already taken (leftmost, then longest, wins)
             counts[key] = counts.get(key, 0) + 1
+            taken_until, taken = max(taken_until, end), (start, end)
         return counts
 
 
@@ -638,10 +643,13 @@ def _cluster(
             salient_df.update(terms[key][1])
         best: tuple[float, tuple[str, ...]] | None = None
         for term, count in df.items():
+            if len(term) == 1:
+                # A single word names a cluster only as an acronym in two titles.
+                if term not in acronyms:
+                    continue
+                count = salient_df[term]
             if count < MIN_CLUSTER_SIZE or not salient_df[term]:
                 continue
-            if len(term) == 1 and term not in acronyms:
-                continue  # a single word names a cluster only when it is an acronym
             specificity = count / day_df[term]
             weight = (1.0 + 0.5 * (len(term) - 1)) * (1.0 + salient_df[term] / count)
             value = count * specificity * weight
@@ -650,7 +658,8 @@ def _cluster(
         if best is None:
             break
         term = best[1]
-        members = [key for key in remaining if term in terms[key][0]]
+        where = 1 if len(term) == 1 else 0  # acronyms: titles and keywords only
+        members = [key for key in remaining if term in terms[key][where]]
         clusters.append((_term_name(term, [texts[k] for k in members]), members))
         remaining = [key for key in remaining if key not in members]
     return clusters
@@ -673,9 +682,14 @@ def _term_name(term: tuple[str, ...], texts: Sequence[_PaperText]) -> str:
         surface = min(surfaces.items(), key=lambda item: (-item[1], item[0]))[0]
     else:
         surface = " ".join(term)
-    words = [w if any(ch.isupper() for ch in w[1:]) else w.lower() for w in surface.split()]
+    words = ["-".join(_case(part) for part in w.split("-")) for w in surface.split()]
     name = " ".join(words)
     return name[:1].upper() + name[1:]
+
+
+def _case(word: str) -> str:
+    """Keep acronyms and mixed case ("GNN", "LoRA"); lowercase plain and title case."""
+    return word if any(ch.isupper() for ch in word[1:]) else word.lower()
 
 
 # --------------------------------------------------------------------------- grouping

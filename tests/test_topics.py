@@ -393,3 +393,15 @@ def test_default_taxonomy_sorts_a_small_day_sensibly() -> None:
         "10": "Code generation",
     }
     assert {k: assigned[k] for k in expected} == expected
+
+
+def test_matches_do_not_overlap_leftmost_longest_wins() -> None:
+    taxonomy = (
+        TopicDef(name="Vision", keywords=("visual representation",)),
+        TopicDef(name="Representations", keywords=("representation learning",)),
+    )
+    p = paper("Visual representation learning at scale")
+    assert explain(p, taxonomy) == {
+        "Vision": {"visual representation": 3.0 * 1.5},
+        "Representations": {},
+    }
