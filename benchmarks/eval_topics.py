@@ -21,6 +21,10 @@ Run: ``python3 -m benchmarks.eval_topics [--data DIR] [--taxonomy FILE] [--quiet
     The baseline, run in the same process, is the naive rule "first topic of the
     taxonomy with a keyword in the title (substring match), else Other".
 
+(c) Ranking speed: the page day's papers (with synthetic upvotes and authors) ranked for
+    50 distinct profiles (keywords, authors, topics, max_papers), beside the baseline of
+    sorting the same papers by trending score alone, as a ratio.
+
 (b) The page day (``DIR/daily-papers-page.txt``) and every HF API day (``DIR/hf/*.json``,
     with ``ai_keywords`` when present): the sections with their sizes and paper titles,
     for a human to judge, and the time taken.
@@ -29,6 +33,7 @@ Run: ``python3 -m benchmarks.eval_topics [--data DIR] [--taxonomy FILE] [--quiet
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import math
 import sys
@@ -37,7 +42,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from newsletter.models import Paper, RankedPaper, TopicDef
+from newsletter.models import Paper, Profile, RankedPaper, TopicDef
+from newsletter.rank import rank, trending_score
 from newsletter.topics import OTHER, assign_topics, group, load_taxonomy
 
 DEFAULT_DATA = "/work/shared/data"
@@ -220,6 +226,67 @@ def show_day(
             print(f"       - {rp.paper.title[:110]}")
 
 
+RANK_VARIANTS = 50
+"""Profiles ranked in the speed figure."""
+
+RANK_REPEATS = 5
+"""The speed figure is the best of this many runs."""
+
+
+def rank_speed(papers: Sequence[Paper], taxonomy: Sequence[TopicDef]) -> None:
+    now = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+    papers = [
+        Paper(
+            title=p.title,
+            abstract=p.abstract,
+            id=f"2611.{i:05d}",
+            authors=tuple(f"Author{j} Person{i}" for j in range(8)),
+            upvotes=(i * 37) % 150,
+            comments=i % 4,
+            submitted_at=now - dt.timedelta(hours=i % 30),
+        )
+        for i, p in enumerate(papers)
+    ]
+    topics = assign_topics(papers, taxonomy)
+    names = [t.name for t in taxonomy]
+    words = ["diffusion policy", "world model", "prompt tuning", "VLA", "reward", "benchmark"]
+    profiles = [
+        Profile(
+            keywords=(words[v % len(words)], words[(v * 7) % len(words)]),
+            authors=(f"A. Person{v}",),
+            topics=(names[v % len(names)],),
+            only_topics=v % 5 == 0,
+            max_papers=10 + v % 20,
+        )
+        for v in range(RANK_VARIANTS)
+    ]
+
+    def personal() -> None:
+        for profile in profiles:
+            rank(papers, profile, topics=topics, now=now)
+
+    def baseline() -> None:
+        for _ in profiles:
+            sorted(papers, key=lambda p: -trending_score(p, now=now))
+
+    timings = {}
+    for label, run in (("trending sort only (baseline)", baseline), ("rank()", personal)):
+        best = min(_timed(run) for _ in range(RANK_REPEATS))
+        timings[label] = best
+        per = best / RANK_VARIANTS * 1000
+        print(
+            f"  {label:30s} {best * 1000:7.1f} ms for {RANK_VARIANTS} variants ({per:.2f} ms each)"
+        )
+    ratio = timings["rank()"] / timings["trending sort only (baseline)"]
+    print(f"  rank() vs baseline: {ratio:.1f}x the time")
+
+
+def _timed(run: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=DEFAULT_DATA, help="the shared data folder")
@@ -238,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     page = data / "daily-papers-page.txt"
     if page.is_file():
         show_day(f"(b) page day {page.name}", read_page_day(page), taxonomy, quiet=args.quiet)
+        print(f"\n(c) ranking {len(read_page_day(page))} papers for {RANK_VARIANTS} profiles")
+        rank_speed(read_page_day(page), taxonomy)
     for path in sorted((data / "hf").glob("*.json")):
         show_day(f"(b) HF day {path.name}", read_hf_day(path), taxonomy, quiet=args.quiet)
     return 0

@@ -45,7 +45,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from newsletter.models import Paper, Profile, RankedPaper
-from newsletter.topics import OTHER, Phrase, Text, fold
+from newsletter.topics import OTHER, Phrase, fold
 
 COMMENT_WEIGHT = 1.0
 """A comment counts as much as an upvote."""
@@ -136,33 +136,61 @@ class AuthorName:
 class _Wants:
     """A profile compiled once per rank() call."""
 
-    keywords: tuple[Phrase, ...]
+    keywords: tuple[tuple[str, str, re.Pattern[str]], ...]
+    """(the keyword as written, a literal it must contain, its pattern over folded text)."""
     authors: tuple[AuthorName, ...]
     topics: frozenset[str]
 
     @classmethod
     def of(cls, profile: Profile) -> _Wants:
-        phrases = tuple(
-            p for p in (Phrase.parse(k.replace("^", " ")) for k in profile.keywords) if p.words
-        )
+        keywords = []
+        for keyword in profile.keywords:
+            phrase = Phrase.parse(keyword.replace("^", " "))
+            if phrase.words:
+                needle = min(phrase.words, key=len)[:-1] or phrase.words[0]
+                keywords.append((phrase.text, needle, keyword_pattern(phrase)))
         authors = tuple(a for a in (AuthorName.parse(n) for n in profile.authors) if a)
-        return cls(phrases, authors, frozenset(t.casefold() for t in profile.topics))
+        return cls(tuple(keywords), authors, frozenset(t.casefold() for t in profile.topics))
+
+
+def keyword_pattern(phrase: Phrase) -> re.Pattern[str]:
+    """A regex over folded text matching what :class:`newsletter.topics.Text` would.
+
+    Words on word boundaries, any run of non-alphanumerics between them (spaces,
+    hyphens), plural forms of each word, and a prefix for a trailing ``*``.
+    """
+    parts = []
+    for i, word in enumerate(phrase.words):
+        if phrase.prefix and i == len(phrase.words) - 1:
+            parts.append(re.escape(word) + "[a-z0-9]*")
+        elif word.endswith("y"):
+            parts.append(re.escape(word[:-1]) + "(?:y|ys|ies)")
+        else:
+            parts.append(re.escape(word) + "s?")
+    return re.compile(r"(?<![a-z0-9])" + "[^a-z0-9]+".join(parts) + r"(?![a-z0-9])")
 
 
 def _matched_keywords(paper: Paper, wants: _Wants) -> list[str]:
     if not wants.keywords:
         return []
-    texts = (Text(paper.title), Text(paper.abstract), *(Text(k) for k in paper.keywords))
-    return [p.text for p in wants.keywords if any(t.count(p) for t in texts)]
+    text = fold("\n".join((paper.title, paper.abstract, *paper.keywords)))
+    return [
+        shown
+        for shown, needle, pattern in wants.keywords
+        if needle in text and pattern.search(text)  # the substring test is the fast path
+    ]
 
 
 def _matched_authors(paper: Paper, wants: _Wants) -> list[str]:
     if not wants.authors:
         return []
-    names = [a for a in (AuthorName.parse(n) for n in paper.authors) if a]
     found = []
-    for author in names:
-        if any(author.matches(w) for w in wants.authors):
+    for name in paper.authors:
+        folded = fold(name)
+        if not any(w.surname in folded for w in wants.authors):
+            continue  # cheap pre-check before parsing the name
+        author = AuthorName.parse(name)
+        if author and any(author.matches(w) for w in wants.authors):
             found.append(author.shown)
     return found
 

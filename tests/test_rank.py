@@ -229,3 +229,17 @@ def test_many_variants_are_cheap() -> None:
     for profile in profiles:
         assert len(rank(papers, profile, topics=topics, now=NOW)) == 20
     assert time.perf_counter() - started < 10.0  # typically well under a second
+
+
+def test_keyword_patterns_follow_word_boundaries_and_plurals() -> None:
+    def hits(keyword: str, text: str) -> bool:
+        (ranked,) = rank([paper(text)], Profile(keywords=(keyword,)), topics={}, now=NOW)
+        return bool(ranked.reasons) and ranked.reasons[0].startswith("matches:")
+
+    assert hits("diffusion policy", "Diffusion-Policies at scale")
+    assert hits("world models", "a world model")
+    assert hits("robot*", "robotic arms")
+    assert hits("Gödel machine", "the godel machine")
+    assert not hits("RL", "RLHF for chat")
+    assert not hits("reward", "rewarding work")
+    assert not hits("diffusion policy", "diffusion for policy")
