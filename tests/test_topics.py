@@ -405,3 +405,42 @@ def test_matches_do_not_overlap_leftmost_longest_wins() -> None:
         "Vision": {"visual representation": 3.0 * 1.5},
         "Representations": {},
     }
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_taxonomy_command_lists_the_default_and_a_configured_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from newsletter.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["taxonomy"])
+    assert result.exit_code == 0, result.output
+    assert "default taxonomy: " in result.output
+    assert "- Robotics & embodied AI (" in result.output
+
+    write(tmp_path, "- name: Graphs\n  description: G.\n  keywords: [graph, gnn]\n")
+    (tmp_path / "n.yaml").write_text("digest:\n  taxonomy: taxonomy.yaml\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["taxonomy", "--config", "n.yaml", "--keywords"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "taxonomy.yaml: 1 topic",
+        "- Graphs (2 keywords)",
+        "    G.",
+        "    keywords: graph, gnn",
+    ]
+
+
+def test_taxonomy_command_reports_a_broken_file_in_one_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from newsletter.cli import cli
+
+    path = write(tmp_path, "- name: A\n  keywords: [a]\n- name: A\n  keywords: [b]\n")
+    result = CliRunner().invoke(cli, ["taxonomy", "--file", str(path)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {path}: topic #2 (A): duplicate of topic #1"
