@@ -23,14 +23,20 @@ How a paper gets its topic (deterministic: no randomness, no dependence on hash 
    evidence. The best topic wins if it scores at least ``MIN_TOPIC_SCORE``; ties go to
    the topic listed first.
 2. **Data-driven clusters.** Papers that fit no topic well are grouped by salient
-   terms they share (the same one- to three-word phrase in at least two of them, found
-   in a title or keyword list, rare in the rest of the day), and the cluster is named
-   from that term ("Graph neural networks").
+   terms they share: the same two- or three-word phrase in at least two of them (in a
+   title or keyword list of one at least, not starting or ending with a generic word
+   such as "method" or "novel", and rare in the rest of the day), or an acronym in at
+   least two of their titles. The greedy choice takes the term covering most papers,
+   weighted by its specificity to the leftovers; the cluster is named from the term in
+   the papers' own spelling ("Graph neural networks", "ISAC").
 3. **Other.** Whatever is left, last in the digest.
 
-A taxonomy topic left with a single, weakly matched paper on a busy day is merged
-into its runner-up topic when that one is close, else into "Other", so the digest
-has no one-paper sections that a keyword happened to create.
+On a busy day (``SINGLETON_DAY_SIZE`` papers or more) a taxonomy topic left with a
+single, weakly matched paper (below ``SINGLETON_KEEP_SCORE``) is merged into the
+paper's runner-up topic when that one has papers and is close (``RUNNER_UP_RATIO``),
+else the paper goes on to clustering, so the digest has no one-paper sections that a
+stray keyword created. Strongly matched singletons stay: a lone speech paper is still
+best read under "Speech & audio".
 """
 
 from __future__ import annotations

@@ -444,3 +444,8 @@ def test_taxonomy_command_reports_a_broken_file_in_one_line(tmp_path: Path) -> N
     result = CliRunner().invoke(cli, ["taxonomy", "--file", str(path)])
     assert result.exit_code == 2
     assert result.output.strip() == f"error: {path}: topic #2 (A): duplicate of topic #1"
+
+
+def test_an_empty_day_has_no_topics() -> None:
+    assert assign_topics([], SMALL) == {}
+    assert assign_topics([], load_taxonomy(None)) == {}
