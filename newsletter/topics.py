@@ -31,12 +31,12 @@ How a paper gets its topic (deterministic: no randomness, no dependence on hash 
    the papers' own spelling ("Graph neural networks", "ISAC").
 3. **Other.** Whatever is left, last in the digest.
 
-On a busy day (``SINGLETON_DAY_SIZE`` papers or more) a taxonomy topic left with a
-single, weakly matched paper (below ``SINGLETON_KEEP_SCORE``) is merged into the
-paper's runner-up topic when that one has papers and is close (``RUNNER_UP_RATIO``),
-else the paper goes on to clustering, so the digest has no one-paper sections that a
-stray keyword created. Strongly matched singletons stay: a lone speech paper is still
-best read under "Speech & audio".
+A taxonomy topic left with a single, weakly matched paper (below
+``SINGLETON_KEEP_SCORE``) is merged into the paper's runner-up topic when that one has
+papers and is close (``RUNNER_UP_RATIO``); on a busy day (``SINGLETON_DAY_SIZE``
+papers or more) it otherwise goes on to clustering, so the digest has few one-paper
+sections that a stray keyword created. Strongly matched singletons stay: a lone
+speech paper is still best read under "Speech & audio".
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ MAX_CLUSTER_TERM_WORDS = 3
 """Cluster names are phrases of at most this many words."""
 
 SINGLETON_DAY_SIZE = 40
-"""On days with at least this many papers, weak one-paper topics are merged away."""
+"""On days with at least this many papers, weak one-paper topics go to clustering."""
 
 SINGLETON_KEEP_SCORE = 6.0
 """A one-paper topic whose paper scores at least this is a real section; it stays."""
@@ -541,8 +541,8 @@ def assign_topics(papers: Sequence[Paper], taxonomy: Sequence[TopicDef]) -> dict
         else:
             leftovers.append(key)
 
-    if len(ranked_choices) >= SINGLETON_DAY_SIZE:
-        _merge_weak_singletons(assigned, best_score, ranked_choices, leftovers)
+    busy = len(ranked_choices) >= SINGLETON_DAY_SIZE
+    _merge_weak_singletons(assigned, best_score, ranked_choices, leftovers, busy=busy)
 
     taken = {t.name.casefold(): t.name for t in compiled.topics}
     for name, members in _cluster(leftovers, texts, all_texts=texts):
@@ -559,7 +559,10 @@ def _merge_weak_singletons(
     best_score: Mapping[str, float],
     choices: Mapping[str, list[tuple[float, int, str]]],
     leftovers: list[str],
+    *,
+    busy: bool,
 ) -> None:
+    """Move weakly matched one-paper topics into a close runner-up, or (busy days) away."""
     sizes = Counter(assigned.values())
     for key in sorted(assigned, key=lambda k: (best_score[k], k)):
         name = assigned[key]
@@ -573,11 +576,12 @@ def _merge_weak_singletons(
             ),
             None,
         )
-        sizes[name] -= 1
         if runner_up and runner_up[0] >= RUNNER_UP_RATIO * best_score[key]:
+            sizes[name] -= 1
             assigned[key] = runner_up[1]
             sizes[runner_up[1]] += 1
-        else:
+        elif busy:
+            sizes[name] -= 1
             del assigned[key]
             leftovers.append(key)
 

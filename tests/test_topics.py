@@ -449,3 +449,11 @@ def test_taxonomy_command_reports_a_broken_file_in_one_line(tmp_path: Path) -> N
 def test_an_empty_day_has_no_topics() -> None:
     assert assign_topics([], SMALL) == {}
     assert assign_topics([], load_taxonomy(None)) == {}
+
+
+def test_a_weak_singleton_joins_a_close_runner_up_on_any_day() -> None:
+    vision = [paper(f"Image classification {i}", "Segmentation too.", id=f"v{i}") for i in range(2)]
+    weak = paper("Translation", "Segmentation, then segmentation again.", id="w")
+    assert assign_topics([*vision, weak], SMALL)["w"] == "Vision"
+    alone = paper("Translation", "Nothing else here.", id="a")
+    assert assign_topics([*vision, alone], SMALL)["a"] == "Language"
