@@ -144,9 +144,11 @@ class _Wants:
     @classmethod
     def of(cls, profile: Profile) -> _Wants:
         keywords = []
+        seen = set()
         for keyword in profile.keywords:
             phrase = Phrase.parse(keyword.replace("^", " "))
-            if phrase.words:
+            if phrase.words and phrase.key not in seen:
+                seen.add(phrase.key)
                 needle = min(phrase.words, key=len)[:-1] or phrase.words[0]
                 keywords.append((phrase.text, needle, keyword_pattern(phrase)))
         authors = tuple(a for a in (AuthorName.parse(n) for n in profile.authors) if a)

@@ -243,3 +243,10 @@ def test_keyword_patterns_follow_word_boundaries_and_plurals() -> None:
     assert not hits("RL", "RLHF for chat")
     assert not hits("reward", "rewarding work")
     assert not hits("diffusion policy", "diffusion for policy")
+
+
+def test_duplicate_keywords_count_once() -> None:
+    p = paper("World models")
+    (ranked,) = rank([p], Profile(keywords=("world model", "World Models")), topics={}, now=NOW)
+    assert ranked.reasons == ("matches: world model",)
+    assert ranked.score == trending_score(p, now=NOW) + KEYWORD_BOOST
