@@ -112,7 +112,8 @@ def load_entries(body: bytes | str, *, origin: str, content_type: str | None = N
     try:
         data = json.loads(text.lstrip("\ufeff"))
     except json.JSONDecodeError as exc:
-        what = "truncated JSON" if exc.pos >= len(text.rstrip()) else "invalid JSON"
+        at_end = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
+        what = "truncated JSON" if at_end else "invalid JSON"
         raise SourceFormatError(
             f"{origin}: {what} ({exc.msg} at line {exc.lineno} column {exc.colno}): {excerpt(text)}"
         ) from None
