@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from newsletter.config import SourceSettings
-from newsletter.errors import ConfigError, SourceFormatError
+from newsletter.errors import ConfigError, SourceFormatError, SourceUnavailable
 from newsletter.models import Day
 from newsletter.sources import fetch_day
 from newsletter.sources.arxiv import (
@@ -289,3 +289,29 @@ def test_api_query_spans_the_whole_utc_day() -> None:
     assert api_query(["cs.RO"], dt.date(2026, 1, 2)) == (
         "(cat:cs.RO) AND submittedDate:[202601020000 TO 202601022359]"
     )
+
+
+def test_an_unexpected_empty_api_page_is_asked_again() -> None:
+    requests: list[httpx.Request] = []
+    total = API_PAGE_SIZE + 5
+    pages = [
+        _atom_page(0, API_PAGE_SIZE, total),
+        _atom_page(API_PAGE_SIZE, 0, total),
+        _atom_page(API_PAGE_SIZE, 5, total),
+    ]
+    sleeps: list[float] = []
+    day = _fetch(_serve(requests, api_pages=pages), dt.date(2026, 11, 24), sleeps=sleeps)
+    assert len(day.papers) == total
+    assert [r.url.params.get("start") for r in requests[1:]] == ["0", "200", "200"]
+    assert sleeps == [API_PAGE_DELAY, API_PAGE_DELAY]
+
+
+def test_an_api_that_keeps_answering_empty_pages_is_unavailable() -> None:
+    pages = [_atom_page(0, 0, 7) for _ in range(SETTINGS.retries + 1)]
+    with pytest.raises(SourceUnavailable, match="empty page at start=0 of 7"):
+        _fetch(_serve([], api_pages=pages), dt.date(2026, 11, 24))
+
+
+def test_an_empty_api_answer_for_another_day_is_an_empty_day() -> None:
+    day = _fetch(_serve([], api_pages=[_read("arxiv_api_empty.xml")]), dt.date(2026, 11, 22))
+    assert day.papers == () and day.source == "arxiv:cs.RO,cs.CV (api)"

@@ -10,6 +10,8 @@ Which one ``arxiv:cs.RO,cs.CV`` uses for a date (no clock needed):
    the papers *submitted* on that date, in UTC:
    ``search_query=(cat:cs.RO OR cat:cs.CV) AND submittedDate:[YYYYMMDD0000 TO YYYYMMDD2359]``,
    sorted by submission date, 200 a page, with the 3-second pause between pages arXiv asks for.
+   A page that comes back empty although ``totalResults`` promises more (a known API
+   hiccup) is asked for again, up to ``settings.retries`` times.
 
 Announce types: ``new`` papers are kept; ``cross`` (cross-lists) only with
 ``settings.include_cross_lists``; ``replace`` (new versions) only with
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 import httpx
 
 from newsletter.config import SourceSettings
-from newsletter.errors import ConfigError, SourceFormatError
+from newsletter.errors import ConfigError, SourceFormatError, SourceUnavailable
 from newsletter.models import Day, Paper
 from newsletter.sources.common import excerpt, merge_duplicates, squash
 from newsletter.sources.http import RetryPolicy, get
@@ -153,23 +155,38 @@ def fetch_api_items(
     query = api_query(categories, date)
     items: list[ArxivItem] = []
     for page in range(API_MAX_PAGES):
-        if page:
-            policy.sleep(API_PAGE_DELAY)
+        start = page * API_PAGE_SIZE
         params: dict[str, str | int] = {
             "search_query": query,
             "sortBy": "submittedDate",
             "sortOrder": "descending",
-            "start": page * API_PAGE_SIZE,
+            "start": start,
             "max_results": API_PAGE_SIZE,
         }
-        response = get(
-            client, settings.arxiv_api_url, params=params, timeout=settings.timeout, policy=policy
-        )
-        feed = parse_atom(response.content, origin=str(response.url), categories=categories)
+        for attempt in range(policy.retries + 1):
+            if page or attempt:
+                policy.sleep(API_PAGE_DELAY)
+            response = get(
+                client,
+                settings.arxiv_api_url,
+                params=params,
+                timeout=settings.timeout,
+                policy=policy,
+            )
+            feed = parse_atom(response.content, origin=str(response.url), categories=categories)
+            # the API now and then answers a page with no entries although its own
+            # totalResults says there are more: ask again before believing it
+            if feed.items or feed.total is None or start >= feed.total:
+                break
+        else:
+            raise SourceUnavailable(
+                f"{settings.arxiv_api_url}: the arXiv API kept returning an empty page at "
+                f"start={start} of {feed.total} results ({policy.retries + 1} attempts)"
+            )
         items.extend(feed.items)
         if len(feed.items) < API_PAGE_SIZE:
             break
-        if feed.total is not None and (page + 1) * API_PAGE_SIZE >= feed.total:
+        if feed.total is not None and start + API_PAGE_SIZE >= feed.total:
             break
     return tuple(items)
 

@@ -103,7 +103,9 @@ def load_entries(body: bytes | str, *, origin: str, content_type: str | None = N
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     head = text.lstrip("\ufeff \t\r\n")[:200].lower()
     looks_html = head.startswith(("<!doctype html", "<html")) or (
-        content_type is not None and "html" in content_type.lower() and not head.startswith("[")
+        content_type is not None
+        and "html" in content_type.lower()
+        and not head.startswith(("[", "{"))
     )
     if looks_html:
         raise SourceFormatError(
