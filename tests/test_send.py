@@ -413,35 +413,14 @@ def test_dedupe_days_passes_recently_sent_papers_to_the_pipeline(
 def test_done_when_smtp_50_subscribers_then_rerun_sends_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The issue's acceptance run, with the real renderer and a real SMTP server on loopback."""
+    """The issue's acceptance run: the real pipeline on the bundled sample day, the real
+    renderer, a real SMTP server on loopback (only the subscriber list is given here)."""
     import email
     import email.policy
     import os
     import socket
 
     from aiosmtpd.controller import Controller
-
-    from newsletter.render import load_templates, render
-
-    class RealRenderPipeline(FakePipeline):
-        def prepare_day(self, settings: Settings, date: dt.date, **kwargs: Any) -> Prepared:
-            prepared = super().prepare_day(settings, date, **kwargs)
-            templates = load_templates(None)
-            return Prepared(
-                prepared.day,
-                tuple(
-                    Variant(
-                        render(v.digest, settings=settings.digest, templates=templates),
-                        v.subscribers,
-                        v.digest,
-                    )  # type: ignore[arg-type]
-                    for v in prepared.variants
-                ),
-            )
-
-    module = types.ModuleType("newsletter.pipeline")
-    module.prepare_day = RealRenderPipeline().prepare_day  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "newsletter.pipeline", module)
 
     received: list[bytes] = []
 
@@ -466,8 +445,8 @@ def test_done_when_smtp_50_subscribers_then_rerun_sends_none(
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "k" * 32)
     monkeypatch.setattr("newsletter.send.load_due_subscribers", lambda settings: people(50))
     try:
-        first = CliRunner().invoke(cli, ["send", "--date", "2026-11-25"])
-        second = CliRunner().invoke(cli, ["send", "--date", "2026-11-25"])
+        first = CliRunner().invoke(cli, ["send", "--date", "2026-11-25", "--source", "sample"])
+        second = CliRunner().invoke(cli, ["send", "--date", "2026-11-25", "--source", "sample"])
     finally:
         controller.stop()
     assert first.exit_code == 0, first.output
