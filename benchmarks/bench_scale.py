@@ -1,0 +1,350 @@
+"""End to end at scale: 100,000 subscribers over 60 variants, into Postfix's smtp-sink.
+
+    python3 -m benchmarks.bench_scale [--subscribers N] [--variants V] [--connections C]
+                                      [--baseline-messages M] [--tracemalloc]
+
+On the page day (/work/shared/data/daily-papers-page.txt through
+``newsletter.sources.fetch_day``; the bundled sample day, with a note, when it is absent):
+
+1. stages one by one: write the synthetic ``subscribers.yaml``, ``load_subscribers``,
+   ``prepare_day`` (fetch, topics, then rank + group + render per variant, broken down),
+   MIME (``build_template`` per variant, link tokens + ``recipient`` + ``fill`` per
+   subscriber, bytes counted and dropped);
+2. the real thing: ``newsletter.send.send_day`` with ``delivery.backend: smtp`` to
+   Postfix's smtp-sink on loopback and the SQLite ledger in a temporary folder;
+3. the baseline: Postfix's smtp-source sending the same number of messages of the mean
+   message size over the same number of connections into the same sink.
+
+Prints wall time, per-stage time, peak RSS after each stage (``ru_maxrss``), messages per
+second and the ratio to smtp-source. Targets (issue 6): render + MIME for 100k <= 5 s,
+SMTP >= 0.6 of smtp-source, peak RSS <= 300 MB. ``--tracemalloc`` adds Python-heap peaks
+(slower: it traces every allocation). smtp-sink/source come from
+``benchmarks.bench_smtp.find_postfix``; without them the SMTP part is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import gc
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from benchmarks.bench_smtp import find_postfix, free_port, run_smtp_source, wait_for_port
+from benchmarks.scale_helpers import (
+    DEFAULT_VARIANTS,
+    load_subscribers_any,
+    subscribers_yaml,
+    synthetic_subscribers,
+)
+from newsletter.config import DeliverySettings, SenderSettings, Settings, SourceSettings
+from newsletter.message import InvalidRecipient, build_template
+from newsletter.models import FULL_PROFILE, Digest, SendResult, Subscriber
+from newsletter.pipeline import prepare_day
+from newsletter.rank import rank
+from newsletter.render import load_templates, render
+from newsletter.send import send_day, subscriber_values
+from newsletter.topics import assign_topics, group, load_taxonomy
+
+SUBSCRIBERS = 100_000
+"""Synthetic subscribers (``--subscribers``)."""
+
+CONNECTIONS = 2
+"""SMTP connections for both clients (``delivery.connections``'s default)."""
+
+PAGE_DAY = Path("/work/shared/data/daily-papers-page.txt")
+"""The seed page day (the bundled sample day when absent)."""
+
+DATE = dt.date(2026, 11, 25)
+NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
+SECRET = "bench-scale-secret"
+SENDER = SenderSettings(
+    from_="Daily Papers <digest@papers.example>", list_id="Daily Papers <daily.papers.example>"
+)
+
+TARGET_RENDER_MIME_SECONDS = 5.0
+TARGET_RATIO = 0.6
+TARGET_RSS_MB = 300.0
+
+
+def rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (Linux: ru_maxrss is in KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Stages:
+    """Times and peak memory per stage, printed as a table."""
+
+    def __init__(self, *, trace: bool) -> None:
+        self.rows: list[tuple[str, float, float | None, float, float | None]] = []
+        self.trace = trace
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self.trace:
+            tracemalloc.reset_peak()
+        started, cpu = time.perf_counter(), time.process_time()
+        yield
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        heap = tracemalloc.get_traced_memory()[1] / 2**20 if self.trace else None
+        self.rows.append((name, elapsed, cpu, rss_mb(), heap))
+
+    def add(self, name: str, seconds: float) -> None:
+        """A sub-step timed by the caller (wall time only)."""
+        self.rows.append((name, seconds, None, rss_mb(), None))
+
+    def seconds(self, name: str) -> float:
+        return next(row[1] for row in self.rows if row[0] == name)
+
+    def print(self) -> None:
+        heap_head = "  heap peak" if self.trace else ""
+        print(f"{'stage':<36}{'wall s':>8}{'CPU s':>8}{'peak RSS':>11}{heap_head}")
+        for name, seconds, cpu, rss, heap in self.rows:
+            cpu_col = f"{cpu:>8.2f}" if cpu is not None else f"{'':>8}"
+            heap_col = f"{heap:>8.1f} MB" if heap is not None else ""
+            print(f"{name:<36}{seconds:>8.2f}{cpu_col}{rss:>8.0f} MB{heap_col}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--subscribers", type=int, default=SUBSCRIBERS)
+    parser.add_argument("--variants", type=int, default=DEFAULT_VARIANTS)
+    parser.add_argument("--connections", type=int, default=CONNECTIONS)
+    parser.add_argument(
+        "--baseline-messages",
+        type=int,
+        default=None,
+        help="messages smtp-source sends (default: as many as subscribers)",
+    )
+    parser.add_argument("--tracemalloc", action="store_true", help="also trace Python heap peaks")
+    parser.add_argument("--no-smtp", action="store_true", help="stages only, no delivery")
+    args = parser.parse_args(argv)
+    n = args.subscribers
+
+    if PAGE_DAY.exists():
+        source = str(PAGE_DAY)
+    else:
+        source = "sample"
+        print(f"note: {PAGE_DAY} is absent: using the bundled sample day")
+    if args.tracemalloc:
+        tracemalloc.start()
+    stages = Stages(trace=args.tracemalloc)
+
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        workdir = Path(tmp)
+        yaml_path = workdir / "subscribers.yaml"
+        settings = Settings(
+            sender=SENDER,
+            source=SourceSettings(default=source),
+            subscribers=str(yaml_path),
+            state=f"sqlite:///{workdir / 'state.db'}",
+            secret_key=SECRET,
+        )
+        taxonomy = load_taxonomy(settings.digest.taxonomy)
+        topic_names = [t.name for t in taxonomy]
+
+        # ------------------------------------------------------------------ stages
+        with stages.stage("write subscribers.yaml (setup)"):
+            made = synthetic_subscribers(n, topics=topic_names, variants=args.variants)
+            yaml_path.write_text(subscribers_yaml(made), encoding="utf-8")
+            del made
+        yaml_mb = yaml_path.stat().st_size / 2**20
+
+        with stages.stage("load_subscribers"):
+            people, note = load_subscribers_any(yaml_path)
+        if note:
+            print(f"note: {note}")
+
+        with stages.stage("prepare_day (fetch..render)"):
+            prepared = prepare_day(settings, DATE, source=source, subscribers=people, now=NOW)
+        variants = prepared.variants
+        day = prepared.day
+
+        # the same work again, timed per step (plan_day does it in one go)
+        templates = load_templates(settings.digest.templates)
+        with stages.stage("  topics (assign, once)"):
+            topics = assign_topics(day.papers, taxonomy)
+        rank_s = group_s = render_s = 0.0
+        for variant in variants:
+            t0 = time.perf_counter()
+            ranked = rank(day.papers, variant.profile, topics=topics, now=NOW)
+            t1 = time.perf_counter()
+            groups = group(ranked, taxonomy)
+            t2 = time.perf_counter()
+            digest = Digest(
+                date=day.date, topics=groups, profile=variant.profile, total_papers=len(day.papers)
+            )
+            render(digest, settings=settings.digest, templates=templates)
+            t3 = time.perf_counter()
+            rank_s, group_s, render_s = rank_s + t1 - t0, group_s + t2 - t1, render_s + t3 - t2
+        stages.add("  rank (per variant)", rank_s)
+        stages.add("  group (per variant)", group_s)
+        stages.add("  render (per variant)", render_s)
+
+        secret = SECRET.encode()
+        base_url = settings.digest.base_url
+        total_bytes = 0
+        made_count = 0
+        invalid = 0
+        samples: list[bytes] = []
+        with stages.stage("MIME: template + fill, all"):
+            for variant in variants:
+                template = build_template(variant.rendered, sender=SENDER, date=DATE, now=NOW)
+                for s in variant.subscribers:
+                    values = subscriber_values(s, base_url=base_url, secret=secret)
+                    try:
+                        raw = template.fill(template.recipient(s.email, s.name, values))
+                    except InvalidRecipient:
+                        invalid += 1
+                        continue
+                    total_bytes += len(raw)
+                    made_count += 1
+                    if len(samples) < len(variants) and s is variant.subscribers[0]:
+                        samples.append(raw)
+        mean_size = total_bytes / max(1, made_count)
+        sample = min(samples, key=lambda raw: abs(len(raw) - mean_size))
+        variant_sizes = sorted((len(v.subscribers) for v in variants), reverse=True)
+        full_in = any(v.profile == FULL_PROFILE for v in variants)
+        del people, prepared, variants, day, samples
+        gc.collect()
+
+        # ------------------------------------------------------------------ SMTP
+        smtp_lines: list[str] = []
+        if not args.no_smtp:
+            explicit = people_for_send(yaml_path, note)
+            smtp_lines = run_smtp(settings, source, workdir, sample, n, args, stages, explicit)
+
+    print(
+        f"subscribers {n:,} in {len(variant_sizes)} variants "
+        f"(largest {variant_sizes[0]:,}, smallest {variant_sizes[-1]:,}; "
+        f"default profile among them: {full_in}); source {source}"
+    )
+    print(
+        f"subscribers.yaml {yaml_mb:.1f} MB; messages made {made_count:,} "
+        f"(invalid {invalid}), mean size {mean_size:,.0f} bytes"
+    )
+    stages.print()
+    plan_s = stages.seconds("prepare_day (fetch..render)")
+    mime_s = stages.seconds("MIME: template + fill, all")
+    render_mime = plan_s + mime_s
+    verdict = "met" if render_mime <= TARGET_RENDER_MIME_SECONDS else "NOT met"
+    print(
+        f"render + MIME for {n:,}: {render_mime:.2f} s "
+        f"(prepare_day {plan_s:.2f} + MIME {mime_s:.2f}; "
+        f"{made_count / mime_s:,.0f} messages/s; target <= {TARGET_RENDER_MIME_SECONDS:.0f} s: "
+        f"{verdict})"
+    )
+    for line in smtp_lines:
+        print(line)
+    peak = rss_mb()
+    verdict = "met" if peak <= TARGET_RSS_MB else "NOT met"
+    print(f"peak RSS {peak:.0f} MB (target <= {TARGET_RSS_MB:.0f} MB: {verdict})")
+    if args.tracemalloc:
+        print(f"Python heap peak (tracemalloc) {tracemalloc.get_traced_memory()[1] / 2**20:.0f} MB")
+    return 0
+
+
+def people_for_send(path: Path, note: str | None) -> list[Subscriber] | None:
+    """None: send_day loads the file itself; a list when newsletter.subscribers is missing."""
+    return None if note is None else load_subscribers_any(path)[0]
+
+
+def run_smtp(
+    settings: Settings,
+    source: str,
+    workdir: Path,
+    sample: bytes,
+    n: int,
+    args: argparse.Namespace,
+    stages: Stages,
+    explicit: list[Subscriber] | None,
+) -> list[str]:
+    """send_day to smtp-sink, then smtp-source into the same sink; the lines to print."""
+    found = find_postfix(workdir)
+    if isinstance(found, str):
+        return [f"SMTP: skipped: {found}"]
+    sink, smtp_source, env = found
+    message_file = workdir / "message.eml"
+    message_file.write_bytes(sample.replace(b"\r\n", b"\n"))
+    port = free_port()
+    sink_cmd = [str(sink)]
+    if os.geteuid() == 0:
+        sink_cmd += ["-u", "nobody"]
+    sink_cmd += [f"127.0.0.1:{port}", "256"]
+    sink_proc = subprocess.Popen(
+        sink_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        wait_for_port(port)
+        smtp_settings = dataclasses.replace(
+            settings,
+            delivery=DeliverySettings(
+                backend="smtp",
+                host="127.0.0.1",
+                port=port,
+                security="none",
+                connections=args.connections,
+            ),
+        )
+        marks: dict[str, float] = {}
+        delivered = 0
+
+        def on_start(total: int) -> None:
+            marks["start"] = time.perf_counter()
+
+        def progress(result: SendResult) -> None:
+            nonlocal delivered
+            delivered += 1
+
+        with stages.stage("send_day: e2e (load..SMTP+ledger)"):
+            started = time.perf_counter()
+            report = send_day(
+                smtp_settings,
+                DATE,
+                source=source,
+                subscribers=explicit,
+                now=lambda: NOW,
+                progress=progress,
+                on_start=on_start,
+            )
+            ended = time.perf_counter()
+        before = marks.get("start", started) - started
+        deliver = ended - marks.get("start", started)
+        stages.add("  load + ledger + prepare", before)
+        stages.add("  MIME + SMTP + ledger", deliver)
+        sent = report.delivered
+        ours = sent / deliver if deliver > 0 else 0.0
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(report.counts.items()))
+        del report
+        baseline_n = args.baseline_messages or n
+        with stages.stage("smtp-source baseline"):
+            theirs = run_smtp_source(
+                smtp_source, env, port, message_file, baseline_n, args.connections
+            )
+    finally:
+        sink_proc.terminate()
+        sink_proc.wait(timeout=10)
+    ratio = ours / theirs if theirs else 0.0
+    verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
+    return [
+        f"send_day results: {counts} (progress calls {delivered:,})",
+        f"send_day wall time {ended - started:.2f} s end to end "
+        f"({sent / (ended - started):,.0f} messages/s overall)",
+        f"SMTP delivery: {sent:,} messages in {deliver:.2f} s = {ours:,.0f} messages/s "
+        f"over {args.connections} connections (MIME fill + SMTP + ledger)",
+        f"smtp-source: {baseline_n:,} messages of {len(sample):,} bytes = {theirs:,.0f} messages/s",
+        f"ratio ours/smtp-source {ratio:.2f} (target >= {TARGET_RATIO}: {verdict})",
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
