@@ -6,7 +6,8 @@ Each trial starts the real CLI (``newsletter send`` in a subprocess) for a fresh
 (its own SQLite state) with ``delivery.backend: smtp`` pointed at an aiosmtpd server run
 in this process, which records every message's recipient and ``Message-ID``. Once the
 sink has received a random number of messages (1 .. N-1) the process gets SIGKILL after
-a random 0-20 ms more; the CLI is then started again, without kills, until a run exits 0.
+a random 0-20 ms more; the CLI is then started again, without kills, until a run exits 0
+with every subscriber ``sent`` in the ledger.
 Per trial and in total it prints what the sink received per subscriber: missing ones
 (must be 0), duplicates (copies beyond the first), distinct Message-IDs (must equal the
 subscribers: a duplicate is byte-identical in its Message-ID, so receivers drop it), and
@@ -22,6 +23,7 @@ connection (``delivery.connections``) plus results accepted but not yet written.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import random
 import signal
@@ -63,7 +65,18 @@ MAX_RUNS = 6
 RUN_TIMEOUT = 300.0
 DATE = "2026-11-25"
 REPO = Path(__file__).resolve().parent.parent
-CLI = "from newsletter.cli import main; main()"
+CLI = (
+    "import importlib.util, sys, types\n"
+    "if importlib.util.find_spec('newsletter.subscribers') is None:\n"
+    "    from benchmarks.scale_helpers import read_subscribers_yaml\n"
+    "    stand_in = types.ModuleType('newsletter.subscribers')\n"
+    "    stand_in.load_subscribers = read_subscribers_yaml\n"
+    "    sys.modules[stand_in.__name__] = stand_in\n"
+    "from newsletter.cli import main\n"
+    "main()\n"
+)
+"""The real ``newsletter`` CLI; where newsletter.subscribers is not there yet, its loader
+is stood in for by the benchmarks' plain reader (a note is printed)."""
 
 
 @dataclass
@@ -89,7 +102,7 @@ def write_config(folder: Path, port: int, subscribers: Path, state: Path) -> Pat
     config = folder / "newsletter.yaml"
     config.write_text(
         "sender:\n"
-        '  from_: "Daily Papers <digest@papers.example>"\n'
+        '  from: "Daily Papers <digest@papers.example>"\n'
         "delivery:\n"
         "  backend: smtp\n"
         "  host: 127.0.0.1\n"
@@ -159,7 +172,9 @@ def run_trial(
         received_before_kill = len(sink.snapshot())
         target[0] = 0
         runs = 1
-        while runs < MAX_RUNS and exit_codes[-1] != 0:
+        while runs < MAX_RUNS and (
+            exit_codes[-1] != 0 or ledger_counts(state).get("sent", 0) < len(emails)
+        ):
             runs += 1
             done = subprocess.run(
                 command, env=env, cwd=folder, stdout=log, stderr=log, timeout=RUN_TIMEOUT
@@ -230,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
             subscribers = folder / "subscribers.yaml"
             subscribers.write_text(subscribers_yaml(people), encoding="utf-8")
             emails = [p.email for p in people]
+            if importlib.util.find_spec("newsletter.subscribers") is None:
+                print(
+                    "note: newsletter.subscribers is not available: a plain YAML reader stands in"
+                )
             jitter_ms = KILL_JITTER * 1000
             print(
                 f"{args.trials} trials, {len(emails)} subscribers, {CONNECTIONS} SMTP connections,"
