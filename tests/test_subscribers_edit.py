@@ -1,0 +1,154 @@
+"""Editing the subscriber list: comments kept, atomic, locked, backed up."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from newsletter.errors import SubscribersError
+from newsletter.subscribers import edit_subscribers, load_subscribers
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "subscribers.example.yaml"
+TOPICS = (
+    "Robotics & embodied AI",
+    "Multimodal LLMs",
+    "Image & video generation",
+    "LLM reasoning & RL",
+    "Agents & tool use",
+)
+
+
+@pytest.fixture
+def listfile(tmp_path: Path) -> Path:
+    path = tmp_path / "subscribers.yaml"
+    path.write_bytes(EXAMPLE.read_bytes())
+    return path
+
+
+def comments(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip().startswith("#")]
+
+
+def test_add_then_remove_gives_back_the_same_bytes(listfile: Path) -> None:
+    original = listfile.read_bytes()
+    with edit_subscribers(listfile, known_topics=TOPICS) as doc:
+        doc.add(
+            {"email": "x@example.org", "topics": ["Multimodal LLMs"], "added": dt.date(2026, 5, 1)}
+        )
+    added = listfile.read_text(encoding="utf-8")
+    assert comments(added) == comments(original.decode())
+    assert (
+        '  - email: x@example.org\n    topics: ["Multimodal LLMs"]\n    added: 2026-05-01\n'
+        in added
+    )
+    assert listfile.with_name("subscribers.yaml.bak").read_bytes() == original
+    assert [s.email for s in load_subscribers(listfile, known_topics=TOPICS)][-1] == "x@example.org"
+
+    with edit_subscribers(listfile, known_topics=TOPICS) as doc:
+        assert doc.remove("X@EXAMPLE.ORG")
+    assert listfile.read_bytes() == original
+    assert listfile.with_name("subscribers.yaml.bak").read_text(encoding="utf-8") == added
+
+
+def test_update_keeps_comments_order_and_quotes(listfile: Path) -> None:
+    original = listfile.read_text(encoding="utf-8")
+    with edit_subscribers(listfile, known_topics=TOPICS) as doc:
+        doc.update("grace@example.org", {"name": "Rear Admiral Hopper", "max_papers": None})
+        doc.update("alan@example.com", {"topics": ["Agents & tool use"]})
+    text = listfile.read_text(encoding="utf-8")
+    assert comments(text) == comments(original)
+    assert "    name: Rear Admiral Hopper\n" in text
+    assert 'topics: ["Agents & tool use"]' in text
+    before = original.splitlines()
+    after = text.splitlines()
+    changed = [(a, b) for a, b in zip(before, after, strict=False) if a != b]
+    assert len(after) == len(before) - 1  # max_papers removed, nothing else moved
+    assert changed[0] == ("    name: Grace Hopper", "    name: Rear Admiral Hopper")
+
+
+def test_removing_an_entry_keeps_the_comment_of_the_next_one(listfile: Path) -> None:
+    with edit_subscribers(listfile, known_topics=TOPICS) as doc:
+        doc.remove("ada@example.org")
+        doc.remove("alan@example.com")
+    text = listfile.read_text(encoding="utf-8")
+    assert "# A robotics researcher" not in text
+    assert "# Titles only" not in text
+    assert "  # Wants the full abstracts of multimodal work.\n  - email: grace@example.org" in text
+    assert "\n  # The whole digest, no preferences.\n  - email: katherine" in text
+    assert "# The subscriber list" in text
+
+
+def test_an_edit_that_would_not_validate_is_refused(listfile: Path) -> None:
+    original = listfile.read_bytes()
+    with (
+        pytest.raises(SubscribersError) as info,
+        edit_subscribers(listfile, known_topics=TOPICS) as doc,
+    ):
+        doc.add({"email": "z@example.org", "topics": ["Knitting"]})
+    assert any("unknown topic 'Knitting'" in p for p in info.value.problems)
+    with pytest.raises(SubscribersError, match="already subscribed"):  # noqa: SIM117
+        with edit_subscribers(listfile, known_topics=TOPICS) as doc:
+            doc.add({"email": "ADA@example.org"})
+    assert listfile.read_bytes() == original
+    assert not listfile.with_name("subscribers.yaml.bak").exists()
+
+
+def test_a_crash_between_write_and_rename_leaves_the_old_file(
+    listfile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = listfile.read_bytes()
+    real_replace = os.replace
+
+    def crash(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(dst) == listfile:
+            raise OSError("simulated crash before rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):  # noqa: SIM117
+        with edit_subscribers(listfile, known_topics=TOPICS) as doc:
+            doc.add({"email": "new@example.org"})
+    assert listfile.read_bytes() == original
+    leftovers = sorted(p.name for p in listfile.parent.iterdir())
+    assert leftovers == ["subscribers.yaml", "subscribers.yaml.bak", "subscribers.yaml.lock"]
+
+
+def test_new_file_is_created_with_the_usual_layout(tmp_path: Path) -> None:
+    path = tmp_path / "new.yaml"
+    with edit_subscribers(path, known_topics=TOPICS) as doc:
+        doc.add({"email": "a@example.org", "name": "A"})
+        doc.add({"email": "b@example.org", "keywords": ["x", "y z"]})
+    assert path.read_text(encoding="utf-8") == (
+        "subscribers:\n"
+        "  - email: a@example.org\n    name: A\n"
+        "  - email: b@example.org\n    keywords: [x, y z]\n"
+    )
+    assert not path.with_name("new.yaml.bak").exists()
+
+
+def _add_many(path: str, worker: int, count: int) -> None:
+    for i in range(count):
+        with edit_subscribers(path, known_topics=()) as doc:
+            doc.add({"email": f"w{worker}.n{i}@example.org"})
+            time.sleep(0.005)  # widen the read-modify-write window
+
+
+def test_concurrent_edits_do_not_lose_entries(tmp_path: Path) -> None:
+    path = tmp_path / "subscribers.yaml"
+    path.write_text("# shared\nsubscribers:\n", encoding="utf-8")
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_add_many, args=(str(path), w, 8)) for w in range(4)]
+    for proc in workers:
+        proc.start()
+    for proc in workers:
+        proc.join(timeout=120)
+        assert proc.exitcode == 0
+    emails = {s.email for s in load_subscribers(path, known_topics=())}
+    assert emails == {f"w{w}.n{i}@example.org" for w in range(4) for i in range(8)}
+    assert path.read_text(encoding="utf-8").startswith("# shared\n")
