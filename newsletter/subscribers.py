@@ -418,12 +418,18 @@ class _Validator:
         self.source = source
         self.known_topics = known_topics
         self.problems: list[str] = []
+        self.reasons: list[tuple[int, str, str]] = []
         self._zones: dict[str, bool] = {}
         self._cache: dict[tuple[str, type, Any], Any] = {}
         self._seen: dict[str, int] = {}
 
+    def seen_address(self, email: str) -> None:
+        """Count ``email`` as already in the list (duplicates of it are refused)."""
+        self._seen.setdefault(email_key(email), 0)
+
     def problem(self, line: int, field: str, reason: str) -> None:
         self.problems.append(f"{self.source}:{line}: {field}: {reason}")
+        self.reasons.append((line, field, reason))
 
     def entry(self, entry: _Entry) -> Subscriber | None:
         entry_line, fields = entry
@@ -472,7 +478,10 @@ class _Validator:
         if type(email) is str:
             folded = email.casefold()
             first = self._seen.get(folded)
-            if first is not None:
+            if first == 0:
+                self.problem(lines["email"], "email", f"{email} is already in the list")
+                ok = False
+            elif first is not None:
                 self.problem(lines["email"], "email", f"duplicate of line {first} ({email})")
                 ok = False
             else:
@@ -602,6 +611,24 @@ def _kind(value: Any) -> str:
     return {dict: "a mapping", list: "a list", bool: "true/false"}.get(
         type(value), type(value).__name__
     )
+
+
+def check_entry(
+    fields: Mapping[str, Any],
+    *,
+    known_topics: Iterable[str] | None = None,
+    taken: Iterable[str] = (),
+) -> tuple[Subscriber | None, list[tuple[str, str]]]:
+    """Check one entry given as a mapping (an import row, a sign-up).
+
+    Returns the subscriber, or None with every (field, reason); an address in ``taken``
+    (compared case-insensitively) is refused as a duplicate.
+    """
+    validator = _Validator("", frozenset(known_topics) if known_topics is not None else None)
+    for email in taken:
+        validator.seen_address(email)
+    sub = validator.entry((0, tuple((key, value, 0) for key, value in fields.items())))
+    return sub, [(field, reason) for _line, field, reason in validator.reasons]
 
 
 def default_topic_names(taxonomy: str | None = None) -> frozenset[str] | None:
