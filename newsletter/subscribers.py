@@ -631,13 +631,13 @@ def check_entry(
     return sub, [(field, reason) for _line, field, reason in validator.reasons]
 
 
-def default_topic_names(taxonomy: str | None = None) -> frozenset[str] | None:
-    """Names of the topic taxonomy, or None when the topics module is not there."""
+def default_topic_names(taxonomy: str | None = None) -> tuple[str, ...] | None:
+    """Names of the topic taxonomy in its order, or None when the topics module is not there."""
     try:
         from newsletter import topics  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return None
-    return frozenset(t.name for t in topics.load_taxonomy(taxonomy))
+    return tuple(t.name for t in topics.load_taxonomy(taxonomy))
 
 
 def parse_subscribers(

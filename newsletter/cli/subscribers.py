@@ -73,7 +73,7 @@ class _Env:
     def path(self) -> str:
         return self.list_path or self.settings.subscribers
 
-    def topics(self) -> frozenset[str] | None:
+    def topics(self) -> tuple[str, ...] | None:
         return default_topic_names(self.settings.digest.taxonomy)
 
     def store(self) -> PrefsStore:
