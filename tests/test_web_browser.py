@@ -1,0 +1,175 @@
+"""A real browser: headless Chromium opens the unsubscribe link of a rendered email,
+clicks the button, and the next send skips that subscriber.
+
+Driven over the Chrome DevTools Protocol with websocket-client. Without Chromium this
+test FAILS (CI installs Debian's ``chromium``): it is never skipped.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import json
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websocket
+
+from newsletter.models import Subscriber
+from newsletter.prefs import PrefsStore
+from newsletter.tokens import subscriber_links
+from newsletter.web import WebApp, make_server
+
+SECRET = b"browser-test-secret"
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-port=0",
+    "--remote-allow-origins=*",
+)
+STARTUP_SECONDS = 60.0
+STEP_SECONDS = 30.0
+
+
+def chromium_path() -> str:
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail(
+        "headless Chromium is required for this test and was not found: "
+        "install it with `apt-get install -y chromium` (.ci/run does)",
+        pytrace=False,
+    )
+
+
+class Page:
+    """One browser tab over the DevTools protocol: send commands, wait for events."""
+
+    def __init__(self, ws_url: str) -> None:
+        self._ws = websocket.create_connection(ws_url, timeout=STEP_SECONDS, suppress_origin=True)
+        self._ids = itertools.count(1)
+        self._events: list[dict[str, Any]] = []
+
+    def close(self) -> None:
+        self._ws.close()
+
+    def send(self, method: str, **params: Any) -> dict[str, Any]:
+        call_id = next(self._ids)
+        self._ws.send(json.dumps({"id": call_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self._ws.recv())
+            if message.get("id") == call_id:
+                if "error" in message:
+                    raise AssertionError(f"{method}: {message['error']}")
+                return dict(message.get("result", {}))
+            self._events.append(message)
+
+    def wait_for(self, event: str) -> dict[str, Any]:
+        deadline = time.monotonic() + STEP_SECONDS
+        while time.monotonic() < deadline:
+            for index, message in enumerate(self._events):
+                if message.get("method") == event:
+                    del self._events[: index + 1]
+                    return message
+            self._events.append(json.loads(self._ws.recv()))
+        raise AssertionError(f"no {event} within {STEP_SECONDS} s")
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+    def click_and_wait(self, selector: str) -> None:
+        self._events.clear()
+        clicked = self.evaluate(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+            " if (!e) return false; e.click(); return true; })()"
+        )
+        assert clicked, f"nothing matches {selector} on {self.evaluate('location.href')}"
+        self.wait_for("Page.loadEventFired")
+
+
+@pytest.fixture
+def browser() -> Iterator[Page]:
+    binary = chromium_path()
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        proc = subprocess.Popen(
+            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            port_file = Path(profile) / "DevToolsActivePort"
+            deadline = time.monotonic() + STARTUP_SECONDS
+            while not port_file.exists() or not port_file.read_text().strip():
+                if proc.poll() is not None:
+                    pytest.fail(f"chromium exited at start-up with {proc.returncode}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"chromium did not open DevTools within {STARTUP_SECONDS} s")
+                time.sleep(0.05)
+            port = int(port_file.read_text().split()[0])
+            targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
+            ws_url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
+            page = Page(ws_url)
+            page.send("Page.enable")
+            try:
+                yield page
+            finally:
+                page.close()
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_browser_unsubscribes_from_a_rendered_email(browser: Page, tmp_path: Path) -> None:
+    store = PrefsStore(f"sqlite:///{tmp_path}/state.db")
+    app = WebApp(store=store, secret=SECRET, title="Daily Papers")
+    httpd = make_server(app, host="127.0.0.1", port=0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        subs = [Subscriber(email="ada@example.org"), Subscriber(email="bob@example.org")]
+        links = subscriber_links(base, SECRET, "ada@example.org")
+        email_html = tmp_path / "digest.html"
+        email_html.write_text(
+            "<!doctype html><html><body><h1>Daily Papers</h1><p>Today's papers...</p>"
+            f'<p><a id="unsub" href="{html.escape(links["unsubscribe_url"])}">Unsubscribe</a>'
+            f' · <a href="{html.escape(links["preferences_url"])}">Preferences</a></p>'
+            "</body></html>",
+            encoding="utf-8",
+        )
+        browser.send("Page.navigate", url=email_html.as_uri())
+        browser.wait_for("Page.loadEventFired")
+        browser.click_and_wait("#unsub")
+        assert browser.evaluate("location.pathname") == "/unsubscribe"
+        assert "Stop sending" in browser.evaluate("document.body.innerText")
+        assert not store.is_suppressed("ada@example.org")  # opening the page changes nothing
+
+        browser.click_and_wait("button#unsubscribe")
+        assert "You are unsubscribed" in browser.evaluate("document.body.innerText")
+        assert store.is_suppressed("ada@example.org")
+        assert [s.email for s in store.apply(subs)] == ["bob@example.org"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
