@@ -156,7 +156,13 @@ class _Scalars:
             if regexp.match(text):
                 tag = candidate
                 break
-        value = text if tag == _STR else yaml.load(text, Loader=yaml.CSafeLoader)
+        if tag == _STR:
+            value: Any = text
+        else:
+            try:
+                value = yaml.load(text, Loader=yaml.CSafeLoader)
+            except Exception:  # a bad date, say: the slow reader reports it with its line
+                raise _Decline from None
         self._cache[text] = value
         return value
 
@@ -266,6 +272,8 @@ def _classify(scalars: _Scalars, line: str) -> tuple[int, int, int, Any, Any, bo
 def _read_fast(text: str) -> list[_Entry]:
     """Entries of the plain subset of YAML; _Decline for anything else."""
     scalars = _Scalars()
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")  # the same line breaks to YAML; a lone CR declines
     lines = text.split("\n")
     number = 0
     for number, line in enumerate(lines, 1):  # noqa: B007 - the number is used below
@@ -351,6 +359,8 @@ def _read_slow(text: str, source: str, problems: list[str]) -> list[_Entry]:
                 return loader.construct_object(node, deep=True)
             except yaml.YAMLError as exc:
                 return _Invalid(str(getattr(exc, "problem", None) or exc))
+            except (ValueError, TypeError, OverflowError) as exc:  # 2026-02-30, unhashable keys
+                return _Invalid(f"{node.value!r} cannot be read: {exc}")
 
         line = root.start_mark.line + 1
         if not isinstance(root, yaml.MappingNode):

@@ -265,3 +265,94 @@ def test_addresses_outside_the_fast_path_go_to_email_validator() -> None:
 
 def test_libyaml_is_the_baseline_the_benchmark_uses() -> None:
     assert yaml.__with_libyaml__
+
+
+_LINES = [
+    "subscribers:",
+    "subscribers: []",
+    "  - email: a@example.org",
+    "  -   email: a@example.org",
+    "- email: b@example.org",
+    "    - email: c@example.org",
+    "    name: Bo",
+    "    name:   spaced  ",
+    "   name: off by one",
+    "      name: too deep",
+    "    topics:",
+    "    topics: # comment",
+    "      - Multimodal LLMs",
+    "    - Agents & tool use",
+    "      -   LLM reasoning & RL",
+    "      - key: value",
+    "      - - nested",
+    "        continued",
+    "  # comment",
+    "",
+    "   ",
+    "    keywords: [a, 'b c', \"d\"]",
+    "    keywords: [a,]",
+    "    keywords: [a, [b]]",
+    "    keywords: []",
+    "    keywords: [ ]",
+    "    keywords: [a] # see [x]",
+    "    name: 'it''s'",
+    '    name: "say \\"hi\\""',
+    '    name: "a"b',
+    "    name: 'open",
+    "    name: a #not a comment#",
+    "    name: a#b",
+    "    name: a: b",
+    "    name: a:",
+    "    name: |",
+    "      block text",
+    "    name: >",
+    "    name: &anchor x",
+    "    name: *anchor",
+    "    name: !!str 12",
+    "    name: {a: 1}",
+    "    name: -x",
+    "    name: ~",
+    "    name: null",
+    "    max_papers: 012",
+    "    max_papers: 1_000",
+    "    max_papers: 0o17",
+    "    max_papers: .inf",
+    "    active: Yes",
+    "    active: off",
+    "    added: 2026-02-30",
+    "    added: 2026-02-03 10:00:00",
+    "    yes: 1",
+    "    on: 2",
+    "    email: dup@example.org",
+    "    ? complex",
+    "---",
+    "...",
+    "other: 1",
+    "\tname: tab",
+    "    name: tab\there",
+]
+
+
+_ENTRY_STARTS = [line for line in _LINES if line.lstrip().startswith("- ")]
+_FIELD_LINES = [line for line in _LINES if not line.lstrip().startswith("- ")] + [
+    "      - Multimodal LLMs",
+    "    name: Bo",
+    "    added: 2026-02-03",
+]
+_soup_entry = st.tuples(
+    st.sampled_from(_ENTRY_STARTS), st.lists(st.sampled_from(_FIELD_LINES), max_size=5)
+).map(lambda e: [e[0], *e[1]])
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_soup_entry, max_size=4), st.booleans())
+def test_fast_reader_never_disagrees_on_line_soup(entries: list[list[str]], crlf: bool) -> None:
+    lines = [line for entry in entries for line in entry]
+    text = ("\r\n" if crlf else "\n").join(["subscribers:", *lines]) + "\n"
+    problems: list[str] = []
+    slow = _read_slow(text, "x", problems)
+    result, fast_problems, fast = read_entries(text, "x")
+    if fast:
+        assert not problems, (text, problems)
+        assert not fast_problems
+        assert result == slow, text
