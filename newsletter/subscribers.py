@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import gc
 import io
 import os
 import re
@@ -76,6 +77,10 @@ _FAST_EMAIL = re.compile(
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
 )
 _MAX_LOCAL = 64
+# Special-use names email-validator refuses (localhost, test, ...): one-label names are
+# checked against the last label of the domain, any dotted ones by suffix.
+_SPECIAL_LABELS = frozenset(d for d in _SPECIAL_USE_DOMAINS if "." not in d)
+_SPECIAL_DOTTED = tuple(d for d in _SPECIAL_USE_DOMAINS if "." in d)
 _MAX_ADDRESS = 254
 
 
@@ -87,7 +92,9 @@ def _fast_email(address: str) -> str | None:
     domain = domain.lower()
     if len(local) > _MAX_LOCAL or "--" in domain:
         return None
-    for special in _SPECIAL_USE_DOMAINS:
+    if domain[domain.rfind(".") + 1 :] in _SPECIAL_LABELS:
+        return None
+    for special in _SPECIAL_DOTTED:
         if domain == special or domain.endswith("." + special):
             return None
     return f"{local}@{domain}"
@@ -143,8 +150,14 @@ class _Scalars:
     def __init__(self) -> None:
         self._cache: dict[str, Any] = {}
         self._resolvers = yaml.resolver.Resolver.yaml_implicit_resolvers
+        # Text starting with any other character is a string (no resolver looks at it).
+        self._triggers = (
+            frozenset(k for k in self._resolvers if k) if None not in (self._resolvers) else None
+        )
 
     def plain(self, text: str) -> Any:
+        if text and self._triggers is not None and text[0] not in self._triggers:
+            return text
         try:
             return self._cache[text]
         except KeyError:
@@ -243,11 +256,11 @@ _SKIP_LINE, _ENTRY_LINE, _KEY, _ITEM = range(4)
 
 
 def _classify(scalars: _Scalars, line: str) -> tuple[int, int, int, Any, Any, bool]:
-    """(kind, indent, key column, key or item, value, opens a block) of one line."""
-    if _SKIP.fullmatch(line):
-        return (_SKIP_LINE, 0, 0, None, None, False)
-    if "\t" in line or "\r" in line:
-        raise _Decline
+    """(kind, indent, key column, key or item, value, opens a block) of one line.
+
+    Tabs are refused by :meth:`_Scalars.value` (and by the indentation patterns, which
+    only take spaces); carriage returns never get here.
+    """
     m = _ENTRY_START.fullmatch(line)
     kind = _ENTRY_LINE
     if not m:
@@ -255,11 +268,13 @@ def _classify(scalars: _Scalars, line: str) -> tuple[int, int, int, Any, Any, bo
         kind = _KEY
     if m:
         key = m.group(2)
-        if not isinstance(scalars.plain(key), str):
+        if key not in _FIELD_SET and not isinstance(scalars.plain(key), str):
             raise _Decline  # a key like ``yes:`` that YAML reads as a bool
         raw = m.group(3)
         opens = raw is None or raw.startswith("#")
         return (kind, len(m.group(1)), m.start(2), key, scalars.value(raw), opens)
+    if _SKIP.fullmatch(line):
+        return (_SKIP_LINE, 0, 0, None, None, False)
     m = _ITEM_LINE.fullmatch(line)
     if m:
         item = m.group(2)
@@ -273,7 +288,9 @@ def _read_fast(text: str) -> list[_Entry]:
     """Entries of the plain subset of YAML; _Decline for anything else."""
     scalars = _Scalars()
     if "\r" in text:
-        text = text.replace("\r\n", "\n")  # the same line breaks to YAML; a lone CR declines
+        text = text.replace("\r\n", "\n")  # the same line breaks to YAML
+        if "\r" in text:
+            raise _Decline  # a lone CR is a line break too: leave it to libyaml
     lines = text.split("\n")
     number = 0
     for number, line in enumerate(lines, 1):  # noqa: B007 - the number is used below
@@ -430,7 +447,7 @@ class _Validator:
         self.problems: list[str] = []
         self.reasons: list[tuple[int, str, str]] = []
         self._zones: dict[str, bool] = {}
-        self._cache: dict[tuple[str, type, Any], Any] = {}
+        self._cache: dict[tuple[Any, ...], Any] = {}
         self._seen: dict[str, int] = {}
 
     def seen_address(self, email: str) -> None:
@@ -451,32 +468,32 @@ class _Validator:
         ok = True
         cache = self._cache
         for key, value, line in fields:
-            if key not in _FIELD_SET:
-                key = str(key)
-                self.problem(line, key, f"unknown field (known: {', '.join(FIELDS)})")
-                ok = False
-                continue
-            if key in values:
-                self.problem(line, key, f"given twice in one entry (first on line {lines[key]})")
+            if key in values or key not in _FIELD_SET:
+                self._misplaced(key, line, lines)
                 ok = False
                 continue
             lines[key] = line
-            if isinstance(value, _Invalid):
-                self.problem(line, key, value.reason)
-                values[key] = _BAD
-                ok = False
-                continue
-            # Checks are pure, so equal values (same types) share one verdict.
             kind = type(value)
-            if kind is list:
-                memo = (key, kind, tuple(value) if all(type(v) is str for v in value) else None)
-            else:
-                memo = (key, kind, value if kind in _MEMO_TYPES else None)
-            checked = cache.get(memo) if memo[2] is not None else None
-            if checked is None:
+            # Checks are pure, so a value seen before (same field, type and value) shares
+            # its verdict; lists are remembered by identity (the fast reader hands out
+            # one list object per distinct line).
+            if key == "email" or kind is _Invalid:
                 checked = self._field(key, value)
-                if memo[2] is not None and key != "email":
-                    cache[memo] = checked
+            elif kind is list:
+                hit = cache.get((key, id(value)))
+                if hit is not None and hit[0] is value:
+                    checked = hit[1]
+                else:
+                    checked = self._field(key, value)
+                    cache[(key, id(value))] = (value, checked)
+            else:
+                memo = (key, kind, value)
+                try:
+                    checked = cache[memo]
+                except KeyError:
+                    checked = cache[memo] = self._field(key, value)
+                except TypeError:  # unhashable (a mapping)
+                    checked = self._field(key, value)
             if type(checked) is _Bad:
                 self.problem(line, key, checked.reason)
                 ok = False
@@ -500,7 +517,15 @@ class _Validator:
             return None
         return Subscriber(**values)
 
+    def _misplaced(self, key: Any, line: int, lines: Mapping[str, int]) -> None:
+        if key not in _FIELD_SET:
+            self.problem(line, str(key), f"unknown field (known: {', '.join(FIELDS)})")
+        else:
+            self.problem(line, key, f"given twice in one entry (first on line {lines[key]})")
+
     def _field(self, key: str, value: Any) -> Any:
+        if type(value) is _Invalid:
+            return _Bad(value.reason)
         check: Callable[[Any], Any] = getattr(self, "_check_" + key)
         try:
             return check(value)
@@ -612,9 +637,7 @@ class _Bad:
     reason: str
 
 
-_BAD = _Bad("")
 _FIELD_SET = frozenset(FIELDS)
-_MEMO_TYPES = frozenset({str, int, bool, dt.date})
 
 
 def _kind(value: Any) -> str:
@@ -650,13 +673,32 @@ def default_topic_names(taxonomy: str | None = None) -> tuple[str, ...] | None:
     return tuple(t.name for t in topics.load_taxonomy(taxonomy))
 
 
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building a large list.
+
+    Reading makes millions of small tuples and no reference cycles; without this the
+    collector rescans the growing list again and again (a third of the load time).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def parse_subscribers(
     text: str, *, source: str = "<subscribers>", known_topics: Iterable[str] | None = None
 ) -> list[Subscriber]:
     """Validate the text of a subscriber list; SubscribersError lists every problem."""
-    entries, problems, _fast = read_entries(text, source)
-    validator = _Validator(source, frozenset(known_topics) if known_topics is not None else None)
-    subscribers = [s for s in map(validator.entry, entries) if s is not None]
+    with _no_gc():
+        entries, problems, _fast = read_entries(text, source)
+        validator = _Validator(
+            source, frozenset(known_topics) if known_topics is not None else None
+        )
+        subscribers = [s for s in map(validator.entry, entries) if s is not None]
     problems += validator.problems
     if problems:
         shown = problems[:MAX_PROBLEMS_SHOWN]
