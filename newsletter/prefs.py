@@ -28,8 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from newsletter.config import Settings
 from newsletter.errors import LedgerError
 from newsletter.models import SUMMARY_STYLES, Subscriber, SummaryStyle
+from newsletter.subscribers import default_topic_names, load_subscribers
 
 SQLITE_PREFIX = "sqlite:///"
 """State URLs look like ``sqlite:///newsletter.db`` (relative) or ``sqlite:////var/x.db``."""
@@ -357,3 +359,11 @@ def _overlay(row: tuple[Any, ...]) -> Overlay:
         paused=bool(paused),
         updated_at=updated_at,
     )
+
+
+def next_send_subscribers(settings: Settings) -> list[Subscriber]:
+    """The admin's list, validated against the configured taxonomy, with the readers'
+    own choices applied: who gets the next send and what each asked for."""
+    known = default_topic_names(settings.digest.taxonomy)
+    subscribers = load_subscribers(settings.subscribers, known_topics=known)
+    return PrefsStore(settings.state).apply(subscribers)

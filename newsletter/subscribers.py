@@ -964,7 +964,15 @@ def edit_subscribers(
         if not doc.changed:
             return
         new_text = doc.dump()
-        parse_subscribers(new_text, source=source, known_topics=known_topics)
+        try:
+            parse_subscribers(new_text, source=source, known_topics=known_topics)
+        except SubscribersError as exc:
+            count = len(exc.problems)
+            raise SubscribersError(
+                f"{source}: not saved, the list would have {count} "
+                f"problem{'s' if count != 1 else ''}",
+                exc.problems,
+            ) from None
         if old is not None:
             atomic_write(os.fspath(target) + BACKUP_SUFFIX, old)
         atomic_write(target, new_text.encode("utf-8"))

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.config import Settings
 from newsletter.errors import LedgerError
 from newsletter.models import Subscriber
-from newsletter.prefs import PrefsStore, sqlite_path
+from newsletter.prefs import PrefsStore, next_send_subscribers, sqlite_path
 
 NOW = dt.datetime(2026, 4, 1, 8, 30, tzinfo=dt.UTC)
 SUBS = [
@@ -118,3 +119,13 @@ def test_unusable_database(tmp_path: Path) -> None:
     (tmp_path / "dir.db").mkdir()
     with pytest.raises(LedgerError):
         PrefsStore(f"sqlite:///{tmp_path}/dir.db")
+
+
+def test_next_send_subscribers_reads_list_and_state(tmp_path: Path) -> None:
+    listfile = tmp_path / "subs.yaml"
+    listfile.write_text(
+        "subscribers:\n  - email: a@example.org\n  - email: b@example.org\n", encoding="utf-8"
+    )
+    settings = Settings(subscribers=str(listfile), state=f"sqlite:///{tmp_path}/state.db")
+    PrefsStore(settings.state).suppress("B@example.org")
+    assert [s.email for s in next_send_subscribers(settings)] == ["a@example.org"]
