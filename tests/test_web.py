@@ -77,7 +77,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
         ),
     )
     httpd = make_server(app, host="127.0.0.1", port=0)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
     with httpx.Client(base_url=base, timeout=10) as client:
