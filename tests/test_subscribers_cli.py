@@ -184,3 +184,19 @@ def test_every_command_has_help() -> None:
         result = runner.invoke(cli, ["subscribers", command, "--help"])
         assert result.exit_code == 0
         assert len(result.output.split("\n\n")[1].strip()) > 10
+
+
+def test_list_file_and_config_options(
+    workdir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    other = tmp_path_factory.mktemp("other")
+    (other / "list.yaml").write_text("subscribers:\n  - email: z@example.org\n", encoding="utf-8")
+    (other / "conf.yaml").write_text(
+        f"subscribers: {other / 'list.yaml'}\nstate: sqlite:///{other / 's.db'}\n",
+        encoding="utf-8",
+    )
+    result = run("validate", "--subscribers", str(other / "list.yaml"))
+    assert "1 subscriber (1 active)" in result.output
+    result = run("list", "--config", str(other / "conf.yaml"))
+    assert result.output.startswith("z@example.org")
+    assert (other / "s.db").exists()

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -80,6 +81,10 @@ class _Env:
         return PrefsStore(self.settings.state)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _split(values: Iterable[str]) -> list[str]:
     out: list[str] = []
     for value in values:
@@ -141,36 +146,44 @@ def _refuse(email: str, reasons: list[tuple[str, str]]) -> SubscribersError:
     )
 
 
+def _with_env(func: Callable[..., None]) -> Callable[..., None]:
+    """Give a command ``--config`` and ``--subscribers`` and pass it an _Env first."""
+
+    @click.option(
+        "--subscribers",
+        "list_path",
+        type=click.Path(dir_okay=False),
+        help="The subscriber list (default: the 'subscribers' setting, subscribers.yaml).",
+    )
+    @click.option(
+        "--config",
+        type=click.Path(dir_okay=False),
+        help="Config file (default: newsletter.yaml when present).",
+    )
+    @functools.wraps(func)
+    def command(config: str | None, list_path: str | None, **kwargs: Any) -> None:
+        func(_Env(config, list_path), **kwargs)
+
+    return command
+
+
 @click.group("subscribers")
-@click.option(
-    "--config",
-    type=click.Path(dir_okay=False),
-    help="Config file (default: newsletter.yaml when present).",
-)
-@click.option(
-    "--file",
-    "list_path",
-    type=click.Path(dir_okay=False),
-    help="The subscriber list (default: the 'subscribers' setting, subscribers.yaml).",
-)
-@click.pass_context
-def subscribers_group(ctx: click.Context, config: str | None, list_path: str | None) -> None:
+def subscribers_group() -> None:
     """Manage the subscriber list (the YAML file) and see the readers' own choices."""
-    ctx.obj = _Env(config, list_path)
 
 
 @subscribers_group.command("validate")
-@click.pass_obj
+@_with_env
 def validate_cmd(env: _Env) -> None:
     """Check the list; print every problem with file:line: field (exit 2 if any)."""
     subs = load_subscribers(env.path, known_topics=env.topics())
     active = sum(1 for s in subs if s.active)
-    click.echo(f"{env.path}: {len(subs)} subscribers ({active} active), no problems")
+    click.echo(f"{env.path}: {_count(len(subs), 'subscriber')} ({active} active), no problems")
 
 
 @subscribers_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per subscriber.")
-@click.pass_obj
+@_with_env
 def list_cmd(env: _Env, as_json: bool) -> None:
     """Show every subscriber with their state: active, inactive, unsubscribed, paused."""
     subs = load_subscribers(env.path, known_topics=env.topics())
@@ -227,7 +240,7 @@ def list_cmd(env: _Env, as_json: bool) -> None:
     known = {email_key(s.email) for s in subs}
     gone = [s for key, s in suppressed.items() if key not in known]
     click.echo(
-        f"{len(subs)} subscribers, {len(receiving)} receive the next send, "
+        f"{_count(len(subs), 'subscriber')}, {len(receiving)} receive the next send, "
         f"{len(suppressed)} unsubscribed ({len(gone)} no longer in the list)"
     )
 
@@ -236,7 +249,7 @@ def list_cmd(env: _Env, as_json: bool) -> None:
 @click.argument("email")
 @_entry_options
 @click.option("--inactive", is_flag=True, help="Add the entry paused (active: false).")
-@click.pass_obj
+@_with_env
 def add_cmd(env: _Env, /, email: str, inactive: bool, **options: Any) -> None:
     """Add EMAIL to the list (comments and formatting of the file are kept)."""
     fields: dict[str, Any] = {"email": email, **_fields(**options)}
@@ -259,7 +272,7 @@ def add_cmd(env: _Env, /, email: str, inactive: bool, **options: Any) -> None:
 
 @subscribers_group.command("remove")
 @click.argument("email")
-@click.pass_obj
+@_with_env
 def remove_cmd(env: _Env, email: str) -> None:
     """Remove EMAIL from the list."""
     with edit_subscribers(env.path, known_topics=env.topics(), create=False) as doc:
@@ -283,7 +296,7 @@ def remove_cmd(env: _Env, email: str) -> None:
     is_flag=True,
     help="Lift the reader's unsubscribe (only with their consent).",
 )
-@click.pass_obj
+@_with_env
 def set_cmd(
     env: _Env,
     /,
@@ -359,7 +372,7 @@ def _header_map(headers: Sequence[str]) -> tuple[dict[int, str], list[str]]:
 @subscribers_group.command("import")
 @click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
 @click.option("--dry-run", is_flag=True, help="Check the rows and report, change nothing.")
-@click.pass_obj
+@_with_env
 def import_cmd(env: _Env, csv_file: TextIO, dry_run: bool) -> None:
     """Add the rows of CSV_FILE (columns mapped by header; lists separated by ';').
 
@@ -404,7 +417,9 @@ def import_cmd(env: _Env, csv_file: TextIO, dry_run: bool) -> None:
             for fields in accepted:
                 doc.add(fields)
     verb = "would add" if dry_run else "added"
-    click.echo(f"{verb} {len(accepted)} subscribers, refused {len(refused)} rows")
+    click.echo(
+        f"{verb} {_count(len(accepted), 'subscriber')}, refused {_count(len(refused), 'row')}"
+    )
     for problem in refused:
         click.echo(f"  refused {problem}")
 
@@ -444,7 +459,7 @@ def _cell(value: Any) -> str:
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout."
 )
-@click.pass_obj
+@_with_env
 def export_cmd(env: _Env, fmt: str, output: str | None) -> None:
     """Write the list as CSV (lists joined with ';', same columns import reads) or JSON."""
     rows = _export_rows(load_subscribers(env.path, known_topics=env.topics()))
@@ -460,7 +475,7 @@ def export_cmd(env: _Env, fmt: str, output: str | None) -> None:
     if output:
         with open(output, "w", encoding="utf-8", newline="") as out:
             out.write(buffer.getvalue())
-        click.echo(f"wrote {len(rows)} subscribers to {output}", err=True)
+        click.echo(f"wrote {_count(len(rows), 'subscriber')} to {output}", err=True)
     else:
         click.echo(buffer.getvalue(), nl=False)
 
