@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
@@ -55,7 +56,15 @@ from newsletter.subscribers import (
     load_subscribers,
     normalize_email,
 )
-from newsletter.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, link, make_token, read_token
+from newsletter.tokens import (
+    CONFIRM,
+    PREFERENCES,
+    UNSUBSCRIBE,
+    link,
+    make_token,
+    read_token,
+    verify_token,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +93,13 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
 )
 """Sent with every response."""
 
-STYLE_LABELS: Mapping[str, str] = {
-    "tldr": "A short summary of each paper",
-    "abstract": "The full abstract",
-    "titles": "Titles only",
-}
+STYLE_LABELS: Mapping[str, str] = MappingProxyType(
+    {
+        "tldr": "A short summary of each paper",
+        "abstract": "The full abstract",
+        "titles": "Titles only",
+    }
+)
 
 _INVALID_LINK = (
     "This link is not valid. It may be incomplete: copy the whole link from the email, "
@@ -264,7 +275,7 @@ class WebApp:
         )
 
     def _email(self, request: _Request, purpose: str) -> str | None:
-        return read_token_email(self._secret, request.value("token"), purpose)
+        return verify_token(self._secret, request.value("token"), purpose)
 
     @staticmethod
     def _action(request: _Request) -> str:
@@ -450,12 +461,6 @@ class WebApp:
                     doc.add(fields)
             self.store.finish_signup(address)
         return self._page("200 OK", "confirmed", heading="You are subscribed", email=address)
-
-
-def read_token_email(secret: bytes, token: str, purpose: str) -> str | None:
-    """The address of a genuine token for ``purpose`` (None for anything else)."""
-    found = read_token(secret, token, purpose)
-    return found[0] if found else None
 
 
 class ListLookup:

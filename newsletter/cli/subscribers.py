@@ -14,6 +14,7 @@ import io
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, TextIO
 
 import click
@@ -34,24 +35,26 @@ from newsletter.subscribers import (
 LIST_SEPARATOR = ";"
 """Separates the items of topics, keywords and authors in a CSV cell."""
 
-HEADER_ALIASES: Mapping[str, str] = {
-    "e_mail": "email",
-    "mail": "email",
-    "email_address": "email",
-    "address": "email",
-    "full_name": "name",
-    "fullname": "name",
-    "topic": "topics",
-    "keyword": "keywords",
-    "author": "authors",
-    "summary_style": "summary",
-    "style": "summary",
-    "tz": "timezone",
-    "time_zone": "timezone",
-    "maxpapers": "max_papers",
-    "max": "max_papers",
-    "date_added": "added",
-}
+HEADER_ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        "e_mail": "email",
+        "mail": "email",
+        "email_address": "email",
+        "address": "email",
+        "full_name": "name",
+        "fullname": "name",
+        "topic": "topics",
+        "keyword": "keywords",
+        "author": "authors",
+        "summary_style": "summary",
+        "style": "summary",
+        "tz": "timezone",
+        "time_zone": "timezone",
+        "maxpapers": "max_papers",
+        "max": "max_papers",
+        "date_added": "added",
+    }
+)
 """CSV headers (lowercased, spaces and dashes as ``_``) understood besides the field names."""
 
 _TRUE = frozenset({"1", "true", "yes", "y", "on"})
