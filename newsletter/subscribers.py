@@ -448,6 +448,9 @@ class _Validator:
         self.reasons: list[tuple[int, str, str]] = []
         self._zones: dict[str, bool] = {}
         self._cache: dict[tuple[Any, ...], Any] = {}
+        self._checks: dict[str, Callable[[Any], Any]] = {
+            field: getattr(self, "_check_" + field) for field in FIELDS
+        }
         self._seen: dict[str, int] = {}
 
     def seen_address(self, email: str) -> None:
@@ -526,9 +529,8 @@ class _Validator:
     def _field(self, key: str, value: Any) -> Any:
         if type(value) is _Invalid:
             return _Bad(value.reason)
-        check: Callable[[Any], Any] = getattr(self, "_check_" + key)
         try:
-            return check(value)
+            return self._checks[key](value)
         except ValueError as exc:
             return _Bad(str(exc))
 
