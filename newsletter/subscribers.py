@@ -141,6 +141,22 @@ _SKIP = re.compile(r" *(?:#.*)?")
 _SINGLE = re.compile(r"'((?:[^']|'')*)'")
 _DOUBLE = re.compile(r'"([^"\\]*)"')
 _AFTER = re.compile(r"(?: +#.*| *)")
+_NON_PRINTABLE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+"""Characters YAML does not allow in a stream (PyYAML's and libyaml's check)."""
+_ESCAPED_BREAKS = frozenset({0x09, 0x0A, 0x0D, 0x85, 0x2028, 0x2029, 0xFEFF})
+"""Allowed, but tabs, line breaks or a BOM to YAML: always written as escapes."""
+_FAST_REFUSED = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd"
+    "\U00010000-\U0010ffff]"
+)
+"""What the fast reader leaves to libyaml: non-printables, and NEL, LS, PS (line breaks
+to YAML) and BOM."""
+_NOT_PLAIN = re.compile(
+    "[^\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+)
+"""Text with any other character (tab, line break...) is written double-quoted."""
 _PLAIN_BAD_START = frozenset("-?:,[]{}#&*!|>'\"%@`")
 
 
@@ -286,7 +302,27 @@ def _classify(scalars: _Scalars, line: str) -> tuple[int, int, int, Any, Any, bo
 
 def _read_fast(text: str) -> list[_Entry]:
     """Entries of the plain subset of YAML; _Decline for anything else."""
+    return _read_layout(text).entries
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """What the fast reader saw: the entries and how the file is indented."""
+
+    entries: list[_Entry]
+    top_line: int
+    """1-based line of ``subscribers:``."""
+    seq_indent: int
+    """Column of the entries' dashes (-1: no entries)."""
+    key_col: int
+    """Column of the last entry's keys (-1: no entries)."""
+
+
+def _read_layout(text: str) -> _Layout:
+    """Entries and layout of the plain subset of YAML; _Decline for anything else."""
     scalars = _Scalars()
+    if _FAST_REFUSED.search(text):
+        raise _Decline  # libyaml refuses the file (and says where) or breaks lines there
     if "\r" in text:
         text = text.replace("\r\n", "\n")  # the same line breaks to YAML
         if "\r" in text:
@@ -353,7 +389,7 @@ def _read_fast(text: str) -> list[_Entry]:
         fields.append((pending[0], items, pending[1]))
     if entry_line:
         entries.append((entry_line, tuple(fields)))
-    return entries
+    return _Layout(entries, start, seq_indent, key_col)
 
 
 def _read_slow(text: str, source: str, problems: list[str]) -> list[_Entry]:
@@ -841,6 +877,13 @@ class SubscriberList:
                 return index
         return None
 
+    def current(self, email: str) -> dict[str, Any]:
+        """The fields of ``email``'s entry as written."""
+        index = self.find(email)
+        if index is None:
+            raise SubscribersError(f"{self.source}: {email} is not in the list")
+        return {str(k): v for k, v in self.entries[index].items()}
+
     def add(self, fields: Mapping[str, Any]) -> None:
         """Append an entry; SubscribersError if the address is already there."""
         email = str(fields.get("email", ""))
@@ -928,6 +971,202 @@ class SubscriberList:
         return value
 
 
+class TextSubscriberList:
+    """A subscriber list edited as lines of text: fast on long lists, every other byte kept.
+
+    Used when the fast reader understands the file (otherwise :class:`SubscriberList`
+    round-trips the whole document). Adding writes the new entry in the file's own
+    layout; removing cuts the entry with the comment lines just above it; changing an
+    entry round-trips only that entry's lines through ruamel.yaml (its comments kept).
+    Same methods as SubscriberList.
+    """
+
+    def __init__(self, text: str, *, source: str = "<subscribers>") -> None:
+        if "\r" in text or not text.endswith("\n"):
+            raise _Decline
+        self.source = source
+        self.changed = False
+        self._lines = text.split("\n")[:-1]
+        self._load()
+
+    def _load(self) -> None:
+        layout = _read_layout("\n".join(self._lines) + "\n")
+        self._top = layout.top_line - 1
+        self._seq_indent = layout.seq_indent if layout.seq_indent >= 0 else DEFAULT_OFFSET
+        self._key_col = layout.key_col if layout.key_col >= 0 else DEFAULT_INDENT
+        self._spans: list[tuple[int, int]] = []  # (first line, last content line), 0-based
+        self._fields: list[dict[str, Any]] = []
+        starts = [line - 1 for line, _fields in layout.entries]
+        for index, start in enumerate(starts):
+            end = starts[index + 1] - 1 if index + 1 < len(starts) else len(self._lines) - 1
+            while end > start and _SKIP.fullmatch(self._lines[end]):
+                end -= 1
+            self._spans.append((start, end))
+        for _line, fields in layout.entries:
+            values: dict[str, Any] = {}
+            for key, value, _number in fields or ():
+                values.setdefault(str(key), value)
+            self._fields.append(values)
+
+    def emails(self) -> list[str]:
+        return [str(f.get("email", "")) for f in self._fields]
+
+    def find(self, email: str) -> int | None:
+        wanted = email_key(email)
+        for index, fields in enumerate(self._fields):
+            if email_key(str(fields.get("email", ""))) == wanted:
+                return index
+        return None
+
+    def current(self, email: str) -> dict[str, Any]:
+        """The fields of ``email``'s entry as written."""
+        index = self.find(email)
+        if index is None:
+            raise SubscribersError(f"{self.source}: {email} is not in the list")
+        return dict(self._fields[index])
+
+    def add(self, fields: Mapping[str, Any]) -> None:
+        email = str(fields.get("email", ""))
+        if self.find(email) is not None:
+            raise SubscribersError(f"{self.source}: {email} is already subscribed")
+        unknown = sorted(set(fields) - set(FIELDS))
+        if unknown:
+            raise SubscribersError(f"unknown field {', '.join(unknown)}")
+        new = _render_entry(fields, self._seq_indent, self._key_col)
+        if self._spans:
+            at = self._spans[-1][1] + 1
+            first, _last = self._spans[-1]
+            lead = first
+            while lead > 0 and self._leads(self._lines[lead - 1]):
+                lead -= 1
+            if len(self._spans) > 1 and lead > 0 and not self._lines[lead - 1].strip():
+                new = ["", *new]  # entries are separated by blank lines here
+        else:
+            at = len(self._lines)
+            while at > self._top + 1 and not self._lines[at - 1].strip():
+                at -= 1
+        self._lines[at:at] = new
+        self._spans.append((at + (1 if new[0] == "" else 0), at + len(new) - 1))
+        self._fields.append({k: v for k, v in fields.items() if v is not None})
+        self.changed = True
+
+    def remove(self, email: str) -> bool:
+        index = self.find(email)
+        if index is None:
+            return False
+        start, end = self._spans[index]
+        first = start
+        while first > self._top + 1 and self._leads(self._lines[first - 1]):
+            first -= 1
+        blank = first
+        while blank > self._top + 1 and not self._lines[blank - 1].strip():
+            blank -= 1
+        stop = end + 1
+        if index > 0 and blank < first:
+            first = blank  # the blank line before goes, the one after stays
+        else:
+            while stop < len(self._lines) and not self._lines[stop].strip():
+                stop += 1
+            if stop >= len(self._lines) or index + 1 >= len(self._spans):
+                stop = end + 1  # keep blank lines before trailing comments
+        del self._lines[first:stop]
+        del self._spans[index]
+        del self._fields[index]
+        self._shift_after(index - 1, first, first - stop)
+        self.changed = True
+        return True
+
+    def update(self, email: str, changes: Mapping[str, Any]) -> None:
+        index = self.find(email)
+        if index is None:
+            raise SubscribersError(f"{self.source}: {email} is not in the list")
+        start, end = self._spans[index]
+        snippet = "\n".join([f"{LIST_KEY}:", *self._lines[start : end + 1]]) + "\n"
+        doc = SubscriberList(snippet, source=self.source)
+        doc.update(email, changes)
+        new = doc.dump().split("\n")[1:-1]
+        self._lines[start : end + 1] = new
+        self._spans[index] = (start, start + len(new) - 1)
+        fields = dict(self._fields[index])
+        for key, value in changes.items():
+            if value is None:
+                fields.pop(key, None)
+            else:
+                fields[key] = value
+        self._fields[index] = fields
+        self._shift_after(index, start, len(new) - (end + 1 - start))
+        self.changed = True
+
+    def _leads(self, line: str) -> bool:
+        """A comment line written at (or left of) the dashes: it introduces the entry below.
+        Deeper comments trail the entry above."""
+        stripped = line.lstrip(" ")
+        return stripped.startswith("#") and len(line) - len(stripped) <= self._seq_indent
+
+    def _shift_after(self, index: int, at: int, delta: int) -> None:
+        """Move the spans of entries after ``index`` by ``delta`` lines."""
+        for later in range(index + 1, len(self._spans)):
+            first, last = self._spans[later]
+            if first >= at:
+                self._spans[later] = (first + delta, last + delta)
+
+    def dump(self) -> str:
+        return "\n".join(self._lines) + "\n"
+
+
+def _double_quoted(text: str) -> str:
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif _NON_PRINTABLE.match(ch) or code in _ESCAPED_BREAKS:
+            if code <= 0xFF:
+                out.append(f"\\x{code:02x}")
+            elif code <= 0xFFFF:
+                out.append(f"\\u{code:04x}")
+            else:
+                out.append(f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _scalar_text(value: Any, *, flow: bool = False, quoted: bool = False) -> str:
+    """``value`` as YAML text that the fast reader (and libyaml) read back as ``value``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_scalar_text(v, flow=True, quoted=quoted) for v in value) + "]"
+    text = str(value)
+    if not quoted and text and text == text.strip() and not _NOT_PLAIN.search(text):
+        try:
+            if _Scalars().value(text, flow=flow) == text:
+                return text
+        except _Decline:
+            pass
+    return _double_quoted(text)
+
+
+def _render_entry(fields: Mapping[str, Any], seq_indent: int, key_col: int) -> list[str]:
+    """The lines of a new entry in the file's layout (``  - email: ...``)."""
+    lines: list[str] = []
+    for key in FIELDS:
+        value = fields.get(key)
+        if value is None:
+            continue
+        if lines:
+            prefix = " " * key_col
+        else:
+            prefix = " " * seq_indent + "-" + " " * max(key_col - seq_indent - 1, 1)
+        lines.append(f"{prefix}{key}: {_scalar_text(value, quoted=key == 'topics')}")
+    return lines
+
+
 def _insert_position(keys: Sequence[str], key: str) -> int:
     """Where ``key`` goes among ``keys`` to follow FIELDS order."""
     rank = FIELDS.index(key)
@@ -943,11 +1182,15 @@ def edit_subscribers(
     *,
     known_topics: Iterable[str] | None = None,
     create: bool = True,
-) -> Iterator[SubscriberList]:
+    full_round_trip: bool = False,
+) -> Iterator[SubscriberList | TextSubscriberList]:
     """Edit the list at ``path`` under its lock; saved when the block ends without error.
 
     The new text must validate (else SubscribersError and nothing is written); the old
-    version is kept as ``<path>.bak``; the file is replaced atomically.
+    version is kept as ``<path>.bak``; the file is replaced atomically. Files the fast
+    reader understands are edited as text (:class:`TextSubscriberList`: seconds on
+    100,000 entries); others, or ``full_round_trip=True``, through a whole-document
+    ruamel.yaml round trip (:class:`SubscriberList`).
     """
     target = Path(path)
     source = str(path)
@@ -961,7 +1204,13 @@ def edit_subscribers(
                 raise SubscribersError(f"{source}: subscriber list not found") from None
             old = None
         text = old.decode("utf-8-sig") if old is not None else EMPTY_LIST
-        doc = SubscriberList(text, source=source)
+        doc: SubscriberList | TextSubscriberList
+        try:
+            if full_round_trip:
+                raise _Decline
+            doc = TextSubscriberList(text, source=source)
+        except _Decline:
+            doc = SubscriberList(text, source=source)
         yield doc
         if not doc.changed:
             return

@@ -110,6 +110,21 @@ class Page:
         self.wait_for("Page.loadEventFired")
 
 
+def _page_target(port: int, deadline: float) -> str:
+    """The DevTools websocket of the browser's first tab (it may take a moment to appear)."""
+    while True:
+        try:
+            targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
+        except httpx.HTTPError:
+            targets = []
+        pages = [t["webSocketDebuggerUrl"] for t in targets if t.get("type") == "page"]
+        if pages:
+            return str(pages[0])
+        if time.monotonic() > deadline:
+            pytest.fail(f"chromium opened no tab within {STARTUP_SECONDS} s")
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def browser() -> Iterator[Page]:
     binary = chromium_path()
@@ -122,16 +137,14 @@ def browser() -> Iterator[Page]:
         try:
             port_file = Path(profile) / "DevToolsActivePort"
             deadline = time.monotonic() + STARTUP_SECONDS
-            while not port_file.exists() or not port_file.read_text().strip():
+            while not port_file.exists() or len(port_file.read_text().split()) < 2:
                 if proc.poll() is not None:
                     pytest.fail(f"chromium exited at start-up with {proc.returncode}")
                 if time.monotonic() > deadline:
                     pytest.fail(f"chromium did not open DevTools within {STARTUP_SECONDS} s")
                 time.sleep(0.05)
             port = int(port_file.read_text().split()[0])
-            targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
-            ws_url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
-            page = Page(ws_url)
+            page = Page(_page_target(port, deadline))
             page.send("Page.enable")
             try:
                 yield page

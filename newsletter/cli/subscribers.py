@@ -321,7 +321,7 @@ def set_cmd(
             index = doc.find(email)
             if index is None:
                 raise SubscribersError(f"{email} is not in {env.path}")
-            current = {str(k): v for k, v in doc.entries[index].items()}
+            current = doc.current(email)
             merged = {k: v for k, v in {**current, **changes}.items() if v is not None}
             sub, reasons = check_entry(merged, known_topics=known)
             if sub is None:
