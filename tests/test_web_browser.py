@@ -8,12 +8,15 @@ test FAILS (CI installs Debian's ``chromium``): it is never skipped.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email
 import email.policy
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -110,6 +113,18 @@ class Page:
         self.wait_for("Page.loadEventFired")
 
 
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """End the browser we started and its helper processes (its own process group)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def _page_target(port: int, deadline: float) -> str:
     """The DevTools websocket of the browser's first tab (it may take a moment to appear)."""
     while True:
@@ -128,11 +143,15 @@ def _page_target(port: int, deadline: float) -> str:
 @pytest.fixture
 def browser() -> Iterator[Page]:
     binary = chromium_path()
-    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+    # Chromium's helper processes may still be writing the profile while they exit.
+    with tempfile.TemporaryDirectory(
+        prefix="chromium-profile-", ignore_cleanup_errors=True
+    ) as profile:
         proc = subprocess.Popen(
             [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: the helpers end with it
         )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
@@ -151,12 +170,7 @@ def browser() -> Iterator[Page]:
             finally:
                 page.close()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop_group(proc)
 
 
 def test_browser_unsubscribes_from_a_rendered_email(browser: Page, tmp_path: Path) -> None:
