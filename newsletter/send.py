@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import importlib
 import logging
+import queue
 import threading
 import time
 from collections import Counter
@@ -192,11 +193,13 @@ def deliver_variants(
     results: list[SendResult] = []
     lock = threading.Lock()
 
+    writer = LedgerWriter(ledger, date) if ledger is not None else None
+
     def on_result(result: SendResult) -> None:
         with lock:
             results.append(result)
-        if ledger is not None:
-            ledger.record(date, [result])
+        if writer is not None:
+            writer.put(result)
         if progress is not None:
             progress(result)
 
@@ -206,25 +209,81 @@ def deliver_variants(
 
     on_attempt = mark_pending if ledger is not None else None
     backend.start_run()
-    for variant in variants:
-        if stop is not None and stop.is_set():
-            break
-        template: MessageTemplate = build_template(
-            variant.rendered, sender=sender, date=date, now=now(), dkim=dkim
-        )
-        recipients: list[Recipient] = []
-        for subscriber in variant.subscribers:
-            try:
-                recipients.append(
-                    template.recipient(subscriber.email, subscriber.name, values_for(subscriber))
-                )
-            except InvalidRecipient as exc:
-                invalid = SendResult(subscriber.email, SendStatus.INVALID, error=str(exc))
-                if ledger is not None:
-                    ledger.mark_pending(date, {subscriber.email: None})
-                on_result(invalid)
-        backend.send(template, recipients, on_attempt=on_attempt, on_result=on_result, stop=stop)
+    try:
+        for variant in variants:
+            if stop is not None and stop.is_set():
+                break
+            template: MessageTemplate = build_template(
+                variant.rendered, sender=sender, date=date, now=now(), dkim=dkim
+            )
+            recipients: list[Recipient] = []
+            for subscriber in variant.subscribers:
+                try:
+                    recipients.append(
+                        template.recipient(
+                            subscriber.email, subscriber.name, values_for(subscriber)
+                        )
+                    )
+                except InvalidRecipient as exc:
+                    invalid = SendResult(subscriber.email, SendStatus.INVALID, error=str(exc))
+                    if ledger is not None:
+                        ledger.mark_pending(date, {subscriber.email: None})
+                    on_result(invalid)
+            backend.send(
+                template, recipients, on_attempt=on_attempt, on_result=on_result, stop=stop
+            )
+    finally:
+        if writer is not None:
+            writer.close()
     return _report(date, results, duration=clock() - started)
+
+
+class LedgerWriter:
+    """Records final results in the ledger from a thread of its own, as they come.
+
+    Each result is queued the moment the backend reports it, and the writer commits
+    everything queued so far in one transaction: results arriving one at a time (SMTP)
+    are each committed at once, a burst (an HTTP batch of 1,000) goes in one
+    transaction instead of 1,000. :meth:`close` writes what is left and re-raises a
+    ledger error, if any.
+    """
+
+    def __init__(self, ledger: Ledger, date: dt.date) -> None:
+        self._ledger = ledger
+        self._date = date
+        self._queue: queue.SimpleQueue[SendResult | None] = queue.SimpleQueue()
+        self._error: NewsletterError | None = None
+        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, result: SendResult) -> None:
+        self._queue.put(result)
+
+    def _run(self) -> None:
+        done = False
+        while not done:
+            batch: list[SendResult] = []
+            item = self._queue.get()
+            while True:
+                if item is None:
+                    done = True
+                    break
+                batch.append(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                try:
+                    self._ledger.record(self._date, batch)
+                except NewsletterError as exc:
+                    self._error = self._error or exc
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 # --------------------------------------------------------------------------- the day
