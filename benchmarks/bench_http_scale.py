@@ -98,7 +98,7 @@ def run(
         )
         backend = SendGridBackend(api_key=API_KEY, base_url=base_url, options=options)
         secret = SECRET.encode()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         with backend, Ledger(f"sqlite:///{workdir / (name.replace(' ', '-') + '.db')}") as ledger:
             report = deliver_variants(
                 variants,
@@ -112,7 +112,7 @@ def run(
                 ledger=ledger,
             )
             pending = ledger.counts(DATE).get("pending", 0)
-        duration = time.perf_counter() - started
+        duration, cpu = time.perf_counter() - started, time.process_time() - cpu
         stats: dict[str, Any] = httpx.get(f"{base_url}/_stats", timeout=10.0).json()
     finally:
         server.terminate()
@@ -126,6 +126,7 @@ def run(
         "failed": report.failed,
         "pending": pending,
         "duration": duration,
+        "cpu": cpu,
         **stats,
     }
 
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'run':<12}{'variants':>9}{'requests':>9}{'202':>6}{'floor':>6}{'429s':>6}"
         f"{'recipients':>11}{'distinct':>9}{'dups':>5}{'max/req':>8}{'seconds':>8}"
-        f"{'req/s':>7}{'pending':>8}"
+        f"{'req/s':>7}{'CPU s':>7}{'pending':>8}"
     )
     for r in runs:
         rate = r["accepted"] / r["duration"] if r["duration"] else 0.0
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['name']:<12}{r['variants']:>9}{r['requests']:>9}{r['accepted']:>6}"
             f"{r['floor']:>6}{r['throttled']:>6}{r['recipients']:>11,}"
             f"{r['distinct_recipients']:>9,}{r['duplicates']:>5}{r['max_personalizations']:>8}"
-            f"{r['duration']:>8.1f}{rate:>7.2f}{r['pending']:>8}"
+            f"{r['duration']:>8.1f}{rate:>7.2f}{r['cpu']:>7.1f}{r['pending']:>8}"
         )
     ok = all(
         r["distinct_recipients"] == args.subscribers and r["pending"] == 0 and r["failed"] == 0
