@@ -197,18 +197,37 @@ def qp_encode(text: str, *, start_column: int = 0) -> tuple[str, int]:
     """Quoted-printable of ``text`` (``\\n`` = hard line break), and the final column.
 
     Lines are wrapped with soft breaks at 76 columns counting from ``start_column``;
-    whitespace before a hard break is encoded so no transport can strip it.
+    whitespace before a hard break is encoded so no transport can strip it. Runs of
+    characters that need no encoding are copied in slices, not one by one.
     """
     out: list[str] = []
     col = start_column
+    limit = QP_LINE_CHARS - 1
     lines = text.split("\n")
     for index, line in enumerate(lines):
         last = index == len(lines) - 1
-        for pos, ch in enumerate(line):
-            enc = _qp_char(ch)
-            if ch in " \t" and pos == len(line) - 1:
-                enc = f"={ord(ch):02X}"
-            if col + len(enc) > QP_LINE_CHARS - 1:
+        end = len(line)
+        for match in _QP_RUN.finditer(line):
+            run = match.group()
+            if match.lastindex == 1:  # literal run; its trailing blank at the line end is encoded
+                tail = ""
+                if match.end() == end and run[-1] in " \t":
+                    run, tail = run[:-1], run[-1]
+                pos = 0
+                while len(run) - pos > limit - col:
+                    take = max(0, limit - col)
+                    out.append(run[pos : pos + take])
+                    out.append("=\r\n")
+                    pos += take
+                    col = 0
+                out.append(run[pos:])
+                col += len(run) - pos
+                if not tail:
+                    continue
+                enc = f"={ord(tail):02X}"
+            else:
+                enc = _qp_char(run)
+            if col + len(enc) > limit:
                 out.append("=\r\n")
                 col = 0
             out.append(enc)
@@ -217,6 +236,10 @@ def qp_encode(text: str, *, start_column: int = 0) -> tuple[str, int]:
             out.append("\r\n")
             col = 0
     return "".join(out), col
+
+
+_QP_RUN = re.compile(r"([\t\x20-\x3c\x3e-\x7e]+)|(.)", re.DOTALL)
+"""A run of characters quoted-printable leaves as they are, or one character to encode."""
 
 
 def _qp_slot_value(value: str) -> bytes:
