@@ -41,7 +41,6 @@ from benchmarks.bench_smtp import free_port
 from benchmarks.scale_helpers import (
     DEFAULT_VARIANTS,
     SENDGRID_MAX_PERSONALIZATIONS,
-    load_subscribers_any,
     serve_fake_sendgrid,
     subscribers_yaml,
     synthetic_subscribers,
@@ -53,6 +52,7 @@ from newsletter.ledger import Ledger
 from newsletter.models import Subscriber
 from newsletter.pipeline import Variant, prepare_day
 from newsletter.send import deliver_variants, subscriber_values
+from newsletter.subscribers import load_subscribers
 from newsletter.topics import load_taxonomy
 
 RATE_LIMIT = 10.0
@@ -153,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         made = synthetic_subscribers(args.subscribers, topics=topics, variants=args.variants)
         yaml_path.write_text(subscribers_yaml(made), encoding="utf-8")
         del made
-        people, note = load_subscribers_any(yaml_path)
-        if note:
-            print(f"note: {note}")
+        people = load_subscribers(yaml_path)
         prepared = prepare_day(settings, DATE, source=source, subscribers=people, now=NOW)
         limit = args.rate_limit
         runs: list[dict[str, Any]] = []

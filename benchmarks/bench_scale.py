@@ -42,17 +42,17 @@ from pathlib import Path
 from benchmarks.bench_smtp import find_postfix, free_port, run_smtp_source, wait_for_port
 from benchmarks.scale_helpers import (
     DEFAULT_VARIANTS,
-    load_subscribers_any,
     subscribers_yaml,
     synthetic_subscribers,
 )
 from newsletter.config import DeliverySettings, SenderSettings, Settings, SourceSettings
 from newsletter.message import InvalidRecipient, build_template
-from newsletter.models import FULL_PROFILE, Digest, SendResult, Subscriber
+from newsletter.models import FULL_PROFILE, Digest, SendResult
 from newsletter.pipeline import prepare_day
 from newsletter.rank import rank
 from newsletter.render import load_templates, render
 from newsletter.send import send_day, subscriber_values
+from newsletter.subscribers import load_subscribers
 from newsletter.topics import assign_topics, group, load_taxonomy
 
 SUBSCRIBERS = 100_000
@@ -160,9 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         yaml_mb = yaml_path.stat().st_size / 2**20
 
         with stages.stage("load_subscribers"):
-            people, note = load_subscribers_any(yaml_path)
-        if note:
-            print(f"note: {note}")
+            people = load_subscribers(yaml_path)
 
         with stages.stage("prepare_day (fetch..render)"):
             prepared = prepare_day(settings, DATE, source=source, subscribers=people, now=NOW)
@@ -220,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         # ------------------------------------------------------------------ SMTP
         smtp_lines: list[str] = []
         if not args.no_smtp:
-            explicit = people_for_send(yaml_path, note)
-            smtp_lines = run_smtp(settings, source, workdir, sample, n, args, stages, explicit)
+            smtp_lines = run_smtp(settings, source, workdir, sample, n, args, stages)
 
     print(
         f"subscribers {n:,} in {len(variant_sizes)} variants "
@@ -253,11 +250,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def people_for_send(path: Path, note: str | None) -> list[Subscriber] | None:
-    """None: send_day loads the file itself; a list when newsletter.subscribers is missing."""
-    return None if note is None else load_subscribers_any(path)[0]
-
-
 def run_smtp(
     settings: Settings,
     source: str,
@@ -266,7 +258,6 @@ def run_smtp(
     n: int,
     args: argparse.Namespace,
     stages: Stages,
-    explicit: list[Subscriber] | None,
 ) -> list[str]:
     """send_day to smtp-sink, then smtp-source into the same sink; the lines to print."""
     found = find_postfix(workdir)
@@ -311,7 +302,6 @@ def run_smtp(
                 smtp_settings,
                 DATE,
                 source=source,
-                subscribers=explicit,
                 now=lambda: NOW,
                 progress=progress,
                 on_start=on_start,

@@ -23,7 +23,6 @@ connection (``delivery.connections``) plus results accepted but not yet written.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import random
 import signal
@@ -65,18 +64,8 @@ MAX_RUNS = 6
 RUN_TIMEOUT = 300.0
 DATE = "2026-11-25"
 REPO = Path(__file__).resolve().parent.parent
-CLI = (
-    "import importlib.util, sys, types\n"
-    "if importlib.util.find_spec('newsletter.subscribers') is None:\n"
-    "    from benchmarks.scale_helpers import read_subscribers_yaml\n"
-    "    stand_in = types.ModuleType('newsletter.subscribers')\n"
-    "    stand_in.load_subscribers = read_subscribers_yaml\n"
-    "    sys.modules[stand_in.__name__] = stand_in\n"
-    "from newsletter.cli import main\n"
-    "main()\n"
-)
-"""The real ``newsletter`` CLI; where newsletter.subscribers is not there yet, its loader
-is stood in for by the benchmarks' plain reader (a note is printed)."""
+CLI = "from newsletter.cli import main; main()"
+"""The real ``newsletter`` command line."""
 
 
 @dataclass
@@ -245,10 +234,6 @@ def main(argv: list[str] | None = None) -> int:
             subscribers = folder / "subscribers.yaml"
             subscribers.write_text(subscribers_yaml(people), encoding="utf-8")
             emails = [p.email for p in people]
-            if importlib.util.find_spec("newsletter.subscribers") is None:
-                print(
-                    "note: newsletter.subscribers is not available: a plain YAML reader stands in"
-                )
             jitter_ms = KILL_JITTER * 1000
             print(
                 f"{args.trials} trials, {len(emails)} subscribers, {CONNECTIONS} SMTP connections,"

@@ -13,9 +13,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import http.server
-import importlib
 import itertools
 import json
 import math
@@ -27,10 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from newsletter.models import SUMMARY_STYLES, Subscriber
 
@@ -47,9 +42,6 @@ SENDGRID_MAX_PERSONALIZATIONS = 1000
 """SendGrid's documented limit of personalizations per request."""
 
 Clock = Callable[[], float]
-
-_FIELDS = frozenset(f.name for f in dataclasses.fields(Subscriber))
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # --------------------------------------------------------------------------- subscribers
@@ -122,32 +114,6 @@ def synthetic_subscribers(
             )
         )
     return out
-
-
-def read_subscribers_yaml(path: str | Path) -> list[Subscriber]:
-    """A plain reader of :func:`subscribers_yaml` output (libyaml, no validation).
-
-    Only for running the benchmarks where ``newsletter.subscribers`` is not available.
-    """
-    data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_LOADER)
-    out: list[Subscriber] = []
-    for entry in data["subscribers"]:
-        fields = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in entry.items() if k in _FIELDS
-        }
-        out.append(Subscriber(**fields))
-    return out
-
-
-def load_subscribers_any(path: str | Path) -> tuple[list[Subscriber], str | None]:
-    """``newsletter.subscribers.load_subscribers(path)``, or the plain reader and a note."""
-    try:
-        module = importlib.import_module("newsletter.subscribers")
-    except ImportError:
-        note = "newsletter.subscribers is not available: read with a plain YAML reader"
-        return read_subscribers_yaml(path), note
-    loaded: list[Subscriber] = list(module.load_subscribers(path))
-    return loaded, None
 
 
 def _flow(items: Iterable[str]) -> str:
