@@ -194,11 +194,21 @@ def deliver_variants(
     lock = threading.Lock()
 
     writer = LedgerWriter(ledger, date) if ledger is not None else None
+    recorded: set[str] = set()
+
+    def on_accepted(result: SendResult) -> None:
+        # in the backend's sending thread, right after the provider took the message:
+        # the at-least-once window after a crash is then one message per connection.
+        assert ledger is not None
+        ledger.record(date, [result])
+        with lock:
+            recorded.add(result.email)
 
     def on_result(result: SendResult) -> None:
         with lock:
             results.append(result)
-        if writer is not None:
+            early = result.email in recorded and result.status in DELIVERED
+        if writer is not None and not early:
             writer.put(result)
         if progress is not None:
             progress(result)
@@ -230,7 +240,12 @@ def deliver_variants(
                         ledger.mark_pending(date, {subscriber.email: None})
                     on_result(invalid)
             backend.send(
-                template, recipients, on_attempt=on_attempt, on_result=on_result, stop=stop
+                template,
+                recipients,
+                on_attempt=on_attempt,
+                on_result=on_result,
+                stop=stop,
+                on_accepted=on_accepted if ledger is not None else None,
             )
     finally:
         if writer is not None:

@@ -1,20 +1,30 @@
-"""newsletter.send.LedgerWriter: results committed as they come, bursts in one transaction."""
+"""How send records results: bursts in one transaction, SMTP acceptances at once."""
 
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 
+from benchmarks.bench_smtp import free_port
+from benchmarks.scale_helpers import RecordingSink
+from newsletter.config import SenderSettings
+from newsletter.delivery.base import BackendOptions, RetryPolicy
+from newsletter.delivery.smtp import SmtpBackend
 from newsletter.errors import LedgerError
 from newsletter.ledger import Ledger
-from newsletter.models import SendResult, SendStatus
-from newsletter.send import LedgerWriter
+from newsletter.models import SendResult, SendStatus, Subscriber
+from newsletter.send import LedgerWriter, deliver_variants, subscriber_values
+from tests.doubles import FakeRendered, sample_rendered
 
 DATE = dt.date(2026, 11, 25)
+NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
 
 
 class CountingLedger(Ledger):
@@ -59,3 +69,57 @@ def test_close_writes_the_rest_and_reraises_a_ledger_error(tmp_path: Path) -> No
         writer.put(SendResult("a@example.org", SendStatus.SENT))
         with pytest.raises(LedgerError, match="disk I/O error"):
             writer.close()
+
+
+@dataclass(frozen=True)
+class OneVariant:
+    rendered: FakeRendered
+    subscribers: tuple[Subscriber, ...]
+
+
+def test_smtp_results_are_recorded_before_the_next_message_goes_out(tmp_path: Path) -> None:
+    """The at-least-once window: a message the server took is 'sent' in the ledger
+    before the same connection starts the next one."""
+    state = tmp_path / "state.db"
+    people = tuple(Subscriber(f"r{i}@example.org", name=f"R {i}") for i in range(12))
+    behind: list[tuple[int, str]] = []
+
+    def check(count: int) -> None:
+        # called while message ``count`` is being accepted: every earlier one is recorded
+        with sqlite3.connect(state) as db:
+            rows = dict(db.execute("SELECT email, status FROM deliveries").fetchall())
+        for earlier in people[: count - 1]:
+            if rows.get(earlier.email) != "sent":
+                behind.append((count, earlier.email))
+
+    sink = RecordingSink(on_message=check)
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        backend = SmtpBackend(
+            host="127.0.0.1",
+            port=port,
+            envelope_from="digest@papers.example",
+            security="none",
+            connections=1,
+            options=BackendOptions(retry=RetryPolicy(max_attempts=1)),
+        )
+        with backend, Ledger(f"sqlite:///{state}") as ledger:
+            report = deliver_variants(
+                [OneVariant(sample_rendered(), people)],
+                date=DATE,
+                backend=backend,
+                sender=SenderSettings(from_="Daily <digest@papers.example>"),
+                values_for=lambda s: subscriber_values(
+                    s, base_url="https://papers.example", secret=b"k"
+                ),
+                now=lambda: NOW,
+                ledger=ledger,
+            )
+            assert ledger.counts(DATE) == {"sent": 12}
+    finally:
+        controller.stop()
+    assert report.delivered == 12
+    assert len(sink.snapshot()) == 12
+    assert behind == []

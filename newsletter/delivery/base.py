@@ -133,6 +133,7 @@ class Backend(abc.ABC):
             self.options.rate, clock=self.options.clock, sleep=self.options.sleep
         )
         self._deadline_at: float | None = None
+        self._on_accepted: ResultCallback | None = None
 
     # -- the hooks --------------------------------------------------------------
 
@@ -159,10 +160,36 @@ class Backend(abc.ABC):
         on_attempt: AttemptCallback | None = None,
         on_result: ResultCallback | None = None,
         stop: threading.Event | None = None,
+        on_accepted: ResultCallback | None = None,
     ) -> list[SendResult]:
-        """Deliver ``template`` to every recipient; a final SendResult for each one."""
+        """Deliver ``template`` to every recipient; a final SendResult for each one.
+
+        ``on_accepted`` is called with each delivered result from the thread that got
+        the provider's acceptance, at once, by backends that can (SMTP: each worker
+        right after the server's 250), so the ledger can record it before that thread
+        sends anything else; ``on_result`` still follows for every result.
+        """
         if self._deadline_at is None:
             self.start_run()
+        self._on_accepted = on_accepted
+        try:
+            return self._send(template, recipients, on_attempt, on_result, stop)
+        finally:
+            self._on_accepted = None
+
+    def accepted(self, result: SendResult) -> None:
+        """For backends: report a delivered result as early as it is known."""
+        if self._on_accepted is not None:
+            self._on_accepted(result)
+
+    def _send(
+        self,
+        template: MessageTemplate,
+        recipients: Sequence[Recipient],
+        on_attempt: AttemptCallback | None,
+        on_result: ResultCallback | None,
+        stop: threading.Event | None,
+    ) -> list[SendResult]:
         results: list[SendResult] = []
 
         def report(result: SendResult) -> None:

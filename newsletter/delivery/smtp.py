@@ -212,7 +212,10 @@ class SmtpBackend(Backend):
                         recipient = todo.get_nowait()
                     except queue.Empty:
                         break
-                    out.put(self._send_one(slot, template, recipient))
+                    result = self._send_one(slot, template, recipient)
+                    if result.status == SendStatus.SENT:
+                        self.accepted(result)
+                    out.put(result)
             except BaseException as exc:  # AuthError, DeliveryError: stop everyone
                 abort.set()
                 out.put(exc)
