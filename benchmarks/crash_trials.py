@@ -16,8 +16,10 @@ the ledger rows left ``pending`` (must be 0).
 Why duplicates happen at all (the at-least-once window): SMTP has no idempotency; a
 message the server accepted (``250`` after DATA, or still in flight) whose result the
 process had not yet committed to the ledger when it died is still ``pending`` there, and
-the rerun sends it again. The window is bounded by the messages in flight: one per SMTP
-connection (``delivery.connections``) plus results accepted but not yet written.
+the rerun sends it again. Each SMTP worker records an acceptance in the ledger right
+after the server's ``250``, before its connection sends anything else, so the window is
+at most one message per connection (``delivery.connections``): the one whose DATA the
+server took while the process died before reading the reply or committing it.
 """
 
 from __future__ import annotations
@@ -279,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"duplicates: {total_dups} in {with_dups} of {n} trials "
         f"(max {max((t.duplicates for t in trials), default=0)} per trial; "
-        f"window bound: {CONNECTIONS} connections in flight + results not yet written)"
+        f"window: at most one message per connection, {CONNECTIONS} here)"
     )
     print(
         "distinct Message-IDs per trial == subscribers: "
