@@ -22,7 +22,6 @@ import concurrent.futures
 import contextlib
 import logging
 import queue
-import re
 import smtplib
 import ssl
 import threading
@@ -44,7 +43,6 @@ DEFAULT_CONNECTIONS = 2
 """Parallel connections (worker threads)."""
 
 _DONE = object()
-_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 class SmtpBackend(Backend):
@@ -342,8 +340,9 @@ class SmtpBackend(Backend):
 
 def dot_stuff(raw: bytes) -> bytes:
     """The message as DATA content: leading dots doubled, ending in CRLF (RFC 5321 4.5.2)."""
-    if raw.startswith(b".") or b"\n." in raw:
-        raw = _LEADING_DOT.sub(b"..", raw)
+    if raw.startswith(b"."):
+        raw = b"." + raw
+    raw = raw.replace(b"\n.", b"\n..")  # a copy only when there is a dot to double
     return raw if raw.endswith(b"\r\n") else raw + b"\r\n"
 
 
