@@ -261,7 +261,8 @@ def add_cmd(env: _Env, /, email: str, inactive: bool, **options: Any) -> None:
     fields["added"] = dt.date.today()
     known = env.topics()
     with edit_subscribers(env.path, known_topics=known) as doc:
-        sub, reasons = check_entry(fields, known_topics=known, taken=doc.emails())
+        taken = {email_key(e) for e in doc.emails()}
+        sub, reasons = check_entry(fields, known_topics=known, taken=taken)
         if sub is None:
             raise _refuse(email, reasons)
         fields["email"] = sub.email
@@ -396,7 +397,7 @@ def import_cmd(env: _Env, csv_file: TextIO, dry_run: bool) -> None:
     refused: list[str] = []
     accepted: list[dict[str, Any]] = []
     with edit_subscribers(env.path, known_topics=known) as doc:
-        taken = list(doc.emails())
+        taken = {email_key(e) for e in doc.emails()}
         for row in reader:
             line = reader.line_num
             if not any(cell.strip() for cell in row):
@@ -414,7 +415,7 @@ def import_cmd(env: _Env, csv_file: TextIO, dry_run: bool) -> None:
                 refused.append(f"{csv_file.name}:{line}: {shown}: {why}")
                 continue
             fields["email"] = sub.email
-            taken.append(sub.email)
+            taken.add(email_key(sub.email))
             accepted.append(fields)
         if not dry_run:
             for fields in accepted:
