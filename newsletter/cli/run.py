@@ -1,0 +1,397 @@
+"""``newsletter run``, ``newsletter status`` and ``newsletter archive``.
+
+The commands reach the rest of the system (the ledger, the preference store, the subscriber
+list, the send, the renderer) through one :class:`Ops` value. The defaults import those
+modules when first used; tests hand the commands their own ``Ops`` as click's ``obj``
+(``CliRunner().invoke(cli, [...], obj=Ops(...))``).
+
+What each default expects of the module it calls:
+
+- ``newsletter.ledger.last_run(state_url) -> object | None`` with ``run_id``, ``date``,
+  ``started_at``, ``finished_at`` and ``counts`` (recipients by status: sent, failed,
+  pending, ...): the newest run, for ``status``.
+- ``newsletter.ledger.final_recipients(state_url, date) -> set[str]``: the lower-cased
+  addresses the papers of ``date`` reached or definitively failed for (nothing left to do),
+  so a restart within the grace window knows whether a zone's day is done.
+- ``newsletter.ledger.sent_days(state_url) -> list[date]``: the days something went out,
+  for ``archive``.
+- ``newsletter.prefs.PrefsStore(state_url).apply(subscribers)`` and ``.suppressed_count()``.
+- ``newsletter.subscribers.load_subscribers(path)``, ``newsletter.send.send_day``, and the
+  stages of the agreed interfaces for the archive's full digest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from newsletter import archive as archive_mod
+from newsletter import scheduler
+from newsletter.config import Settings, load_settings
+from newsletter.errors import NewsletterError
+from newsletter.locking import holder, lock_path_for
+from newsletter.logs import LOG_FORMATS, setup_logging
+from newsletter.models import FULL_PROFILE, Digest, Subscriber
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LastRun:
+    """The newest run the ledger knows of, as ``status`` shows it."""
+
+    run_id: str
+    date: dt.date
+    """The date of the papers it sent."""
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    counts: Mapping[str, int] = field(default_factory=dict)
+    """Recipients by status: sent, failed, pending, ..."""
+
+
+def _resolve(module: str, name: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise NewsletterError(f"{module}.{name} is not available in this installation") from None
+
+
+def ledger_last_run(settings: Settings) -> LastRun | None:
+    """The newest run in the ledger, or None when nothing ran yet."""
+    run = _resolve("newsletter.ledger", "last_run")(settings.state)
+    if run is None:
+        return None
+    return LastRun(
+        run_id=str(run.run_id),
+        date=run.date,
+        started_at=getattr(run, "started_at", None),
+        finished_at=getattr(run, "finished_at", None),
+        counts={str(k): int(v) for k, v in dict(run.counts).items()},
+    )
+
+
+def ledger_final_recipients(settings: Settings, date: dt.date) -> set[str]:
+    """Addresses with nothing left to do for the papers of ``date``."""
+    found = _resolve("newsletter.ledger", "final_recipients")(settings.state, date)
+    return {str(email).lower() for email in found}
+
+
+def ledger_sent_days(settings: Settings) -> list[dt.date]:
+    """Every date whose papers went out to someone."""
+    return sorted(_resolve("newsletter.ledger", "sent_days")(settings.state))
+
+
+def prefs_suppressed(settings: Settings) -> int:
+    """How many addresses are suppressed (unsubscribed, bounced, complained)."""
+    return int(_resolve("newsletter.prefs", "PrefsStore")(settings.state).suppressed_count())
+
+
+def load_active_subscribers(settings: Settings) -> list[Subscriber]:
+    """The subscriber list with the preference overlay applied (suppressed ones dropped)."""
+    subscribers = _resolve("newsletter.subscribers", "load_subscribers")(settings.subscribers)
+    store = _resolve("newsletter.prefs", "PrefsStore")(settings.state)
+    return [s for s in store.apply(subscribers) if s.active]
+
+
+def render_full_day(
+    settings: Settings, date: dt.date, now: dt.datetime
+) -> archive_mod.ArchiveDay | None:
+    """The full digest of ``date`` as an archive page, or None for a day without papers."""
+    day = _resolve("newsletter.sources", "fetch_day")(
+        settings.source.default, date, settings=settings.source
+    )
+    if day.is_empty:
+        return None
+    taxonomy = _resolve("newsletter.topics", "load_taxonomy")(settings.digest.taxonomy)
+    topics = _resolve("newsletter.topics", "assign_topics")(day.papers, taxonomy)
+    ranked = _resolve("newsletter.rank", "rank")(day.papers, FULL_PROFILE, topics=topics, now=now)
+    groups = _resolve("newsletter.topics", "group")(ranked, taxonomy)
+    digest = Digest(date=date, topics=groups, profile=FULL_PROFILE, total_papers=len(day.papers))
+    templates = _resolve("newsletter.render", "load_templates")(settings.digest.templates)
+    rendered = _resolve("newsletter.render", "render")(
+        digest,
+        settings=settings.digest,
+        templates=templates,
+        web_url=archive_mod.web_url(settings, date),
+    )
+    base = settings.digest.base_url.rstrip("/")
+    public = {"name": "", "email": "", "unsubscribe_url": base, "preferences_url": base}
+    return archive_mod.archive_day_from_rendered(rendered, date=date, fill=public)
+
+
+@dataclass(frozen=True)
+class Ops:
+    """Everything the commands call outside this module; replace parts in tests."""
+
+    clock: scheduler.Clock = scheduler.utc_now
+    load_subscribers: Callable[[Settings], Sequence[Subscriber]] = load_active_subscribers
+    last_run: Callable[[Settings], LastRun | None] = ledger_last_run
+    final_recipients: Callable[[Settings, dt.date], set[str]] = ledger_final_recipients
+    sent_days: Callable[[Settings], list[dt.date]] = ledger_sent_days
+    suppressed: Callable[[Settings], int] = prefs_suppressed
+    render_day: Callable[[Settings, dt.date, dt.datetime], archive_mod.ArchiveDay | None] = (
+        render_full_day
+    )
+    job: scheduler.Job = scheduler.default_job
+    probe: scheduler.Probe = scheduler.source_has_papers
+
+
+def zone_done_check(
+    settings: Settings, subscribers: Sequence[Subscriber], ops: Ops
+) -> scheduler.DoneCheck:
+    """A DoneCheck from the ledger: done when every subscriber of the zone is final for the date.
+
+    The subscriber list is read again at each check, so a subscriber added since the
+    daemon started counts. When the ledger cannot be asked, the answer is "not done" and
+    the send (whose ledger is the final guard) decides.
+    """
+
+    def done(date: dt.date, zone: str) -> bool:
+        try:
+            current = ops.load_subscribers(settings)
+        except NewsletterError:
+            current = subscribers
+        emails = {
+            s.email.lower()
+            for s in scheduler.in_zone(current, zone, default=settings.schedule.timezone)
+        }
+        try:
+            final = ops.final_recipients(settings, date)
+        except NewsletterError as exc:
+            log.warning("cannot ask the ledger whether %s is done: %s", date, exc)
+            return False
+        return bool(emails) and emails <= final
+
+    return done
+
+
+def _ops(ctx: click.Context) -> Ops:
+    return ctx.obj if isinstance(ctx.obj, Ops) else Ops()
+
+
+config_option = click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Settings file (default: newsletter.yaml here, if present).",
+)
+
+
+@click.command("run")
+@config_option
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="human",
+    show_default=True,
+    help="human: one readable line per event; json: one JSON object per line.",
+)
+@click.option(
+    "--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR."
+)
+@click.pass_context
+def run_command(
+    ctx: click.Context, config_path: str | None, log_format: str, log_level: str
+) -> None:
+    """Run the daily schedule until SIGTERM or Ctrl-C (the daemon).
+
+    Sends each scheduled day's digest at schedule.time in schedule.timezone, and at the
+    same local time in every subscriber's own time zone. Only one daemon runs per state
+    database; a second one is refused. On SIGTERM/SIGINT the message in flight is
+    finished and the command exits 0.
+    """
+    ops = _ops(ctx)
+    settings = load_settings(config_path)
+    secrets = [settings.delivery.password, settings.delivery.api_key, settings.secret_key]
+    setup_logging(
+        fmt="json" if log_format == "json" else "human",
+        level=log_level.upper(),
+        secrets_=[s for s in secrets if s],
+    )
+    subscribers = list(ops.load_subscribers(settings))
+    code = scheduler.run_daemon(
+        settings,
+        job=ops.job,
+        clock=ops.clock,
+        subscribers=subscribers,
+        probe=ops.probe,
+        is_done=zone_done_check(settings, subscribers, ops),
+    )
+    ctx.exit(code)
+
+
+def status_report(settings: Settings, ops: Ops) -> dict[str, Any]:
+    """What ``status`` shows, as data (the ``--json`` output)."""
+    now = ops.clock()
+    problems: list[str] = []
+    try:
+        subscribers: Sequence[Subscriber] = ops.load_subscribers(settings)
+    except NewsletterError as exc:
+        problems.append(f"subscribers: {exc}")
+        subscribers = ()
+    zones = scheduler.zones_for(subscribers, settings.schedule.timezone)
+    counts = {
+        zone: len(scheduler.in_zone(subscribers, zone, default=settings.schedule.timezone))
+        for zone in zones
+    }
+    runs = [
+        {
+            "zone": run.zone,
+            "at": run.at.isoformat(),
+            "when": scheduler.format_when(run.at),
+            "paper_date": run.paper_date.isoformat(),
+            "subscribers": counts.get(run.zone, 0),
+        }
+        for run in scheduler.next_runs(settings, zones, now=now)
+    ]
+    last: dict[str, Any] | None = None
+    try:
+        found = ops.last_run(settings)
+    except NewsletterError as exc:
+        problems.append(f"ledger: {exc}")
+        found = None
+    if found is not None:
+        last = {
+            "run_id": found.run_id,
+            "date": found.date.isoformat(),
+            "started_at": found.started_at.isoformat() if found.started_at else None,
+            "finished_at": found.finished_at.isoformat() if found.finished_at else None,
+            "counts": dict(found.counts),
+        }
+    try:
+        suppressed: int | None = ops.suppressed(settings)
+    except NewsletterError as exc:
+        problems.append(f"preferences: {exc}")
+        suppressed = None
+    lock = lock_path_for(settings.state)
+    return {
+        "daemon_pid": holder(lock),
+        "lock": str(lock),
+        "schedule": {
+            "time": settings.schedule.time,
+            "timezone": settings.schedule.timezone,
+            "days": scheduler.day_of_week(settings.schedule.days),
+            "paper_day": settings.schedule.paper_day,
+        },
+        "next_runs": runs,
+        "last_run": last,
+        "suppressed": suppressed,
+        "problems": problems,
+    }
+
+
+def format_status(report: Mapping[str, Any]) -> str:
+    """The human form of :func:`status_report`."""
+    lines = []
+    pid = report["daemon_pid"]
+    lines.append(f"daemon: running (pid {pid})" if pid else "daemon: not running")
+    sched = report["schedule"]
+    lines.append(
+        f"schedule: {sched['time']} {sched['timezone']} on {sched['days']}, "
+        f"papers of {sched['paper_day'].replace('_', ' ')}"
+    )
+    lines.append("next runs:")
+    width = max((len(r["zone"]) for r in report["next_runs"]), default=0)
+    for run in report["next_runs"]:
+        lines.append(
+            f"  {run['zone']:<{width}}  {run['when']}  papers of {run['paper_date']}"
+            f"  ({run['subscribers']} subscribers)"
+        )
+    last = report["last_run"]
+    if last is None:
+        lines.append("last run: none")
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in last["counts"].items()) or "nothing sent"
+        started = (last["started_at"] or "?").replace("T", " ")
+        lines.append(
+            f"last run: papers of {last['date']}, started {started} (run {last['run_id']})"
+        )
+        lines.append(f"  {counts}")
+    suppressed = report["suppressed"]
+    lines.append(f"suppressed: {suppressed if suppressed is not None else 'unknown'}")
+    lines.extend(f"warning: {problem}" for problem in report["problems"])
+    return "\n".join(lines)
+
+
+@click.command("status")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@click.pass_context
+def status_command(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
+    """Show the next run times (per time zone), the last run's report and suppressed counts."""
+    settings = load_settings(config_path)
+    report = status_report(settings, _ops(ctx))
+    click.echo(json.dumps(report, indent=1) if as_json else format_status(report))
+
+
+@click.command("archive")
+@config_option
+@click.option(
+    "--date",
+    "dates",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    multiple=True,
+    help="Archive this day (YYYY-MM-DD; repeatable). Default: every day the ledger has sent.",
+)
+@click.option(
+    "--folder",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write here instead of the 'archive' setting.",
+)
+@click.pass_context
+def archive_command(
+    ctx: click.Context, config_path: str | None, dates: tuple[dt.datetime, ...], folder: str | None
+) -> None:
+    """Write or refresh the static web archive: a page per sent day, index.html, feed.xml."""
+    ops = _ops(ctx)
+    settings = load_settings(config_path)
+    now = ops.clock()
+    days = [d.date() for d in dates] if dates else ops.sent_days(settings)
+    pages = []
+    for date in days:
+        page = ops.render_day(settings, date, now)
+        if page is None:
+            click.echo(f"{date}: no papers, no page", err=True)
+            continue
+        pages.append(page)
+    target = folder or settings.archive
+    result = archive_mod.write_archive(
+        target,
+        pages,
+        title=settings.digest.title,
+        now=now,
+        base_url=settings.digest.archive_url,
+    )
+    click.echo(
+        f"archive {result.folder}: {len(result.written)} written, "
+        f"{len(result.unchanged)} unchanged, {result.days} days in the index"
+    )
+
+
+def register(group: click.Group) -> None:
+    """Add run, status and archive to the ``newsletter`` group."""
+    group.add_command(run_command)
+    group.add_command(status_command)
+    group.add_command(archive_command)
+
+
+__all__ = [
+    "LastRun",
+    "Ops",
+    "archive_command",
+    "format_status",
+    "register",
+    "run_command",
+    "status_command",
+    "status_report",
+]
