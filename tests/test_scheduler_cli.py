@@ -1,0 +1,256 @@
+"""``newsletter run``, ``status`` and ``archive`` through click's runner (and one real process)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.archive import ArchiveDay
+from newsletter.cli import cli
+from newsletter.cli.run import LastRun, Ops, zone_done_check
+from newsletter.config import Settings
+from newsletter.errors import LedgerError, SubscribersError
+from newsletter.locking import InstanceLock
+from newsletter.models import Subscriber
+
+ROOT = Path(__file__).resolve().parents[1]
+NOW = dt.datetime(2026, 3, 28, 13, 0, tzinfo=dt.UTC)  # a Saturday
+
+SUBSCRIBERS = [
+    Subscriber("a@example.org"),
+    Subscriber("b@example.org", timezone="America/New_York"),
+    Subscriber("c@example.org", timezone="America/New_York"),
+]
+
+
+def write_config(tmp_path: Path, **extra: str) -> Path:
+    lines = [
+        f"state: sqlite:///{tmp_path / 'state.db'}",
+        f"archive: {tmp_path / 'site'}",
+        "schedule:",
+        "  time: '08:00'",
+        "  timezone: Europe/Berlin",
+        "  days: [mon-fri]",
+        *(f"{k}: {v}" for k, v in extra.items()),
+    ]
+    path = tmp_path / "newsletter.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def fake_ops(**changes: object) -> Ops:
+    ops = Ops(
+        clock=lambda: NOW,
+        load_subscribers=lambda s: SUBSCRIBERS,
+        last_run=lambda s: LastRun(
+            run_id="3f2a9c1d",
+            date=dt.date(2026, 3, 27),
+            started_at=dt.datetime(2026, 3, 27, 7, 0, 2, tzinfo=dt.UTC),
+            finished_at=dt.datetime(2026, 3, 27, 7, 1, 10, tzinfo=dt.UTC),
+            counts={"sent": 118, "failed": 1, "pending": 0},
+        ),
+        suppressed=lambda s: 4,
+    )
+    return dataclasses.replace(ops, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("command", ["run", "status", "archive"])
+def test_every_command_has_help(command: str) -> None:
+    result = CliRunner().invoke(cli, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "--config" in result.output
+    assert len(result.output.splitlines()) > 4
+
+
+def test_status_shows_next_runs_per_zone_the_last_run_and_suppressed(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    result = CliRunner().invoke(cli, ["status", "-c", str(config)], obj=fake_ops())
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "daemon: not running"
+    assert "schedule: 08:00 Europe/Berlin on mon,tue,wed,thu,fri, papers of today" in lines
+    assert (
+        "  Europe/Berlin     Mon 2026-03-30 08:00 CEST  papers of 2026-03-30  (1 subscribers)"
+        in lines
+    )
+    assert (
+        "  America/New_York  Mon 2026-03-30 08:00 EDT  papers of 2026-03-30  (2 subscribers)"
+        in lines
+    )
+    assert (
+        "last run: papers of 2026-03-27, started 2026-03-27 07:00:02+00:00 (run 3f2a9c1d)" in lines
+    )
+    assert "  sent 118, failed 1, pending 0" in lines
+    assert "suppressed: 4" in lines
+
+
+def test_status_names_the_running_daemon(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    with InstanceLock(tmp_path / "state.db.lock"):
+        result = CliRunner().invoke(cli, ["status", "-c", str(config), "--json"], obj=fake_ops())
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["daemon_pid"] == os.getpid()
+    assert [r["zone"] for r in report["next_runs"]] == ["Europe/Berlin", "America/New_York"]
+    assert report["last_run"]["counts"] == {"sent": 118, "failed": 1, "pending": 0}
+    assert report["problems"] == []
+
+
+def test_status_survives_a_broken_ledger_and_list(tmp_path: Path) -> None:
+    def broken_ledger(settings: Settings) -> LastRun | None:
+        raise LedgerError("state.db: database disk image is malformed")
+
+    def broken_list(settings: Settings) -> list[Subscriber]:
+        raise SubscribersError("subscribers.yaml: 2 problems")
+
+    config = write_config(tmp_path)
+    ops = fake_ops(last_run=broken_ledger, load_subscribers=broken_list)
+    result = CliRunner().invoke(cli, ["status", "-c", str(config)], obj=ops)
+    assert result.exit_code == 0, result.output
+    assert "last run: none" in result.output
+    assert "warning: ledger: state.db: database disk image is malformed" in result.output
+    assert "warning: subscribers: subscribers.yaml: 2 problems" in result.output
+    assert "  Europe/Berlin  Mon 2026-03-30 08:00 CEST" in result.output
+
+
+def test_a_config_error_is_one_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("mon-fri", "1-5"))
+    result = CliRunner().invoke(cli, ["status", "-c", str(config)], obj=fake_ops())
+    assert result.exit_code == 2
+    assert result.output.startswith("error: schedule.days: '1-5': use day names")
+    assert "Traceback" not in result.output
+
+
+def test_archive_writes_the_sent_days(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    rendered: list[dt.date] = []
+
+    def render_day(settings: Settings, date: dt.date, now: dt.datetime) -> ArchiveDay | None:
+        rendered.append(date)
+        if date.weekday() >= 5:
+            return None
+        return ArchiveDay(date, f"Papers of {date}", f"<html><body>{date}</body></html>")
+
+    ops = fake_ops(
+        sent_days=lambda s: [dt.date(2026, 3, 26), dt.date(2026, 3, 27)], render_day=render_day
+    )
+    result = CliRunner().invoke(cli, ["archive", "-c", str(config)], obj=ops)
+    assert result.exit_code == 0, result.output
+    assert (
+        f"archive {tmp_path / 'site'}: 2 written, 0 unchanged, 2 days in the index" in result.output
+    )
+    assert sorted(p.name for p in (tmp_path / "site").iterdir()) == [
+        "2026-03-26.html",
+        "2026-03-27.html",
+        "archive.json",
+        "feed.xml",
+        "index.html",
+    ]
+    result = CliRunner().invoke(
+        cli,
+        ["archive", "-c", str(config), "--date", "2026-03-28", "--date", "2026-03-27"],
+        obj=ops,
+    )
+    assert result.exit_code == 0, result.output
+    assert "2026-03-28: no papers, no page" in result.output
+    assert "0 written, 1 unchanged, 2 days in the index" in result.output
+    assert rendered[-2:] == [dt.date(2026, 3, 28), dt.date(2026, 3, 27)]
+
+
+def test_run_is_refused_while_another_daemon_holds_the_lock(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    with InstanceLock(tmp_path / "state.db.lock"):
+        result = CliRunner().invoke(cli, ["run", "-c", str(config)], obj=fake_ops())
+    assert result.exit_code == 2
+    assert f"error: another newsletter daemon is running (pid {os.getpid()}" in result.output
+
+
+def test_the_ledger_done_check_wants_every_subscriber_of_the_zone(tmp_path: Path) -> None:
+    finals: dict[dt.date, set[str]] = {dt.date(2026, 3, 30): {"a@example.org", "b@example.org"}}
+    settings = Settings(schedule=dataclasses.replace(Settings().schedule, timezone="Europe/Berlin"))
+    ops = fake_ops(final_recipients=lambda s, d: finals.get(d, set()))
+    done = zone_done_check(settings, SUBSCRIBERS, ops)
+    assert done(dt.date(2026, 3, 30), "Europe/Berlin")
+    assert not done(dt.date(2026, 3, 30), "America/New_York")  # c@ is still missing
+    finals[dt.date(2026, 3, 30)].add("C@example.org".lower())
+    assert done(dt.date(2026, 3, 30), "America/New_York")
+    assert not done(dt.date(2026, 3, 31), "Europe/Berlin")
+
+    def no_ledger(settings: Settings, date: dt.date) -> set[str]:
+        raise LedgerError("locked")
+
+    assert not zone_done_check(settings, SUBSCRIBERS, fake_ops(final_recipients=no_ledger))(
+        dt.date(2026, 3, 30), "Europe/Berlin"
+    )
+
+
+RUN_COMMAND = textwrap.dedent(
+    """
+    import datetime as dt, sys, time
+    from pathlib import Path
+    from newsletter.cli import cli
+    from newsletter.cli.run import Ops
+
+    out = Path(sys.argv[1])
+
+    def slow_send(settings, date, *, only_timezone, stop, now):
+        (out / f"started-{only_timezone.replace('/', '_')}").write_text(date.isoformat())
+        while not stop.wait(0.05):
+            pass
+        (out / "stopped").write_text("yes")
+
+    ops = Ops(
+        load_subscribers=lambda s: [],
+        final_recipients=lambda s, d: set(),
+        job=slow_send,
+        probe=lambda s, d: True,
+    )
+    cli.main(["run", "-c", sys.argv[2], "--log-format", "json"], obj=ops, standalone_mode=True)
+    """
+)
+
+
+def test_the_run_command_in_a_real_process_catches_up_and_stops_on_sigterm(tmp_path: Path) -> None:
+    due = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    config = tmp_path / "n.yaml"
+    config.write_text(
+        f"state: sqlite:///{tmp_path / 'state.db'}\n"
+        f"schedule:\n  time: '{due:%H:%M}'\n  timezone: UTC\n  days: [mon-sun]\n"
+    )
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", RUN_COMMAND, str(tmp_path), str(config)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "NEWSLETTER_DELIVERY__PASSWORD": "hunter2"},
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not (tmp_path / "started-UTC").exists():
+            assert daemon.poll() is None, daemon.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=15)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    assert daemon.returncode == 0, err
+    assert (tmp_path / "started-UTC").read_text() == due.date().isoformat()
+    assert (tmp_path / "stopped").read_text() == "yes"
+    events = [json.loads(line) for line in err.splitlines()]
+    assert any(e["message"].startswith("missed the run of") for e in events)
+    assert events[-1]["message"] == "daemon stopped"
+    assert "hunter2" not in err
