@@ -97,6 +97,9 @@ DoneCheck = Callable[[dt.date, str], bool]
 Wait = Callable[[float], bool]
 """Pause for so many seconds; True when asked to stop meanwhile."""
 
+AfterRun = Callable[[Settings, dt.date], object]
+"""Called with the paper date after a run's send returned (the archive refresh)."""
+
 log = logging.getLogger(__name__)
 
 
@@ -337,6 +340,7 @@ class DailyRun:
     is_done: DoneCheck
     stop: threading.Event
     wait: Wait
+    after: AfterRun | None = None
 
     def __call__(self) -> None:
         with run_context():
@@ -373,6 +377,11 @@ class DailyRun:
             self.settings, day, only_timezone=self.zone, stop=self.stop, now=self.clock
         )
         log.info("run finished: %s", describe_report(report), extra={"data": data})
+        if self.after is not None and not self.stop.is_set():
+            try:
+                self.after(self.settings, day)
+            except Exception:  # the send went out; a failing follow-up must not hide that
+                log.exception("after the run: follow-up failed", extra={"data": data})
         self.log_next(fired)
         return report
 
@@ -487,6 +496,7 @@ def build_scheduler(
     is_done: DoneCheck = never_done,
     stop: threading.Event | None = None,
     wait: Wait | None = None,
+    after: AfterRun | None = None,
 ) -> BackgroundScheduler:
     """A scheduler (not started) with one job per zone, catching up a run missed within grace."""
     schedule = settings.schedule
@@ -511,6 +521,7 @@ def build_scheduler(
             is_done=is_done,
             stop=stop,
             wait=wait if wait is not None else stop.wait,
+            after=after,
         )
         options: dict[str, Any] = {}
         missed = fire_times(trigger, start=now - dt.timedelta(seconds=grace), end=now)
@@ -553,6 +564,7 @@ def run_daemon(
     stop: threading.Event | None = None,
     lock_path: str | os.PathLike[str] | None = None,
     signals: Iterable[signal.Signals] = STOP_SIGNALS,
+    after: AfterRun | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or ``stop`` is set); returns the exit code, 0.
 
@@ -575,6 +587,7 @@ def run_daemon(
                 probe=probe,
                 is_done=is_done,
                 stop=stop,
+                after=after,
             )
             scheduler.start()
             log.info("daemon started", extra={"data": {"pid": os.getpid(), "lock": str(lock.path)}})

@@ -411,3 +411,23 @@ def test_a_failing_job_is_logged_not_raised(caplog: pytest.LogCaptureFixture) ->
     with caplog.at_level(logging.INFO, logger="newsletter"):
         run()
     assert "run failed: delivery.password is not set" in caplog.text
+
+
+def test_after_the_send_the_follow_up_gets_the_paper_date_and_its_failure_is_contained(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = FakeTime(dt.datetime(2026, 3, 30, 8, 0, tzinfo=BERLIN))
+    seen: list[dt.date] = []
+
+    def after(settings: Settings, date: dt.date) -> None:
+        seen.append(date)
+        raise OSError("disk full")
+
+    job = Recorder()
+    run = make_run(BERLIN_SETTINGS, fake, probe=lambda s, d: True, job=job)
+    run.after = after
+    with caplog.at_level(logging.INFO, logger="newsletter"):
+        run()
+    assert seen == [dt.date(2026, 3, 30)]
+    assert len(job.calls) == 1
+    assert "follow-up failed" in caplog.text

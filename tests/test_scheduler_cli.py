@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from newsletter.archive import ArchiveDay
 from newsletter.cli import cli
-from newsletter.cli.run import LastRun, Ops, zone_done_check
+from newsletter.cli.run import LastRun, Ops, archive_refresher, zone_done_check
 from newsletter.config import Settings
 from newsletter.errors import LedgerError, SubscribersError
 from newsletter.locking import InstanceLock
@@ -167,6 +167,26 @@ def test_archive_writes_the_sent_days(tmp_path: Path) -> None:
     assert "2026-03-28: no papers, no page" in result.output
     assert "0 written, 1 unchanged, 2 days in the index" in result.output
     assert rendered[-2:] == [dt.date(2026, 3, 28), dt.date(2026, 3, 27)]
+    result = CliRunner().invoke(cli, ["archive", "-c", str(config)], obj=ops)
+    assert "0 written, 0 unchanged, 2 days in the index" in result.output  # nothing missing
+    result = CliRunner().invoke(cli, ["archive", "-c", str(config), "--all"], obj=ops)
+    assert "0 written, 2 unchanged, 2 days in the index" in result.output
+    assert len(rendered) == 6
+
+
+def test_after_each_run_the_days_page_goes_into_the_archive(tmp_path: Path) -> None:
+    settings = Settings(archive=str(tmp_path / "site"))
+    ops = fake_ops(
+        render_day=lambda s, d, now: (
+            None if d.weekday() >= 5 else ArchiveDay(d, f"Papers of {d}", "<html></html>")
+        )
+    )
+    refresh = archive_refresher(ops)
+    refresh(settings, dt.date(2026, 3, 28))
+    assert not (tmp_path / "site").exists()  # a day without papers has no page
+    refresh(settings, dt.date(2026, 3, 27))
+    assert (tmp_path / "site" / "2026-03-27.html").exists()
+    assert "2026-03-27.html" in (tmp_path / "site" / "index.html").read_text()
 
 
 def test_run_is_refused_while_another_daemon_holds_the_lock(tmp_path: Path) -> None:

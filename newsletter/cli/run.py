@@ -28,6 +28,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import click
@@ -172,6 +173,30 @@ def zone_done_check(
     return done
 
 
+def archive_refresher(ops: Ops) -> scheduler.AfterRun:
+    """After each run: add the day's page to the archive (when the day had papers)."""
+
+    def refresh(settings: Settings, date: dt.date) -> None:
+        now = ops.clock()
+        page = ops.render_day(settings, date, now)
+        if page is None:
+            return
+        result = archive_mod.write_archive(
+            settings.archive,
+            [page],
+            title=settings.digest.title,
+            now=now,
+            base_url=settings.digest.archive_url,
+        )
+        log.info(
+            "archive: %s",
+            "page written" if result.written else "page unchanged",
+            extra={"data": {"folder": str(result.folder), "date": date.isoformat()}},
+        )
+
+    return refresh
+
+
 def _ops(ctx: click.Context) -> Ops:
     return ctx.obj if isinstance(ctx.obj, Ops) else Ops()
 
@@ -198,9 +223,15 @@ config_option = click.option(
 @click.option(
     "--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR."
 )
+@click.option(
+    "--archive/--no-archive",
+    default=True,
+    show_default=True,
+    help="After each run, add the day's page to the static archive (the 'archive' folder).",
+)
 @click.pass_context
 def run_command(
-    ctx: click.Context, config_path: str | None, log_format: str, log_level: str
+    ctx: click.Context, config_path: str | None, log_format: str, log_level: str, archive: bool
 ) -> None:
     """Run the daily schedule until SIGTERM or Ctrl-C (the daemon).
 
@@ -225,6 +256,7 @@ def run_command(
         subscribers=subscribers,
         probe=ops.probe,
         is_done=zone_done_check(settings, subscribers, ops),
+        after=archive_refresher(ops) if archive else None,
     )
     ctx.exit(code)
 
@@ -348,15 +380,35 @@ def status_command(ctx: click.Context, config_path: str | None, as_json: bool) -
     default=None,
     help="Write here instead of the 'archive' setting.",
 )
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Render every sent day again (default: only the sent days the archive lacks).",
+)
 @click.pass_context
 def archive_command(
-    ctx: click.Context, config_path: str | None, dates: tuple[dt.datetime, ...], folder: str | None
+    ctx: click.Context,
+    config_path: str | None,
+    dates: tuple[dt.datetime, ...],
+    folder: str | None,
+    everything: bool,
 ) -> None:
-    """Write or refresh the static web archive: a page per sent day, index.html, feed.xml."""
+    """Write or refresh the static web archive: a page per sent day, index.html, feed.xml.
+
+    Any web server can serve the folder; the emails link to digest.archive_url/YYYY-MM-DD.html.
+    """
     ops = _ops(ctx)
     settings = load_settings(config_path)
     now = ops.clock()
-    days = [d.date() for d in dates] if dates else ops.sent_days(settings)
+    target = folder or settings.archive
+    if dates:
+        days = [d.date() for d in dates]
+    else:
+        days = ops.sent_days(settings)
+        if not everything:
+            present = archive_mod.read_manifest(Path(target))
+            days = [d for d in days if d not in present]
     pages = []
     for date in days:
         page = ops.render_day(settings, date, now)
@@ -364,7 +416,6 @@ def archive_command(
             click.echo(f"{date}: no papers, no page", err=True)
             continue
         pages.append(page)
-    target = folder or settings.archive
     result = archive_mod.write_archive(
         target,
         pages,
