@@ -5,7 +5,9 @@ sent lives in the delivery ledger, which is the final guard against sending twic
 
 - **When.** One :class:`DailyTrigger` (a ``CronTrigger`` from ``schedule.time`` and
   ``schedule.days``, in an explicit ``ZoneInfo``) per time zone present in the subscriber
-  list: subscribers without a ``timezone`` are in ``schedule.timezone``. Days are passed
+  list: subscribers without a ``timezone`` are in ``schedule.timezone``. The daemon
+  re-reads the list every ZONE_SYNC_SECONDS and on SIGHUP, adding and removing zone jobs
+  (a new zone starts at its next run). Days are passed
   to APScheduler as *names* ("mon,tue,..."): APScheduler 3 numbers Monday 0 where cron
   numbers Sunday 0, so numbers are refused.
 - **DST.** 08:00 local stays 08:00 local across the changes. A time that does not exist
@@ -41,7 +43,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -76,6 +78,18 @@ SIGNAL_POLL_SECONDS = 0.5
 
 STOP_SIGNALS: frozenset[signal.Signals] = frozenset({signal.SIGTERM, signal.SIGINT})
 """Signals that stop the daemon cleanly."""
+
+RELOAD_SIGNAL = signal.SIGHUP
+"""The signal that makes the daemon re-read the subscriber list's time zones."""
+
+DAEMON_SIGNALS: frozenset[signal.Signals] = STOP_SIGNALS | {RELOAD_SIGNAL}
+"""Every signal the daemon waits for."""
+
+WORKERS_MIN = 4
+"""Threads running jobs, at least (a job waiting for a late source holds one)."""
+
+ZONE_SYNC_SECONDS = 900.0
+"""How often the daemon re-reads the subscriber list for time zones come or gone."""
 
 JOB_ID_PREFIX = "daily:"
 """APScheduler job ids are this plus the zone name."""
@@ -486,6 +500,105 @@ def format_when(at: dt.datetime) -> str:
 # --------------------------------------------------------------------------- wiring
 
 
+@dataclass
+class Wiring:
+    """What every zone's job shares; adds, removes and catches up the zone jobs."""
+
+    settings: Settings
+    job: Job = default_job
+    clock: Clock = utc_now
+    probe: Probe = source_has_papers
+    is_done: DoneCheck = never_done
+    stop: threading.Event = field(default_factory=threading.Event)
+    wait: Wait | None = None
+    after: AfterRun | None = None
+
+    @property
+    def grace(self) -> int:
+        return max(1, self.settings.schedule.misfire_grace_seconds)
+
+    def new_scheduler(self, zones: Sequence[str]) -> BackgroundScheduler:
+        workers = max(WORKERS_MIN, len(zones) + 1)
+        return BackgroundScheduler(
+            timezone=zone_info(self.settings.schedule.timezone),
+            executors={"default": ThreadPoolExecutor(max_workers=workers)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": self.grace},
+        )
+
+    def daily_run(self, zone: str) -> DailyRun:
+        return DailyRun(
+            settings=self.settings,
+            zone=zone,
+            trigger=build_trigger(self.settings.schedule, zone),
+            job=self.job,
+            clock=self.clock,
+            probe=self.probe,
+            is_done=self.is_done,
+            stop=self.stop,
+            wait=self.wait if self.wait is not None else self.stop.wait,
+            after=self.after,
+        )
+
+    def add_zone(self, scheduler: BackgroundScheduler, zone: str, *, catch_up: bool) -> None:
+        """Add the zone's job; with ``catch_up``, start at a run missed within the grace.
+
+        The job then starts at the *oldest* missed run: APScheduler coalesces all of them
+        into one call, and checks that call against the grace itself.
+        """
+        run = self.daily_run(zone)
+        options: dict[str, Any] = {}
+        now = self.clock().astimezone(dt.UTC)
+        missed = fire_times(run.trigger, start=now - dt.timedelta(seconds=self.grace), end=now)
+        data = {"data": {"zone": zone}}
+        if catch_up and missed:
+            day = paper_date(missed[-1].date(), self.settings.schedule.paper_day)
+            if self.is_done(day, zone):
+                log.info("the run of %s went out already", format_when(missed[-1]), extra=data)
+            else:
+                log.info(
+                    "missed the run of %s (not running then): catching up now",
+                    format_when(missed[-1]),
+                    extra=data,
+                )
+                options["next_run_time"] = missed[0]
+        scheduler.add_job(
+            run,
+            run.trigger,
+            id=JOB_ID_PREFIX + zone,
+            name=f"daily digest ({zone})",
+            misfire_grace_time=self.grace,
+            coalesce=True,
+            max_instances=1,
+            **options,
+        )
+
+    def sync(
+        self, scheduler: BackgroundScheduler, subscribers: Sequence[Subscriber]
+    ) -> tuple[list[str], list[str]]:
+        """One job per zone of the current list: returns the zones (added, removed).
+
+        A zone new to the list starts with its next run, not with a catch-up.
+        """
+        wanted = zones_for(subscribers, self.settings.schedule.timezone)
+        have = {
+            job.id[len(JOB_ID_PREFIX) :]
+            for job in scheduler.get_jobs()
+            if job.id.startswith(JOB_ID_PREFIX)
+        }
+        added = [zone for zone in wanted if zone not in have]
+        removed = sorted(have - set(wanted))
+        for zone in added:
+            self.add_zone(scheduler, zone, catch_up=False)
+        for zone in removed:
+            scheduler.remove_job(JOB_ID_PREFIX + zone)
+        if added or removed:
+            log.info(
+                "time zones: %s",
+                ", ".join([*(f"+{z}" for z in added), *(f"-{z}" for z in removed)]),
+            )
+        return added, removed
+
+
 def build_scheduler(
     settings: Settings,
     *,
@@ -499,57 +612,24 @@ def build_scheduler(
     after: AfterRun | None = None,
 ) -> BackgroundScheduler:
     """A scheduler (not started) with one job per zone, catching up a run missed within grace."""
-    schedule = settings.schedule
-    stop = stop if stop is not None else threading.Event()
-    zones = zones_for(subscribers, schedule.timezone)
-    grace = max(1, schedule.misfire_grace_seconds)
-    scheduler = BackgroundScheduler(
-        timezone=zone_info(schedule.timezone),
-        executors={"default": ThreadPoolExecutor(max_workers=len(zones))},
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace},
+    wiring = Wiring(
+        settings,
+        job=job,
+        clock=clock,
+        probe=probe,
+        is_done=is_done,
+        stop=stop if stop is not None else threading.Event(),
+        wait=wait,
+        after=after,
     )
-    now = clock().astimezone(dt.UTC)
+    return _build(wiring, subscribers)
+
+
+def _build(wiring: Wiring, subscribers: Sequence[Subscriber]) -> BackgroundScheduler:
+    zones = zones_for(subscribers, wiring.settings.schedule.timezone)
+    scheduler = wiring.new_scheduler(zones)
     for zone in zones:
-        trigger = build_trigger(schedule, zone)
-        run = DailyRun(
-            settings=settings,
-            zone=zone,
-            trigger=trigger,
-            job=job,
-            clock=clock,
-            probe=probe,
-            is_done=is_done,
-            stop=stop,
-            wait=wait if wait is not None else stop.wait,
-            after=after,
-        )
-        options: dict[str, Any] = {}
-        missed = fire_times(trigger, start=now - dt.timedelta(seconds=grace), end=now)
-        if missed:
-            day = paper_date(missed[-1].date(), schedule.paper_day)
-            if is_done(day, zone):
-                log.info(
-                    "the run of %s went out already",
-                    format_when(missed[-1]),
-                    extra={"data": {"zone": zone}},
-                )
-            else:
-                log.info(
-                    "missed the run of %s (not running then): catching up now",
-                    format_when(missed[-1]),
-                    extra={"data": {"zone": zone}},
-                )
-                options["next_run_time"] = missed[0]
-        scheduler.add_job(
-            run,
-            trigger,
-            id=JOB_ID_PREFIX + zone,
-            name=f"daily digest ({zone})",
-            misfire_grace_time=grace,
-            coalesce=True,
-            max_instances=1,
-            **options,
-        )
+        wiring.add_zone(scheduler, zone, catch_up=True)
     return scheduler
 
 
@@ -559,55 +639,69 @@ def run_daemon(
     job: Job = default_job,
     clock: Clock = utc_now,
     subscribers: Sequence[Subscriber] = (),
+    reload: Callable[[], Sequence[Subscriber]] | None = None,
     probe: Probe = source_has_papers,
     is_done: DoneCheck = never_done,
     stop: threading.Event | None = None,
     lock_path: str | os.PathLike[str] | None = None,
-    signals: Iterable[signal.Signals] = STOP_SIGNALS,
+    signals: Iterable[signal.Signals] = DAEMON_SIGNALS,
     after: AfterRun | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or ``stop`` is set); returns the exit code, 0.
 
-    Raises :class:`~newsletter.locking.AlreadyRunning` when another daemon holds the lock.
-    Call it from the main thread when ``signals`` is not empty.
+    With ``reload`` (a fresh subscriber list), the zone jobs follow the list: every
+    ZONE_SYNC_SECONDS and on SIGHUP. Raises :class:`~newsletter.locking.AlreadyRunning`
+    when another daemon holds the lock. Call it from the main thread when ``signals`` is
+    not empty.
     """
-    stop = stop if stop is not None else threading.Event()
+    wiring = Wiring(
+        settings,
+        job=job,
+        clock=clock,
+        probe=probe,
+        is_done=is_done,
+        stop=stop if stop is not None else threading.Event(),
+        after=after,
+    )
     wanted = set(signals)
     lock = InstanceLock(lock_path if lock_path is not None else lock_path_for(settings.state))
     with lock:
-        # Block the stop signals before any thread exists: every thread inherits the mask,
-        # so the signals wait for sigtimedwait() below instead of interrupting a send.
+        # Block the signals before any thread exists: every thread inherits the mask, so
+        # they wait for sigtimedwait() below instead of interrupting a send.
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, wanted) if wanted else None
         try:
-            scheduler = build_scheduler(
-                settings,
-                job=job,
-                clock=clock,
-                subscribers=subscribers,
-                probe=probe,
-                is_done=is_done,
-                stop=stop,
-                after=after,
-            )
+            scheduler = _build(wiring, subscribers)
             scheduler.start()
             log.info("daemon started", extra={"data": {"pid": os.getpid(), "lock": str(lock.path)}})
-            zones = zones_for(subscribers, settings.schedule.timezone)
-            for upcoming in next_runs(settings, zones, now=clock()):
-                log.info(
-                    "next run %s, papers of %s",
-                    format_when(upcoming.at),
-                    upcoming.paper_date,
-                    extra={"data": {"zone": upcoming.zone}},
+            _log_next_runs(settings, subscribers, clock())
+
+            def resync() -> None:
+                if reload is None:
+                    return
+                try:
+                    current = reload()
+                    wiring.sync(scheduler, current)
+                except NewsletterError as exc:
+                    log.warning("subscriber list not reloaded, keeping the jobs: %s", exc)
+
+            if reload is not None:
+                scheduler.add_job(
+                    resync, "interval", seconds=ZONE_SYNC_SECONDS, id="zones", name="zone sync"
                 )
-            while not stop.is_set():
+            while not wiring.stop.is_set():
                 if not wanted:
-                    stop.wait(SIGNAL_POLL_SECONDS)
+                    wiring.stop.wait(SIGNAL_POLL_SECONDS)
                     continue
                 got = signal.sigtimedwait(wanted, SIGNAL_POLL_SECONDS)
-                if got is not None:
-                    name = signal.Signals(got.si_signo).name
-                    log.info("%s: taking no new work; finishing the message in flight", name)
-                    stop.set()
+                if got is None:
+                    continue
+                if got.si_signo == RELOAD_SIGNAL:
+                    log.info("SIGHUP: reloading the subscriber list's time zones")
+                    resync()
+                    continue
+                name = signal.Signals(got.si_signo).name
+                log.info("%s: taking no new work; finishing the message in flight", name)
+                wiring.stop.set()
             scheduler.pause()
             scheduler.shutdown(wait=True)
         finally:
@@ -615,3 +709,14 @@ def run_daemon(
                 signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     log.info("daemon stopped")
     return 0
+
+
+def _log_next_runs(settings: Settings, subscribers: Sequence[Subscriber], now: dt.datetime) -> None:
+    zones = zones_for(subscribers, settings.schedule.timezone)
+    for upcoming in next_runs(settings, zones, now=now):
+        log.info(
+            "next run %s, papers of %s",
+            format_when(upcoming.at),
+            upcoming.paper_date,
+            extra={"data": {"zone": upcoming.zone}},
+        )

@@ -66,7 +66,9 @@ def unit_commands() -> list[tuple[str, list[str]]]:
     out = []
     for path in DEPLOY.glob("*.service"):
         for key, value in parse_unit(path).get("Service", []):
-            if key.startswith("Exec"):
+            if key == "ExecReload":
+                assert value == "/bin/kill -HUP $MAINPID", f"{path.name}: {value}"
+            elif key.startswith("Exec"):
                 argv = shlex.split(value.lstrip(EXEC_PREFIXES))
                 out.append((f"{path.name} {key}", argv))
     return out

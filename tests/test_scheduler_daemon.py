@@ -18,7 +18,7 @@ import pytest
 from newsletter.config import ScheduleSettings, Settings
 from newsletter.locking import AlreadyRunning, InstanceLock
 from newsletter.models import Subscriber
-from newsletter.scheduler import JOB_ID_PREFIX, build_scheduler, run_daemon
+from newsletter.scheduler import JOB_ID_PREFIX, Wiring, build_scheduler, run_daemon
 
 ROOT = Path(__file__).resolve().parents[1]
 EVERY_DAY = ("mon-sun",)
@@ -156,6 +156,27 @@ def test_one_job_per_zone_each_sending_its_own_zone(tmp_path: Path) -> None:
     assert sorted(ledger.calls) == [(due.date(), "Etc/GMT-1"), (due.date(), "UTC")]
 
 
+def test_zone_jobs_follow_the_subscriber_list_without_catching_up_new_zones(
+    tmp_path: Path,
+) -> None:
+    settings = settings_due(minutes_ago(1), grace=7200, tmp_path=tmp_path)
+    ledger = FakeLedger()
+    wiring = Wiring(settings, job=ledger.job, probe=lambda s, d: True, is_done=ledger.is_done)
+    scheduler = wiring.new_scheduler(["UTC"])
+    wiring.add_zone(scheduler, "UTC", catch_up=False)
+    tokyo = Subscriber("t@example.org", timezone="Asia/Tokyo")
+    assert wiring.sync(scheduler, [Subscriber("u@example.org"), tokyo]) == (["Asia/Tokyo"], [])
+    assert wiring.sync(scheduler, [Subscriber("u@example.org"), tokyo]) == ([], [])
+    assert wiring.sync(scheduler, [tokyo]) == ([], ["UTC"])
+    assert [job.id for job in scheduler.get_jobs()] == ["daily:Asia/Tokyo"]
+    scheduler.start()
+    try:
+        time.sleep(SETTLE_SECONDS)
+    finally:
+        scheduler.shutdown(wait=True)
+    assert ledger.calls == []  # the UTC run due a minute ago was not caught up by a sync
+
+
 def test_run_daemon_stops_on_its_event_and_holds_the_lock_meanwhile(tmp_path: Path) -> None:
     settings = settings_due(minutes_ago(1), grace=3600, tmp_path=tmp_path)
     ledger = FakeLedger()
@@ -193,6 +214,7 @@ SLOW_DAEMON = textwrap.dedent(
     from pathlib import Path
     from newsletter.config import ScheduleSettings, Settings
     from newsletter.logs import setup_logging
+    from newsletter.models import Subscriber
     from newsletter.scheduler import run_daemon
 
     out = Path(sys.argv[1])
@@ -214,8 +236,13 @@ SLOW_DAEMON = textwrap.dedent(
         time.sleep(0.3)  # the message in flight when the stop came still goes out
         (out / "finished").write_text(json.dumps({"stop_seen": stop.is_set(), "sent": sent}))
 
+    def reload():
+        zones = json.loads((out / "zones.json").read_text())
+        (out / "reloaded").write_text("yes")
+        return [Subscriber(f"{n}@example.org", timezone=z) for n, z in enumerate(zones)]
+
     setup_logging(fmt="json")
-    sys.exit(run_daemon(settings, job=slow_send, probe=lambda s, d: True))
+    sys.exit(run_daemon(settings, job=slow_send, probe=lambda s, d: True, reload=reload))
     """
 )
 
@@ -240,6 +267,12 @@ def test_a_signal_during_a_send_finishes_the_message_and_exits_zero(
         # A second daemon on the same state is refused while this one runs.
         with pytest.raises(AlreadyRunning, match=f"pid {daemon.pid}"):
             InstanceLock(tmp_path / "state.db.lock").acquire()
+        # SIGHUP: the subscriber list now has a Tokyo subscriber: a job for that zone.
+        (tmp_path / "zones.json").write_text('["UTC", "Asia/Tokyo"]')
+        daemon.send_signal(signal.SIGHUP)
+        while not (tmp_path / "reloaded").exists():
+            assert time.monotonic() < deadline, "SIGHUP did not reload"
+            time.sleep(0.02)
         daemon.send_signal(signum)
         _, err = daemon.communicate(timeout=15)
     finally:
@@ -254,5 +287,9 @@ def test_a_signal_during_a_send_finishes_the_message_and_exits_zero(
     messages = [event["message"] for event in events]
     assert f"{signum.name}: taking no new work; finishing the message in flight" in messages
     assert messages[-1] == "daemon stopped"
+    assert "time zones: +Asia/Tokyo" in messages
+    assert messages.index("time zones: +Asia/Tokyo") < messages.index(
+        f"{signum.name}: taking no new work; finishing the message in flight"
+    )
     run_ids = {e["run_id"] for e in events if e["message"].startswith("sending the papers")}
     assert len(run_ids) == 1 and "-" not in run_ids

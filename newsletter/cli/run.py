@@ -237,7 +237,8 @@ def run_command(
 
     Sends each scheduled day's digest at schedule.time in schedule.timezone, and at the
     same local time in every subscriber's own time zone. Only one daemon runs per state
-    database; a second one is refused. On SIGTERM/SIGINT the message in flight is
+    database; a second one is refused. SIGHUP re-reads the subscriber list's time zones
+    (so does a check every 15 minutes). On SIGTERM/SIGINT the message in flight is
     finished and the command exits 0.
     """
     ops = _ops(ctx)
@@ -254,6 +255,7 @@ def run_command(
         job=ops.job,
         clock=ops.clock,
         subscribers=subscribers,
+        reload=lambda: ops.load_subscribers(settings),
         probe=ops.probe,
         is_done=zone_done_check(settings, subscribers, ops),
         after=archive_refresher(ops) if archive else None,
