@@ -125,7 +125,13 @@ def test_every_command_they_run_is_a_real_newsletter_command(where: str, argv: l
 
 
 def test_the_checker_rejects_bad_commands() -> None:
-    for bad in (["nosuch"], ["run", "--log-format", "xml"], ["run", "--nosuch"], ["status", "-c"]):
+    for bad in (
+        ["nosuch"],
+        ["run", "--log-format", "xml"],
+        ["run", "--log-level", "LOUD"],
+        ["run", "--nosuch"],
+        ["status", "-c"],
+    ):
         with pytest.raises((AssertionError, click.UsageError)):
             check_newsletter_args(bad)
     with pytest.raises(AssertionError):

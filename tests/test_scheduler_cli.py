@@ -207,6 +207,7 @@ def test_the_ledger_done_check_wants_every_subscriber_of_the_zone(tmp_path: Path
     finals[dt.date(2026, 3, 30)].add("C@example.org".lower())
     assert done(dt.date(2026, 3, 30), "America/New_York")
     assert not done(dt.date(2026, 3, 31), "Europe/Berlin")
+    assert done(dt.date(2026, 3, 31), "Asia/Tokyo")  # nobody there: nothing to do
 
     def no_ledger(settings: Settings, date: dt.date) -> set[str]:
         raise LedgerError("locked")
@@ -222,6 +223,7 @@ RUN_COMMAND = textwrap.dedent(
     from pathlib import Path
     from newsletter.cli import cli
     from newsletter.cli.run import Ops
+    from newsletter.models import Subscriber
 
     out = Path(sys.argv[1])
 
@@ -232,7 +234,7 @@ RUN_COMMAND = textwrap.dedent(
         (out / "stopped").write_text("yes")
 
     ops = Ops(
-        load_subscribers=lambda s: [],
+        load_subscribers=lambda s: [Subscriber("a@example.org")],
         final_recipients=lambda s, d: set(),
         job=slow_send,
         probe=lambda s, d: True,

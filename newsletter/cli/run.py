@@ -43,6 +43,8 @@ from newsletter.models import FULL_PROFILE, Digest, Subscriber
 
 log = logging.getLogger(__name__)
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 
 @dataclass(frozen=True, slots=True)
 class LastRun:
@@ -168,7 +170,7 @@ def zone_done_check(
         except NewsletterError as exc:
             log.warning("cannot ask the ledger whether %s is done: %s", date, exc)
             return False
-        return bool(emails) and emails <= final
+        return emails <= final  # a zone nobody is left in has nothing to do
 
     return done
 
@@ -221,7 +223,11 @@ config_option = click.option(
     help="human: one readable line per event; json: one JSON object per line.",
 )
 @click.option(
-    "--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR."
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="The least important events logged.",
 )
 @click.option(
     "--archive/--no-archive",
