@@ -293,3 +293,104 @@ def test_a_signal_during_a_send_finishes_the_message_and_exits_zero(
     )
     run_ids = {e["run_id"] for e in events if e["message"].startswith("sending the papers")}
     assert len(run_ids) == 1 and "-" not in run_ids
+
+
+RESUMING_DAEMON = textwrap.dedent(
+    """
+    import datetime as dt, os, sys, time
+    from pathlib import Path
+    from newsletter.config import ScheduleSettings, Settings
+    from newsletter.logs import setup_logging
+    from newsletter.models import Subscriber
+    from newsletter.scheduler import run_daemon
+
+    out = Path(sys.argv[1])
+    ledger = out / "ledger.txt"
+    emails = [f"s{n:02d}@example.org" for n in range(20)]
+    due = dt.datetime.fromisoformat(sys.argv[2])
+    settings = Settings(
+        schedule=ScheduleSettings(
+            time=due.strftime("%H:%M"), timezone="UTC", days=("mon-sun",),
+            misfire_grace_seconds=3600,
+        ),
+        state=f"sqlite:///{out / 'state.db'}",
+    )
+
+    def recorded():
+        return set(ledger.read_text().split()) if ledger.exists() else set()
+
+    def send_missing(settings, date, *, only_timezone, stop, now):
+        # A stand-in for send_day: the ledger file says who has it; one message per 50 ms.
+        for email in emails:
+            if stop.is_set():
+                return
+            if email in recorded():
+                continue
+            time.sleep(0.05)
+            with ledger.open("a") as handle:
+                handle.write(email + "\\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def is_done(date, zone):
+        return set(emails) <= recorded()
+
+    setup_logging(fmt="json")
+    sys.exit(run_daemon(
+        settings, job=send_missing, probe=lambda s, d: True, is_done=is_done,
+        subscribers=[Subscriber(e) for e in emails],
+    ))
+    """
+)
+
+
+def ledger_lines(tmp_path: Path) -> list[str]:
+    path = tmp_path / "ledger.txt"
+    return path.read_text().split() if path.exists() else []
+
+
+def wait_for_lines(tmp_path: Path, count: int, daemon: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 20
+    while len(ledger_lines(tmp_path)) < count:
+        assert daemon.poll() is None, daemon.communicate()
+        assert time.monotonic() < deadline, f"fewer than {count} sends"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_daemon_stopped_mid_send_is_completed_by_the_next_start_without_duplicates(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    due = minutes_ago(1).isoformat()
+    command = [sys.executable, "-c", RESUMING_DAEMON, str(tmp_path), due]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_for_lines(tmp_path, 3, first)
+        first.send_signal(signum)
+        first.communicate(timeout=15)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == (0 if signum == signal.SIGTERM else -signal.SIGKILL)
+    after_first = ledger_lines(tmp_path)
+    assert 3 <= len(after_first) < 20
+
+    second = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_for_lines(tmp_path, 20, second)
+        time.sleep(SETTLE_SECONDS)
+        second.send_signal(signal.SIGTERM)
+        _, err = second.communicate(timeout=15)
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.communicate()
+    assert second.returncode == 0, err
+    lines = ledger_lines(tmp_path)
+    assert sorted(lines) == [f"s{n:02d}@example.org" for n in range(20)]  # all, once each
+    assert lines[: len(after_first)] == after_first
+    assert any(
+        json.loads(line)["message"].startswith("missed the run") for line in err.splitlines()
+    )
