@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,17 @@ from click.testing import CliRunner
 
 from newsletter.archive import ArchiveDay
 from newsletter.cli import cli
-from newsletter.cli.run import LastRun, Ops, archive_refresher, zone_done_check
+from newsletter.cli.run import (
+    LastRun,
+    Ops,
+    archive_refresher,
+    ledger_final_recipients,
+    ledger_last_run,
+    ledger_sent_days,
+    load_active_subscribers,
+    prefs_suppressed,
+    zone_done_check,
+)
 from newsletter.config import Settings
 from newsletter.errors import LedgerError, SubscribersError
 from newsletter.locking import InstanceLock
@@ -89,7 +100,7 @@ def test_status_shows_next_runs_per_zone_the_last_run_and_suppressed(tmp_path: P
         in lines
     )
     assert (
-        "last run: papers of 2026-03-27, started 2026-03-27 07:00:02+00:00 (run 3f2a9c1d)" in lines
+        "last run: papers of 2026-03-27 (started 2026-03-27 07:00:02+00:00, run 3f2a9c1d)" in lines
     )
     assert "  sent 118, failed 1, pending 0" in lines
     assert "suppressed: 4" in lines
@@ -276,3 +287,90 @@ def test_the_run_command_in_a_real_process_catches_up_and_stops_on_sigterm(tmp_p
     assert any(e["message"].startswith("missed the run of") for e in events)
     assert events[-1]["message"] == "daemon stopped"
     assert "hunter2" not in err
+
+
+# ------------------------------------------------------------------ the default seams
+
+
+@dataclasses.dataclass
+class Row:
+    status: str
+    permanent: bool = False
+
+
+def test_the_ledger_seams_read_days_counts_and_final_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows: dict[dt.date, dict[str, Row]] = {}
+    opened: list[str] = []
+    closed: list[str] = []
+
+    class Ledger:
+        """The part of newsletter.ledger.Ledger the status, archive and done checks use."""
+
+        def __init__(self, state_url: str) -> None:
+            opened.append(state_url)
+
+        def days(self) -> list[dt.date]:
+            return list(rows)
+
+        def counts(self, day: dt.date) -> dict[str, int]:
+            out: dict[str, int] = {}
+            for row in rows.get(day, {}).values():
+                out[row.status] = out.get(row.status, 0) + 1
+            return out
+
+        def deliveries(self, day: dt.date) -> dict[str, Row]:
+            return rows.get(day, {})
+
+        def close(self) -> None:
+            closed.append("closed")
+
+    module = types.ModuleType("newsletter.ledger")
+    module.Ledger = Ledger  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "newsletter.ledger", module)
+    settings = Settings(state="sqlite:///x.db")
+    assert ledger_last_run(settings) is None
+    rows.update(
+        {
+            dt.date(2026, 3, 26): {"a@x.org": Row("failed", permanent=True)},
+            dt.date(2026, 3, 27): {
+                "A@x.org": Row("sent"),
+                "b@x.org": Row("failed", permanent=True),
+                "c@x.org": Row("failed"),
+                "d@x.org": Row("pending"),
+            },
+        }
+    )
+    assert ledger_last_run(settings) == LastRun(
+        date=dt.date(2026, 3, 27), counts={"sent": 1, "failed": 2, "pending": 1}
+    )
+    assert ledger_final_recipients(settings, dt.date(2026, 3, 27)) == {"a@x.org", "b@x.org"}
+    assert ledger_sent_days(settings) == [dt.date(2026, 3, 27)]  # the 26th reached nobody
+    assert set(opened) == {"sqlite:///x.db"}
+    assert len(closed) == len(opened)
+
+
+def test_the_subscriber_seams_apply_the_preference_overlay(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Store:
+        def __init__(self, state_url: str) -> None:
+            assert state_url == "sqlite:///x.db"
+
+        def apply(self, subscribers: list[Subscriber]) -> list[Subscriber]:
+            return [s for s in subscribers if s.email != "gone@x.org"]
+
+        def suppressed_count(self) -> int:
+            return 1
+
+    prefs = types.ModuleType("newsletter.prefs")
+    prefs.PrefsStore = Store  # type: ignore[attr-defined]
+    subs = types.ModuleType("newsletter.subscribers")
+    listed = [
+        Subscriber("a@x.org"),
+        Subscriber("gone@x.org"),
+        Subscriber("paused@x.org", active=False),
+    ]
+    subs.load_subscribers = lambda path: listed if path == "list.yaml" else []  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "newsletter.prefs", prefs)
+    monkeypatch.setitem(sys.modules, "newsletter.subscribers", subs)
+    settings = Settings(state="sqlite:///x.db", subscribers="list.yaml")
+    assert [s.email for s in load_active_subscribers(settings)] == ["a@x.org"]
+    assert prefs_suppressed(settings) == 1

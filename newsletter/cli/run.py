@@ -7,14 +7,12 @@ modules when first used; tests hand the commands their own ``Ops`` as click's ``
 
 What each default expects of the module it calls:
 
-- ``newsletter.ledger.last_run(state_url) -> object | None`` with ``run_id``, ``date``,
-  ``started_at``, ``finished_at`` and ``counts`` (recipients by status: sent, failed,
-  pending, ...): the newest run, for ``status``.
-- ``newsletter.ledger.final_recipients(state_url, date) -> set[str]``: the lower-cased
-  addresses the papers of ``date`` reached or definitively failed for (nothing left to do),
-  so a restart within the grace window knows whether a zone's day is done.
-- ``newsletter.ledger.sent_days(state_url) -> list[date]``: the days something went out,
-  for ``archive``.
+- ``newsletter.ledger.Ledger(state_url)`` with ``.deliveries(day) -> {email: row}`` (rows
+  with ``status`` "sent"/"failed"/"pending" and ``permanent``), ``.counts(day) ->
+  {status: n}``, ``.close()``, and ``.days() -> list[date]`` (every day with a row;
+  ``SELECT DISTINCT day FROM deliveries``). ``status`` shows the newest day's counts; a
+  zone's day is done when each of its subscribers' rows is sent or failed for good;
+  ``archive`` takes the days with a "sent" row.
 - ``newsletter.prefs.PrefsStore(state_url).apply(subscribers)`` and ``.suppressed_count()``.
 - ``newsletter.subscribers.load_subscribers(path)``, ``newsletter.send.send_day``, and the
   stages of the agreed interfaces for the archive's full digest.
@@ -45,14 +43,18 @@ log = logging.getLogger(__name__)
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
+LEDGER_SENT = "sent"
+LEDGER_FAILED = "failed"
+"""Ledger row statuses (``newsletter.ledger``): a row is final when sent, or failed for good."""
+
 
 @dataclass(frozen=True, slots=True)
 class LastRun:
     """The newest run the ledger knows of, as ``status`` shows it."""
 
-    run_id: str
     date: dt.date
     """The date of the papers it sent."""
+    run_id: str | None = None
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     counts: Mapping[str, int] = field(default_factory=dict)
@@ -66,29 +68,45 @@ def _resolve(module: str, name: str) -> Any:
         raise NewsletterError(f"{module}.{name} is not available in this installation") from None
 
 
+def _ledger(settings: Settings) -> Any:
+    return _resolve("newsletter.ledger", "Ledger")(settings.state)
+
+
 def ledger_last_run(settings: Settings) -> LastRun | None:
-    """The newest run in the ledger, or None when nothing ran yet."""
-    run = _resolve("newsletter.ledger", "last_run")(settings.state)
-    if run is None:
-        return None
-    return LastRun(
-        run_id=str(run.run_id),
-        date=run.date,
-        started_at=getattr(run, "started_at", None),
-        finished_at=getattr(run, "finished_at", None),
-        counts={str(k): int(v) for k, v in dict(run.counts).items()},
-    )
+    """The newest day in the ledger with its recipients by status, or None when empty."""
+    ledger = _ledger(settings)
+    try:
+        days = list(ledger.days())
+        if not days:
+            return None
+        day = max(days)
+        counts = {str(k): int(v) for k, v in dict(ledger.counts(day)).items()}
+    finally:
+        ledger.close()
+    return LastRun(date=day, counts=counts)
 
 
 def ledger_final_recipients(settings: Settings, date: dt.date) -> set[str]:
-    """Addresses with nothing left to do for the papers of ``date``."""
-    found = _resolve("newsletter.ledger", "final_recipients")(settings.state, date)
-    return {str(email).lower() for email in found}
+    """Addresses with nothing left to do for the papers of ``date``: sent, or failed for good."""
+    ledger = _ledger(settings)
+    try:
+        rows = dict(ledger.deliveries(date))
+    finally:
+        ledger.close()
+    return {
+        str(email).lower()
+        for email, row in rows.items()
+        if row.status == LEDGER_SENT or (row.status == LEDGER_FAILED and row.permanent)
+    }
 
 
 def ledger_sent_days(settings: Settings) -> list[dt.date]:
     """Every date whose papers went out to someone."""
-    return sorted(_resolve("newsletter.ledger", "sent_days")(settings.state))
+    ledger = _ledger(settings)
+    try:
+        return sorted(d for d in ledger.days() if ledger.counts(d).get(LEDGER_SENT))
+    finally:
+        ledger.close()
 
 
 def prefs_suppressed(settings: Settings) -> int:
@@ -351,10 +369,13 @@ def format_status(report: Mapping[str, Any]) -> str:
         lines.append("last run: none")
     else:
         counts = ", ".join(f"{k} {v}" for k, v in last["counts"].items()) or "nothing sent"
-        started = (last["started_at"] or "?").replace("T", " ")
-        lines.append(
-            f"last run: papers of {last['date']}, started {started} (run {last['run_id']})"
-        )
+        extra = []
+        if last["started_at"]:
+            extra.append("started " + last["started_at"].replace("T", " "))
+        if last["run_id"]:
+            extra.append(f"run {last['run_id']}")
+        more = f" ({', '.join(extra)})" if extra else ""
+        lines.append(f"last run: papers of {last['date']}{more}")
         lines.append(f"  {counts}")
     suppressed = report["suppressed"]
     lines.append(f"suppressed: {suppressed if suppressed is not None else 'unknown'}")
