@@ -32,7 +32,7 @@ def cli() -> None:
     """Daily digests of trending AI papers, delivered by email."""
 
 
-COMMAND_MODULES: tuple[str, ...] = ("run",)
+COMMAND_MODULES: tuple[str, ...] = ("sources", "topics", "send", "preview", "run")
 """Modules under newsletter.cli, one per command family, each with register(group)."""
 
 

@@ -1,0 +1,280 @@
+"""The backend base class: one fixed flow, small hooks per provider.
+
+:meth:`Backend.send` owns the flow for one variant's recipients::
+
+    for each batch of at most ``batch_size`` recipients:
+        on_attempt(batch)                      # the ledger writes 'pending' rows
+        results = send_batch(template, batch)  # the provider hook, yields SendResult
+        final results  -> on_result(result)    # sent / queued / invalid / rejected / failed
+        transient ones -> wait (exponential backoff + jitter, Retry-After honoured)
+                          and try again, until max_attempts or the deadline
+
+Errors a hook may raise:
+
+* :class:`~newsletter.errors.TransientError` - the whole batch may succeed later;
+* :class:`~newsletter.errors.AuthError` - bad credentials: :meth:`send` stops at once;
+* :class:`~newsletter.errors.DeliveryError` - the backend cannot be used: stops too.
+
+A provider returns per-recipient :class:`~newsletter.models.SendResult` values; a
+per-recipient transient failure (SMTP 451 for one address, a provider's per-message
+throttling code) has ``transient=True`` and is retried on its own.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from newsletter.config import Settings
+from newsletter.errors import DeliveryError, TransientError
+from newsletter.message import MessageTemplate, Recipient
+from newsletter.models import SendResult, SendStatus
+
+DEFAULT_BASE_DELAY = 1.0
+"""Seconds before the first retry; doubled for each further attempt."""
+
+DEFAULT_MAX_DELAY = 120.0
+"""Longest wait between two attempts (a longer Retry-After is capped to this)."""
+
+DEFAULT_JITTER = 0.25
+"""Up to this fraction of a delay is added at random, so parallel senders spread out."""
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+ResultCallback = Callable[[SendResult], None]
+AttemptCallback = Callable[[Sequence[Recipient]], None]
+
+DELIVERED = frozenset({SendStatus.SENT, SendStatus.QUEUED})
+"""Statuses that mean the provider took the message."""
+
+
+def unsupported_feature(backend: str, feature: str) -> DeliveryError:
+    """The error for a feature a provider cannot do (raised, never silently dropped)."""
+    return DeliveryError(f"{backend} backend does not support {feature}")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long transient failures are retried."""
+
+    max_attempts: int = 5
+    deadline: float = 600.0
+    """Seconds from the start of the run after which nothing is retried."""
+    base_delay: float = DEFAULT_BASE_DELAY
+    max_delay: float = DEFAULT_MAX_DELAY
+    jitter: float = DEFAULT_JITTER
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        backoff = float(min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1)))
+        backoff += backoff * self.jitter * rng.random()
+        if retry_after is not None:
+            backoff = max(backoff, min(retry_after, self.max_delay))
+        return backoff
+
+
+class RateLimiter:
+    """At most ``rate`` messages per second across threads (0: no limit)."""
+
+    def __init__(self, rate: float, *, clock: Clock = time.monotonic, sleep: Sleep = time.sleep):
+        self.rate = rate
+        self._clock = clock
+        self._sleep = sleep
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self, n: int = 1) -> None:
+        if self.rate <= 0 or n <= 0:
+            return
+        with self._lock:
+            now = self._clock()
+            start = max(self._next, now)
+            self._next = start + n / self.rate
+        if start > now:
+            self._sleep(start - now)
+
+
+@dataclass
+class BackendOptions:
+    """What every backend takes besides its own settings; all injectable for tests."""
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    rate: float = 0.0
+    clock: Clock = time.monotonic
+    sleep: Sleep = time.sleep
+    rng: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> BackendOptions:
+        d = settings.delivery
+        options = cls(
+            retry=RetryPolicy(max_attempts=d.max_attempts, deadline=d.deadline), rate=d.rate
+        )
+        return dataclasses.replace(options, **overrides)
+
+
+class Backend(abc.ABC):
+    """A way to deliver messages; subclasses fill :meth:`send_batch`."""
+
+    name: ClassVar[str] = "base"
+    batch_size: ClassVar[int] = 100
+    """Most recipients handed to one :meth:`send_batch` call (the provider's batch limit)."""
+
+    def __init__(self, *, options: BackendOptions | None = None) -> None:
+        self.options = options or BackendOptions()
+        self.limiter = RateLimiter(
+            self.options.rate, clock=self.options.clock, sleep=self.options.sleep
+        )
+        self._deadline_at: float | None = None
+
+    # -- the hooks --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def send_batch(
+        self, template: MessageTemplate, batch: Sequence[Recipient]
+    ) -> Iterable[SendResult]:
+        """Hand ``batch`` to the provider; one SendResult per recipient (yielded as known)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Release connections; the backend may not be used afterwards."""
+
+    # -- the flow ----------------------------------------------------------------
+
+    def start_run(self) -> None:
+        """Start the deadline clock (done by the first :meth:`send` otherwise)."""
+        self._deadline_at = self.options.clock() + self.options.retry.deadline
+
+    def send(
+        self,
+        template: MessageTemplate,
+        recipients: Sequence[Recipient],
+        *,
+        on_attempt: AttemptCallback | None = None,
+        on_result: ResultCallback | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[SendResult]:
+        """Deliver ``template`` to every recipient; a final SendResult for each one."""
+        if self._deadline_at is None:
+            self.start_run()
+        results: list[SendResult] = []
+
+        def report(result: SendResult) -> None:
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+
+        for start in range(0, len(recipients), self.batch_size):
+            batch = recipients[start : start + self.batch_size]
+            if stop is not None and stop.is_set():
+                for r in batch:
+                    report(SendResult(r.email, SendStatus.SKIPPED, error="run stopped", attempts=0))
+                continue
+            self._send_with_retries(template, batch, report, on_attempt, stop)
+        return results
+
+    def _send_with_retries(
+        self,
+        template: MessageTemplate,
+        batch: Sequence[Recipient],
+        report: ResultCallback,
+        on_attempt: AttemptCallback | None,
+        stop: threading.Event | None,
+    ) -> None:
+        policy = self.options.retry
+        todo = list(batch)
+        attempt = 0
+        while todo:
+            attempt += 1
+            if on_attempt is not None:
+                on_attempt(todo)
+            retry_after: float | None = None
+            retry: list[SendResult] = []
+            by_email = {r.email: r for r in todo}
+            seen: set[str] = set()
+            try:
+                for result in self.send_batch(template, todo):
+                    seen.add(result.email)
+                    if result.transient and result.status not in DELIVERED:
+                        retry.append(result)
+                        retry_after = _max(retry_after, _float(result.extra.get("retry_after")))
+                    else:
+                        report(dataclasses.replace(result, attempts=attempt))
+            except TransientError as exc:
+                retry_after = _max(retry_after, exc.retry_after)
+                retry.extend(
+                    SendResult(r.email, SendStatus.FAILED, error=str(exc), transient=True)
+                    for r in todo
+                    if r.email not in seen
+                )
+            missing = [
+                r for r in todo if r.email not in seen and r.email not in {x.email for x in retry}
+            ]
+            retry.extend(
+                SendResult(
+                    r.email, SendStatus.FAILED, error="no result from backend", transient=True
+                )
+                for r in missing
+            )
+            if not retry:
+                return
+            delay = policy.delay(attempt, retry_after, self.options.rng)
+            deadline_at = self._deadline_at if self._deadline_at is not None else float("inf")
+            stopped = stop is not None and stop.is_set()
+            if (
+                attempt >= policy.max_attempts
+                or stopped
+                or self.options.clock() + delay > deadline_at
+            ):
+                why = "stopped" if stopped else f"gave up after {attempt} attempt(s)"
+                for result in retry:
+                    report(
+                        dataclasses.replace(
+                            result,
+                            status=SendStatus.FAILED,
+                            attempts=attempt,
+                            error=f"{result.error} ({why})",
+                        )
+                    )
+                return
+            self.options.sleep(delay)
+            todo = [by_email[r.email] for r in retry if r.email in by_email]
+
+    # -- context manager ---------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def chunks(items: Sequence[Recipient], size: int) -> Iterator[Sequence[Recipient]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _max(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)

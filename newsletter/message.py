@@ -1,0 +1,691 @@
+"""The digest as an email: built once per variant, filled per subscriber.
+
+Building a MIME message from scratch per recipient costs more than sending it, so
+:func:`build_template` does the work once per render variant: it fills the rendered
+digest with placeholder tokens, encodes every header and both parts, and keeps the
+message as a list of byte segments with a hole per slot. :meth:`MessageTemplate.fill`
+then makes one subscriber's message by joining bytes:
+
+* the HTML part is pure ASCII with lines of at most 900 bytes (render's promise), so
+  it goes out as ``7bit``; a slot value is HTML-escaped with non-ASCII as numeric
+  character references, so it stays ASCII. A fill that would push a line past the
+  SMTP limit of 998 bytes falls back to a from-scratch build for that subscriber.
+* the text part may be non-ASCII: it is quoted-printable, and every slot value sits on
+  its own encoded line between soft line breaks (``=\\r\\n``), so the QP encoding of a
+  value never interacts with the text around it and the part stays valid.
+* the per-subscriber headers (``To``, ``Message-ID``, ``List-Unsubscribe``) are
+  encoded per subscriber (RFC 2047 for non-ASCII names).
+
+Header values never carry CR or LF: names and subjects are flattened to one line,
+and an address or URL containing a line break or other control is refused
+(:class:`InvalidRecipient`), so nothing a subscriber file says can add a header.
+
+The result parses with the stdlib email parser to the same headers and parts as
+:func:`build_message` (the slow, from-scratch path the tests compare against).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import html as html_lib
+import re
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from email.header import Header
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr, parseaddr
+from pathlib import Path
+from typing import Literal, Protocol
+
+from newsletter.config import SenderSettings
+from newsletter.errors import ConfigError
+
+SLOTS: tuple[str, ...] = ("name", "email", "unsubscribe_url", "preferences_url")
+"""The per-subscriber slots of a rendered digest (same as ``newsletter.render.SLOTS``)."""
+
+MAX_LINE_BYTES = 998
+"""RFC 5321/5322 limit on a line, without CRLF."""
+
+QP_LINE_CHARS = 76
+"""RFC 2045 limit on an encoded quoted-printable line, without CRLF."""
+
+MAX_NAME_CHARS = 200
+"""Display names longer than this are cut (nobody's name is that long; a header is)."""
+
+DKIM_HEADERS: tuple[str, ...] = (
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "list-id",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "mime-version",
+    "content-type",
+)
+"""Headers covered by the DKIM signature (``h=``); RFC 8058 asks for both List-Unsubscribe ones."""
+
+ONE_CLICK = "List-Unsubscribe=One-Click"
+"""The List-Unsubscribe-Post value of RFC 8058."""
+
+CRLF = b"\r\n"
+
+_ADDRESS_RE = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$"
+)
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_WS_RE = re.compile(r"\s+")
+
+
+class RenderedLike(Protocol):
+    """What the message needs of ``newsletter.render.RenderedDigest``."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def html(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
+
+    def fill(self, values: Mapping[str, str]) -> tuple[str, str]: ...
+
+
+class InvalidRecipient(ValueError):
+    """An address or URL that cannot go into a header (controls, line breaks, bad syntax)."""
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def clean_text(value: str) -> str:
+    """One line of text: CR, LF, tabs and other controls become spaces, runs collapse."""
+    return _WS_RE.sub(" ", _CONTROL_RE.sub(" ", value)).strip()
+
+
+def check_address(address: str) -> str:
+    """``address`` if it is a plain ASCII ``local@domain``; InvalidRecipient otherwise."""
+    if not _ADDRESS_RE.match(address) or ".." in address or len(address) > 254:
+        raise InvalidRecipient(f"not a deliverable address: {address!r}")
+    return address
+
+
+def check_url(url: str) -> str:
+    """``url`` if it has no whitespace, controls or angle brackets (it goes inside <...>)."""
+    if not url.isascii() or re.search(r"[\s<>\x00-\x1f\x7f]", url):
+        raise InvalidRecipient(f"not a usable URL: {url!r}")
+    return url
+
+
+def encode_header(name: str, value: str) -> bytes:
+    """``Name: value`` CRLF-terminated, RFC 2047-encoded when not ASCII, folded to 78 columns."""
+    value = clean_text(value)
+    if value.isascii():
+        folded = Header(value, "us-ascii", header_name=name).encode(linesep="\r\n")
+    else:
+        folded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {folded}".encode("ascii") + CRLF
+
+
+def format_mailbox(name: str, address: str) -> str:
+    """``Name <address>`` with the name quoted or RFC 2047-encoded as needed (one line)."""
+    check_address(address)
+    name = clean_text(name)[:MAX_NAME_CHARS]
+    if not name:
+        return address
+    if name.isascii():
+        return formataddr((name, address))
+    words = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
+    return f"{words} <{address}>"
+
+
+def display_mailbox(name: str, address: str) -> str:
+    """``Name <address>`` with the name left in Unicode (for JSON / form APIs that encode)."""
+    check_address(address)
+    name = clean_text(name)[:MAX_NAME_CHARS]
+    if not name:
+        return address
+    if re.search(r'[()<>@,;:\\".\[\]]', name):
+        escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+        name = f'"{escaped}"'
+    return f"{name} <{address}>"
+
+
+def split_mailbox(value: str) -> tuple[str, str]:
+    """(name, address) of a ``Name <address>`` setting; ConfigError when there is no address."""
+    name, address = parseaddr(value)
+    try:
+        check_address(address)
+    except InvalidRecipient:
+        raise ConfigError(f"sender address {value!r} has no valid email address") from None
+    return clean_text(name), address
+
+
+def message_id_for(list_id: str, date: dt.date, email: str, domain: str) -> str:
+    """The Message-ID of one subscriber's digest for one day: the same on every attempt.
+
+    A retry or a rerun after a crash re-sends the identical Message-ID, so a receiving
+    system that de-duplicates by it (and every mail client's threading) sees one message.
+    """
+    digest = hashlib.sha256(f"{list_id}\n{date.isoformat()}\n{email.lower()}".encode()).hexdigest()
+    return f"<{digest[:32]}@{domain}>"
+
+
+def list_unsubscribe(url: str, mailto: str) -> str:
+    """The List-Unsubscribe value: the https one-click URL, then a mailto fallback."""
+    return f"<{check_url(url)}>, <mailto:{mailto}?subject=unsubscribe>"
+
+
+# --------------------------------------------------------------------------- encodings
+
+
+def _qp_char(ch: str) -> str:
+    code = ord(ch)
+    if ch == "=" or code > 126 or (code < 32 and ch != "\t"):
+        return "".join(f"={b:02X}" for b in ch.encode("utf-8"))
+    return ch
+
+
+def qp_encode(text: str, *, start_column: int = 0) -> tuple[str, int]:
+    """Quoted-printable of ``text`` (``\\n`` = hard line break), and the final column.
+
+    Lines are wrapped with soft breaks at 76 columns counting from ``start_column``;
+    whitespace before a hard break is encoded so no transport can strip it.
+    """
+    out: list[str] = []
+    col = start_column
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        last = index == len(lines) - 1
+        for pos, ch in enumerate(line):
+            enc = _qp_char(ch)
+            if ch in " \t" and pos == len(line) - 1:
+                enc = f"={ord(ch):02X}"
+            if col + len(enc) > QP_LINE_CHARS - 1:
+                out.append("=\r\n")
+                col = 0
+            out.append(enc)
+            col += len(enc)
+        if not last:
+            out.append("\r\n")
+            col = 0
+    return "".join(out), col
+
+
+def _qp_slot_value(value: str) -> bytes:
+    """A slot value as its own QP lines, ending with a soft break (empty for "")."""
+    if not value:
+        return b""
+    if value.isascii() and value.isprintable():  # the common case (names, URLs): no loop per char
+        return _qp_printable(value.replace("=", "=3D")).encode("ascii") + b"=\r\n"
+    encoded, _ = qp_encode(value.replace("\r", " ").replace("\n", " "))
+    # trailing whitespace right before the soft break is fine: the '=' follows it.
+    return encoded.encode("ascii") + b"=\r\n"
+
+
+def _qp_printable(encoded: str) -> str:
+    """Wrap already-escaped printable ASCII at 75 columns with soft breaks, never inside =XX."""
+    limit = QP_LINE_CHARS - 1
+    if len(encoded) <= limit:
+        return encoded
+    lines: list[str] = []
+    start = 0
+    while len(encoded) - start > limit:
+        end = start + limit
+        cut = encoded.rfind("=", end - 2, end)
+        if cut != -1:
+            end = cut
+        lines.append(encoded[start:end])
+        start = end
+    lines.append(encoded[start:])
+    return "=\r\n".join(lines)
+
+
+def html_value(value: str) -> bytes:
+    """A slot value as it goes into the HTML part: escaped, ASCII, one line."""
+    one_line = value.replace("\r", " ").replace("\n", " ")
+    return html_lib.escape(one_line, quote=True).encode("ascii", "xmlcharrefreplace")
+
+
+# --------------------------------------------------------------------------- template
+
+Normalizer = Callable[[Mapping[str, str]], tuple[dict[str, str], dict[str, str]]]
+
+
+def plain_normalize(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Slot values for a renderer that substitutes them as given (one line each)."""
+    text = {k: v.replace("\r", " ").replace("\n", " ") for k, v in values.items()}
+    return text, {k: html_value(v).decode("ascii") for k, v in text.items()}
+
+
+def render_normalizer(rendered: RenderedLike, tokens: Mapping[str, str]) -> Normalizer | None:
+    """A normaliser that asks the renderer itself, on a copy holding only the placeholders.
+
+    The renderer's ``fill`` cleans values (controls, whitespace, name length, URL
+    checks) and escapes them for HTML; filling a tiny copy whose parts are just the
+    placeholders, one per line, gives exactly those values at almost no cost.
+    """
+    if not dataclasses.is_dataclass(rendered) or isinstance(rendered, type):
+        return None
+    skeleton = "\n".join(tokens[slot] for slot in SLOTS)
+    try:
+        tiny = dataclasses.replace(rendered, html=skeleton, text=skeleton)
+    except TypeError:
+        return None
+
+    def normalize(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        try:
+            html, text = tiny.fill(values)
+        except ValueError as exc:
+            raise InvalidRecipient(str(exc)) from None
+        return dict(zip(SLOTS, text.split("\n"), strict=True)), dict(
+            zip(SLOTS, html.split("\n"), strict=True)
+        )
+
+    return normalize
+
+
+_Segment = bytes | tuple[Literal["html", "text", "header"], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One subscriber as the message sees them: the address, the name, the slot values."""
+
+    email: str
+    name: str
+    values: Mapping[str, str]
+    """Slot values as they go into the text part (normalised like the renderer's fill)."""
+    html_values: Mapping[str, str]
+    """Slot values as they go into the HTML part: escaped, ASCII."""
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DkimSigner:
+    """DKIM signing with dkimpy (``delivery.dkim_key`` and friends)."""
+
+    private_key: bytes
+    selector: str
+    domain: str
+    headers: tuple[str, ...] = DKIM_HEADERS
+
+    @classmethod
+    def from_files(cls, key_path: str, *, selector: str, domain: str) -> DkimSigner:
+        try:
+            key = Path(key_path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"delivery.dkim_key: cannot read {key_path}: {exc.strerror}"
+            ) from None
+        return cls(private_key=key, selector=selector, domain=domain)
+
+    def sign(self, message: bytes) -> bytes:
+        """The message with a ``DKIM-Signature`` header in front."""
+        import dkim
+
+        signature: bytes = dkim.sign(
+            message,
+            self.selector.encode("ascii"),
+            self.domain.encode("ascii"),
+            self.private_key,
+            canonicalize=(b"relaxed", b"relaxed"),
+            include_headers=[h.encode("ascii") for h in self.headers],
+        )
+        return signature.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + message
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """One variant's message with holes for the per-subscriber parts.
+
+    ``fill(recipient)`` gives the RFC 5322 bytes (CRLF line ends) for one subscriber;
+    ``parts(recipient)`` and ``parts_with_tags(tag)`` give the (html, text) bodies to
+    HTTP APIs that take parts instead of MIME.
+    """
+
+    subject: str
+    sender_name: str
+    sender_address: str
+    reply_to: str | None
+    list_id: str
+    date: dt.date
+    date_header: str
+    domain: str
+    mailto: str
+    segments: tuple[_Segment, ...]
+    html_segments: tuple[str, ...]
+    """html split on slots: literal, slot, literal, slot, ... literal (odd indexes are slots)."""
+    text_segments: tuple[str, ...]
+    html_line_checks: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    """Each html line holding slots: (its bytes besides the values, the slots on it)."""
+    always_slow: bool = False
+    """The html has a line over 998 bytes anyway: every fill is built from scratch (QP)."""
+    rendered: RenderedLike | None = None
+    dkim: DkimSigner | None = None
+    normalize: Normalizer | None = None
+    """Turns raw slot values into (text values, html values) exactly as the renderer would."""
+
+    @property
+    def from_header(self) -> str:
+        return format_mailbox(self.sender_name, self.sender_address)
+
+    def recipient(self, email: str, name: str, values: Mapping[str, str]) -> Recipient:
+        """A Recipient with its stable Message-ID; InvalidRecipient for an unusable address
+        or slot value (a link that is not a plain URL, a value the renderer refuses)."""
+        check_address(email)
+        normalize = self.normalize or plain_normalize
+        text_values, html_values = normalize({slot: values.get(slot, "") for slot in SLOTS})
+        check_url(text_values.get("unsubscribe_url", "") or "https://invalid")
+        return Recipient(
+            email=email,
+            name=clean_text(name),
+            values=text_values,
+            html_values={slot: html_values[slot] for slot in SLOTS},
+            message_id=message_id_for(self.list_id, self.date, email, self.domain),
+        )
+
+    def headers(self, recipient: Recipient) -> dict[str, str]:
+        """The per-list and per-subscriber headers an HTTP API should add."""
+        out = {
+            "Message-ID": recipient.message_id,
+            "List-Id": clean_text(self.list_id),
+            "List-Unsubscribe": list_unsubscribe(
+                recipient.values.get("unsubscribe_url", ""), self.mailto
+            ),
+            "List-Unsubscribe-Post": ONE_CLICK,
+        }
+        return out
+
+    def _header_bytes(self, name: str, recipient: Recipient) -> bytes:
+        if name == "To":
+            return b"To: " + format_mailbox(recipient.name, recipient.email).encode("ascii") + CRLF
+        if name == "Message-ID":
+            return f"Message-ID: {recipient.message_id}".encode("ascii") + CRLF
+        url = recipient.values.get("unsubscribe_url", "")
+        return (
+            f"List-Unsubscribe: <{check_url(url)}>,\r\n <mailto:{self.mailto}?subject=unsubscribe>"
+        ).encode("ascii") + CRLF
+
+    def fill(self, recipient: Recipient) -> bytes:
+        """The complete message for one subscriber (signed when DKIM is configured)."""
+        html_values = {slot: recipient.html_values[slot].encode("ascii") for slot in SLOTS}
+        if self.always_slow:
+            return self._slow_fill(recipient)
+        for fixed, slots in self.html_line_checks:
+            if fixed + sum(len(html_values[slot]) for slot in slots) > MAX_LINE_BYTES:
+                return self._slow_fill(recipient)
+        out: list[bytes] = []
+        for seg in self.segments:
+            if isinstance(seg, bytes):
+                out.append(seg)
+                continue
+            kind, name = seg
+            if kind == "html":
+                out.append(html_values[name])
+            elif kind == "text":
+                out.append(_qp_slot_value(recipient.values.get(name, "")))
+            else:
+                out.append(self._header_bytes(name, recipient))
+        raw = b"".join(out)
+        return self.dkim.sign(raw) if self.dkim else raw
+
+    def _slow_fill(self, recipient: Recipient) -> bytes:
+        if self.rendered is None:  # pragma: no cover - templates always keep it
+            raise InvalidRecipient("message line too long and no renderer to rebuild it")
+        html, text = self.rendered.fill(recipient.values)
+        raw = _scratch_bytes(self, recipient, html, text)
+        return self.dkim.sign(raw) if self.dkim else raw
+
+    def parts(self, recipient: Recipient) -> tuple[str, str]:
+        """(html, text) filled for one subscriber, as strings."""
+        return self.parts_with_tags(
+            lambda kind, slot: (
+                recipient.html_values[slot] if kind == "html" else recipient.values[slot]
+            )
+        )
+
+    def parts_with_tags(self, tag: Callable[[str, str], str]) -> tuple[str, str]:
+        """(html, text) with each slot replaced by ``tag(kind, slot)`` (kind: html/text).
+
+        For APIs that substitute per recipient themselves (SendGrid substitutions,
+        Mailgun recipient variables).
+        """
+        html = "".join(
+            seg if i % 2 == 0 else tag("html", seg) for i, seg in enumerate(self.html_segments)
+        )
+        text = "".join(
+            seg if i % 2 == 0 else tag("text", seg) for i, seg in enumerate(self.text_segments)
+        )
+        return html, text
+
+
+def _placeholders() -> dict[str, str]:
+    nonce = secrets.token_hex(6)
+    return {slot: f"zzslot{nonce}n{i}zz" for i, slot in enumerate(SLOTS)}
+
+
+def _split(text: str, placeholders: Mapping[str, str]) -> tuple[str, ...]:
+    by_token = {token: slot for slot, token in placeholders.items()}
+    pattern = re.compile("|".join(re.escape(t) for t in by_token))
+    parts: list[str] = []
+    pos = 0
+    for match in pattern.finditer(text):
+        parts.append(text[pos : match.start()])
+        parts.append(by_token[match.group(0)])
+        pos = match.end()
+    parts.append(text[pos:])
+    return tuple(parts)
+
+
+def _sender_parts(sender: SenderSettings) -> tuple[str, str, str]:
+    name, address = split_mailbox(sender.from_)
+    domain = address.rsplit("@", 1)[1]
+    return name, address, domain
+
+
+def build_template(
+    rendered: RenderedLike,
+    *,
+    sender: SenderSettings,
+    date: dt.date,
+    now: dt.datetime,
+    dkim: DkimSigner | None = None,
+) -> MessageTemplate:
+    """Build one variant's message once; see the module doc for the encodings."""
+    name, address, domain = _sender_parts(sender)
+    reply_to = None
+    if sender.reply_to:
+        reply_name, reply_address = split_mailbox(sender.reply_to)
+        reply_to = format_mailbox(reply_name, reply_address)
+    placeholder = getattr(rendered, "placeholder", None)
+    normalize: Normalizer | None = None
+    if callable(placeholder):  # newsletter.render.RenderedDigest: split on its own tokens
+        placeholders = {slot: str(placeholder(slot)) for slot in SLOTS}
+        html, text = rendered.html, rendered.text
+        normalize = render_normalizer(rendered, placeholders)
+    else:
+        placeholders = _placeholders()
+        html, text = rendered.fill(placeholders)
+    html_segments = _split(html.replace("\r\n", "\n"), placeholders)
+    text_segments = _split(text.replace("\r\n", "\n"), placeholders)
+
+    boundary = "==nl-" + secrets.token_hex(12) + "=="
+    date_header = format_datetime(now if now.tzinfo else now.replace(tzinfo=dt.UTC))
+    segments: list[_Segment] = [
+        b"From: " + format_mailbox(name, address).encode("ascii") + CRLF,
+        ("header", "To"),
+    ]
+    fixed = b""
+    if reply_to:
+        fixed += b"Reply-To: " + reply_to.encode("ascii") + CRLF
+    fixed += encode_header("Subject", rendered.subject)
+    fixed += f"Date: {date_header}".encode("ascii") + CRLF
+    segments.append(fixed)
+    segments.append(("header", "Message-ID"))
+    segments.append(encode_header("List-Id", sender.list_id))
+    segments.append(("header", "List-Unsubscribe"))
+    segments.append(
+        f"List-Unsubscribe-Post: {ONE_CLICK}\r\n"
+        "MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n'
+        "\r\n"
+        f"--{boundary}\r\n"
+        'Content-Type: text/plain; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: quoted-printable\r\n"
+        "\r\n".encode("ascii")
+    )
+    # text part: quoted-printable, every slot on its own soft-broken lines
+    col = 0
+    for i, seg in enumerate(text_segments):
+        if i % 2:
+            if col:
+                segments.append(b"=\r\n")
+            segments.append(("text", seg))  # the value ends with a soft break
+            col = 0
+        else:
+            encoded, col = qp_encode(seg)
+            segments.append(encoded.encode("ascii"))
+    segments.append(
+        f"\r\n--{boundary}\r\n"
+        'Content-Type: text/html; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: 7bit\r\n"
+        "\r\n".encode("ascii")
+    )
+    # html part: 7bit, slots escaped to ASCII; note each slot's line length
+    html_ascii = [
+        seg if i % 2 else seg.encode("ascii", "xmlcharrefreplace").decode("ascii")
+        for i, seg in enumerate(html_segments)
+    ]
+    whole = "".join(seg if i % 2 == 0 else "" for i, seg in enumerate(html_ascii))
+    if boundary in whole or boundary in text:
+        return build_template(rendered, sender=sender, date=date, now=now, dkim=dkim)
+    for i, seg in enumerate(html_ascii):
+        if i % 2:
+            segments.append(("html", seg))
+        else:
+            segments.append(seg.replace("\n", "\r\n").encode("ascii"))
+    line_checks, too_long = _html_line_checks(html_ascii)
+    segments.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
+    return MessageTemplate(
+        subject=clean_text(rendered.subject),
+        sender_name=name,
+        sender_address=address,
+        reply_to=reply_to,
+        list_id=sender.list_id,
+        date=date,
+        date_header=date_header,
+        domain=domain,
+        mailto=(split_mailbox(sender.reply_to)[1] if sender.reply_to else address),
+        segments=_merge(segments),
+        html_segments=tuple(html_ascii),
+        text_segments=text_segments,
+        html_line_checks=line_checks,
+        always_slow=too_long,
+        rendered=rendered,
+        dkim=dkim,
+        normalize=normalize,
+    )
+
+
+def _html_line_checks(
+    segments: Sequence[str],
+) -> tuple[tuple[tuple[int, tuple[str, ...]], ...], bool]:
+    """Per html line with slots: (fixed bytes, slots); and whether a fixed line is too long."""
+    checks: list[tuple[int, tuple[str, ...]]] = []
+    too_long = False
+    fixed = 0
+    slots: list[str] = []
+
+    def end_line() -> None:
+        nonlocal fixed, slots, too_long
+        if slots:
+            checks.append((fixed, tuple(slots)))
+        elif fixed > MAX_LINE_BYTES:
+            too_long = True
+        fixed, slots = 0, []
+
+    for i, seg in enumerate(segments):
+        if i % 2:
+            slots.append(seg)
+            continue
+        lines = seg.split("\n")
+        for k, line in enumerate(lines):
+            fixed += len(line)
+            if k < len(lines) - 1:
+                end_line()
+    end_line()
+    return tuple(checks), too_long
+
+
+def _merge(segments: Sequence[_Segment]) -> tuple[_Segment, ...]:
+    out: list[_Segment] = []
+    for seg in segments:
+        if isinstance(seg, bytes) and out and isinstance(out[-1], bytes):
+            out[-1] = out[-1] + seg
+        else:
+            out.append(seg)
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- from scratch
+
+
+def _scratch_bytes(template: MessageTemplate, recipient: Recipient, html: str, text: str) -> bytes:
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = template.from_header
+    msg["To"] = Address(display_name=recipient.name, addr_spec=recipient.email)
+    if template.reply_to:
+        msg["Reply-To"] = template.reply_to
+    msg["Subject"] = template.subject
+    msg["Date"] = template.date_header
+    for key, value in template.headers(recipient).items():
+        msg[key] = value
+    msg.set_content(text, cte="quoted-printable")
+    msg.add_alternative(html, subtype="html", cte="quoted-printable")
+    return msg.as_bytes()
+
+
+def build_message(
+    rendered: RenderedLike,
+    recipient: Recipient,
+    *,
+    sender: SenderSettings,
+    date: dt.date,
+    now: dt.datetime,
+) -> bytes:
+    """The same message built from scratch with the stdlib (slow; the reference)."""
+    template = build_template(rendered, sender=sender, date=date, now=now)
+    html, text = rendered.fill(recipient.values)
+    return _scratch_bytes(template, recipient, html, text)
+
+
+PREVIEW_VALUES: Mapping[str, str] = {
+    "name": "",
+    "unsubscribe_url": "https://example.invalid/unsubscribe",
+    "preferences_url": "https://example.invalid/preferences",
+}
+"""Slot values of a preview message (besides ``email``)."""
+
+
+def build_preview_eml(
+    rendered: RenderedLike,
+    *,
+    sender: SenderSettings,
+    to: str,
+    date: dt.date,
+    values: Mapping[str, str] | None = None,
+) -> bytes:
+    """One message as an ``.eml`` file for the preview command (dated 08:00 UTC that day)."""
+    now = dt.datetime.combine(date, dt.time(8, 0), tzinfo=dt.UTC)
+    template = build_template(rendered, sender=sender, date=date, now=now)
+    slot_values = {**PREVIEW_VALUES, "email": to, **(values or {})}
+    recipient = template.recipient(to, slot_values.get("name", ""), slot_values)
+    return template.fill(recipient)

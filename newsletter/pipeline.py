@@ -1,0 +1,121 @@
+"""Run one day: the only place where the stages meet.
+
+::
+
+    fetch_day (I/O) -> assign_topics -> per variant: rank -> group -> render
+
+A *variant* is one distinct :class:`~newsletter.models.Profile`: subscribers who asked
+for the same thing share one ranked, grouped and rendered digest, so the cost of a day
+grows with the number of variants, not with the number of subscribers. Everything here
+but :func:`prepare_day` is pure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from newsletter.config import Settings
+from newsletter.models import FULL_PROFILE, Day, Digest, Profile, Subscriber, TopicDef
+from newsletter.rank import rank
+from newsletter.render import RenderedDigest, Templates, load_templates, render
+from newsletter.sources import fetch_day
+from newsletter.topics import assign_topics, group, load_taxonomy
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One distinct digest and the subscribers who get it."""
+
+    profile: Profile
+    digest: Digest
+    rendered: RenderedDigest
+    subscribers: tuple[Subscriber, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedDay:
+    """A day's papers and every variant of its digest, rendered and ready to send."""
+
+    day: Day
+    variants: tuple[Variant, ...]
+    full: Variant
+    """The full digest (every paper of the day): preview, archive, web version."""
+
+
+def prepare_day(
+    settings: Settings,
+    date: dt.date,
+    *,
+    source: str | None,
+    subscribers: Sequence[Subscriber],
+    now: dt.datetime,
+    client: httpx.Client | None = None,
+    exclude: Collection[str] = (),
+    web_url: str | None = None,
+) -> PreparedDay:
+    """Fetch the day from ``source`` (default: ``settings.source.default``) and plan it."""
+    day = fetch_day(
+        source or settings.source.default, date, settings=settings.source, client=client
+    )
+    return plan_day(
+        day,
+        subscribers,
+        settings=settings,
+        taxonomy=load_taxonomy(settings.digest.taxonomy),
+        templates=load_templates(settings.digest.templates),
+        now=now,
+        exclude=exclude,
+        web_url=web_url,
+    )
+
+
+def plan_day(
+    day: Day,
+    subscribers: Sequence[Subscriber],
+    *,
+    settings: Settings,
+    taxonomy: Sequence[TopicDef],
+    templates: Templates,
+    now: dt.datetime,
+    exclude: Collection[str] = (),
+    web_url: str | None = None,
+) -> PreparedDay:
+    """Rank, group and render the day once per distinct profile (pure).
+
+    ``exclude`` holds paper keys already sent recently (``digest.dedupe_days``): they
+    are left out of the subscribers' digests but stay in the full digest.
+    The full digest is rendered first, so a broken template fails before any email.
+    """
+    topics = assign_topics(day.papers, taxonomy)
+
+    def build(profile: Profile, papers: Sequence[Subscriber] | None = None) -> Variant:
+        pool = day.papers
+        if exclude and profile is not FULL_PROFILE:
+            skip = set(exclude)
+            pool = tuple(p for p in day.papers if p.key not in skip)
+        ranked = rank(pool, profile, topics=topics, now=now)
+        digest = Digest(
+            date=day.date,
+            topics=group(ranked, taxonomy),
+            profile=profile,
+            total_papers=len(day.papers),
+        )
+        rendered = render(digest, settings=settings.digest, templates=templates, web_url=web_url)
+        return Variant(profile, digest, rendered, tuple(papers or ()))
+
+    full = build(FULL_PROFILE)
+    by_profile: dict[Profile, list[Subscriber]] = {}
+    for subscriber in subscribers:
+        by_profile.setdefault(subscriber.profile, []).append(subscriber)
+    variants = tuple(
+        dataclasses.replace(full, subscribers=tuple(members))
+        if profile == FULL_PROFILE and not exclude
+        else build(profile, members)
+        for profile, members in by_profile.items()
+    )
+    return PreparedDay(day=day, variants=variants, full=full)

@@ -1,0 +1,800 @@
+"""Render one digest variant into an email: an HTML part and a plain-text part (pure).
+
+::
+
+    Digest --views--> context --Jinja (autoescape)--> MJML --mjml2html--> HTML
+           --premailer (CSS inlined, no network)--> ASCII-only, lines <= 900 bytes  = html
+    context --Jinja (no escaping, control characters stripped)--> reflowed to 78  = text
+
+``render()`` does no I/O: the templates come in as a :class:`Templates` made by
+:func:`load_templates` (the shipped ``newsletter.templates`` plus an optional
+override folder, file by file). Call it once before sending as a preflight: a
+broken template raises :class:`~newsletter.errors.TemplateError`.
+
+Per-subscriber parts (greeting, address, unsubscribe and preferences links) are
+not rendered per subscriber. The output holds placeholders for :data:`SLOTS`,
+made unforgeable by a random nonce per render (an abstract that contains
+something placeholder-like is never substituted), and
+:meth:`RenderedDigest.fill` swaps them in with one ``str.join``: the cost of a
+send grows with variants, not with subscribers.
+
+Size: Gmail clips a message whose HTML is over ~102 KB. When the HTML (as
+encoded, CRLF line ends, worst-case slot values) is over
+``DigestSettings.max_html_bytes``, summaries are shortened step by step
+(:data:`SUMMARY_SHRINK`), then the lowest-ranked papers move into a compact
+"More papers" list of title links, which the email announces with its count.
+No paper is ever dropped; a day too big even then is rendered all-compact and
+reported in :attr:`RenderedDigest.warnings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import html as htmlmod
+import importlib.resources
+import logging
+import re
+import secrets
+import textwrap
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import jinja2
+import mjml
+from premailer import Premailer
+
+from newsletter.config import DigestSettings
+from newsletter.errors import ConfigError, TemplateError
+from newsletter.models import Digest, RankedPaper, SummaryStyle
+
+__all__ = [
+    "SLOTS",
+    "PaperView",
+    "RenderedDigest",
+    "SectionView",
+    "Templates",
+    "encoded_size",
+    "load_templates",
+    "render",
+]
+
+SLOTS: tuple[str, ...] = ("name", "email", "unsubscribe_url", "preferences_url")
+"""The per-subscriber parts, filled by :meth:`RenderedDigest.fill`."""
+
+URL_SLOTS = frozenset({"unsubscribe_url", "preferences_url"})
+"""Slots that are links: their values must be http(s) URLs."""
+
+TEMPLATE_PACKAGE = "newsletter.templates"
+"""The package whose files are the shipped templates (the top-level templates/ folder)."""
+
+HTML_TEMPLATE = "digest.mjml.j2"
+"""The MJML template of the HTML part."""
+
+TEXT_TEMPLATE = "digest.txt.j2"
+"""The template of the plain-text part."""
+
+SUBJECT_TEMPLATE = "subject.txt.j2"
+"""The template of the subject line (whitespace collapsed to one line)."""
+
+MAX_LINE_BYTES = 900
+"""Longest HTML line, so the part goes out as 7bit (limit 998) with no re-encoding."""
+
+TEXT_WIDTH = 78
+"""Plain-text lines are reflowed to this width; only a lone long URL may exceed it."""
+
+MAX_URL_CHARS = 800
+"""Longer links are not made into links (they could not stay on one HTML line)."""
+
+MAX_TITLE_CHARS = 300
+"""Titles are cut (with an ellipsis) beyond this many characters."""
+
+MAX_SLOT_BYTES = 512
+"""Longest slot value, HTML-escaped; the size budget and line wrapping assume it."""
+
+COMPACT_TITLE_CHARS = 90
+"""Titles in the compact "More papers" list are cut (with an ellipsis) beyond this."""
+
+MAX_NAME_CHARS = 60
+"""A longer subscriber name is cut (with an ellipsis) in the greeting."""
+
+DEFAULT_NAME = "there"
+"""What the greeting says ("Hi there,") for a subscriber without a name."""
+
+AUTHORS_SHOWN = 3
+"""Authors named before "+N"."""
+
+SUMMARY_SHRINK: tuple[float, ...] = (0.75, 0.5, 0.3)
+"""Fractions of the configured summary length tried, in turn, when the HTML is too big."""
+
+SUBJECT_TITLE_CHARS = 60
+"""The top paper's title in the subject line is cut beyond this."""
+
+PREHEADER_PAPERS = 3
+"""How many top paper titles the preheader (inbox preview text) names."""
+
+PREHEADER_CHARS = 150
+"""Longest preheader."""
+
+ELLIPSIS = "\u2026"
+
+NONCE_BYTES = 8
+"""Random bytes in each render's placeholder nonce."""
+
+SAFE_URL_CHARS = "!#$%&'()*+,-./:;=?@[]~_"
+"""Characters left as they are when a link is percent-encoded."""
+
+FALLBACK_PAPER_URL = "https://arxiv.org/abs/{id}"
+"""The page a paper links to when the source gave no usable URL but an arXiv id."""
+
+_ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}(v\d+)?")
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(\[])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+"""Characters never shown: C0/C1 controls, line/paragraph separators, lone surrogates."""
+_STYLE_BLOCK = re.compile(r"(<style\b[^>]*>)(.*?)(</style>)", re.S | re.I)
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_BULLET = re.compile(r"\s*[*-] ")
+_PLAIN_URL = re.compile(
+    r"https?://[A-Za-z0-9.-]+(:\d+)?([/?#][\w!#$%&'()*+,./:;=?@\[\]~-]*)?", re.A
+)
+"""A link slot value that is certainly fit for an href (the fast path of fill)."""
+_MJML_RESET_STYLE = re.compile(r"<style type=\"text/css\">(?=\s*#outlook a)")
+"""MJML's own reset rules (table, td, p, img...): they stay in the head, as MJML means
+them; inlining them into every table cell would cost ~400 bytes per section."""
+_DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTH_NAMES = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+# --------------------------------------------------------------------------- templates
+
+
+class _PackageLoader(jinja2.BaseLoader):
+    """Templates from a package's files via importlib.resources (works in wheels and zips)."""
+
+    def __init__(self, root: Traversable) -> None:
+        self.root = root
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        node = self.root
+        for part in template.split("/"):
+            if part in ("", ".", ".."):
+                raise jinja2.TemplateNotFound(template)
+            node = node.joinpath(part)
+        if not node.is_file():
+            raise jinja2.TemplateNotFound(template)
+        return node.read_text(encoding="utf-8"), None, lambda: True
+
+    def list_templates(self) -> list[str]:
+        found: list[str] = []
+
+        def walk(node: Traversable, prefix: str) -> None:
+            for child in node.iterdir():
+                if child.is_dir():
+                    walk(child, f"{prefix}{child.name}/")
+                elif child.name.endswith(".j2"):
+                    found.append(prefix + child.name)
+
+        walk(self.root, "")
+        return sorted(found)
+
+
+@dataclass(frozen=True)
+class Templates:
+    """The compiled templates of one configuration (shipped + override folder)."""
+
+    html: jinja2.Template
+    text: jinja2.Template
+    subject: jinja2.Template
+    folder: str | None = None
+    """The override folder, if any."""
+
+
+def load_templates(folder: str | None = None) -> Templates:
+    """Compile the shipped templates, each replaced by ``folder``'s file of the same name.
+
+    Every ``*.j2`` file is compiled here, so a syntax error anywhere (partials too)
+    raises :class:`TemplateError` now, not halfway through a send.
+    """
+    loaders: list[jinja2.BaseLoader] = []
+    if folder is not None:
+        if not Path(folder).is_dir():
+            raise TemplateError(f"{folder}: templates folder not found")
+        loaders.append(jinja2.FileSystemLoader(folder))
+    loaders.append(_PackageLoader(importlib.resources.files(TEMPLATE_PACKAGE)))
+    loader = jinja2.ChoiceLoader(loaders)
+    common: dict[str, Any] = {
+        "loader": loader,
+        "undefined": jinja2.StrictUndefined,
+        "trim_blocks": True,
+        "lstrip_blocks": True,
+        "auto_reload": False,
+    }
+    html_env = jinja2.Environment(autoescape=True, **common)
+    text_env = jinja2.Environment(autoescape=False, finalize=_text_finalize, **common)
+    for env in (html_env, text_env):
+        env.filters["plural"] = _plural
+    try:
+        names = loader.list_templates()
+        for name in names:
+            env = html_env if ".mjml" in name or ".html" in name else text_env
+            env.get_template(name)
+        return Templates(
+            html=html_env.get_template(HTML_TEMPLATE),
+            text=text_env.get_template(TEXT_TEMPLATE),
+            subject=text_env.get_template(SUBJECT_TEMPLATE),
+            folder=folder,
+        )
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: {exc.message}"
+        ) from None
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateError(f"template not found: {exc.name}") from None
+    except (jinja2.TemplateError, OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"cannot load templates: {exc}") from None
+
+
+def _plural(count: int, singular: str, plural: str | None = None) -> str:
+    word = singular if count == 1 else (plural or singular + "s")
+    return f"{count} {word}"
+
+
+def _text_finalize(value: Any) -> Any:
+    """Every value printed in a text template: one line, no control characters."""
+    return _clean(value) if isinstance(value, str) else value
+
+
+# --------------------------------------------------------------------------- views
+
+
+@dataclass(frozen=True, slots=True)
+class PaperView:
+    """One paper as the templates see it: cleaned text, safe links only."""
+
+    key: str
+    title: str
+    url: str | None
+    """An http(s) URL or None: nothing else ever becomes an href."""
+    authors: str
+    """Shortened: "A, B, C +12"."""
+    summary: str
+    """The TL;DR or abstract as the summary style asks ("" for titles)."""
+    upvotes: int
+    comments: int
+    code_url: str | None
+    project_url: str | None
+    reasons: tuple[str, ...]
+    topic: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class SectionView:
+    name: str
+    anchor: str
+    description: str
+    papers: tuple[PaperView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One attempt at fitting the budget."""
+
+    summary_chars: int | None
+    compact: frozenset[str]
+    """Keys of the papers shown in the compact list."""
+
+
+# --------------------------------------------------------------------------- output
+
+
+@dataclass(frozen=True)
+class RenderedDigest:
+    """One variant rendered, with placeholders for the per-subscriber slots."""
+
+    subject: str
+    html: str
+    """Pure ASCII, every line <= MAX_LINE_BYTES bytes, placeholders for SLOTS."""
+    text: str
+    preheader: str
+    nonce: str
+    html_bytes: int
+    """Size of the HTML as encoded (CRLF line ends) when every slot value is as long
+    as MAX_SLOT_BYTES: the figure compared to the budget."""
+    budget: int
+    summary_chars: int | None
+    """The summary length used (None when the style shows no summaries)."""
+    compact_papers: int
+    """How many papers are in the compact "More papers" list."""
+    warnings: tuple[str, ...] = ()
+    _html_parts: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _text_parts: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        pattern = _placeholder_pattern(self.nonce)
+        object.__setattr__(self, "_html_parts", tuple(pattern.split(self.html)))
+        object.__setattr__(self, "_text_parts", tuple(pattern.split(self.text)))
+
+    @property
+    def fits(self) -> bool:
+        return self.html_bytes <= self.budget
+
+    def placeholder(self, slot: str) -> str:
+        """The placeholder that stands for ``slot`` in this render."""
+        return _placeholder(self.nonce, slot)
+
+    def fill(self, values: Mapping[str, str]) -> tuple[str, str]:
+        """Substitute one subscriber's slot values: ``(html, text)``.
+
+        ``values`` has every name of :data:`SLOTS`. Values are HTML-escaped (and
+        non-ASCII written as character references) for the html, raw for the text;
+        link slots must be http(s) URLs; a name is cut to MAX_NAME_CHARS and an empty
+        one greets "there". A value over MAX_SLOT_BYTES raises ValueError.
+        """
+        missing = [s for s in SLOTS if s not in values]
+        unknown = [k for k in values if k not in SLOTS]
+        if missing or unknown:
+            raise ValueError(f"fill: missing slots {missing}, unknown slots {unknown}")
+        raw: dict[str, str] = {}
+        escaped: dict[str, str] = {}
+        for slot in SLOTS:
+            value = " ".join(_CONTROL.sub("", values[slot]).split())
+            if slot == "name":
+                value = _cut(value, MAX_NAME_CHARS) or DEFAULT_NAME
+            if slot in URL_SLOTS and not (_PLAIN_URL.fullmatch(value) or _safe_url(value) == value):
+                raise ValueError(f"fill: {slot} is not a plain http(s) URL: {value!r}")
+            html_value = _ascii_refs(htmlmod.escape(value, quote=True))
+            if len(html_value) > MAX_SLOT_BYTES:
+                raise ValueError(f"fill: {slot} is longer than {MAX_SLOT_BYTES} bytes")
+            raw[slot] = value
+            escaped[slot] = html_value
+        return _join(self._html_parts, escaped), _join(self._text_parts, raw)
+
+
+def _join(parts: tuple[str, ...], values: Mapping[str, str]) -> str:
+    out = list(parts)
+    for i in range(1, len(out), 2):
+        out[i] = values[out[i]]
+    return "".join(out)
+
+
+def _placeholder(nonce: str, slot: str) -> str:
+    return f"%%{nonce}.{slot}%%"
+
+
+def _placeholder_pattern(nonce: str) -> re.Pattern[str]:
+    names = "|".join(re.escape(s) for s in SLOTS)
+    return re.compile(re.escape(f"%%{nonce}.") + f"({names})" + re.escape("%%"))
+
+
+def encoded_size(html: str) -> int:
+    """Bytes of an ASCII text part as sent: every line end becomes CRLF."""
+    return len(html.encode("utf-8")) + html.count("\n")
+
+
+# --------------------------------------------------------------------------- render
+
+
+def render(
+    digest: Digest,
+    *,
+    settings: DigestSettings,
+    templates: Templates,
+    web_url: str | None = None,
+    nonce: str | None = None,
+) -> RenderedDigest:
+    """Render ``digest`` to a subject, an HTML part and a text part, within the size budget.
+
+    ``web_url`` adds a "View in browser" link. ``nonce`` fixes the placeholder nonce
+    (tests); by default each render draws a random one.
+    """
+    if web_url is not None and _safe_url(web_url) != web_url.strip():
+        raise ConfigError(f"web_url must be an http(s) URL: {web_url!r}")
+    nonce = nonce or secrets.token_hex(NONCE_BYTES)
+    style: SummaryStyle = digest.profile.summary
+    base_chars = {"tldr": settings.tldr_chars, "abstract": settings.abstract_chars}.get(style)
+    budget = settings.max_html_bytes
+    ranked = sorted(digest.papers, key=lambda rp: -rp.score)  # stable: ties keep order
+
+    def attempt(plan: _Plan) -> RenderedDigest:
+        return _render_plan(digest, plan, settings, templates, web_url, nonce, budget)
+
+    steps: list[int | None] = [None]
+    if base_chars is not None:
+        steps = [base_chars]
+        steps += sorted({max(1, int(base_chars * f)) for f in SUMMARY_SHRINK}, reverse=True)
+    result = attempt(_Plan(steps[0], frozenset()))
+    for chars in steps[1:]:
+        if result.fits:
+            return result
+        result = attempt(_Plan(chars, frozenset()))
+    if result.fits or not ranked:
+        return result
+
+    # Move the lowest-ranked papers to the compact list: find the most papers kept in
+    # full that still fit (size grows with the count kept, so bisect on it).
+    chars = steps[-1]
+
+    def keeping(count: int) -> RenderedDigest:
+        return attempt(_Plan(chars, frozenset(rp.paper.key for rp in ranked[count:])))
+
+    best = keeping(0)
+    if not best.fits:
+        note = (
+            f"the HTML is {best.html_bytes} bytes with all {len(ranked)} papers in the "
+            f"compact list, over the {budget}-byte budget"
+        )
+        return dataclasses.replace(best, warnings=(*best.warnings, note))
+    lo, hi = 0, len(ranked) - 1  # keeping lo fits; keeping hi + 1 does not
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        candidate = keeping(mid)
+        if candidate.fits:
+            lo, best = mid, candidate
+        else:
+            hi = mid - 1
+    return best
+
+
+def _render_plan(
+    digest: Digest,
+    plan: _Plan,
+    settings: DigestSettings,
+    templates: Templates,
+    web_url: str | None,
+    nonce: str,
+    budget: int,
+) -> RenderedDigest:
+    context = _context(digest, plan, settings, web_url, nonce)
+    try:
+        source = templates.html.render(context)
+        text = templates.text.render(context)
+        subject = " ".join(templates.subject.render(context).split())
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"template does not render: {_jinja_error(exc)}") from None
+    try:
+        raw_html = mjml.mjml2html(source, fonts={}, disable_comments=True)
+    except ValueError as exc:
+        raise TemplateError(f"{HTML_TEMPLATE}: invalid MJML: {exc}") from None
+    html = _postprocess(_inline_css(raw_html), nonce)
+    unsubscribe = _placeholder(nonce, "unsubscribe_url")
+    for part, name in ((html, HTML_TEMPLATE), (text, TEXT_TEMPLATE)):
+        if unsubscribe not in part:
+            raise TemplateError(f"{name}: the email has no unsubscribe link (slot.unsubscribe_url)")
+    placeholders = len(_placeholder_pattern(nonce).findall(html))
+    growth = placeholders * (MAX_SLOT_BYTES - len(_placeholder(nonce, "name")))
+    warnings: list[str] = []
+    if plan.compact:
+        warnings.append(f"{len(plan.compact)} papers moved to the compact list to fit the budget")
+    return RenderedDigest(
+        subject=subject,
+        html=html,
+        text=_reflow(text),
+        preheader=context["preheader"],
+        nonce=nonce,
+        html_bytes=encoded_size(html) + max(growth, 0),
+        budget=budget,
+        summary_chars=plan.summary_chars,
+        compact_papers=len(plan.compact),
+        warnings=tuple(warnings),
+    )
+
+
+def _jinja_error(exc: jinja2.TemplateError) -> str:
+    lineno = getattr(exc, "lineno", None)
+    name = getattr(exc, "filename", None) or getattr(exc, "name", None)
+    where = f"{name}:{lineno}: " if name and lineno else ""
+    return f"{where}{exc.message or type(exc).__name__}"
+
+
+def _context(
+    digest: Digest,
+    plan: _Plan,
+    settings: DigestSettings,
+    web_url: str | None,
+    nonce: str,
+) -> dict[str, Any]:
+    style = digest.profile.summary
+    anchors: set[str] = set()
+    sections: list[SectionView] = []
+    compact: list[PaperView] = []
+    for group in digest.topics:
+        full: list[PaperView] = []
+        for rp in group.papers:
+            view = _paper_view(rp, style, plan.summary_chars)
+            if rp.paper.key in plan.compact:
+                compact.append(
+                    dataclasses.replace(view, title=_cut(view.title, COMPACT_TITLE_CHARS))
+                )
+            else:
+                full.append(view)
+        if full:
+            anchor = _unique(group.anchor, anchors)
+            anchors.add(anchor)
+            name, about = _clean(group.name), _clean(group.description)
+            sections.append(SectionView(name, anchor, about, tuple(full)))
+    compact.sort(key=lambda view: -view.score)
+    ranked = sorted(digest.papers, key=lambda rp: -rp.score)
+    shown = len(digest.papers)
+    return {
+        "title": _clean(settings.title),
+        "date": digest.date,
+        "date_text": _long_date(digest.date),
+        "date_short": f"{digest.date.day} {_MONTH_NAMES[digest.date.month - 1][:3]}",
+        "lang": _clean(settings.lang) or "en",
+        "preheader": _preheader(ranked, shown),
+        "sections": tuple(sections),
+        "more": tuple(compact),
+        "more_anchor": _unique("more-papers", anchors),
+        "shown": shown,
+        "total": max(digest.total_papers, shown),
+        "top_topic": _clean(digest.top_topic or ""),
+        "top_title": _cut(_clean(ranked[0].paper.title), SUBJECT_TITLE_CHARS) if ranked else "",
+        "style": style,
+        "shortened": plan.summary_chars is not None
+        and plan.summary_chars < _base_chars(style, settings),
+        "empty": digest.is_empty,
+        "web_url": web_url.strip() if web_url else None,
+        "slot": {slot: _placeholder(nonce, slot) for slot in SLOTS},
+    }
+
+
+def _unique(anchor: str, taken: set[str]) -> str:
+    out, n = anchor, 2
+    while out in taken:
+        out, n = f"{anchor}-{n}", n + 1
+    return out
+
+
+def _base_chars(style: SummaryStyle, settings: DigestSettings) -> int:
+    return settings.abstract_chars if style == "abstract" else settings.tldr_chars
+
+
+def _paper_view(rp: RankedPaper, style: SummaryStyle, chars: int | None) -> PaperView:
+    paper = rp.paper
+    url = _safe_url(paper.url)
+    if url is None and paper.id and _ARXIV_ID.fullmatch(paper.id):
+        url = FALLBACK_PAPER_URL.format(id=paper.id)
+    summary = ""
+    if style != "titles" and chars is not None:
+        if style == "tldr" and paper.ai_summary and paper.ai_summary.strip():
+            summary = _trim(_clean(paper.ai_summary), chars)
+        else:
+            summary = _trim(_clean(paper.abstract), chars)
+    code = paper.github_repo.strip() if paper.github_repo else None
+    if code and re.fullmatch(r"[\w.-]+/[\w.-]+", code):
+        code = f"https://github.com/{code}"
+    return PaperView(
+        key=paper.key,
+        title=_cut(_clean(paper.title), MAX_TITLE_CHARS) or "(untitled)",
+        url=url,
+        authors=_short_authors(paper.authors),
+        summary=summary,
+        upvotes=max(paper.upvotes, 0),
+        comments=max(paper.comments, 0),
+        code_url=_safe_url(code),
+        project_url=_safe_url(paper.project_page),
+        reasons=tuple(r for r in (_clean(r) for r in rp.reasons) if r),
+        topic=_clean(rp.topic),
+        score=rp.score,
+    )
+
+
+def _preheader(ranked: Sequence[RankedPaper], shown: int) -> str:
+    if not ranked:
+        return "No new papers today."
+    titles = "; ".join(_cut(_clean(rp.paper.title), 60) for rp in ranked[:PREHEADER_PAPERS])
+    rest = shown - min(shown, PREHEADER_PAPERS)
+    more = f" and {rest} more" if rest else ""
+    return _cut(f"{titles}{more}", PREHEADER_CHARS)
+
+
+# --------------------------------------------------------------------------- text helpers
+
+
+def _clean(text: str) -> str:
+    """One line of text: control characters gone, runs of whitespace (CR/LF too) one space."""
+    return " ".join(_CONTROL.sub(" ", unicodedata.normalize("NFC", text)).split())
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut at a word boundary to at most ``limit`` characters, with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    head = text[: max(limit - 1, 1)]
+    space = head.rfind(" ")
+    if space >= limit // 2:
+        head = head[:space]
+    return head.rstrip(" ,;:-") + ELLIPSIS
+
+
+def _trim(text: str, limit: int) -> str:
+    """The first sentences of ``text`` that fit in ``limit`` characters.
+
+    When even the first sentence is longer, it is cut at a word boundary with an
+    ellipsis.
+    """
+    if len(text) <= limit:
+        return text
+    end = 0
+    for match in _SENTENCE_END.finditer(text):
+        stop = match.start() + len(match.group(0).rstrip())
+        if stop > limit:
+            break
+        end = stop
+    if end >= limit // 3:
+        return text[:end].rstrip()
+    return _cut(text, limit)
+
+
+def _short_authors(authors: Iterable[str]) -> str:
+    names = [name for name in (_clean(a) for a in authors) if name]
+    if len(names) <= AUTHORS_SHOWN + 1:
+        return ", ".join(names)
+    return ", ".join(names[:AUTHORS_SHOWN]) + f" +{len(names) - AUTHORS_SHOWN}"
+
+
+def _long_date(day: dt.date) -> str:
+    return f"{_DAY_NAMES[day.weekday()]}, {day.day} {_MONTH_NAMES[day.month - 1]} {day.year}"
+
+
+def _safe_url(url: str | None) -> str | None:
+    """``url`` if it is an absolute http(s) URL fit for an href, else None.
+
+    Non-ASCII and unsafe characters are percent-encoded; a URL with whitespace or
+    control characters inside, another scheme (``javascript:``, ``data:``) or no
+    host is refused.
+    """
+    if not url:
+        return None
+    url = url.strip()
+    if not url or _CONTROL.search(url) or any(ch.isspace() for ch in url):
+        return None
+    url = quote(url, safe=SAFE_URL_CHARS)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    if len(url) > MAX_URL_CHARS:
+        return None
+    return url
+
+
+# --------------------------------------------------------------------------- html post-processing
+
+
+def _inline_css(html: str) -> str:
+    """Inline our <style> rules (kept in the head too, for media queries); never fetch."""
+    html = _MJML_RESET_STYLE.sub('<style type="text/css" data-premailer="ignore">', html, 1)
+    try:
+        inliner = Premailer(
+            html,
+            allow_network=False,
+            allow_loading_external_files=False,
+            keep_style_tags=True,
+            strip_important=False,
+            disable_validation=True,
+            disable_link_rewrites=True,
+            cssutils_logging_level=logging.CRITICAL,
+        )
+        out: str = inliner.transform(pretty_print=False)
+    except Exception as exc:  # premailer raises bare library errors (cssutils, lxml)
+        raise TemplateError(f"CSS inlining failed: {type(exc).__name__}: {exc}") from None
+    return out
+
+
+def _postprocess(html: str, nonce: str) -> str:
+    if not html.lstrip()[:9].lower().startswith("<!doctype"):
+        html = "<!doctype html>\n" + html
+    html = _STYLE_BLOCK.sub(
+        lambda m: m.group(1) + _NON_ASCII.sub(_css_escape, m.group(2)) + m.group(3), html
+    )
+    return _wrap_lines(_ascii_refs(html), nonce)
+
+
+def _css_escape(match: re.Match[str]) -> str:
+    return f"\\{ord(match.group(0)):06x}"
+
+
+def _ascii_refs(text: str) -> str:
+    return text.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def _wrap_lines(html: str, nonce: str, limit: int = MAX_LINE_BYTES) -> str:
+    """Break lines over ``limit`` bytes, counting each placeholder at MAX_SLOT_BYTES.
+
+    A break replaces a space with a newline (same meaning in HTML outside <pre>),
+    preferring the last space that fits; a line without one is broken after a tag
+    (or, failing that, in text before a character reference).
+    """
+    pattern = _placeholder_pattern(nonce)
+    extra = MAX_SLOT_BYTES - len(_placeholder(nonce, "name"))
+    out: list[str] = []
+    for line in html.split("\n"):
+        while len(line) + len(pattern.findall(line)) * extra > limit:
+            window = _window(line, pattern, extra, limit)
+            cut = line.rfind(" ", 1, window + 1)
+            if cut > 0:
+                out.append(line[:cut])
+                line = line[cut + 1 :]
+                continue
+            cut = _hard_break(line, window)
+            out.append(line[:cut])
+            line = line[cut:]
+        out.append(line)
+    return "\n".join(out)
+
+
+def _window(line: str, pattern: re.Pattern[str], extra: int, limit: int) -> int:
+    """The longest prefix of ``line`` whose cost (placeholders weighted) is <= limit."""
+    count, low, best = 0, 0, 0
+    for match in pattern.finditer(line):
+        # Prefixes of length low..match.end()-1 hold `count` whole placeholders.
+        cap = limit - extra * count
+        if cap < low:
+            return best
+        if cap < match.end():
+            return cap
+        best, count, low = match.end() - 1, count + 1, match.end()
+    cap = limit - extra * count
+    return best if cap < low else cap
+
+
+def _hard_break(line: str, window: int) -> int:
+    """A position <= window to break a line that has no space: after a tag, else in text."""
+    gt = line.rfind(">", 0, window - 1)
+    if gt > 0:
+        return gt + 1
+    # No tag ends in the window: the window is text, maybe with character references.
+    amp = line.rfind("&", 0, window)
+    if amp > 0 and line.find(";", amp, window) < 0:
+        return amp
+    return max(window - 1, 1)
+
+
+def _reflow(text: str, width: int = TEXT_WIDTH) -> str:
+    """Wrap each line longer than ``width`` at spaces, keeping its indent (hanging under a
+    "* " or "- " bullet); URLs stay whole."""
+    out: list[str] = []
+    for line in text.splitlines():
+        line = line.rstrip()
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = line[: len(line) - len(line.lstrip())]
+        bullet = _BULLET.match(line)
+        out.extend(
+            textwrap.wrap(
+                line.strip(),
+                width=width,
+                initial_indent=indent,
+                subsequent_indent=" " * bullet.end() if bullet else indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        )
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(out) + "\n"

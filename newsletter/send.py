@@ -1,0 +1,361 @@
+"""One day's send: prepare the digests, personalise, deliver, keep the ledger.
+
+:func:`send_day` is the one function both ``newsletter send`` and the scheduler call::
+
+    subscribers (file + preference overlay)  ->  only those the ledger says are due
+    newsletter.pipeline.prepare_day          ->  variants (one rendered digest each)
+    deliver_variants                         ->  build each variant's message once,
+                                                 fill per subscriber, backend.send,
+                                                 ledger rows pending -> sent/failed
+
+:func:`deliver_variants` takes the variants as input, so it can be driven without
+the pipeline (tests, a resend tool).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import importlib
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from newsletter.config import SenderSettings, Settings
+from newsletter.delivery import make_backend
+from newsletter.delivery.base import DELIVERED, Backend
+from newsletter.delivery.memory import MemoryBackend
+from newsletter.errors import ConfigError, NewsletterError
+from newsletter.ledger import Ledger
+from newsletter.message import (
+    DkimSigner,
+    InvalidRecipient,
+    MessageTemplate,
+    Recipient,
+    RenderedLike,
+    build_template,
+    split_mailbox,
+)
+from newsletter.models import SendResult, SendStatus, Subscriber
+
+log = logging.getLogger(__name__)
+
+UNSUBSCRIBE_PATH = "/unsubscribe"
+"""Path of the one-click unsubscribe page of ``newsletter serve`` (``?token=...``)."""
+
+PREFERENCES_PATH = "/preferences"
+"""Path of the preferences page of ``newsletter serve`` (``?token=...``)."""
+
+OFFLINE_BACKENDS = frozenset({"outbox", "memory"})
+"""Backends for which a missing secret_key is tolerated (links are then not forgeable-safe)."""
+
+DEV_SECRET = b"newsletter-offline-dev-key"
+"""Token key used by the offline backends when NEWSLETTER_SECRET_KEY is not set."""
+
+Now = Callable[[], dt.datetime]
+Progress = Callable[[SendResult], None]
+
+
+class VariantLike(Protocol):
+    """What delivery needs of ``newsletter.pipeline.Variant``."""
+
+    @property
+    def rendered(self) -> RenderedLike: ...
+
+    @property
+    def subscribers(self) -> tuple[Subscriber, ...]: ...
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What one send run did: the CLI, the scheduler and logs report from this."""
+
+    date: dt.date
+    results: tuple[SendResult, ...] = ()
+    duration: float = 0.0
+    already_sent: int = 0
+    """Subscribers the ledger already had as sent (a rerun skips them)."""
+    dry_run: bool = False
+    skipped_reason: str | None = None
+    """Why nothing was sent (empty day with ``digest.empty_day: skip``, nobody due)."""
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def delivered(self) -> int:
+        return sum(1 for r in self.results if r.status in DELIVERED)
+
+    @property
+    def failed_permanently(self) -> int:
+        return sum(
+            1
+            for r in self.results
+            if r.status in (SendStatus.FAILED, SendStatus.INVALID, SendStatus.REJECTED)
+            and not r.transient
+        )
+
+    @property
+    def failed(self) -> int:
+        return sum(
+            1
+            for r in self.results
+            if r.status in (SendStatus.FAILED, SendStatus.INVALID, SendStatus.REJECTED)
+        )
+
+    @property
+    def throughput(self) -> float:
+        """Delivered messages per second."""
+        return self.delivered / self.duration if self.duration > 0 else 0.0
+
+    def summary(self) -> str:
+        parts = [f"{status}={count}" for status, count in sorted(self.counts.items())]
+        head = f"{self.date.isoformat()}{' (dry run)' if self.dry_run else ''}: "
+        if self.skipped_reason and not self.results:
+            return head + f"nothing sent: {self.skipped_reason}"
+        return (
+            head
+            + (", ".join(parts) or "no recipients")
+            + f"; already sent before: {self.already_sent}"
+            + f"; {self.duration:.2f}s, {self.throughput:.1f} msg/s"
+        )
+
+
+def _report(date: dt.date, results: Sequence[SendResult], **kwargs: Any) -> RunReport:
+    counts = Counter(str(r.status) for r in results)
+    return RunReport(date=date, results=tuple(results), counts=dict(counts), **kwargs)
+
+
+# --------------------------------------------------------------------------- links
+
+
+def make_link_token(secret: bytes, email: str, purpose: str) -> str:
+    """A token for an unsubscribe / preferences link (``newsletter.tokens`` when present)."""
+    try:
+        tokens = importlib.import_module("newsletter.tokens")
+    except ImportError:
+        # newsletter.tokens (subscribers helper) not merged yet: same idea, local form.
+        mac = hmac.new(secret, f"{purpose}\n{email.lower()}".encode(), hashlib.sha256).digest()
+        payload = base64.urlsafe_b64encode(email.lower().encode()).decode().rstrip("=")
+        return payload + "." + base64.urlsafe_b64encode(mac).decode().rstrip("=")
+    token: str = tokens.make_token(secret, email, purpose)
+    return token
+
+
+def link_secret(settings: Settings, *, offline: bool) -> bytes:
+    """The HMAC key of the links; ConfigError when missing for a real backend."""
+    if settings.secret_key:
+        return settings.secret_key.encode("utf-8")
+    if offline:
+        log.warning("NEWSLETTER_SECRET_KEY is not set: links use an offline development key")
+        return DEV_SECRET
+    raise ConfigError("secret_key is not set: set the environment variable NEWSLETTER_SECRET_KEY")
+
+
+def subscriber_values(subscriber: Subscriber, *, base_url: str, secret: bytes) -> dict[str, str]:
+    """The slot values of one subscriber: name, email and the two signed links."""
+    base = base_url.rstrip("/")
+    unsubscribe = quote(make_link_token(secret, subscriber.email, "unsubscribe"), safe="")
+    preferences = quote(make_link_token(secret, subscriber.email, "preferences"), safe="")
+    return {
+        "name": subscriber.name,
+        "email": subscriber.email,
+        "unsubscribe_url": f"{base}{UNSUBSCRIBE_PATH}?token={unsubscribe}",
+        "preferences_url": f"{base}{PREFERENCES_PATH}?token={preferences}",
+    }
+
+
+# --------------------------------------------------------------------------- delivering
+
+
+def deliver_variants(
+    variants: Sequence[VariantLike],
+    *,
+    date: dt.date,
+    backend: Backend,
+    sender: SenderSettings,
+    values_for: Callable[[Subscriber], dict[str, str]],
+    now: Now,
+    ledger: Ledger | None = None,
+    dkim: DkimSigner | None = None,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> RunReport:
+    """Send each variant's digest to its subscribers; the ledger (if any) is kept as we go."""
+    started = clock()
+    results: list[SendResult] = []
+    lock = threading.Lock()
+
+    def on_result(result: SendResult) -> None:
+        with lock:
+            results.append(result)
+        if ledger is not None:
+            ledger.record(date, [result])
+        if progress is not None:
+            progress(result)
+
+    def mark_pending(batch: Sequence[Recipient]) -> None:
+        if ledger is not None:
+            ledger.mark_pending(date, {r.email: r.message_id for r in batch})
+
+    on_attempt = mark_pending if ledger is not None else None
+    backend.start_run()
+    for variant in variants:
+        if stop is not None and stop.is_set():
+            break
+        template: MessageTemplate = build_template(
+            variant.rendered, sender=sender, date=date, now=now(), dkim=dkim
+        )
+        recipients: list[Recipient] = []
+        for subscriber in variant.subscribers:
+            try:
+                recipients.append(
+                    template.recipient(subscriber.email, subscriber.name, values_for(subscriber))
+                )
+            except InvalidRecipient as exc:
+                invalid = SendResult(subscriber.email, SendStatus.INVALID, error=str(exc))
+                if ledger is not None:
+                    ledger.mark_pending(date, {subscriber.email: None})
+                on_result(invalid)
+        backend.send(template, recipients, on_attempt=on_attempt, on_result=on_result, stop=stop)
+    return _report(date, results, duration=clock() - started)
+
+
+# --------------------------------------------------------------------------- the day
+
+
+def load_due_subscribers(settings: Settings) -> list[Subscriber]:
+    """The subscriber file with the preference overlay applied (suppressed ones dropped)."""
+    try:
+        load_subscribers = importlib.import_module("newsletter.subscribers").load_subscribers
+    except ImportError:
+        raise ConfigError(
+            "newsletter.subscribers is not available: pass subscribers explicitly"
+        ) from None
+    subscribers: list[Subscriber] = list(load_subscribers(settings.subscribers))
+    try:
+        prefs_store = importlib.import_module("newsletter.prefs").PrefsStore
+    except ImportError:
+        log.warning("newsletter.prefs is not available: no preference overlay applied")
+        return subscribers
+    store = prefs_store(settings.state)
+    applied: list[Subscriber] = list(store.apply(subscribers))
+    return applied
+
+
+def _dkim(settings: Settings) -> DkimSigner | None:
+    d = settings.delivery
+    if not d.dkim_key:
+        return None
+    domain = d.dkim_domain or split_mailbox(settings.sender.from_)[1].rsplit("@", 1)[1]
+    if not d.dkim_selector:
+        raise ConfigError("delivery.dkim_selector is required when delivery.dkim_key is set")
+    return DkimSigner.from_files(d.dkim_key, selector=d.dkim_selector, domain=domain)
+
+
+def send_day(
+    settings: Settings,
+    date: dt.date,
+    *,
+    source: str | None = None,
+    only: str | None = None,
+    dry_run: bool = False,
+    now: Now | None = None,
+    backend: Backend | None = None,
+    subscribers: Sequence[Subscriber] | None = None,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+    on_start: Callable[[int], None] | None = None,
+    retry_failed: bool = False,
+) -> RunReport:
+    """Send ``date``'s digest to every active subscriber not yet sent to (see module doc).
+
+    ``progress`` is called with each final SendResult, ``on_start`` once with the number
+    of subscribers about to be sent to; ``retry_failed`` also retries permanent failures.
+    """
+    clock_now: Now = now or (lambda: dt.datetime.now(dt.UTC))
+    started = time.perf_counter()
+    people = list(subscribers) if subscribers is not None else load_due_subscribers(settings)
+    people = [s for s in people if s.active]
+    if only is not None:
+        people = [s for s in people if s.email.lower() == only.lower()]
+        if not people:
+            raise NewsletterError(f"--only {only}: no active subscriber with that address")
+
+    with Ledger(settings.state) as ledger:
+        due_emails = set(ledger.to_send(date, [s.email for s in people], retry_failed=retry_failed))
+        due = [s for s in people if s.email in due_emails]
+        already = len(people) - len(due)
+        if not due:
+            reason = "no active subscribers" if not people else "everyone was already sent this day"
+            log.info("%s: %s", date, reason)
+            return _report(date, [], already_sent=already, dry_run=dry_run, skipped_reason=reason)
+
+        # settings problems surface before any fetching: backend, secret, DKIM key
+        own_backend = backend is None
+        chosen = backend or (
+            MemoryBackend.from_settings(settings) if dry_run else make_backend(settings)
+        )
+        try:
+            backend_name = "memory" if dry_run else settings.delivery.backend
+            secret = link_secret(settings, offline=backend_name in OFFLINE_BACKENDS)
+            dkim = _dkim(settings)
+
+            def values_for(subscriber: Subscriber) -> dict[str, str]:
+                return subscriber_values(
+                    subscriber, base_url=settings.digest.base_url, secret=secret
+                )
+
+            pipeline = importlib.import_module("newsletter.pipeline")
+            extra: dict[str, Any] = {}
+            if settings.digest.dedupe_days > 0:
+                extra["exclude"] = ledger.recent_paper_keys(date, settings.digest.dedupe_days)
+            prepared = pipeline.prepare_day(
+                settings, date, source=source, subscribers=due, now=clock_now(), **extra
+            )
+            if prepared.day.is_empty and settings.digest.empty_day == "skip":
+                reason = f"no papers for {date} from {prepared.day.source} (digest.empty_day: skip)"
+                log.info("%s", reason)
+                return _report(
+                    date, [], already_sent=already, dry_run=dry_run, skipped_reason=reason
+                )
+            if on_start is not None:
+                on_start(sum(len(v.subscribers) for v in prepared.variants))
+            report = deliver_variants(
+                prepared.variants,
+                date=date,
+                backend=chosen,
+                sender=settings.sender,
+                values_for=values_for,
+                now=clock_now,
+                ledger=None if dry_run else ledger,
+                dkim=dkim,
+                stop=stop,
+                progress=progress,
+            )
+        finally:
+            if own_backend:
+                chosen.close()
+        if not dry_run:
+            delivered = {r.email for r in report.results if r.status in DELIVERED}
+            keys = {
+                rp.paper.key
+                for variant in prepared.variants
+                if any(s.email in delivered for s in variant.subscribers)
+                for rp in variant.digest.papers
+            }
+            ledger.record_papers(date, keys)
+    return RunReport(
+        date=date,
+        results=report.results,
+        duration=time.perf_counter() - started,
+        already_sent=already,
+        dry_run=dry_run,
+        counts=report.counts,
+    )

@@ -1,0 +1,55 @@
+"""Test doubles shared by the delivery tests (a stand-in for newsletter.render.RenderedDigest)."""
+
+from __future__ import annotations
+
+import html as html_lib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from newsletter.message import SLOTS
+
+
+@dataclass(frozen=True)
+class FakeRendered:
+    """Same attributes as RenderedDigest: slots written as {{slot}} in html and text."""
+
+    subject: str
+    html: str
+    text: str
+    preheader: str = ""
+
+    def fill(self, values: Mapping[str, str]) -> tuple[str, str]:
+        html, text = self.html, self.text
+        for slot in SLOTS:
+            value = values.get(slot, "")
+            escaped = html_lib.escape(value, quote=True).encode("ascii", "xmlcharrefreplace")
+            html = html.replace("{{" + slot + "}}", escaped.decode("ascii"))
+            text = text.replace("{{" + slot + "}}", value)
+        return html, text
+
+
+def sample_rendered(subject: str = "Daily Papers — 2026-11-25: Robotics") -> FakeRendered:
+    html = (
+        "<!doctype html>\n<html><body>\n"
+        "<p>Hello {{name}},</p>\n"
+        "<p>Today&#8217;s papers for {{email}} &#8212; na&#239;ve diffusion.</p>\n"
+        + "".join(
+            f'<p>Paper {i}: <a href="https://hf.co/papers/2511.{i:05d}">title {i}</a></p>\n'
+            for i in range(30)
+        )
+        + '<p><a href="{{unsubscribe_url}}">Unsubscribe</a> | '
+        '<a href="{{preferences_url}}">Preferences</a></p>\n'
+        "</body></html>\n"
+    )
+    text = (
+        "Hello {{name}},\n\n"
+        "Today’s papers for {{email}} — naïve diffusion, “quoted” = equals.\n"
+        + "".join(f"{i}. title {i} https://hf.co/papers/2511.{i:05d}\n" for i in range(30))
+        + "A very long line "
+        + "word " * 40
+        + "\n"
+        "Trailing space here \n"
+        ".leading dot\n"
+        "Unsubscribe: {{unsubscribe_url}}\nPreferences: {{preferences_url}}\n"
+    )
+    return FakeRendered(subject=subject, html=html, text=text, preheader="Top: robotics")

@@ -1,0 +1,445 @@
+"""The SMTP backend against a real aiosmtpd server on loopback, with faults injected."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import ipaddress
+import socket
+import ssl
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from newsletter.config import SenderSettings
+from newsletter.delivery.base import BackendOptions, RetryPolicy
+from newsletter.delivery.smtp import SmtpBackend
+from newsletter.errors import AuthError
+from newsletter.ledger import Ledger
+from newsletter.models import SendStatus, Subscriber
+from newsletter.send import deliver_variants
+from tests.doubles import FakeRendered, sample_rendered
+
+DATE = dt.date(2026, 11, 25)
+NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
+SENDER = SenderSettings(
+    from_="Daily Papers <digest@papers.example>", list_id="Daily <daily.papers.example>"
+)
+USER = "mailer"
+PASSWORD = "s3cr3t-Pa55word!"
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+@dataclass(frozen=True)
+class Cert:
+    cert_file: Path
+    key_file: Path
+    pem: str
+
+    def server_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.cert_file, self.key_file)
+        return ctx
+
+    def client_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cadata=self.pem)
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> Cert:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    pem = certificate.public_bytes(serialization.Encoding.PEM)
+    (folder / "cert.pem").write_bytes(pem)
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return Cert(folder / "cert.pem", folder / "key.pem", pem.decode())
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@dataclass
+class FaultyHandler:
+    """Stores every accepted message; injects the faults the test asks for."""
+
+    temp_fail_once: set[str] = field(default_factory=set)
+    """RCPT answered 451 the first time."""
+    reject: set[str] = field(default_factory=set)
+    """RCPT answered 550 always."""
+    drop_in_data_once: set[str] = field(default_factory=set)
+    """Connection dropped during DATA (before the reply), first time only."""
+    close_421_at_mail: int | None = None
+    """The n-th MAIL command (1-based, over all connections) gets 421 and a closed connection."""
+    received: list[tuple[str, bytes]] = field(default_factory=list)
+    mails: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        with self.lock:
+            self.mails += 1
+            n = self.mails
+        if self.close_421_at_mail is not None and n == self.close_421_at_mail:
+            server.transport.close()
+            return "421 4.3.2 Service shutting down"
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address in self.reject:
+            return "550 5.1.1 No such user here"
+        if address in self.temp_fail_once:
+            self.temp_fail_once.discard(address)
+            return "451 4.3.0 Try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        rcpt = envelope.rcpt_tos[0]
+        if rcpt in self.drop_in_data_once:
+            self.drop_in_data_once.discard(rcpt)
+            server.transport.abort()
+            return "250 OK (never seen: the connection is gone)"
+        with self.lock:
+            self.received.append((rcpt, bytes(envelope.content)))
+        return "250 2.0.0 Ok: queued as X"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _authenticator(
+    server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+) -> AuthResult:
+    ok = (
+        isinstance(data, LoginPassword)
+        and data.login == USER.encode()
+        and data.password == PASSWORD.encode()
+    )
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.fixture
+def server_factory(cert: Cert) -> Iterator[Any]:
+    started: list[Controller] = []
+
+    def start(handler: FaultyHandler, *, implicit_tls: bool = False, **smtp_kwargs: Any) -> int:
+        port = _free_port()
+        kwargs: dict[str, Any] = {}
+        if implicit_tls:
+            kwargs["ssl_context"] = cert.server_context()
+        else:
+            kwargs.update(
+                tls_context=cert.server_context(),
+                require_starttls=True,
+                authenticator=_authenticator,
+                auth_required=True,
+            )
+        kwargs.update(smtp_kwargs)
+        controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
+        controller.start()
+        started.append(controller)
+        return port
+
+    yield start
+    for controller in started:
+        controller.stop()
+
+
+def make_backend(
+    port: int, cert: Cert, *, sleeps: list[float] | None = None, **kwargs: Any
+) -> SmtpBackend:
+    record = sleeps if sleeps is not None else []
+    defaults: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "envelope_from": "digest@papers.example",
+        "security": "starttls",
+        "username": USER,
+        "password": PASSWORD,
+        "timeout": 5.0,
+        "connections": 2,
+        "ssl_context": cert.client_context(),
+        "options": BackendOptions(
+            retry=RetryPolicy(max_attempts=4, deadline=60.0), sleep=record.append
+        ),
+    }
+    defaults.update(kwargs)
+    return SmtpBackend(**defaults)
+
+
+@dataclass(frozen=True)
+class Variant:
+    rendered: FakeRendered
+    subscribers: tuple[Subscriber, ...]
+
+
+def values_for(s: Subscriber) -> dict[str, str]:
+    return {
+        "name": s.name,
+        "email": s.email,
+        "unsubscribe_url": f"https://papers.example/unsubscribe?token={s.email}",
+        "preferences_url": f"https://papers.example/preferences?token={s.email}",
+    }
+
+
+# --------------------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+def test_faults_end_in_the_right_state_and_nobody_gets_two_copies(
+    server_factory: Any, cert: Cert, tmp_path: Path, pipelining: bool
+) -> None:
+    people = [Subscriber(email=f"user{i}@example.org", name=f"User {i}") for i in range(16)]
+    people += [
+        Subscriber(email="temp@example.org", name="Temporary"),
+        Subscriber(email="bad@example.org", name="Bad"),
+        Subscriber(email="drop@example.org", name="Dropped"),
+        Subscriber(email="josé@example.org", name="Invalid"),
+    ]
+    handler = FaultyHandler(
+        temp_fail_once={"temp@example.org"},
+        reject={"bad@example.org"},
+        drop_in_data_once={"drop@example.org"},
+        close_421_at_mail=7,
+    )
+    port = server_factory(handler)
+    sleeps: list[float] = []
+    variants = [
+        Variant(sample_rendered(), tuple(people[:10])),
+        Variant(sample_rendered("Second variant"), tuple(people[10:])),
+    ]
+    with (
+        Ledger(f"sqlite:///{tmp_path / 'state.db'}") as ledger,
+        make_backend(port, cert, sleeps=sleeps, pipelining=pipelining) as backend,
+    ):
+        report = deliver_variants(
+            variants,
+            date=DATE,
+            backend=backend,
+            sender=SENDER,
+            values_for=values_for,
+            now=lambda: NOW,
+            ledger=ledger,
+        )
+        rows = ledger.deliveries(DATE)
+
+    copies = Counter(rcpt for rcpt, _ in handler.received)
+    expected_sent = {p.email for p in people} - {"bad@example.org", "josé@example.org"}
+    assert set(copies) == expected_sent
+    assert all(n == 1 for n in copies.values()), copies
+    by_email = {r.email: r for r in report.results}
+    assert len(by_email) == len(people) == len(report.results)
+    assert by_email["bad@example.org"].status == SendStatus.REJECTED
+    assert "550" in (by_email["bad@example.org"].error or "")
+    assert by_email["josé@example.org"].status == SendStatus.INVALID
+    for address in ("temp@example.org", "drop@example.org"):
+        assert by_email[address].status == SendStatus.SENT
+        assert by_email[address].attempts == 2
+    assert {e: r.status for e, r in rows.items() if r.status != "sent"} == {
+        "bad@example.org": "failed",
+        "josé@example.org": "failed",
+    }
+    assert rows["bad@example.org"].permanent
+    # temp (451), drop (dropped in DATA) and whoever got the 421 needed a second attempt
+    assert sum(1 for r in report.results if r.attempts == 2) == 3
+    assert rows["temp@example.org"].attempts == 2
+    assert report.failed_permanently == 2
+    assert sleeps and all(s >= 1.0 for s in sleeps)  # backoff happened, through the injected sleep
+    assert (
+        backend.connects >= 3
+    )  # the two first connections, plus reconnects after 421 and the drop
+    # each message is what a mail client needs
+    for rcpt, raw in handler.received:
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        assert msg["To"].addresses[0].addr_spec == rcpt
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert f"token={rcpt}" in msg["List-Unsubscribe"]
+        assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+
+
+def test_many_messages_per_connection(server_factory: Any, cert: Cert) -> None:
+    handler = FaultyHandler()
+    port = server_factory(handler)
+    people = [Subscriber(email=f"u{i}@example.org") for i in range(30)]
+    with make_backend(port, cert, connections=3) as backend:
+        report = deliver_variants(
+            [Variant(sample_rendered(), tuple(people))],
+            date=DATE,
+            backend=backend,
+            sender=SENDER,
+            values_for=values_for,
+            now=lambda: NOW,
+        )
+        assert backend.connects == 3
+    assert report.delivered == 30
+    assert sorted(r for r, _ in handler.received) == sorted(p.email for p in people)
+
+
+def test_transient_failures_give_up_after_max_attempts(server_factory: Any, cert: Cert) -> None:
+    class Always451(FaultyHandler):
+        async def handle_RCPT(
+            self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+        ) -> str:
+            return "452 4.2.2 Mailbox full"
+
+    port = server_factory(Always451())
+    sleeps: list[float] = []
+    with make_backend(port, cert, sleeps=sleeps, connections=1) as backend:
+        template_people = [Subscriber(email="full@example.org")]
+        report = deliver_variants(
+            [Variant(sample_rendered(), tuple(template_people))],
+            date=DATE,
+            backend=backend,
+            sender=SENDER,
+            values_for=values_for,
+            now=lambda: NOW,
+        )
+    (result,) = report.results
+    assert result.status == SendStatus.FAILED and result.transient and result.attempts == 4
+    assert len(sleeps) == 3 and sleeps[0] < sleeps[1] < sleeps[2]
+    assert report.failed_permanently == 0
+
+
+def test_bad_password_stops_the_run_without_leaking_it(
+    server_factory: Any, cert: Cert, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    handler = FaultyHandler()
+    port = server_factory(handler)
+    people = [Subscriber(email=f"u{i}@example.org") for i in range(5)]
+    with (
+        make_backend(port, cert, password="wrong-Pa55word-xyz") as backend,
+        pytest.raises(AuthError) as info,
+    ):
+        deliver_variants(
+            [Variant(sample_rendered(), tuple(people))],
+            date=DATE,
+            backend=backend,
+            sender=SENDER,
+            values_for=values_for,
+            now=lambda: NOW,
+        )
+    assert "535" in str(info.value) and USER in str(info.value)
+    assert "wrong-Pa55word-xyz" not in str(info.value)
+    assert "wrong-Pa55word-xyz" not in repr(backend)
+    assert handler.received == []
+    assert "wrong-Pa55word-xyz" not in caplog.text
+
+
+def test_auth_login_mechanism(server_factory: Any, cert: Cert) -> None:
+    handler = FaultyHandler()
+    port = server_factory(handler, auth_exclude_mechanism=["PLAIN"])
+    with make_backend(port, cert, connections=1) as backend:
+        report = deliver_variants(
+            [Variant(sample_rendered(), (Subscriber(email="a@example.org"),))],
+            date=DATE,
+            backend=backend,
+            sender=SENDER,
+            values_for=values_for,
+            now=lambda: NOW,
+        )
+    assert report.delivered == 1 and len(handler.received) == 1
+
+
+def test_implicit_tls(server_factory: Any, cert: Cert) -> None:
+    handler = FaultyHandler()
+    port = server_factory(handler, implicit_tls=True)
+    with make_backend(port, cert, security="tls", username=None, password=None) as backend:
+        report = deliver_variants(
+            [Variant(sample_rendered(), (Subscriber(email="a@example.org"),))],
+            date=DATE,
+            backend=backend,
+            sender=SENDER,
+            values_for=values_for,
+            now=lambda: NOW,
+        )
+    assert report.delivered == 1 and len(handler.received) == 1
+
+
+def test_connection_refused_is_transient(cert: Cert) -> None:
+    port = _free_port()  # nobody listens
+    sleeps: list[float] = []
+    with make_backend(port, cert, sleeps=sleeps, connections=1) as backend:
+        report = deliver_variants(
+            [Variant(sample_rendered(), (Subscriber(email="a@example.org"),))],
+            date=DATE,
+            backend=backend,
+            sender=SENDER,
+            values_for=values_for,
+            now=lambda: NOW,
+        )
+    (result,) = report.results
+    assert result.status == SendStatus.FAILED and result.transient
+    assert "ConnectionRefusedError" in (result.error or "")
+    assert PASSWORD not in (result.error or "")
+
+
+def test_rate_limit_spaces_messages(server_factory: Any, cert: Cert) -> None:
+    handler = FaultyHandler()
+    port = server_factory(handler)
+    waits: list[float] = []
+    fake_now = [100.0]
+    options = BackendOptions(rate=10.0, clock=lambda: fake_now[0], sleep=waits.append)
+    with make_backend(port, cert, connections=1, options=options) as backend:
+        deliver_variants(
+            [
+                Variant(
+                    sample_rendered(),
+                    tuple(Subscriber(email=f"u{i}@example.org") for i in range(5)),
+                )
+            ],
+            date=DATE,
+            backend=backend,
+            sender=SENDER,
+            values_for=values_for,
+            now=lambda: NOW,
+        )
+    # the clock stands still, so each message waits 0.1 s longer than the one before
+    assert [round(w, 3) for w in waits] == [0.1, 0.2, 0.3, 0.4]

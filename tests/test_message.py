@@ -1,0 +1,409 @@
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import email
+import email.policy
+import re
+from email.message import EmailMessage
+from typing import Any
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from newsletter.config import SenderSettings
+from newsletter.message import (
+    DkimSigner,
+    InvalidRecipient,
+    MessageTemplate,
+    build_message,
+    build_preview_eml,
+    build_template,
+    message_id_for,
+    qp_encode,
+)
+from tests.doubles import FakeRendered, sample_rendered
+
+DATE = dt.date(2026, 11, 25)
+NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
+SENDER = SenderSettings(
+    from_="Daily Papers <digest@papers.example>",
+    reply_to="Editors <editors@papers.example>",
+    list_id="Daily Papers <daily.papers.example>",
+)
+
+
+def values(email_addr: str, name: str = "") -> dict[str, str]:
+    return {
+        "name": name,
+        "email": email_addr,
+        "unsubscribe_url": f"https://papers.example/unsubscribe?token=t-{email_addr}&x=1",
+        "preferences_url": f"https://papers.example/preferences?token=p-{email_addr}",
+    }
+
+
+def parse(raw: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def template_for(rendered: FakeRendered | None = None, **kwargs: object) -> MessageTemplate:
+    return build_template(
+        rendered or sample_rendered(), sender=SENDER, date=DATE, now=NOW, **kwargs
+    )  # type: ignore[arg-type]
+
+
+def content_parts(msg: EmailMessage) -> list[tuple[str, str]]:
+    """(type, decoded content) of each part, line ends as in Python text."""
+    return [(p.get_content_type(), p.get_content().replace("\r\n", "\n")) for p in msg.iter_parts()]
+
+
+def normalized(msg: EmailMessage) -> dict[str, object]:
+    headers = {
+        key: " ".join(str(msg[key]).split())
+        for key in (
+            "From",
+            "To",
+            "Reply-To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "List-Id",
+            "List-Unsubscribe",
+            "List-Unsubscribe-Post",
+            "MIME-Version",
+        )
+    }
+    # the stdlib adds a final newline to a part that has none; the content is the same
+    parts = [(kind, content.rstrip("\n")) for kind, content in content_parts(msg)]
+    return {"headers": headers, "type": msg.get_content_type(), "parts": parts}
+
+
+@pytest.mark.parametrize(
+    ("address", "name"),
+    [
+        ("ada@example.org", "Ada Lovelace"),
+        ("jose@example.org", "José Ñúñez"),
+        ("q@example.org", 'Quote "the" Person, Jr.'),
+        ("empty@example.org", ""),
+        ("long@example.org", "Ünïcödé " * 12),
+        ("emoji@example.org", "Robot 🤖 Fan"),
+    ],
+)
+def test_fill_parses_to_the_same_message_as_a_from_scratch_build(address: str, name: str) -> None:
+    rendered = sample_rendered()
+    template = template_for(rendered)
+    recipient = template.recipient(address, name, values(address, name))
+    fast = template.fill(recipient)
+    slow = build_message(rendered, recipient, sender=SENDER, date=DATE, now=NOW)
+    assert normalized(parse(fast)) == normalized(parse(slow))
+    # and the content is what the renderer's own fill produces
+    html, text = rendered.fill(recipient.values)
+    assert content_parts(parse(fast)) == [("text/plain", text), ("text/html", html)]
+
+
+def test_wire_format_is_ascii_7bit_with_short_lines() -> None:
+    template = template_for()
+    raw = template.fill(
+        template.recipient("jose@example.org", "José", values("jose@example.org", "José"))
+    )
+    assert raw.isascii()
+    lines = raw.split(b"\r\n")
+    assert all(len(line) <= 998 for line in lines)
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    msg = parse(raw)
+    text_part, html_part = list(msg.iter_parts())
+    assert text_part["Content-Transfer-Encoding"] == "quoted-printable"
+    assert html_part["Content-Transfer-Encoding"] == "7bit"
+    body = raw.split(b"\r\n\r\n", 2)[2].split(b"--==nl-")[0]
+    assert all(len(line) <= 76 for line in body.split(b"\r\n"))
+
+
+def test_required_headers() -> None:
+    template = template_for()
+    msg = parse(
+        template.fill(template.recipient("ada@example.org", "Ada", values("ada@example.org")))
+    )
+    assert msg.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    assert msg["Subject"] == "Daily Papers — 2026-11-25: Robotics"
+    assert msg["List-Unsubscribe"].startswith(
+        "<https://papers.example/unsubscribe?token=t-ada@example.org&x=1>"
+    )
+    assert "<mailto:editors@papers.example?subject=unsubscribe>" in msg["List-Unsubscribe"]
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg["List-Id"] == "Daily Papers <daily.papers.example>"
+    assert msg["Date"] == "Wed, 25 Nov 2026 08:00:00 +0000"
+    assert msg["Reply-To"] == "Editors <editors@papers.example>"
+    assert msg["Message-ID"] == message_id_for(
+        SENDER.list_id, DATE, "ada@example.org", "papers.example"
+    )
+
+
+def test_message_id_is_stable_per_subscriber_and_day() -> None:
+    a = message_id_for("L", DATE, "a@x.org", "d.org")
+    assert a == message_id_for("L", DATE, "A@X.org", "d.org")
+    assert a != message_id_for("L", DATE + dt.timedelta(days=1), "a@x.org", "d.org")
+    assert a != message_id_for("L", DATE, "b@x.org", "d.org")
+    assert re.fullmatch(r"<[0-9a-f]{32}@d\.org>", a)
+    # two templates of the same day (two variants, two runs) agree
+    t1, t2 = template_for(), template_for(sample_rendered("Other subject"))
+    r1 = t1.recipient("a@x.org", "", values("a@x.org"))
+    r2 = t2.recipient("a@x.org", "", values("a@x.org"))
+    assert r1.message_id == r2.message_id
+
+
+def test_non_ascii_subject_is_rfc2047_encoded() -> None:
+    template = template_for(sample_rendered("Статьи дня — «роботы» 🤖"))
+    raw = template.fill(template.recipient("a@x.org", "", values("a@x.org")))
+    header_block = raw.split(b"\r\n\r\n", 1)[0]
+    assert b"=?utf-8?" in header_block
+    assert parse(raw)["Subject"] == "Статьи дня — «роботы» 🤖"
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "a@x.org\r\nBcc: evil@x.org",
+        "a@x.org\nBcc: evil@x.org",
+        "no-at-sign",
+        "a b@x.org",
+        "<a@x.org>",
+        "jösé@x.org",
+    ],
+)
+def test_bad_addresses_are_refused(address: str) -> None:
+    template = template_for()
+    with pytest.raises(InvalidRecipient):
+        template.recipient(address, "", values("a@x.org"))
+
+
+def test_url_with_line_break_is_refused() -> None:
+    template = template_for()
+    bad = {**values("a@x.org"), "unsubscribe_url": "https://x.org/u\r\nBcc: evil@x.org"}
+    with pytest.raises(InvalidRecipient):
+        template.recipient("a@x.org", "", bad)
+
+
+HEADER_NAMES = {
+    "from",
+    "to",
+    "reply-to",
+    "subject",
+    "date",
+    "message-id",
+    "list-id",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "mime-version",
+    "content-type",
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.text(min_size=0, max_size=80),
+    subject=st.text(min_size=1, max_size=120),
+)
+def test_no_header_injection_from_names_or_subjects(name: str, subject: str) -> None:
+    rendered = FakeRendered(subject=subject, html="<p>Hi {{name}}</p>\n", text="Hi {{name}}\n")
+    template = build_template(rendered, sender=SENDER, date=DATE, now=NOW)
+    raw = template.fill(template.recipient("a@x.org", name, values("a@x.org", name)))
+    assert raw.isascii()
+    msg = parse(raw)
+    assert {k.lower() for k in msg} == HEADER_NAMES
+    assert len(msg.get_all("To") or []) == 1
+    for key in msg:
+        assert "\n" not in str(msg[key]) and "\r" not in str(msg[key])
+    assert msg["To"].addresses[0].addr_spec == "a@x.org"
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    value=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
+        max_size=200,
+    )
+)
+def test_any_text_slot_value_survives_quoted_printable(value: str) -> None:
+    rendered = FakeRendered(
+        subject="s",
+        html="<p>{{name}}</p>\n",
+        text="Dear {{name}}, naïve = fine\nsecond {{name}}line \n",
+    )
+    template = build_template(rendered, sender=SENDER, date=DATE, now=NOW)
+    recipient = template.recipient("a@x.org", "x", {**values("a@x.org"), "name": value})
+    msg = parse(template.fill(recipient))
+    text_part, html_part = list(msg.iter_parts())
+    expected_html, expected_text = rendered.fill(recipient.values)
+    assert text_part.get_content().replace("\r\n", "\n") == expected_text
+    assert html_part.get_content().replace("\r\n", "\n") == expected_html
+
+
+def test_qp_encoder_wraps_and_protects_trailing_space() -> None:
+    encoded, col = qp_encode("x" * 200 + " \nnext = é")
+    lines = encoded.split("\r\n")
+    assert all(len(line) <= 76 for line in lines)
+    assert "=20" in encoded and "=3D" in encoded and "=C3=A9" in encoded
+    assert col == len(lines[-1])
+
+
+def test_overlong_html_line_falls_back_to_a_valid_message() -> None:
+    html = "<p>" + "x" * 880 + '<a href="{{unsubscribe_url}}">u</a></p>\n'
+    rendered = FakeRendered(subject="s", html=html, text="{{unsubscribe_url}}\n")
+    template = build_template(rendered, sender=SENDER, date=DATE, now=NOW)
+    long_url = "https://papers.example/unsubscribe?token=" + "t" * 300
+    recipient = template.recipient(
+        "a@x.org", "", {**values("a@x.org"), "unsubscribe_url": long_url}
+    )
+    raw = template.fill(recipient)
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    html_part = list(parse(raw).iter_parts())[1]
+    assert html_part.get_content().replace("\r\n", "\n") == rendered.fill(recipient.values)[0]
+
+
+def _dkim_key() -> tuple[bytes, bytes]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, base64.b64encode(public)
+
+
+def test_dkim_signature_verifies_and_covers_list_unsubscribe() -> None:
+    private, public = _dkim_key()
+    signer = DkimSigner(private_key=private, selector="s1", domain="papers.example")
+    template = template_for(dkim=signer)
+    raw = template.fill(
+        template.recipient("jose@example.org", "José", values("jose@example.org", "José"))
+    )
+    assert raw.startswith(b"DKIM-Signature:")
+    signed = parse(raw)["DKIM-Signature"]
+    tags = dict(
+        part.strip().split("=", 1)
+        for part in " ".join(str(signed).split()).split(";")
+        if "=" in part
+    )
+    covered = tags["h"].replace(" ", "").lower().split(":")
+    assert "list-unsubscribe" in covered and "list-unsubscribe-post" in covered
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"s1._domainkey.papers.example."
+        return b"v=DKIM1; k=rsa; p=" + public
+
+    assert dkim.verify(raw, dnsfunc=dnsfunc)
+    tampered = raw.replace(b"unsubscribe?token=t-jose", b"unsubscribe?token=t-evil")
+    assert not dkim.verify(tampered, dnsfunc=dnsfunc)
+
+
+def test_preview_eml() -> None:
+    raw = build_preview_eml(sample_rendered(), sender=SENDER, to="me@example.org", date=DATE)
+    msg = parse(raw)
+    assert msg["To"] == "me@example.org"
+    assert msg["Date"] == "Wed, 25 Nov 2026 08:00:00 +0000"
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    assert "me@example.org" in next(iter(msg.iter_parts())).get_content()
+
+
+# --------------------------------------------------------------------------- with the real renderer
+
+
+@pytest.fixture(scope="module")
+def real_rendered() -> Any:
+    from newsletter.config import DigestSettings
+    from newsletter.models import Digest, Paper, RankedPaper, TopicGroup
+    from newsletter.render import load_templates, render
+
+    papers = [
+        RankedPaper(
+            Paper(
+                title=f"Naïve diffusion policies, part {i} — “robots” ≥ humans",
+                abstract="We study things. " * 20,
+                id=f"2511.{i:05d}",
+                url=f"https://huggingface.co/papers/2511.{i:05d}",
+                authors=("Zoë Müller", "李雷"),
+                ai_summary="A short TL;DR with ünïcödé.",
+            ),
+            score=10.0 - i,
+            topic="Robotics",
+        )
+        for i in range(12)
+    ]
+    digest = Digest(date=DATE, topics=(TopicGroup("Robotics", tuple(papers)),), total_papers=12)
+    return render(digest, settings=DigestSettings(), templates=load_templates(None))
+
+
+@pytest.mark.parametrize(
+    ("address", "name"),
+    [
+        ("ada@example.org", "Ada"),
+        ("jose@example.org", "José Ñúñez"),
+        ("x@example.org", ""),
+        ("l@example.org", "Ü" * 90),
+    ],
+)
+def test_real_render_fill_matches_from_scratch(real_rendered: Any, address: str, name: str) -> None:
+    template = build_template(real_rendered, sender=SENDER, date=DATE, now=NOW)
+    recipient = template.recipient(address, name, values(address, name))
+    fast = template.fill(recipient)
+    slow = build_message(real_rendered, recipient, sender=SENDER, date=DATE, now=NOW)
+    assert normalized(parse(fast)) == normalized(parse(slow))
+    html, text = real_rendered.fill(values(address, name))
+    assert content_parts(parse(fast)) == [("text/plain", text), ("text/html", html)]
+    assert fast.isascii() and all(len(line) <= 998 for line in fast.split(b"\r\n"))
+    assert parse(fast)["Subject"] == real_rendered.subject
+
+
+def test_real_render_refused_value_is_an_invalid_recipient(real_rendered: Any) -> None:
+    template = build_template(real_rendered, sender=SENDER, date=DATE, now=NOW)
+    bad = {**values("a@x.org"), "preferences_url": "javascript:alert(1)"}
+    with pytest.raises(InvalidRecipient):
+        template.recipient("a@x.org", "", bad)
+
+
+def test_two_slots_on_one_long_line_and_an_overlong_fixed_line() -> None:
+    html = (
+        "<p>"
+        + "x" * 700
+        + '<a href="{{unsubscribe_url}}">u</a><a href="{{preferences_url}}">p</a></p>\n'
+    )
+    rendered = FakeRendered(subject="s", html=html, text="{{name}}\n")
+    template = build_template(rendered, sender=SENDER, date=DATE, now=NOW)
+    url = "https://papers.example/x?token=" + "t" * 130  # each fits alone, both together do not
+    recipient = template.recipient(
+        "a@x.org", "", {**values("a@x.org"), "unsubscribe_url": url, "preferences_url": url}
+    )
+    raw = template.fill(recipient)
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert content_parts(parse(raw))[1][1] == rendered.fill(recipient.values)[0]
+
+    no_slots = FakeRendered(subject="s", html="<p>" + "y" * 1200 + "</p>\n", text="t\n")
+    template = build_template(no_slots, sender=SENDER, date=DATE, now=NOW)
+    raw = template.fill(template.recipient("a@x.org", "", values("a@x.org")))
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert content_parts(parse(raw))[1][1] == no_slots.html
+
+
+@pytest.mark.parametrize("length", range(70, 82))
+def test_long_ascii_values_with_equals_signs_wrap_validly(length: int) -> None:
+    rendered = FakeRendered(
+        subject="s", html="<p>{{unsubscribe_url}}</p>\n", text="L: {{unsubscribe_url}}\n"
+    )
+    template = build_template(rendered, sender=SENDER, date=DATE, now=NOW)
+    url = ("https://p.example/u?a=" + "b=c&" * 40)[:length]
+    recipient = template.recipient("a@x.org", "", {**values("a@x.org"), "unsubscribe_url": url})
+    raw = template.fill(recipient)
+    text_body = raw.split(b"\r\n\r\n", 2)[2].split(b"\r\n--==nl-")[0]
+    assert text_body.startswith(b"L:=20=\r\nhttps://")
+    assert all(len(line) <= 76 for line in text_body.split(b"\r\n"))
+    assert content_parts(parse(raw))[0][1] == f"L: {url}\n"

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from newsletter.config import Settings
+from newsletter.errors import TemplateError
+from newsletter.models import FULL_PROFILE, Subscriber
+from newsletter.pipeline import plan_day, prepare_day
+from newsletter.render import load_templates
+from newsletter.sources import load_sample_day
+from newsletter.topics import load_taxonomy
+
+NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
+DAY = dt.date(2026, 11, 25)
+
+
+def _subscribers() -> list[Subscriber]:
+    return [
+        Subscriber("a@example.org"),
+        Subscriber("b@example.org"),
+        Subscriber("c@example.org", topics=("Robotics & embodied AI",), max_papers=5),
+        Subscriber("d@example.org", topics=("Robotics & embodied AI",), max_papers=5),
+        Subscriber("e@example.org", keywords=("diffusion",), summary="titles"),
+    ]
+
+
+def test_one_variant_per_distinct_profile() -> None:
+    prepared = prepare_day(Settings(), DAY, source="sample", subscribers=_subscribers(), now=NOW)
+    assert len(prepared.variants) == 3
+    sizes = sorted(len(v.subscribers) for v in prepared.variants)
+    assert sizes == [1, 2, 2]
+    full = prepared.full
+    assert full.profile == FULL_PROFILE
+    assert len(full.digest.papers) == len(prepared.day.papers) > 0
+    limited = next(v for v in prepared.variants if v.profile.max_papers == 5)
+    assert len(limited.digest.papers) == 5
+
+
+def test_full_digest_lists_every_paper_under_one_topic() -> None:
+    prepared = prepare_day(Settings(), DAY, source="sample", subscribers=[], now=NOW)
+    keys = [rp.paper.key for rp in prepared.full.digest.papers]
+    assert sorted(keys) == sorted(p.key for p in prepared.day.papers)
+    assert len(set(keys)) == len(keys)
+
+
+def test_excluded_papers_leave_subscriber_digests_but_not_the_full_one() -> None:
+    day = load_sample_day(DAY)
+    gone = {day.papers[0].key, day.papers[1].key}
+    prepared = plan_day(
+        day,
+        _subscribers()[:1],
+        settings=Settings(),
+        taxonomy=load_taxonomy(None),
+        templates=load_templates(None),
+        now=NOW,
+        exclude=gone,
+    )
+    (variant,) = prepared.variants
+    assert not gone & {rp.paper.key for rp in variant.digest.papers}
+    assert gone <= {rp.paper.key for rp in prepared.full.digest.papers}
+
+
+def test_broken_template_fails_before_anything_is_planned(tmp_path: Path) -> None:
+    (tmp_path / "digest.txt.j2").write_text("{% for x in %}")
+    with pytest.raises(TemplateError):
+        load_templates(str(tmp_path))

@@ -1,0 +1,169 @@
+"""The shared HTTP path: User-Agent, retries, backoff, Retry-After, error mapping."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import random
+
+import httpx
+import pytest
+
+from newsletter import __version__
+from newsletter.config import SourceSettings
+from newsletter.errors import SourceUnavailable
+from newsletter.sources.http import (
+    USER_AGENT,
+    RetryPolicy,
+    get,
+    make_client,
+    parse_retry_after,
+)
+
+URL = "https://api.example.test/data"
+NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
+
+
+def _policy(sleeps: list[float], *, retries: int = 4) -> RetryPolicy:
+    return RetryPolicy(retries=retries, sleep=sleeps.append, now=lambda: NOW, rng=random.Random(1))
+
+
+def _client(responses: list[httpx.Response | Exception], seen: list[httpx.Request]) -> httpx.Client:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        item = responses.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
+def test_user_agent_names_the_project_and_version() -> None:
+    assert USER_AGENT.startswith(f"newsletter/{__version__} (+https://")
+    client = make_client(SourceSettings(timeout=7.5))
+    assert client.headers["User-Agent"] == USER_AGENT
+    assert client.timeout.read == 7.5
+    client.close()
+
+
+def test_every_request_carries_the_user_agent_even_on_a_foreign_client() -> None:
+    seen: list[httpx.Request] = []
+    with _client([httpx.Response(200, text="ok")], seen) as client:
+        get(client, URL, params={"a": 1}, timeout=3.0, policy=_policy([]))
+    assert seen[0].headers["User-Agent"] == USER_AGENT
+    assert seen[0].url.params["a"] == "1"
+    assert seen[0].extensions["timeout"]["read"] == 3.0
+
+
+def test_429_with_retry_after_seconds_waits_that_long_then_succeeds() -> None:
+    seen: list[httpx.Request] = []
+    sleeps: list[float] = []
+    responses: list[httpx.Response | Exception] = [
+        httpx.Response(429, headers={"Retry-After": "7"}),
+        httpx.Response(200, text="fine"),
+    ]
+    with _client(responses, seen) as client:
+        response = get(client, URL, timeout=1.0, policy=_policy(sleeps))
+    assert response.text == "fine"
+    assert sleeps == [7.0]
+    assert len(seen) == 2
+
+
+def test_retry_after_as_http_date_is_measured_from_the_injected_clock() -> None:
+    when = email.utils.format_datetime(NOW + dt.timedelta(seconds=30), usegmt=True)
+    sleeps: list[float] = []
+    responses: list[httpx.Response | Exception] = [
+        httpx.Response(503, headers={"Retry-After": when}),
+        httpx.Response(200, text="fine"),
+    ]
+    with _client(responses, []) as client:
+        get(client, URL, timeout=1.0, policy=_policy(sleeps))
+    assert sleeps == [30.0]
+
+
+def test_5xx_until_retries_run_out_raises_source_unavailable() -> None:
+    seen: list[httpx.Request] = []
+    sleeps: list[float] = []
+    responses: list[httpx.Response | Exception] = [httpx.Response(500) for _ in range(4)]
+    with _client(responses, seen) as client, pytest.raises(SourceUnavailable) as info:
+        get(client, URL, timeout=1.0, policy=_policy(sleeps, retries=3))
+    assert len(seen) == 4
+    assert len(sleeps) == 3
+    # exponential backoff with full jitter: each wait is within base * 2**n
+    assert all(0.0 <= s <= 2.0**n for n, s in enumerate(sleeps))
+    message = str(info.value)
+    assert URL in message and "HTTP 500" in message and "4 attempts" in message
+    assert "\n" not in message
+
+
+def test_timeouts_are_retried_then_reported_in_one_line() -> None:
+    seen: list[httpx.Request] = []
+    sleeps: list[float] = []
+    responses: list[httpx.Response | Exception] = [httpx.ReadTimeout("timed out") for _ in range(3)]
+    with _client(responses, seen) as client, pytest.raises(SourceUnavailable) as info:
+        get(client, URL, timeout=1.0, policy=_policy(sleeps, retries=2))
+    assert len(seen) == 3 and len(sleeps) == 2
+    assert "ReadTimeout" in str(info.value) and URL in str(info.value)
+
+
+def test_a_transport_error_then_success_returns_the_response() -> None:
+    responses: list[httpx.Response | Exception] = [
+        httpx.ConnectError("refused"),
+        httpx.Response(200, text="ok"),
+    ]
+    sleeps: list[float] = []
+    with _client(responses, []) as client:
+        assert get(client, URL, timeout=1.0, policy=_policy(sleeps)).text == "ok"
+    assert len(sleeps) == 1
+
+
+def test_other_4xx_is_not_retried() -> None:
+    seen: list[httpx.Request] = []
+    sleeps: list[float] = []
+    with _client([httpx.Response(404)], seen) as client, pytest.raises(SourceUnavailable) as info:
+        get(client, URL, timeout=1.0, policy=_policy(sleeps))
+    assert len(seen) == 1 and sleeps == []
+    assert "HTTP 404" in str(info.value)
+
+
+def test_an_unreasonable_retry_after_gives_up_at_once() -> None:
+    sleeps: list[float] = []
+    responses: list[httpx.Response | Exception] = [
+        httpx.Response(429, headers={"Retry-After": "86400"})
+    ]
+    with _client(responses, []) as client, pytest.raises(SourceUnavailable) as info:
+        get(client, URL, timeout=1.0, policy=_policy(sleeps))
+    assert sleeps == []
+    assert "86400" in str(info.value)
+
+
+def test_zero_retries_means_one_attempt() -> None:
+    seen: list[httpx.Request] = []
+    responses: list[httpx.Response | Exception] = [httpx.Response(502)]
+    with _client(responses, seen) as client, pytest.raises(SourceUnavailable):
+        get(client, URL, timeout=1.0, policy=_policy([], retries=0))
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("120", 120.0),
+        (" 5 ", 5.0),
+        ("Wed, 25 Nov 2026 08:01:00 GMT", 60.0),
+        ("Wed, 25 Nov 2026 07:00:00 GMT", 0.0),
+        ("soon", None),
+        ("", None),
+        (None, None),
+        ("-3", None),
+    ],
+)
+def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value, now=NOW) == expected
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    policy = RetryPolicy(base=1.0, cap=10.0, rng=random.Random(0))
+    for retry in range(8):
+        assert 0.0 <= policy.backoff(retry) <= min(10.0, 2.0**retry)
