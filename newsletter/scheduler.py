@@ -29,15 +29,14 @@ sent lives in the delivery ledger, which is the final guard against sending twic
   and waits for them; on one it sets the ``stop`` event handed to ``send_day`` (which
   finishes the message in flight and returns), lets the running job end, and returns 0.
 
-The job is called as ``job(settings, paper_date, only_timezone=zone, stop=stop, now=clock)``:
-``send_day`` must accept ``only_timezone: str | None`` and send only to the subscribers that
-:func:`subscriber_zone` puts in that zone (:func:`in_zone` does the filtering).
+The job is called as ``job(settings, paper_date, only_timezone=zone, stop=stop, now=clock)``;
+the default, :func:`default_job`, hands ``send_day`` the due subscribers of that zone
+(:func:`in_zone`), so each zone's run sends only to its own subscribers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 import os
 import signal
@@ -56,6 +55,8 @@ from newsletter.errors import ConfigError, NewsletterError, SourceError
 from newsletter.locking import InstanceLock, lock_path_for
 from newsletter.logs import run_context
 from newsletter.models import Subscriber
+from newsletter.send import RunReport, load_due_subscribers, send_day
+from newsletter.sources import fetch_day
 
 DAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 """Day names in APScheduler's order (Monday is 0 there, Sunday 6)."""
@@ -318,22 +319,22 @@ def skipped_days(after: dt.date, before: dt.date) -> list[str]:
 
 def source_has_papers(settings: Settings, date: dt.date) -> bool:
     """The default probe: ask the configured source for ``date``'s papers."""
-    fetch_day = _resolve("newsletter.sources", "fetch_day")
-    day = fetch_day(settings.source.default, date, settings=settings.source)
-    return not day.is_empty
+    return not fetch_day(settings.source.default, date, settings=settings.source).is_empty
 
 
-def _resolve(module: str, name: str) -> Any:
-    """A function of another part of the package, imported when first needed."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        raise NewsletterError(f"{module}.{name} is not available in this installation") from None
+def default_job(
+    settings: Settings, date: dt.date, *, only_timezone: str | None = None, **options: Any
+) -> RunReport:
+    """``newsletter.send.send_day`` (what ``newsletter send`` calls), for one zone.
 
-
-def default_job(settings: Settings, date: dt.date, **options: Any) -> object:
-    """``newsletter.send.send_day``: the function the ``send`` command calls."""
-    return _resolve("newsletter.send", "send_day")(settings, date, **options)
+    With ``only_timezone``, the subscribers are the due ones (file + preference overlay)
+    that :func:`subscriber_zone` puts in that zone; the ledger inside ``send_day`` then
+    skips whoever has the day already.
+    """
+    if only_timezone is not None and "subscribers" not in options:
+        due = load_due_subscribers(settings)
+        options["subscribers"] = in_zone(due, only_timezone, default=settings.schedule.timezone)
+    return send_day(settings, date, **options)
 
 
 def never_done(date: dt.date, zone: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import textwrap
 import time
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,8 +34,9 @@ from newsletter.cli.run import (
 )
 from newsletter.config import Settings
 from newsletter.errors import LedgerError, SubscribersError
+from newsletter.ledger import Ledger
 from newsletter.locking import InstanceLock
-from newsletter.models import Subscriber
+from newsletter.models import SendResult, SendStatus, Subscriber
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = dt.datetime(2026, 3, 28, 13, 0, tzinfo=dt.UTC)  # a Saturday
@@ -43,6 +46,21 @@ SUBSCRIBERS = [
     Subscriber("b@example.org", timezone="America/New_York"),
     Subscriber("c@example.org", timezone="America/New_York"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def restore_loggers() -> Iterator[None]:
+    """``run`` sets up logging in-process; leave the loggers as they were for other tests."""
+    saved = {
+        name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level)
+        for name in ("newsletter", "apscheduler")
+    }
+    yield
+    for name, (handlers, level) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = True
 
 
 def write_config(tmp_path: Path, **extra: str) -> Path:
@@ -292,64 +310,41 @@ def test_the_run_command_in_a_real_process_catches_up_and_stops_on_sigterm(tmp_p
 # ------------------------------------------------------------------ the default seams
 
 
-@dataclasses.dataclass
-class Row:
-    status: str
-    permanent: bool = False
-
-
-def test_the_ledger_seams_read_days_counts_and_final_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    rows: dict[dt.date, dict[str, Row]] = {}
-    opened: list[str] = []
-    closed: list[str] = []
-
-    class Ledger:
-        """The part of newsletter.ledger.Ledger the status, archive and done checks use."""
-
-        def __init__(self, state_url: str) -> None:
-            opened.append(state_url)
-
-        def days(self) -> list[dt.date]:
-            return list(rows)
-
-        def counts(self, day: dt.date) -> dict[str, int]:
-            out: dict[str, int] = {}
-            for row in rows.get(day, {}).values():
-                out[row.status] = out.get(row.status, 0) + 1
-            return out
-
-        def deliveries(self, day: dt.date) -> dict[str, Row]:
-            return rows.get(day, {})
-
-        def close(self) -> None:
-            closed.append("closed")
-
-    module = types.ModuleType("newsletter.ledger")
-    module.Ledger = Ledger  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "newsletter.ledger", module)
-    settings = Settings(state="sqlite:///x.db")
-    assert ledger_last_run(settings) is None
-    rows.update(
-        {
-            dt.date(2026, 3, 26): {"a@x.org": Row("failed", permanent=True)},
-            dt.date(2026, 3, 27): {
-                "A@x.org": Row("sent"),
-                "b@x.org": Row("failed", permanent=True),
-                "c@x.org": Row("failed"),
-                "d@x.org": Row("pending"),
-            },
-        }
-    )
+def test_the_ledger_seams_read_the_real_ledger(tmp_path: Path) -> None:
+    settings = Settings(state=f"sqlite:///{tmp_path / 'state.db'}")
+    assert ledger_last_run(settings) is None  # no database yet...
+    assert ledger_sent_days(settings) == []
+    assert not (tmp_path / "state.db").exists()  # ...and status did not create one
+    thursday, friday = dt.date(2026, 3, 26), dt.date(2026, 3, 27)
+    with Ledger(settings.state) as ledger:
+        assert ledger_last_run(settings) is None  # a database without rows
+        ledger.mark_pending(thursday, {"a@x.org": None})
+        ledger.record(thursday, [SendResult("a@x.org", SendStatus.REJECTED)])
+        ledger.mark_pending(friday, {e: None for e in ("A@x.org", "b@x.org", "c@x.org", "d@x.org")})
+        ledger.record(
+            friday,
+            [
+                SendResult("A@x.org", SendStatus.SENT),
+                SendResult("b@x.org", SendStatus.INVALID),
+                SendResult("c@x.org", SendStatus.FAILED, transient=True),
+            ],
+        )
     assert ledger_last_run(settings) == LastRun(
-        date=dt.date(2026, 3, 27), counts={"sent": 1, "failed": 2, "pending": 1}
+        date=friday, counts={"sent": 1, "failed": 2, "pending": 1}
     )
-    assert ledger_final_recipients(settings, dt.date(2026, 3, 27)) == {"a@x.org", "b@x.org"}
-    assert ledger_sent_days(settings) == [dt.date(2026, 3, 27)]  # the 26th reached nobody
-    assert set(opened) == {"sqlite:///x.db"}
-    assert len(closed) == len(opened)
+    assert ledger_final_recipients(settings, friday) == {"a@x.org", "b@x.org"}
+    assert ledger_sent_days(settings) == [friday]  # Thursday reached nobody
 
 
-def test_the_subscriber_seams_apply_the_preference_overlay(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_ledger_seams_turn_database_errors_into_ledger_errors(tmp_path: Path) -> None:
+    (tmp_path / "state.db").write_text("not a database")
+    with pytest.raises(LedgerError, match="state database"):
+        ledger_last_run(Settings(state=f"sqlite:///{tmp_path / 'state.db'}"))
+
+
+def test_the_subscriber_seams_apply_the_preference_overlay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     class Store:
         def __init__(self, state_url: str) -> None:
             assert state_url == "sqlite:///x.db"

@@ -5,25 +5,21 @@ list, the send, the renderer) through one :class:`Ops` value. The defaults impor
 modules when first used; tests hand the commands their own ``Ops`` as click's ``obj``
 (``CliRunner().invoke(cli, [...], obj=Ops(...))``).
 
-What each default expects of the module it calls:
-
-- ``newsletter.ledger.Ledger(state_url)`` with ``.deliveries(day) -> {email: row}`` (rows
-  with ``status`` "sent"/"failed"/"pending" and ``permanent``), ``.counts(day) ->
-  {status: n}``, ``.close()``, and ``.days() -> list[date]`` (every day with a row;
-  ``SELECT DISTINCT day FROM deliveries``). ``status`` shows the newest day's counts; a
-  zone's day is done when each of its subscribers' rows is sent or failed for good;
-  ``archive`` takes the days with a "sent" row.
-- ``newsletter.prefs.PrefsStore(state_url).apply(subscribers)`` and ``.suppressed_count()``.
-- ``newsletter.subscribers.load_subscribers(path)``, ``newsletter.send.send_day``, and the
-  stages of the agreed interfaces for the archive's full digest.
+The defaults: the subscriber list through ``newsletter.send.load_due_subscribers`` (file
+plus preference overlay), the delivery ledger (``newsletter.ledger``: the newest day's
+counts for ``status``; a zone's day is done when each of its subscribers' rows is sent or
+failed for good; ``archive`` takes the days with a sent row), ``newsletter.prefs`` for the
+suppressed count, ``newsletter.pipeline.prepare_day``'s full digest for archive pages.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib
 import json
 import logging
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +30,13 @@ import click
 from newsletter import archive as archive_mod
 from newsletter import scheduler
 from newsletter.config import Settings, load_settings
-from newsletter.errors import NewsletterError
+from newsletter.errors import LedgerError, NewsletterError
+from newsletter.ledger import Ledger, sqlite_path
 from newsletter.locking import holder, lock_path_for
 from newsletter.logs import LOG_FORMATS, setup_logging
-from newsletter.models import FULL_PROFILE, Digest, Subscriber
+from newsletter.models import Subscriber
+from newsletter.pipeline import prepare_day
+from newsletter.send import load_due_subscribers
 
 log = logging.getLogger(__name__)
 
@@ -61,40 +60,40 @@ class LastRun:
     """Recipients by status: sent, failed, pending, ..."""
 
 
-def _resolve(module: str, name: str) -> Any:
+def ledger_days(settings: Settings) -> list[dt.date]:
+    """Every day the ledger has a row for, oldest first (read-only: creates nothing)."""
+    path = sqlite_path(settings.state)
+    if path == ":memory:" or not Path(path).exists():
+        return []
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
     try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        raise NewsletterError(f"{module}.{name} is not available in this installation") from None
-
-
-def _ledger(settings: Settings) -> Any:
-    return _resolve("newsletter.ledger", "Ledger")(settings.state)
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            rows = db.execute("SELECT DISTINCT day FROM deliveries ORDER BY day").fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise LedgerError(f"state database {path}: {exc}") from None
+    except sqlite3.Error as exc:
+        raise LedgerError(f"state database {path}: {exc}") from None
+    return [dt.date.fromisoformat(day) for (day,) in rows]
 
 
 def ledger_last_run(settings: Settings) -> LastRun | None:
     """The newest day in the ledger with its recipients by status, or None when empty."""
-    ledger = _ledger(settings)
-    try:
-        days = list(ledger.days())
-        if not days:
-            return None
-        day = max(days)
-        counts = {str(k): int(v) for k, v in dict(ledger.counts(day)).items()}
-    finally:
-        ledger.close()
-    return LastRun(date=day, counts=counts)
+    days = ledger_days(settings)
+    if not days:
+        return None
+    with Ledger(settings.state) as ledger:
+        counts = ledger.counts(days[-1])
+    return LastRun(date=days[-1], counts=counts)
 
 
 def ledger_final_recipients(settings: Settings, date: dt.date) -> set[str]:
     """Addresses with nothing left to do for the papers of ``date``: sent, or failed for good."""
-    ledger = _ledger(settings)
-    try:
-        rows = dict(ledger.deliveries(date))
-    finally:
-        ledger.close()
+    with Ledger(settings.state) as ledger:
+        rows = ledger.deliveries(date)
     return {
-        str(email).lower()
+        email.lower()
         for email, row in rows.items()
         if row.status == LEDGER_SENT or (row.status == LEDGER_FAILED and row.permanent)
     }
@@ -102,49 +101,44 @@ def ledger_final_recipients(settings: Settings, date: dt.date) -> set[str]:
 
 def ledger_sent_days(settings: Settings) -> list[dt.date]:
     """Every date whose papers went out to someone."""
-    ledger = _ledger(settings)
-    try:
-        return sorted(d for d in ledger.days() if ledger.counts(d).get(LEDGER_SENT))
-    finally:
-        ledger.close()
+    days = ledger_days(settings)
+    if not days:
+        return []
+    with Ledger(settings.state) as ledger:
+        return [day for day in days if ledger.counts(day).get(LEDGER_SENT)]
 
 
 def prefs_suppressed(settings: Settings) -> int:
     """How many addresses are suppressed (unsubscribed, bounced, complained)."""
-    return int(_resolve("newsletter.prefs", "PrefsStore")(settings.state).suppressed_count())
+    try:
+        store = importlib.import_module("newsletter.prefs").PrefsStore(settings.state)
+    except ImportError:
+        raise NewsletterError("newsletter.prefs is not available in this installation") from None
+    return int(store.suppressed_count())
 
 
 def load_active_subscribers(settings: Settings) -> list[Subscriber]:
     """The subscriber list with the preference overlay applied (suppressed ones dropped)."""
-    subscribers = _resolve("newsletter.subscribers", "load_subscribers")(settings.subscribers)
-    store = _resolve("newsletter.prefs", "PrefsStore")(settings.state)
-    return [s for s in store.apply(subscribers) if s.active]
+    return [s for s in load_due_subscribers(settings) if s.active]
 
 
 def render_full_day(
     settings: Settings, date: dt.date, now: dt.datetime
 ) -> archive_mod.ArchiveDay | None:
     """The full digest of ``date`` as an archive page, or None for a day without papers."""
-    day = _resolve("newsletter.sources", "fetch_day")(
-        settings.source.default, date, settings=settings.source
-    )
-    if day.is_empty:
-        return None
-    taxonomy = _resolve("newsletter.topics", "load_taxonomy")(settings.digest.taxonomy)
-    topics = _resolve("newsletter.topics", "assign_topics")(day.papers, taxonomy)
-    ranked = _resolve("newsletter.rank", "rank")(day.papers, FULL_PROFILE, topics=topics, now=now)
-    groups = _resolve("newsletter.topics", "group")(ranked, taxonomy)
-    digest = Digest(date=date, topics=groups, profile=FULL_PROFILE, total_papers=len(day.papers))
-    templates = _resolve("newsletter.render", "load_templates")(settings.digest.templates)
-    rendered = _resolve("newsletter.render", "render")(
-        digest,
-        settings=settings.digest,
-        templates=templates,
+    prepared = prepare_day(
+        settings,
+        date,
+        source=None,
+        subscribers=(),
+        now=now,
         web_url=archive_mod.web_url(settings, date),
     )
+    if prepared.day.is_empty:
+        return None
     base = settings.digest.base_url.rstrip("/")
     public = {"name": "", "email": "", "unsubscribe_url": base, "preferences_url": base}
-    return archive_mod.archive_day_from_rendered(rendered, date=date, fill=public)
+    return archive_mod.archive_day_from_rendered(prepared.full.rendered, date=date, fill=public)
 
 
 @dataclass(frozen=True)
