@@ -54,6 +54,9 @@ NO_RUN = "-"
 
 REDACTED = "[redacted]"
 
+REDACT_MIN_CHARS = 6
+"""Shorter secret values are not searched for: they would blot out ordinary words."""
+
 _RUN_ID: contextvars.ContextVar[str] = contextvars.ContextVar("newsletter_run_id", default=NO_RUN)
 
 
@@ -94,7 +97,8 @@ class RedactFilter(logging.Filter):
 
     def __init__(self, values: Iterable[str]) -> None:
         super().__init__()
-        self._values = tuple(sorted({v for v in values if v}, key=len, reverse=True))
+        chosen = {v for v in values if len(v) >= REDACT_MIN_CHARS}
+        self._values = tuple(sorted(chosen, key=len, reverse=True))
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self._values:
