@@ -101,12 +101,11 @@ def test_secrets_never_reach_the_log() -> None:
     out = io.StringIO()
     setup_logging(fmt="json", stream=out, secrets_=["hunter2", "", "k"])
     log = logging.getLogger("newsletter.test")
-    log.error("login failed for user:%s", "hunter2", extra={"data": {"url": "smtp://u:hunter2@h"}})
+    log.error("bad key for user:%s", "hunter2", extra={"data": {"url": "smtp://u:hunter2@h"}})
     assert "hunter2" not in out.getvalue()
     event = json.loads(out.getvalue())
-    assert event["message"] == "login failed for user:[redacted]"
+    assert event["message"] == "bad key for user:[redacted]"  # a one-letter "k" blots nothing
     assert event["url"] == "smtp://u:[redacted]@h"
-    assert event["logger"] == "newsletter.test"  # a one-letter "secret" blots out nothing
 
 
 @pytest.mark.usefixtures("restore_loggers")
