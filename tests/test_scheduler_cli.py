@@ -118,7 +118,8 @@ def test_status_shows_next_runs_per_zone_the_last_run_and_suppressed(tmp_path: P
         in lines
     )
     assert (
-        "last run: papers of 2026-03-27 (started 2026-03-27 07:00:02+00:00, run 3f2a9c1d)" in lines
+        "last run: papers of 2026-03-27 (started 2026-03-27 07:00:02+00:00, "
+        "finished 2026-03-27 07:01:10+00:00, run 3f2a9c1d)" in lines
     )
     assert "  sent 118, failed 1, pending 0" in lines
     assert "suppressed: 4" in lines
@@ -329,9 +330,11 @@ def test_the_ledger_seams_read_the_real_ledger(tmp_path: Path) -> None:
                 SendResult("c@x.org", SendStatus.FAILED, transient=True),
             ],
         )
-    assert ledger_last_run(settings) == LastRun(
-        date=friday, counts={"sent": 1, "failed": 2, "pending": 1}
-    )
+    last = ledger_last_run(settings)
+    assert last is not None
+    assert (last.date, last.counts) == (friday, {"sent": 1, "failed": 2, "pending": 1})
+    assert last.started_at is not None and last.finished_at is not None
+    assert last.started_at <= last.finished_at <= dt.datetime.now(dt.UTC)
     assert ledger_final_recipients(settings, friday) == {"a@x.org", "b@x.org"}
     assert ledger_sent_days(settings) == [friday]  # Thursday reached nobody
 

@@ -60,32 +60,53 @@ class LastRun:
     """Recipients by status: sent, failed, pending, ..."""
 
 
-def ledger_days(settings: Settings) -> list[dt.date]:
-    """Every day the ledger has a row for, oldest first (read-only: creates nothing)."""
+def _ledger_query(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a read-only query on the ledger's ``deliveries`` table ([] when none yet).
+
+    Opened read-only, so ``status`` never creates or locks the database.
+    """
     path = sqlite_path(settings.state)
     if path == ":memory:" or not Path(path).exists():
         return []
     uri = Path(path).resolve().as_uri() + "?mode=ro"
     try:
         with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
-            rows = db.execute("SELECT DISTINCT day FROM deliveries ORDER BY day").fetchall()
+            return list(db.execute(sql).fetchall())
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return []
         raise LedgerError(f"state database {path}: {exc}") from None
     except sqlite3.Error as exc:
         raise LedgerError(f"state database {path}: {exc}") from None
+
+
+def ledger_days(settings: Settings) -> list[dt.date]:
+    """Every day the ledger has a row for, oldest first."""
+    rows = _ledger_query(settings, "SELECT DISTINCT day FROM deliveries ORDER BY day")
     return [dt.date.fromisoformat(day) for (day,) in rows]
 
 
 def ledger_last_run(settings: Settings) -> LastRun | None:
-    """The newest day in the ledger with its recipients by status, or None when empty."""
-    days = ledger_days(settings)
-    if not days:
+    """The newest day in the ledger: recipients by status, first and last row times."""
+    rows = _ledger_query(
+        settings,
+        "SELECT day, MIN(created_at), MAX(updated_at) FROM deliveries"
+        " GROUP BY day ORDER BY day DESC LIMIT 1",
+    )
+    if not rows:
         return None
+    day_text, first, last = rows[0]
+    day = dt.date.fromisoformat(day_text)
     with Ledger(settings.state) as ledger:
-        counts = ledger.counts(days[-1])
-    return LastRun(date=days[-1], counts=counts)
+        counts = ledger.counts(day)
+    return LastRun(date=day, counts=counts, started_at=_stamp(first), finished_at=_stamp(last))
+
+
+def _stamp(text: object) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
 
 
 def ledger_final_recipients(settings: Settings, date: dt.date) -> set[str]:
@@ -364,8 +385,9 @@ def format_status(report: Mapping[str, Any]) -> str:
     else:
         counts = ", ".join(f"{k} {v}" for k, v in last["counts"].items()) or "nothing sent"
         extra = []
-        if last["started_at"]:
-            extra.append("started " + last["started_at"].replace("T", " "))
+        for key in ("started_at", "finished_at"):
+            if last[key]:
+                extra.append(f"{key.split('_')[0]} " + last[key].replace("T", " "))
         if last["run_id"]:
             extra.append(f"run {last['run_id']}")
         more = f" ({', '.join(extra)})" if extra else ""
