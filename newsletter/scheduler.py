@@ -666,11 +666,12 @@ def run_daemon(
     )
     wanted = set(signals)
     lock = InstanceLock(lock_path if lock_path is not None else lock_path_for(settings.state))
-    with lock:
-        # Block the signals before any thread exists: every thread inherits the mask, so
-        # they wait for sigtimedwait() below instead of interrupting a send.
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, wanted) if wanted else None
-        try:
+    # Block the signals before taking the lock and before any thread exists: every thread
+    # inherits the mask, so the signals wait for sigtimedwait() below instead of
+    # interrupting a send, and whoever sees the lock taken may signal us safely.
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, wanted) if wanted else None
+    try:
+        with lock:
             scheduler = _build(wiring, subscribers)
             scheduler.start()
             log.info("daemon started", extra={"data": {"pid": os.getpid(), "lock": str(lock.path)}})
@@ -705,9 +706,9 @@ def run_daemon(
                 wiring.stop.set()
             scheduler.pause()
             scheduler.shutdown(wait=True)
-        finally:
-            if old_mask is not None:
-                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    finally:
+        if old_mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     log.info("daemon stopped")
     return 0
 

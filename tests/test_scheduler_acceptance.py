@@ -31,6 +31,7 @@ from click.testing import CliRunner
 from newsletter.cli import cli
 from newsletter.cli.run import Ops
 from newsletter.ledger import Ledger
+from newsletter.locking import holder
 from newsletter.models import Subscriber
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,8 +193,9 @@ def test_the_daemon_sends_the_day_once_and_a_restart_sends_nothing(
 
     # A restart within the grace window: the ledger says the day is done.
     daemon = start(config)
-    wait_until(lambda: "state.db.lock" in {p.name for p in tmp_path.iterdir()}, daemon, "the lock")
-    time.sleep(1.5)
+    # Once it holds the lock its signals are blocked: SIGTERM can no longer kill it early.
+    wait_until(lambda: holder(tmp_path / "state.db.lock") == daemon.pid, daemon, "the lock")
+    time.sleep(1.0)
     err = stop(daemon)
     assert daemon.returncode == 0, err
     assert Counter(recorder.received()) == Counter(SUBSCRIBERS)  # nothing more
