@@ -417,7 +417,7 @@ def status_command(ctx: click.Context, config_path: str | None, as_json: bool) -
     "dates",
     type=click.DateTime(formats=["%Y-%m-%d"]),
     multiple=True,
-    help="Archive this day (YYYY-MM-DD; repeatable). Default: every day the ledger has sent.",
+    help="Archive this day (YYYY-MM-DD; repeatable). Default: sent days not archived yet.",
 )
 @click.option(
     "--folder",
