@@ -548,8 +548,8 @@ def _context(
         "more_anchor": _unique("more-papers", anchors),
         "shown": shown,
         "total": max(digest.total_papers, shown),
-        "top_title": _cut(_clean(ranked[0].paper.title), SUBJECT_TITLE_CHARS) if ranked else "",
         "top_topic": _clean(digest.top_topic or ""),
+        "top_title": _cut(_clean(ranked[0].paper.title), SUBJECT_TITLE_CHARS) if ranked else "",
         "style": style,
         "shortened": plan.summary_chars is not None
         and plan.summary_chars < _base_chars(style, settings),

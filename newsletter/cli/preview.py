@@ -1,0 +1,155 @@
+"""``newsletter preview``: render a day's digest to files for the operator to look at."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import webbrowser
+from pathlib import Path
+from typing import Any
+
+import click
+
+from newsletter.config import Settings, load_settings
+from newsletter.errors import ConfigError
+from newsletter.message import build_preview_eml
+from newsletter.models import Digest, Subscriber
+from newsletter.pipeline import Variant, prepare_day
+
+GMAIL_CLIP_BYTES = 102_000
+"""Gmail clips a message whose HTML is larger than this (about 102 KB)."""
+
+CLIP_WARNING_RATIO = 0.9
+"""Warn when the HTML reaches this share of the clip limit."""
+
+PREVIEW_EMAIL = "preview@example.org"
+"""The recipient shown in a preview without --subscriber."""
+
+
+def register(group: click.Group) -> None:
+    group.add_command(preview)
+
+
+@click.command()
+@click.option("--date", "date_", type=click.DateTime(["%Y-%m-%d"]), help="Day (default: today).")
+@click.option("--source", help="hf, arxiv:CATS, sample, a file path or an http(s) URL.")
+@click.option("--subscriber", help="Render this subscriber's variant instead of the full digest.")
+@click.option("--subscribers", "subscribers_path", help="Subscriber list (default from config).")
+@click.option("--out", default="preview", show_default=True, type=click.Path(file_okay=False))
+@click.option("--open", "open_", is_flag=True, help="Open the HTML in the browser.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+def preview(
+    date_: dt.datetime | None,
+    source: str | None,
+    subscriber: str | None,
+    subscribers_path: str | None,
+    out: str,
+    open_: bool,
+    config_path: str | None,
+) -> None:
+    """Write digest.html, digest.txt, digest.eml and digest.json for one day.
+
+    Without --subscriber it is the full digest: every paper of the day.
+    """
+    settings = load_settings(config_path, overrides={"subscribers": subscribers_path})
+    day = date_.date() if date_ else dt.date.today()
+    chosen = _find_subscriber(settings, subscriber) if subscriber else None
+    prepared = prepare_day(
+        settings,
+        day,
+        source=source,
+        subscribers=[chosen] if chosen else [],
+        now=dt.datetime.now(dt.UTC),
+    )
+    variant = prepared.variants[0] if chosen else prepared.full
+    paths = write_preview(settings, variant, Path(out), email=chosen.email if chosen else None)
+    for path in paths:
+        click.echo(str(path))
+    html_bytes = len(paths[0].read_bytes())
+    click.echo(
+        f"{len(variant.digest.papers)} papers in {len(variant.digest.topics)} topic(s); "
+        f"HTML {html_bytes:,} bytes (Gmail clips at {GMAIL_CLIP_BYTES:,})"
+    )
+    if html_bytes > GMAIL_CLIP_BYTES * CLIP_WARNING_RATIO:
+        click.echo(f"warning: the HTML is {html_bytes / GMAIL_CLIP_BYTES:.0%} of the clip limit")
+    if prepared.day.is_empty:
+        click.echo(f"note: {prepared.day.source} has no papers for {day.isoformat()}")
+    if open_:
+        webbrowser.open(paths[0].resolve().as_uri())
+
+
+def write_preview(
+    settings: Settings, variant: Variant, out: Path, *, email: str | None
+) -> list[Path]:
+    """Write the four preview files; return their paths, the HTML first."""
+    out.mkdir(parents=True, exist_ok=True)
+    recipient = email or PREVIEW_EMAIL
+    slots = preview_slots(settings, recipient)
+    html, text = variant.rendered.fill(slots)
+    files = {
+        "digest.html": html,
+        "digest.txt": text,
+        "digest.json": json.dumps(digest_summary(variant.digest), indent=2, ensure_ascii=False),
+    }
+    paths = []
+    for name, content in files.items():
+        path = out / name
+        path.write_text(content, encoding="utf-8")
+        paths.append(path)
+    eml = out / "digest.eml"
+    eml.write_bytes(
+        build_preview_eml(
+            variant.rendered,
+            sender=settings.sender,
+            to=recipient,
+            date=variant.digest.date,
+            values=slots,
+        )
+    )
+    paths.insert(2, eml)
+    return paths
+
+
+def preview_slots(settings: Settings, email: str) -> dict[str, str]:
+    """Per-subscriber values for a preview: real-looking links that carry no valid token."""
+    base = settings.digest.base_url.rstrip("/")
+    return {
+        "name": email.split("@", 1)[0],
+        "email": email,
+        "unsubscribe_url": f"{base}/unsubscribe?token=preview",
+        "preferences_url": f"{base}/preferences?token=preview",
+    }
+
+
+def digest_summary(digest: Digest) -> dict[str, Any]:
+    """The machine-readable digest: every paper under exactly one topic."""
+    return {
+        "date": digest.date.isoformat(),
+        "total_papers": digest.total_papers,
+        "topics": [
+            {
+                "name": group.name,
+                "papers": [
+                    {
+                        "id": rp.paper.id,
+                        "title": rp.paper.title,
+                        "url": rp.paper.url,
+                        "score": round(rp.score, 6),
+                        "reasons": list(rp.reasons),
+                    }
+                    for rp in group.papers
+                ],
+            }
+            for group in digest.topics
+        ],
+    }
+
+
+def _find_subscriber(settings: Settings, email: str) -> Subscriber:
+    from newsletter.subscribers import load_subscribers
+
+    wanted = email.strip().lower()
+    for entry in load_subscribers(settings.subscribers):
+        if entry.email.lower() == wanted:
+            return entry
+    raise ConfigError(f"{settings.subscribers}: no subscriber {email}")
