@@ -214,17 +214,13 @@ class _Scalars:
             return m.group(1)
         if first == "[" and not flow:
             return self._flow_list(text)
+        if flow and any(ch in text for ch in ",[]{}:#"):
+            raise _Decline  # a comment or an indicator inside a flow list: libyaml decides
         if first == "#":
             return None
         end = text.find(" #")
         plain = (text if end < 0 else text[:end]).rstrip()
-        if (
-            not plain
-            or plain[0] in _PLAIN_BAD_START
-            or ": " in plain
-            or plain.endswith(":")
-            or (flow and any(ch in plain for ch in ",[]{}:#"))
-        ):
+        if not plain or plain[0] in _PLAIN_BAD_START or ": " in plain or plain.endswith(":"):
             raise _Decline
         return self.plain(plain)
 
