@@ -38,6 +38,7 @@ from newsletter.errors import BrowserError
 __all__ = [
     "CHROMIUM_NAMES",
     "Browser",
+    "ColorScheme",
     "Page",
     "find_chromium",
     "launch",
@@ -74,6 +75,7 @@ POLL_SECONDS = 0.05
 """How often to look for the DevToolsActivePort file."""
 
 ColorScheme = Literal["light", "dark"]
+"""What ``prefers-color-scheme`` can answer."""
 
 
 def find_chromium(binary: str | None = None) -> str:
