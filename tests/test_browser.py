@@ -1,12 +1,13 @@
 """Real-browser checks: headless Chromium lays out the digest HTML as a reader sees it.
 
 The bundled sample day and a synthetic 61-paper day in the trending page's text
-format go through ``prepare_day`` and ``fill`` like a send, and are opened from a
-file at 375 px (a phone) and 640 px (the email's width): no horizontal overflow,
-every paper's title link visible and on top where a finger would tap it, the
-contents links land on their sections, dark colours only under
-``prefers-color-scheme: dark``. One browser per module. Without Chromium these
-tests FAIL (CI installs Debian's ``chromium``): they are never skipped.
+format (once more under a small size limit, so that its lower-ranked papers become
+a "More papers" list of title links) go through ``prepare_day`` and ``fill`` like a
+send, and are opened from a file at 375 px (a phone) and 640 px (the email's
+width): no horizontal overflow, every paper's title link visible and on top where a
+finger would tap it, the contents links land on their sections, dark colours only
+under ``prefers-color-scheme: dark``. One browser per module. Without Chromium
+these tests FAIL (CI installs Debian's ``chromium``): they are never skipped.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pytest
 
 from newsletter.browser import Browser, Page, launch
 from newsletter.cli.preview import preview_slots
-from newsletter.config import Settings
+from newsletter.config import DigestSettings, Settings
 from newsletter.errors import BrowserError
 from newsletter.pipeline import prepare_day
 
@@ -34,6 +35,11 @@ NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 SAMPLE_DATE = dt.date(2026, 3, 2)
 PAGE_DATE = dt.date(2026, 11, 25)
 PAGE_PAPERS = 61
+COMPACT_HTML_BYTES = 30_000
+"""A size limit the 61-paper day only meets with a "More papers" list of title links."""
+MIN_LIST_GAP_PX = 6
+"""Vertical room between two links of the "More papers" list."""
+DAYS = ("sample", "page61", "page61-compact")
 
 PAGE_HEADER = (
     "new\n\nGet trending papers in your email inbox!\n\nSubscribe\n\nDaily Papers\n\n"
@@ -71,8 +77,10 @@ CLICKABLE_JS = """((papers) => {
   const anchors = Array.from(document.querySelectorAll('a[href]'));
   const problems = [];
   for (const [url, title] of papers) {
+    const named = (text) => text === title  // or shortened with an ellipsis (compact list)
+      || (text.length > 1 && text.endsWith('\u2026') && title.startsWith(text.slice(0, -1)));
     const a = anchors.find(x => x.getAttribute('href') === url
-      && x.textContent.replace(/\\s+/g, ' ').trim() === title);
+      && named(x.textContent.replace(/\\s+/g, ' ').trim()));
     if (!a) { problems.push(`no link to ${url} titled ${title}`); continue; }
     a.scrollIntoView({block: 'center', inline: 'nearest'});
     const style = getComputedStyle(a);
@@ -173,8 +181,16 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DigestPage]:
     page_text.write_text(page_day_text(PAGE_PAPERS), encoding="utf-8")
     sample = render_page(settings, "sample", SAMPLE_DATE, folder / "sample.html")
     page = render_page(settings, str(page_text), PAGE_DATE, folder / "page61.html")
-    assert len(page.papers) == PAGE_PAPERS
-    return {"sample": sample, "page61": page}
+    compact = render_page(
+        Settings(digest=DigestSettings(max_html_bytes=COMPACT_HTML_BYTES)),
+        str(page_text),
+        PAGE_DATE,
+        folder / "page61-compact.html",
+    )
+    assert len(page.papers) == len(compact.papers) == PAGE_PAPERS
+    assert "More papers" not in page.path.read_text()
+    assert "More papers" in compact.path.read_text()
+    return {"sample": sample, "page61": page, "page61-compact": compact}
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +231,7 @@ def covered_links(tab: Page, papers: tuple[tuple[str, str], ...]) -> list[str]:
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-@pytest.mark.parametrize("name", ["sample", "page61"])
+@pytest.mark.parametrize("name", DAYS)
 def test_no_horizontal_overflow(
     browser: Browser, pages: dict[str, DigestPage], name: str, width: int
 ) -> None:
@@ -227,7 +243,7 @@ def test_no_horizontal_overflow(
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-@pytest.mark.parametrize("name", ["sample", "page61"])
+@pytest.mark.parametrize("name", DAYS)
 def test_every_paper_link_is_visible_and_clickable(
     browser: Browser, pages: dict[str, DigestPage], name: str, width: int
 ) -> None:
@@ -235,7 +251,7 @@ def test_every_paper_link_is_visible_and_clickable(
     assert covered_links(tab, pages[name].papers) == []
 
 
-@pytest.mark.parametrize("name", ["sample", "page61"])
+@pytest.mark.parametrize("name", DAYS)
 def test_contents_links_land_on_their_sections(
     browser: Browser, pages: dict[str, DigestPage], name: str
 ) -> None:
@@ -248,7 +264,7 @@ def test_contents_links_land_on_their_sections(
     assert names == sections
 
 
-@pytest.mark.parametrize("name", ["sample", "page61"])
+@pytest.mark.parametrize("name", DAYS)
 def test_dark_mode_only_under_prefers_dark(
     browser: Browser, pages: dict[str, DigestPage], name: str
 ) -> None:
@@ -260,6 +276,20 @@ def test_dark_mode_only_under_prefers_dark(
     for key in ("heading", "title", "summary", "greeting"):
         assert luminance(light[key]) < 0.25, light
         assert luminance(dark[key]) > 0.4, dark
+
+
+def test_more_papers_list_leaves_room_between_links(
+    browser: Browser, pages: dict[str, DigestPage]
+) -> None:
+    """Title-only links stacked in a list need a gap, or a thumb hits the neighbour."""
+    tab = open_page(browser, pages["page61-compact"], WIDTHS[0])
+    gaps = tab.evaluate(
+        "(() => { const r = Array.from(document.querySelectorAll('ul.l > li'),"
+        " li => li.getBoundingClientRect());"
+        " return r.slice(1).map((b, i) => b.top - r[i].bottom); })()"
+    )
+    assert len(gaps) >= 10
+    assert min(gaps) >= MIN_LIST_GAP_PX, gaps
 
 
 def test_the_checks_catch_a_wide_element_and_a_covered_link(
