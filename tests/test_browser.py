@@ -242,6 +242,19 @@ def test_no_horizontal_overflow(
     assert found["wide"] == []
 
 
+@pytest.mark.parametrize("name", DAYS)
+def test_a_phone_shows_it_at_full_scale(
+    browser: Browser, pages: dict[str, DigestPage], name: str
+) -> None:
+    """With mobile emulation the viewport meta tag applies: nothing to zoom out for."""
+    tab = browser.page
+    tab.set_viewport(WIDTHS[0], VIEWPORT_HEIGHT, mobile=True)
+    tab.emulate_color_scheme("light")
+    tab.navigate(pages[name].path.resolve().as_uri())
+    found = tab.evaluate("[innerWidth, document.documentElement.scrollWidth, visualViewport.scale]")
+    assert found == [WIDTHS[0], WIDTHS[0], 1]
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("name", DAYS)
 def test_every_paper_link_is_visible_and_clickable(
