@@ -20,9 +20,12 @@ tab is driven over one WebSocket (websocket-client). Used by ``newsletter previe
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -72,7 +75,10 @@ STEP_SECONDS = 30.0
 """How long one protocol command or awaited event may take."""
 
 POLL_SECONDS = 0.05
-"""How often to look for the DevToolsActivePort file."""
+"""How often to look for the DevToolsActivePort file and the first tab."""
+
+STOP_SECONDS = 10.0
+"""How long Chromium may take to exit after SIGTERM before it gets SIGKILL."""
 
 ColorScheme = Literal["light", "dark"]
 """What ``prefers-color-scheme`` can answer."""
@@ -239,32 +245,34 @@ def launch(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: its helpers end with it
         )
     except OSError as exc:
         shutil.rmtree(profile, ignore_errors=True)
         raise BrowserError(f"cannot start {executable}: {exc}") from None
     try:
-        port = _devtools_port(process, Path(profile), startup_timeout)
-        targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=timeout).json()
-        ws_url = next(t["webSocketDebuggerUrl"] for t in targets if t.get("type") == "page")
-        page = Page(ws_url, timeout=timeout)
+        deadline = time.monotonic() + startup_timeout
+        port = _devtools_port(process, Path(profile), deadline, startup_timeout)
+        page = Page(_first_tab(port, deadline, startup_timeout), timeout=timeout)
         page.send("Page.enable")
     except BaseException as exc:
         _stop(process)
         shutil.rmtree(profile, ignore_errors=True)
-        if isinstance(exc, httpx.HTTPError | StopIteration | OSError):
+        if isinstance(exc, OSError | websocket.WebSocketException):
             raise BrowserError(f"cannot reach Chromium's DevTools: {exc!r}") from None
         raise
     return Browser(process, profile, page)
 
 
-def _devtools_port(process: subprocess.Popen[bytes], profile: Path, timeout: float) -> int:
+def _devtools_port(
+    process: subprocess.Popen[bytes], profile: Path, deadline: float, timeout: float
+) -> int:
+    """The port from ``DevToolsActivePort`` (port, then browser path: wait for both lines)."""
     port_file = profile / "DevToolsActivePort"
-    deadline = time.monotonic() + timeout
     while True:
         if port_file.exists():
             lines = port_file.read_text().split()
-            if lines:
+            if len(lines) >= 2:
                 return int(lines[0])
         if process.poll() is not None:
             raise BrowserError(f"Chromium exited at start-up with status {process.returncode}")
@@ -273,10 +281,28 @@ def _devtools_port(process: subprocess.Popen[bytes], profile: Path, timeout: flo
         time.sleep(POLL_SECONDS)
 
 
+def _first_tab(port: int, deadline: float, timeout: float) -> str:
+    """The DevTools WebSocket URL of the first tab (it may take a moment to appear)."""
+    while True:
+        try:
+            targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=timeout).json()
+        except (httpx.HTTPError, ValueError):
+            targets = []
+        pages = [t["webSocketDebuggerUrl"] for t in targets if t.get("type") == "page"]
+        if pages:
+            return str(pages[0])
+        if time.monotonic() > deadline:
+            raise BrowserError(f"Chromium opened no tab within {timeout:g} s")
+        time.sleep(POLL_SECONDS)
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    """End the browser we started and its helper processes (its own process group)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=STOP_SECONDS)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -331,3 +331,27 @@ def test_the_checks_catch_a_wide_element_and_a_covered_link(
         ),
     )
     assert [p.split(" ")[0] for p in problems] == ["covered", "hidden:", "no"]
+
+
+def test_launch_without_chromium_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(
+        BrowserError, match=r"not found: install it with `apt-get install -y chromium`"
+    ):
+        launch()
+
+
+def test_a_browser_that_dies_at_start_up_is_one_error(tmp_path: Path) -> None:
+    fake = tmp_path / "chromium"
+    fake.write_text("#!/bin/sh\nexit 3\n")
+    fake.chmod(0o755)
+    with pytest.raises(BrowserError, match="exited at start-up with status 3"):
+        launch(str(fake))
+
+
+def test_a_script_error_is_a_browser_error(browser: Browser) -> None:
+    with pytest.raises(BrowserError, match="JavaScript failed: ReferenceError"):
+        browser.page.evaluate("no_such_function()")
+    assert browser.page.evaluate("1 + 1") == 2
