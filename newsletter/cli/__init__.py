@@ -32,7 +32,14 @@ def cli() -> None:
     """Daily digests of trending AI papers, delivered by email."""
 
 
-COMMAND_MODULES: tuple[str, ...] = ("sources", "topics", "send", "preview")
+COMMAND_MODULES: tuple[str, ...] = (
+    "sources",
+    "topics",
+    "preview",
+    "send",
+    "subscribers",
+    "serve",
+)
 """Modules under newsletter.cli, one per command family, each with register(group)."""
 
 
