@@ -1,9 +1,6 @@
 """The daemon end to end: ``newsletter run`` in a real process, the real send over SMTP to
-an aiosmtpd server on loopback, the real ledger; killed mid-send, restarted, completed.
-
-The one stand-in is ``newsletter.subscribers`` (another branch, not merged here yet): the
-daemon process gets a module that reads one address per line, injected before the CLI
-starts. Everything else is the shipped code path of ``newsletter run``.
+an aiosmtpd server on loopback, the real ledger and subscriber list; killed mid-send,
+restarted, completed. No stand-ins: the shipped code path of ``newsletter run``.
 """
 
 from __future__ import annotations
@@ -41,15 +38,7 @@ RATE = 12.0
 
 DAEMON = textwrap.dedent(
     """
-    import sys, types
-    from pathlib import Path
-    from newsletter.models import Subscriber
-
-    stand_in = types.ModuleType("newsletter.subscribers")
-    stand_in.load_subscribers = lambda path: [
-        Subscriber(line.strip()) for line in Path(path).read_text().splitlines() if line.strip()
-    ]
-    sys.modules["newsletter.subscribers"] = stand_in
+    import sys
 
     from newsletter.cli import cli
     cli.main(["run", "-c", sys.argv[1], "--log-format", "json", "--no-archive"])
@@ -99,14 +88,16 @@ def restore_loggers() -> Iterator[None]:
 
 def write_setup(tmp_path: Path, port: int) -> Path:
     due = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)  # missed a minute ago: caught up
-    (tmp_path / "subscribers.txt").write_text("\n".join(SUBSCRIBERS) + "\n")
+    (tmp_path / "subscribers.yaml").write_text(
+        "subscribers:\n" + "".join(f"  - email: {email}\n" for email in SUBSCRIBERS)
+    )
     (tmp_path / "due").write_text(due.date().isoformat())
     config = tmp_path / "newsletter.yaml"
     config.write_text(
         textwrap.dedent(
             f"""
             state: sqlite:///{tmp_path / "state.db"}
-            subscribers: {tmp_path / "subscribers.txt"}
+            subscribers: {tmp_path / "subscribers.yaml"}
             source:
               default: sample
             delivery:

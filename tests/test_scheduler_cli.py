@@ -12,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from newsletter.errors import LedgerError, SubscribersError
 from newsletter.ledger import Ledger
 from newsletter.locking import InstanceLock
 from newsletter.models import SendResult, SendStatus, Subscriber
+from newsletter.prefs import PrefsStore
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = dt.datetime(2026, 3, 28, 13, 0, tzinfo=dt.UTC)  # a Saturday
@@ -345,30 +345,17 @@ def test_the_ledger_seams_turn_database_errors_into_ledger_errors(tmp_path: Path
         ledger_last_run(Settings(state=f"sqlite:///{tmp_path / 'state.db'}"))
 
 
-def test_the_subscriber_seams_apply_the_preference_overlay(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    class Store:
-        def __init__(self, state_url: str) -> None:
-            assert state_url == "sqlite:///x.db"
-
-        def apply(self, subscribers: list[Subscriber]) -> list[Subscriber]:
-            return [s for s in subscribers if s.email != "gone@x.org"]
-
-        def suppressed_count(self) -> int:
-            return 1
-
-    prefs = types.ModuleType("newsletter.prefs")
-    prefs.PrefsStore = Store  # type: ignore[attr-defined]
-    subs = types.ModuleType("newsletter.subscribers")
-    listed = [
-        Subscriber("a@x.org"),
-        Subscriber("gone@x.org"),
-        Subscriber("paused@x.org", active=False),
-    ]
-    subs.load_subscribers = lambda path: listed if path == "list.yaml" else []  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "newsletter.prefs", prefs)
-    monkeypatch.setitem(sys.modules, "newsletter.subscribers", subs)
-    settings = Settings(state="sqlite:///x.db", subscribers="list.yaml")
+def test_the_subscriber_seams_apply_the_preference_overlay(tmp_path: Path) -> None:
+    listed = tmp_path / "list.yaml"
+    listed.write_text(
+        "subscribers:\n"
+        "  - email: a@x.org\n"
+        "  - email: gone@x.org\n"
+        "  - email: paused@x.org\n"
+        "    active: false\n"
+    )
+    state = f"sqlite:///{tmp_path / 'x.db'}"
+    PrefsStore(state).suppress("gone@x.org")
+    settings = Settings(state=state, subscribers=str(listed))
     assert [s.email for s in load_active_subscribers(settings)] == ["a@x.org"]
     assert prefs_suppressed(settings) == 1

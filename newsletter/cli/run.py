@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import importlib
 import json
 import logging
 import sqlite3
@@ -36,6 +35,7 @@ from newsletter.locking import holder, lock_path_for
 from newsletter.logs import LOG_FORMATS, setup_logging
 from newsletter.models import Subscriber
 from newsletter.pipeline import prepare_day
+from newsletter.prefs import PrefsStore
 from newsletter.send import load_due_subscribers
 
 log = logging.getLogger(__name__)
@@ -131,11 +131,7 @@ def ledger_sent_days(settings: Settings) -> list[dt.date]:
 
 def prefs_suppressed(settings: Settings) -> int:
     """How many addresses are suppressed (unsubscribed, bounced, complained)."""
-    try:
-        store = importlib.import_module("newsletter.prefs").PrefsStore(settings.state)
-    except ImportError:
-        raise NewsletterError("newsletter.prefs is not available in this installation") from None
-    return int(store.suppressed_count())
+    return PrefsStore(settings.state).suppressed_count()
 
 
 def load_active_subscribers(settings: Settings) -> list[Subscriber]:
