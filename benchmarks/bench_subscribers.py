@@ -16,7 +16,12 @@ from pathlib import Path
 import yaml
 from email_validator import validate_email
 
-from newsletter.subscribers import load_subscribers, normalize_email, read_entries
+from newsletter.subscribers import (
+    edit_subscribers,
+    load_subscribers,
+    normalize_email,
+    read_entries,
+)
 
 DEFAULT_COUNT = 100_000
 """Subscribers in the generated file."""
@@ -118,6 +123,12 @@ def main() -> None:
             f"address checks: email-validator {slow_check:.2f} s, our fast path "
             f"{fast_check:.2f} s (ratio {fast_check / slow_check:.2f})"
         )
+
+        start = time.perf_counter()
+        with edit_subscribers(path, known_topics=TOPICS) as doc:
+            doc.add({"email": "one.more@example.org", "topics": [TOPICS[0]]})
+        edit = time.perf_counter() - start
+        print(f"one 'add' (locked, validated, backed up, atomic): {edit:.2f} s")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from typing import Any
 from newsletter.config import Settings
 from newsletter.errors import LedgerError
 from newsletter.models import SUMMARY_STYLES, Subscriber, SummaryStyle
-from newsletter.subscribers import default_topic_names, load_subscribers
 
 SQLITE_PREFIX = "sqlite:///"
 """State URLs look like ``sqlite:///newsletter.db`` (relative) or ``sqlite:////var/x.db``."""
@@ -364,6 +363,8 @@ def _overlay(row: tuple[Any, ...]) -> Overlay:
 def next_send_subscribers(settings: Settings) -> list[Subscriber]:
     """The admin's list, validated against the configured taxonomy, with the readers'
     own choices applied: who gets the next send and what each asked for."""
-    known = default_topic_names(settings.digest.taxonomy)
-    subscribers = load_subscribers(settings.subscribers, known_topics=known)
+    from newsletter import subscribers as roster  # the send path's only use of the YAML list
+
+    known = roster.default_topic_names(settings.digest.taxonomy)
+    subscribers = roster.load_subscribers(settings.subscribers, known_topics=known)
     return PrefsStore(settings.state).apply(subscribers)

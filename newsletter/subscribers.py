@@ -29,7 +29,7 @@ import os
 import re
 import tempfile
 import zoneinfo
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,17 +214,13 @@ class _Scalars:
             return m.group(1)
         if first == "[" and not flow:
             return self._flow_list(text)
+        if flow and any(ch in text for ch in ",[]{}:#"):
+            raise _Decline  # a comment or an indicator inside a flow list: libyaml decides
         if first == "#":
             return None
         end = text.find(" #")
         plain = (text if end < 0 else text[:end]).rstrip()
-        if (
-            not plain
-            or plain[0] in _PLAIN_BAD_START
-            or ": " in plain
-            or plain.endswith(":")
-            or (flow and any(ch in plain for ch in ",[]{}:#"))
-        ):
+        if not plain or plain[0] in _PLAIN_BAD_START or ": " in plain or plain.endswith(":"):
             raise _Decline
         return self.plain(plain)
 
@@ -489,10 +485,6 @@ class _Validator:
         }
         self._seen: dict[str, int] = {}
 
-    def seen_address(self, email: str) -> None:
-        """Count ``email`` as already in the list (duplicates of it are refused)."""
-        self._seen.setdefault(email_key(email), 0)
-
     def problem(self, line: int, field: str, reason: str) -> None:
         self.problems.append(f"{self.source}:{line}: {field}: {reason}")
         self.reasons.append((line, field, reason))
@@ -544,10 +536,7 @@ class _Validator:
         if type(email) is str:
             folded = email.casefold()
             first = self._seen.get(folded)
-            if first == 0:
-                self.problem(lines["email"], "email", f"{email} is already in the list")
-                ok = False
-            elif first is not None:
+            if first is not None:
                 self.problem(lines["email"], "email", f"duplicate of line {first} ({email})")
                 ok = False
             else:
@@ -688,18 +677,26 @@ def check_entry(
     fields: Mapping[str, Any],
     *,
     known_topics: Iterable[str] | None = None,
-    taken: Iterable[str] = (),
+    taken: Container[str] = frozenset(),
 ) -> tuple[Subscriber | None, list[tuple[str, str]]]:
     """Check one entry given as a mapping (an import row, a sign-up).
 
-    Returns the subscriber, or None with every (field, reason); an address in ``taken``
-    (compared case-insensitively) is refused as a duplicate.
+    Returns the subscriber, or None with every (field, reason). ``taken`` holds the
+    addresses already in the list as :func:`email_key` gives them; those are refused.
     """
     validator = _Validator("", frozenset(known_topics) if known_topics is not None else None)
-    for email in taken:
-        validator.seen_address(email)
     sub = validator.entry((0, tuple((key, value, 0) for key, value in fields.items())))
-    return sub, [(field, reason) for _line, field, reason in validator.reasons]
+    reasons = [(field, reason) for _line, field, reason in validator.reasons]
+    raw = fields.get("email")
+    if isinstance(raw, str) and taken:
+        try:
+            key = email_key(normalize_email(raw.strip()))
+        except ValueError:
+            key = None
+        if key is not None and key in taken:
+            reasons.insert(0, ("email", f"{raw.strip()} is already in the list"))
+            sub = None
+    return sub, reasons
 
 
 def default_topic_names(taxonomy: str | None = None) -> tuple[str, ...] | None:
@@ -1002,6 +999,7 @@ class TextSubscriberList:
             while end > start and _SKIP.fullmatch(self._lines[end]):
                 end -= 1
             self._spans.append((start, end))
+        self._index: dict[str, int] | None = None
         for _line, fields in layout.entries:
             values: dict[str, Any] = {}
             for key, value, _number in fields or ():
@@ -1012,11 +1010,11 @@ class TextSubscriberList:
         return [str(f.get("email", "")) for f in self._fields]
 
     def find(self, email: str) -> int | None:
-        wanted = email_key(email)
-        for index, fields in enumerate(self._fields):
-            if email_key(str(fields.get("email", ""))) == wanted:
-                return index
-        return None
+        if self._index is None:
+            self._index = {}
+            for index, fields in enumerate(self._fields):
+                self._index.setdefault(email_key(str(fields.get("email", ""))), index)
+        return self._index.get(email_key(email))
 
     def current(self, email: str) -> dict[str, Any]:
         """The fields of ``email``'s entry as written."""
@@ -1048,6 +1046,8 @@ class TextSubscriberList:
         self._lines[at:at] = new
         self._spans.append((at + (1 if new[0] == "" else 0), at + len(new) - 1))
         self._fields.append({k: v for k, v in fields.items() if v is not None})
+        if self._index is not None:
+            self._index.setdefault(email_key(email), len(self._fields) - 1)
         self.changed = True
 
     def remove(self, email: str) -> bool:
@@ -1072,6 +1072,7 @@ class TextSubscriberList:
         del self._lines[first:stop]
         del self._spans[index]
         del self._fields[index]
+        self._index = None
         self._shift_after(index - 1, first, first - stop)
         self.changed = True
         return True
@@ -1094,6 +1095,8 @@ class TextSubscriberList:
             else:
                 fields[key] = value
         self._fields[index] = fields
+        if "email" in changes:
+            self._index = None
         self._shift_after(index, start, len(new) - (end + 1 - start))
         self.changed = True
 

@@ -46,16 +46,10 @@ from wsgiref.simple_server import make_server as _wsgiref_make_server
 
 import jinja2
 
+from newsletter import subscribers as roster
 from newsletter.errors import NewsletterError
 from newsletter.models import SUMMARY_STYLES, Subscriber
 from newsletter.prefs import PrefsStore
-from newsletter.subscribers import (
-    check_entry,
-    edit_subscribers,
-    email_key,
-    load_subscribers,
-    normalize_email,
-)
 from newsletter.tokens import (
     CONFIRM,
     PREFERENCES,
@@ -393,7 +387,7 @@ class WebApp:
         raw = request.value("email").strip()
         name = request.value("name").strip()[:200]
         try:
-            address = normalize_email(raw)
+            address = roster.normalize_email(raw)
         except ValueError:
             return self._page(
                 "400 Bad Request",
@@ -453,9 +447,9 @@ class WebApp:
             if pending.topics:
                 fields["topics"] = list(pending.topics)
             known = self.topics or None
-            with edit_subscribers(self.signup.list_path, known_topics=known) as doc:
+            with roster.edit_subscribers(self.signup.list_path, known_topics=known) as doc:
                 if doc.find(address) is None:
-                    sub, reasons = check_entry(fields, known_topics=known)
+                    sub, reasons = roster.check_entry(fields, known_topics=known)
                     if sub is None:
                         raise NewsletterError(f"sign-up of {address} refused: {reasons}")
                     doc.add(fields)
@@ -479,13 +473,13 @@ class ListLookup:
                 stat = self.path.stat()
                 stamp = (stat.st_mtime_ns, stat.st_size)
                 if stamp != self._stamp:
-                    subs = load_subscribers(self.path, known_topics=self._known)
-                    self._by_key = {email_key(s.email): s for s in subs}
+                    subs = roster.load_subscribers(self.path, known_topics=self._known)
+                    self._by_key = {roster.email_key(s.email): s for s in subs}
                     self._stamp = stamp
             except (OSError, NewsletterError) as exc:
                 log.warning("subscriber list unreadable, showing defaults: %s", exc)
                 self._by_key, self._stamp = {}, None
-            return self._by_key.get(email_key(address))
+            return self._by_key.get(roster.email_key(address))
 
 
 # -- the server --------------------------------------------------------------------------

@@ -36,9 +36,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )
     monkeypatch.chdir(tmp_path)
     # The taxonomy the commands check topics against (independent of newsletter.topics).
-    monkeypatch.setattr(
-        "newsletter.cli.subscribers.default_topic_names", lambda taxonomy=None: TOPICS
-    )
+    monkeypatch.setattr("newsletter.subscribers.default_topic_names", lambda taxonomy=None: TOPICS)
     for name in list(os.environ):
         if name.startswith("NEWSLETTER_"):
             monkeypatch.delenv(name)
@@ -200,3 +198,10 @@ def test_list_file_and_config_options(
     result = run("list", "--config", str(other / "conf.yaml"))
     assert result.output.startswith("z@example.org")
     assert (other / "s.db").exists()
+
+
+def test_clearable_fields_follow_the_list_fields() -> None:
+    from newsletter.cli.subscribers import CLEARABLE_FIELDS
+    from newsletter.subscribers import FIELDS
+
+    assert tuple(f for f in FIELDS if f not in ("email", "added")) == CLEARABLE_FIELDS

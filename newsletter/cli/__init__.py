@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "send",
     "subscribers",
     "serve",
+    "run",
 )
 """Modules under newsletter.cli, one per command family, each with register(group)."""
 

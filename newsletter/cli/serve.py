@@ -14,10 +14,10 @@ from pathlib import Path
 
 import click
 
+from newsletter import subscribers as roster
 from newsletter.config import Settings, load_settings
 from newsletter.errors import ConfigError
 from newsletter.prefs import PrefsStore
-from newsletter.subscribers import default_topic_names
 from newsletter.tokens import secret_from
 from newsletter.web import (
     DEFAULT_HOST,
@@ -98,7 +98,7 @@ def confirmation_sender(settings: Settings) -> Callable[[str, str], None]:
 def build_app(settings: Settings, *, allow_signup: bool = False) -> WebApp:
     """The web app for these settings (the secret must be in the environment)."""
     secret = secret_from(settings)
-    topics = default_topic_names(settings.digest.taxonomy)
+    topics = roster.default_topic_names(settings.digest.taxonomy)
     signup = None
     if allow_signup:
         signup = SignupOptions(

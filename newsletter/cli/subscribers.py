@@ -19,18 +19,23 @@ from typing import Any, TextIO
 
 import click
 
+from newsletter import subscribers as roster
 from newsletter.config import Settings, load_settings
 from newsletter.errors import SubscribersError
 from newsletter.models import SUMMARY_STYLES, Subscriber
 from newsletter.prefs import PrefsStore
-from newsletter.subscribers import (
-    FIELDS,
-    check_entry,
-    default_topic_names,
-    edit_subscribers,
-    email_key,
-    load_subscribers,
+
+CLEARABLE_FIELDS: tuple[str, ...] = (
+    "name",
+    "topics",
+    "keywords",
+    "authors",
+    "max_papers",
+    "summary",
+    "timezone",
+    "active",
 )
+"""Fields ``set --clear`` may remove (every field but email and added)."""
 
 LIST_SEPARATOR = ";"
 """Separates the items of topics, keywords and authors in a CSV cell."""
@@ -78,7 +83,7 @@ class _Env:
         return self.list_path or self.settings.subscribers
 
     def topics(self) -> tuple[str, ...] | None:
-        return default_topic_names(self.settings.digest.taxonomy)
+        return roster.default_topic_names(self.settings.digest.taxonomy)
 
     def store(self) -> PrefsStore:
         return PrefsStore(self.settings.state)
@@ -179,7 +184,7 @@ def subscribers_group() -> None:
 @_with_env
 def validate_cmd(env: _Env) -> None:
     """Check the list; print every problem with file:line: field (exit 2 if any)."""
-    subs = load_subscribers(env.path, known_topics=env.topics())
+    subs = roster.load_subscribers(env.path, known_topics=env.topics())
     active = sum(1 for s in subs if s.active)
     click.echo(f"{env.path}: {_count(len(subs), 'subscriber')} ({active} active), no problems")
 
@@ -189,14 +194,14 @@ def validate_cmd(env: _Env) -> None:
 @_with_env
 def list_cmd(env: _Env, as_json: bool) -> None:
     """Show every subscriber with their state: active, inactive, unsubscribed, paused."""
-    subs = load_subscribers(env.path, known_topics=env.topics())
+    subs = roster.load_subscribers(env.path, known_topics=env.topics())
     store = env.store()
-    suppressed = {email_key(s.email): s for s in store.suppressions()}
+    suppressed = {roster.email_key(s.email): s for s in store.suppressions()}
     overlays = store.overlays()
-    receiving = {email_key(s.email) for s in store.apply(subs)}
+    receiving = {roster.email_key(s.email) for s in store.apply(subs)}
     rows: list[dict[str, Any]] = []
     for sub in subs:
-        key = email_key(sub.email)
+        key = roster.email_key(sub.email)
         overlay = overlays.get(key)
         if key in suppressed:
             state = f"unsubscribed {suppressed[key].created_at[:10]}"
@@ -240,7 +245,7 @@ def list_cmd(env: _Env, as_json: bool) -> None:
         click.echo(
             f"{row['email']:<{width}}  {row['state']:<23}  {row['summary']:<8}  {topics}{extra}"
         )
-    known = {email_key(s.email) for s in subs}
+    known = {roster.email_key(s.email) for s in subs}
     gone = [s for key, s in suppressed.items() if key not in known]
     click.echo(
         f"{_count(len(subs), 'subscriber')}, {len(receiving)} receive the next send, "
@@ -260,8 +265,9 @@ def add_cmd(env: _Env, /, email: str, inactive: bool, **options: Any) -> None:
         fields["active"] = False
     fields["added"] = dt.date.today()
     known = env.topics()
-    with edit_subscribers(env.path, known_topics=known) as doc:
-        sub, reasons = check_entry(fields, known_topics=known, taken=doc.emails())
+    with roster.edit_subscribers(env.path, known_topics=known) as doc:
+        taken = {roster.email_key(e) for e in doc.emails()}
+        sub, reasons = roster.check_entry(fields, known_topics=known, taken=taken)
         if sub is None:
             raise _refuse(email, reasons)
         fields["email"] = sub.email
@@ -278,7 +284,7 @@ def add_cmd(env: _Env, /, email: str, inactive: bool, **options: Any) -> None:
 @_with_env
 def remove_cmd(env: _Env, email: str) -> None:
     """Remove EMAIL from the list."""
-    with edit_subscribers(env.path, known_topics=env.topics(), create=False) as doc:
+    with roster.edit_subscribers(env.path, known_topics=env.topics(), create=False) as doc:
         if not doc.remove(email):
             raise SubscribersError(f"{email} is not in {env.path}")
     click.echo(f"removed {email}")
@@ -291,7 +297,7 @@ def remove_cmd(env: _Env, email: str) -> None:
 @click.option(
     "--clear",
     multiple=True,
-    type=click.Choice([f for f in FIELDS if f not in ("email", "added")]),
+    type=click.Choice(CLEARABLE_FIELDS),
     help="Remove a field from the entry (repeatable).",
 )
 @click.option(
@@ -317,13 +323,13 @@ def set_cmd(
         changes[field] = None
     if changes:
         known = env.topics()
-        with edit_subscribers(env.path, known_topics=known, create=False) as doc:
+        with roster.edit_subscribers(env.path, known_topics=known, create=False) as doc:
             index = doc.find(email)
             if index is None:
                 raise SubscribersError(f"{email} is not in {env.path}")
             current = doc.current(email)
             merged = {k: v for k, v in {**current, **changes}.items() if v is not None}
-            sub, reasons = check_entry(merged, known_topics=known)
+            sub, reasons = roster.check_entry(merged, known_topics=known)
             if sub is None:
                 raise _refuse(email, reasons)
             doc.update(email, changes)
@@ -364,7 +370,7 @@ def _header_map(headers: Sequence[str]) -> tuple[dict[int, str], list[str]]:
     ignored: list[str] = []
     for index, header in enumerate(headers):
         norm = header.strip().lower().replace(" ", "_").replace("-", "_")
-        field = norm if norm in FIELDS else HEADER_ALIASES.get(norm)
+        field = norm if norm in roster.FIELDS else HEADER_ALIASES.get(norm)
         if field is None or field in mapping.values():
             ignored.append(header)
         else:
@@ -395,8 +401,8 @@ def import_cmd(env: _Env, csv_file: TextIO, dry_run: bool) -> None:
     today = dt.date.today()
     refused: list[str] = []
     accepted: list[dict[str, Any]] = []
-    with edit_subscribers(env.path, known_topics=known) as doc:
-        taken = list(doc.emails())
+    with roster.edit_subscribers(env.path, known_topics=known) as doc:
+        taken = {roster.email_key(e) for e in doc.emails()}
         for row in reader:
             line = reader.line_num
             if not any(cell.strip() for cell in row):
@@ -407,14 +413,14 @@ def import_cmd(env: _Env, csv_file: TextIO, dry_run: bool) -> None:
                 if i < len(row) and row[i].strip()
             }
             fields.setdefault("added", today)
-            sub, reasons = check_entry(fields, known_topics=known, taken=taken)
+            sub, reasons = roster.check_entry(fields, known_topics=known, taken=taken)
             if sub is None:
                 shown = fields.get("email", "(no address)")
                 why = "; ".join(f"{f}: {r}" for f, r in reasons)
                 refused.append(f"{csv_file.name}:{line}: {shown}: {why}")
                 continue
             fields["email"] = sub.email
-            taken.append(sub.email)
+            taken.add(roster.email_key(sub.email))
             accepted.append(fields)
         if not dry_run:
             for fields in accepted:
@@ -465,13 +471,13 @@ def _cell(value: Any) -> str:
 @_with_env
 def export_cmd(env: _Env, fmt: str, output: str | None) -> None:
     """Write the list as CSV (lists joined with ';', same columns import reads) or JSON."""
-    rows = _export_rows(load_subscribers(env.path, known_topics=env.topics()))
+    rows = _export_rows(roster.load_subscribers(env.path, known_topics=env.topics()))
     buffer = io.StringIO()
     if fmt == "json":
         json.dump(rows, buffer, ensure_ascii=False, indent=2)
         buffer.write("\n")
     else:
-        writer = csv.DictWriter(buffer, fieldnames=list(FIELDS), lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=list(roster.FIELDS), lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _cell(v) for k, v in row.items()})
