@@ -244,3 +244,30 @@ def test_recording_sink_keeps_recipients_and_message_ids() -> None:
     assert copies_per_recipient(received) == {"a@example.org": 2, "b@example.org": 1}
     sink.clear()
     assert sink.snapshot() == []
+
+
+# --------------------------------------------------------------------------- the scripts
+
+
+def test_crash_trials_script_on_a_small_list(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import crash_trials
+
+    assert crash_trials.main(["--trials", "1", "--subscribers", "30", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "missing subscribers: 0 (must be 0)" in out
+    assert "ledger rows left pending: 0 (must be 0)" in out
+    assert "distinct Message-IDs per trial == subscribers: 1 of 1" in out
+
+
+def test_http_scale_script_on_a_small_list(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import bench_http_scale
+
+    code = bench_http_scale.main(
+        ["--subscribers", "2100", "--variants", "3", "--rate-limit", "50", "--runs", "one"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.startswith("one variant"))
+    variants, requests, accepted, floor, throttled, recipients = row.split()[2:8]
+    assert (variants, requests, accepted, floor, throttled) == ("1", "3", "3", "3", "0")
+    assert recipients == "2,100"
