@@ -1,0 +1,284 @@
+"""The bad-input corpus: every hostile or broken input with its exact expected outcome.
+
+Each case goes through the real ``newsletter`` CLI (click's CliRunner) or the real
+send path, and ends in one of two ways: a one-line ``error: ...`` naming the file,
+line or field (exit code 2, no traceback, nothing sent), or a correct digest.
+The input files live in ``tests/corpus/inputs/``; generated inputs (a 500-paper day,
+servers, providers) are made here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from newsletter.config import load_settings
+from newsletter.models import SendStatus, Subscriber
+from tests.corpus.helpers import (
+    DATE,
+    INPUTS,
+    Markup,
+    assert_ok,
+    assert_one_line_error,
+    invoke,
+    parse_eml,
+    preview,
+    summary,
+    titles,
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every case runs in an empty folder with no NEWSLETTER_* variables."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("NEWSLETTER_"):
+            monkeypatch.delenv(name)
+
+
+# --------------------------------------------------------------------------- broken source files
+
+SOURCE_ERRORS = [
+    pytest.param(
+        "hf_html_error.json",
+        "hf_html_error.json: got an HTML page, not papers (a JSON list, an arXiv feed or "
+        "page text): '<!DOCTYPE html> <html class=\"\"> <head><meta charset=\"utf-8\">",
+        id="html-error-page-instead-of-json",
+    ),
+    pytest.param(
+        "hf_truncated.json",
+        "hf_truncated.json: truncated JSON (Unterminated string starting at line 64 column 14)",
+        id="truncated-json",
+    ),
+    pytest.param(
+        "hf_invalid.json",
+        "hf_invalid.json: invalid JSON (Expecting value at line 1 column 64): "
+        "'[{\"paper\": {\"id\": \"2611.00004\", \"title\": \"T\", \"summary\": \"S\"}},]'",
+        id="invalid-json-trailing-comma",
+    ),
+    pytest.param(
+        "hf_error_object.json",
+        "hf_error_object.json: expected a JSON list of daily papers, got an object saying "
+        "'Invalid date: 2026-13-01' (keys: error)",
+        id="json-error-object-instead-of-list",
+    ),
+    pytest.param(
+        "hf_deep.json",
+        "hf_deep.json: JSON nested too deeply: '[[[[",
+        id="json-nested-5000-deep",
+    ),
+    pytest.param(
+        "hf_latin1.json",
+        "hf_latin1.json: not UTF-8 text: byte 0xe9 at byte offset 45 (invalid continuation "
+        "byte); save the file as UTF-8",
+        id="hf-json-latin1",
+    ),
+    pytest.param(
+        "page_cp1252.txt",
+        "page_cp1252.txt: not UTF-8 text: byte 0xe9 at byte offset 118 (invalid continuation "
+        "byte); save the file as UTF-8",
+        id="page-text-cp1252",
+    ),
+    pytest.param(
+        "arxiv_truncated.xml",
+        "arxiv_truncated.xml: malformed XML (no element found: line 9, column 0)",
+        id="arxiv-atom-truncated",
+    ),
+    pytest.param(
+        "arxiv_bomb.xml",
+        "arxiv_bomb.xml: XML that is neither an arXiv Atom feed nor an RSS feed",
+        id="arxiv-billion-laughs-refused-unexpanded",
+    ),
+    pytest.param(
+        "arxiv_api_error.xml",
+        "arxiv_api_error.xml: the arXiv API answered with an error: incorrect id format for "
+        "1234.12345",
+        id="arxiv-api-error-feed",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "fragment"), SOURCE_ERRORS)
+def test_broken_source_file_is_one_line_error(name: str, fragment: str, tmp_path: Path) -> None:
+    result = preview(INPUTS / name, tmp_path / "out")
+    assert_one_line_error(result, str(INPUTS / fragment))
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_source_file_names_it(tmp_path: Path) -> None:
+    result = preview(tmp_path / "nope.json", tmp_path / "out")
+    assert_one_line_error(result, f"{tmp_path / 'nope.json'}: no such file")
+
+
+def test_source_spec_that_is_nothing_known() -> None:
+    result = invoke(["fetch", "--source", "huggingface", "--date", DATE])
+    assert_one_line_error(result, "unknown source 'huggingface': use sample, hf, arxiv:")
+
+
+# --------------------------------------------------------------------------- odd but valid sources
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        pytest.param(
+            "hf_2024.json",
+            ["Depth Anything at Scale", "One-Step Diffusion Policies for Manipulation"],
+            id="hf-2024-shape-no-ai-fields",
+        ),
+        pytest.param(
+            "hf_bom.json",
+            ["Depth Anything at Scale", "One-Step Diffusion Policies for Manipulation"],
+            id="hf-json-utf8-bom",
+        ),
+        pytest.param(
+            "hf_utf16.json",
+            ["Depth Anything at Scale", "One-Step Diffusion Policies for Manipulation"],
+            id="hf-json-utf16-bom",
+        ),
+        pytest.param(
+            "page_bom.txt",
+            [
+                "Grasping Café Objects with Naïve Policies",
+                "Tokenizers for Ελληνικά and 日本語",
+                "Sparse Mixture Routing at Scale",
+            ],
+            id="page-text-utf8-bom",
+        ),
+        pytest.param(
+            "page_crlf.txt",
+            [
+                "Grasping Café Objects with Naïve Policies",
+                "Tokenizers for Ελληνικά and 日本語",
+                "Sparse Mixture Routing at Scale",
+            ],
+            id="page-text-crlf-line-ends",
+        ),
+    ],
+)
+def test_valid_but_odd_source_gives_the_full_digest(
+    name: str, expected: list[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    assert_ok(preview(INPUTS / name, out))
+    assert sorted(titles(out)) == sorted(expected)
+    html = (out / "digest.html").read_text(encoding="utf-8")
+    assert html.isascii()
+    markup = Markup(html)
+    for title in expected:
+        assert title in markup.all_text
+
+
+def test_hf_2026_shape_keeps_ai_summary_keywords_and_links(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert_ok(preview(INPUTS / "hf_2026.json", out))
+    data = summary(out)
+    papers = {p["id"]: p for topic in data["topics"] for p in topic["papers"]}
+    assert set(papers) == {"2608.10915", "2608.10916"}
+    assert papers["2608.10915"]["url"] == "https://huggingface.co/papers/2608.10915"
+    markup = Markup((out / "digest.html").read_text(encoding="utf-8"))
+    assert "https://github.com/example/reread" in markup.hrefs
+    assert "https://example.org/reread" in markup.hrefs
+    # the ai_summary is the TL;DR; the null ai_* fields of the other paper are just absent
+    assert "re-reads the prompt improves long-context recall" in markup.all_text
+
+
+def test_hf_schema_drift_keeps_every_paper_with_a_title(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    assert_ok(preview(INPUTS / "hf_drift.json", out))
+    # entries without a usable title are dropped, each with a logged line naming it
+    logged = caplog.messages
+    origin = str(INPUTS / "hf_drift.json")
+    assert f"{origin}: entry 0: no title; skipped" in logged
+    assert f"{origin}: entry 2 (2608.20001): no title; skipped" in logged
+    assert f"{origin}: entry 5: paper is list, not an object; skipped" in logged
+    assert f"{origin}: entry 6 is str, not an object; skipped" in logged
+    assert f"{origin}: entry 7 is NoneType, not an object; skipped" in logged
+    assert f"{origin}: entry 3 (2608.20002): upvotes is str, not a count; ignored" in logged
+    data = summary(out)
+    papers = {p["title"]: p for topic in data["topics"] for p in topic["papers"]}
+    assert set(papers) == {
+        "Entry-Level Title Only Survives",
+        "Wrong Types Everywhere",
+        "Path Traversal Id",
+    }
+    assert papers["Wrong Types Everywhere"]["id"] == "2608.20002"
+    assert papers["Path Traversal Id"]["id"] is None
+    assert papers["Path Traversal Id"]["url"] == (
+        "https://huggingface.co/papers?q=Path%20Traversal%20Id"
+    )
+    markup = Markup((out / "digest.html").read_text(encoding="utf-8"))
+    assert "Real Author" in markup.all_text
+    assert "Hidden" not in markup.all_text
+    assert not [h for h in markup.hrefs if "passwd" in h or h.startswith("42")]
+
+
+# --------------------------------------------------------------------------- hostile content
+
+
+def _assert_no_active_content(html: str) -> Markup:
+    markup = Markup(html)
+    assert "script" not in markup.tags
+    assert not [a for a in markup.attrs if a[1].lower().startswith("on")]
+    for href in markup.hrefs:
+        assert href.startswith(("https://", "http://", "#", "mailto:")), href
+    return markup
+
+
+def test_script_javascript_links_and_jinja_in_hf_json_stay_inert(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert_ok(preview(INPUTS / "hf_xss.json", out))
+    html = (out / "digest.html").read_text(encoding="utf-8")
+    markup = _assert_no_active_content(html)
+    text = markup.all_text
+    # shown as text, exactly as written: escaped, never executed, never a link
+    assert "<script>alert('title')</script> Robust Policies" in text
+    assert "{{ 7*7 }} Jinja in a {% raw %}title{% endraw %}" in text
+    assert '{{ self.__init__.__globals__ }} <a href="javascript:alert(2)">click</a>' in text
+    assert "<b>Mallory</b> {{ config }}" in text
+    assert "49" not in text
+    assert not [h for h in markup.hrefs if "alert" in h and "%22" not in h]
+    # the quote in the code link is percent-encoded: it cannot leave the attribute
+    assert "https://github.com/ok/repo%22onmouseover=%22alert(5)" in markup.hrefs
+    assert "&lt;script&gt;" in html
+    # the plain-text part shows the same characters; nothing there is a link either
+    plain = (out / "digest.txt").read_text(encoding="utf-8")
+    assert "* {{ 7*7 }} Jinja in a {% raw %}title{% endraw %}" in plain
+    assert "javascript:" not in plain.replace('href="javascript:alert(2)"', "")
+    # the subject carries the top title as text, on one line
+    message = parse_eml((out / "digest.eml").read_bytes())
+    assert message["Subject"] == (
+        "Daily Papers, 25 Nov · Other: <script>alert('title')</script> Robust Policies +1 more"
+    )
+
+
+def test_unicode_tricks_in_page_text_titles(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert_ok(preview(INPUTS / "page_hostile.txt", out))
+    expected = [
+        "\u202eevil.exe\u202c Reversed Title With Zero\u200bWidth\u200d Joiners",
+        "Аttention Is All Yоu Need (Cyrillic homoglyphs)",
+        "<script>alert(1)</script>{{ 7*7 }}{% if true %}jinja{% endif %}",
+    ]
+    assert sorted(titles(out)) == sorted(expected)
+    html = (out / "digest.html").read_text(encoding="utf-8")
+    assert html.isascii()
+    assert "&#8238;evil.exe&#8236;" in html  # the override survives only as a character
+    markup = _assert_no_active_content(html)
+    for title in expected:
+        assert title in markup.all_text
+    assert "42" not in markup.all_text and "49" not in markup.all_text
+    message = parse_eml((out / "digest.eml").read_bytes())
+    assert message["Subject"] == f"Daily Papers, 25 Nov · Other: {expected[0]} +2 more"
