@@ -282,3 +282,99 @@ def test_unicode_tricks_in_page_text_titles(tmp_path: Path) -> None:
     assert "42" not in markup.all_text and "49" not in markup.all_text
     message = parse_eml((out / "digest.eml").read_bytes())
     assert message["Subject"] == f"Daily Papers, 25 Nov · Other: {expected[0]} +2 more"
+
+
+# --------------------------------------------------------------------------- slow and hanging sources
+
+SOURCE_TIMEOUT = 0.4
+"""settings.source.timeout for the slow-source cases (seconds)."""
+
+
+@pytest.fixture
+def hanging_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that accepts connections (kernel backlog) and never answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield server.getsockname()[1]
+
+
+@pytest.fixture
+def dripping_port() -> Iterator[int]:
+    """A server that sends headers, then one body byte every 0.1 s: each read is quick,
+    the whole answer never comes (a per-read timeout alone never fires)."""
+    done = threading.Event()
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 100000\r\n\r\n["
+                )
+                deadline = time.monotonic() + 5.0
+                while not done.is_set() and time.monotonic() < deadline:
+                    try:
+                        conn.sendall(b" ")
+                    except OSError:
+                        break
+                    time.sleep(0.1)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    done.set()
+    thread.join(timeout=2)
+    server.close()
+
+
+def _slow_source_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_SOURCE__TIMEOUT", str(SOURCE_TIMEOUT))
+    monkeypatch.setenv("NEWSLETTER_SOURCE__RETRIES", "0")
+
+
+def test_hanging_source_times_out_in_one_line(
+    hanging_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _slow_source_env(monkeypatch)
+    url = f"http://127.0.0.1:{hanging_port}/day.json"
+    started = time.monotonic()
+    result = invoke(["fetch", "--source", url, "--date", DATE])
+    elapsed = time.monotonic() - started
+    assert_one_line_error(
+        result, f"error: {url}: ReadTimeout: timed out (gave up after 1 attempt"
+    )
+    assert SOURCE_TIMEOUT * 0.9 <= elapsed < SOURCE_TIMEOUT + 1.0
+
+
+def test_dripping_source_is_bounded_by_the_timeout(
+    dripping_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _slow_source_env(monkeypatch)
+    url = f"http://127.0.0.1:{dripping_port}/day.json"
+    started = time.monotonic()
+    result = invoke(["fetch", "--source", url, "--date", DATE])
+    elapsed = time.monotonic() - started
+    assert_one_line_error(result, f"error: {url}: ")
+    assert "timed out" in result.output.splitlines()[0]
+    assert elapsed < SOURCE_TIMEOUT + 1.0
+
+
+def test_refused_connection_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    _slow_source_env(monkeypatch)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/day.json"
+    result = invoke(["fetch", "--source", url, "--date", DATE])
+    assert_one_line_error(result, f"error: {url}: ConnectError: ")
+    assert result.output.rstrip().endswith("(gave up after 1 attempts)")
