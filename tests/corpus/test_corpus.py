@@ -378,3 +378,267 @@ def test_refused_connection_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None
     result = invoke(["fetch", "--source", url, "--date", DATE])
     assert_one_line_error(result, f"error: {url}: ConnectError: ")
     assert result.output.rstrip().endswith("(gave up after 1 attempts)")
+
+
+# --------------------------------------------------------------------------- the HF API answering garbage
+
+HF_URL = "https://huggingface.co/api/daily_papers"
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def _serve_hf(monkeypatch: pytest.MonkeyPatch, handler: Handler) -> list[httpx.Request]:
+    """Route ``--source hf`` through ``handler`` (httpx.MockTransport); returns the requests."""
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return handler(request)
+
+    monkeypatch.setattr(
+        "newsletter.sources.make_client",
+        lambda settings: httpx.Client(transport=httpx.MockTransport(record)),
+    )
+    return seen
+
+
+HF_GARBAGE = [
+    pytest.param(
+        httpx.Response(200, text="Service temporarily unavailable, try again later"),
+        "invalid JSON (Expecting value at line 1 column 1): "
+        "'Service temporarily unavailable, try again later'",
+        1,
+        id="non-json-200",
+    ),
+    pytest.param(
+        httpx.Response(200, json={"papers": [], "next": None}),
+        "expected a JSON list of daily papers, got an object (keys: next, papers)",
+        1,
+        id="200-with-unexpected-json-object",
+    ),
+    pytest.param(
+        httpx.Response(200, json="2026-11-25"),
+        "expected a JSON list of daily papers, got str: '\"2026-11-25\"'",
+        1,
+        id="200-with-a-json-string",
+    ),
+    pytest.param(
+        httpx.Response(
+            200,
+            headers={"Content-Type": "text/html; charset=utf-8"},
+            text="<html><body><h1>We are down for maintenance</h1></body></html>",
+        ),
+        "expected a JSON list of daily papers, got an HTML page: "
+        "'<html><body><h1>We are down for maintenance</h1></body></html>'",
+        1,
+        id="200-html-maintenance-page",
+    ),
+    pytest.param(
+        httpx.Response(
+            502,
+            headers={"Content-Type": "text/html", "Retry-After": "0"},
+            text="<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
+        ),
+        "HTTP 502 Bad Gateway (gave up after 3 attempts)",
+        3,
+        id="html-502-retried-then-one-line",
+    ),
+    pytest.param(
+        httpx.Response(429, headers={"Retry-After": "3600"}, text="slow down"),
+        "HTTP 429, asked to retry after 3600 s (more than 300 s)",
+        1,
+        id="429-retry-after-an-hour",
+    ),
+    pytest.param(
+        httpx.Response(404, text="Not Found"),
+        "HTTP 404 Not Found",
+        1,
+        id="404",
+    ),
+]
+
+
+@pytest.mark.parametrize(("response", "fragment", "calls"), HF_GARBAGE)
+def test_hf_api_garbage_is_one_line_error(
+    response: httpx.Response, fragment: str, calls: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SOURCE__RETRIES", "2")
+    seen = _serve_hf(monkeypatch, lambda request: response)
+    result = invoke(["fetch", "--source", "hf", "--date", DATE])
+    line = assert_one_line_error(
+        result, f"error: {HF_URL}?date={DATE}&limit=100&p=0: {fragment}"
+    )
+    assert len(line) < 300
+    assert len(seen) == calls
+
+
+def test_hf_api_500_paper_day_over_five_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    papers = _hf_entries(500)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["p"])
+        return httpx.Response(200, json=papers[page * 100 : (page + 1) * 100])
+
+    seen = _serve_hf(monkeypatch, handler)
+    result = invoke(["fetch", "--source", "hf", "--date", DATE, "--json"])
+    assert_ok(result)
+    day = json.loads(result.output)
+    assert [p["id"] for p in day["papers"]] == [f"2611.{i:05d}" for i in range(500)]
+    assert [r.url.params["p"] for r in seen] == ["0", "1", "2", "3", "4", "5"]
+
+
+# --------------------------------------------------------------------------- empty and huge days
+
+TOPIC_WORDS = (
+    "robot manipulation with diffusion policies",
+    "multimodal large language models for video",
+    "reinforcement learning from human feedback",
+    "3D gaussian splatting reconstruction",
+    "speech recognition and audio tokenizers",
+    "protein structure prediction",
+    "retrieval-augmented generation for code",
+    "autonomous driving trajectory prediction",
+)
+
+
+def _hf_entries(count: int) -> list[dict[str, object]]:
+    entries: list[dict[str, object]] = []
+    for i in range(count):
+        words = TOPIC_WORDS[i % len(TOPIC_WORDS)]
+        entries.append(
+            {
+                "paper": {
+                    "id": f"2611.{i:05d}",
+                    "title": f"Paper {i}: {words}",
+                    "summary": f"We study {words}. " + "Our method improves results. " * 12,
+                    "authors": [{"name": f"Author {i} {j}", "hidden": False} for j in range(5)],
+                    "upvotes": (i * 37) % 101,
+                    "publishedAt": "2026-11-24T17:00:00.000Z",
+                    "submittedOnDailyAt": "2026-11-25T02:00:00.000Z",
+                },
+                "numComments": i % 7,
+                "publishedAt": "2026-11-25T02:00:00.000Z",
+                "title": f"Paper {i}: {words}",
+            }
+        )
+    return entries
+
+
+def test_500_paper_day_lists_every_paper_within_the_size_budget(tmp_path: Path) -> None:
+    day = tmp_path / "big.json"
+    day.write_text(json.dumps(_hf_entries(500)), encoding="utf-8")
+    out = tmp_path / "out"
+    result = preview(day, out)
+    assert_ok(result)
+    data = summary(out)
+    ids = [p["id"] for topic in data["topics"] for p in topic["papers"]]
+    assert sorted(ids) == [f"2611.{i:05d}" for i in range(500)]  # each exactly once
+    assert data["total_papers"] == 500
+    message = parse_eml((out / "digest.eml").read_bytes())
+    html_part = next(p for p in message.walk() if p.get_content_type() == "text/html")
+    encoded = html_part.get_payload(decode=True)
+    assert isinstance(encoded, bytes)
+    assert len(encoded.replace(b"\n", b"\r\n")) <= 102_000
+    markup = Markup(encoded.decode("ascii"))
+    for i in range(500):
+        assert f"https://huggingface.co/papers/2611.{i:05d}" in markup.hrefs
+    assert max(len(line) for line in encoded.splitlines()) <= 998
+
+
+@pytest.mark.parametrize("name", ["hf_empty.json", "page_chrome_only.txt"])
+def test_empty_day_previews_as_empty(name: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = preview(INPUTS / name, out)
+    assert_ok(result)
+    assert f"note: {INPUTS / name} has no papers for {DATE}" in result.output
+    assert summary(out)["topics"] == []
+
+
+# --------------------------------------------------------------------------- broken config files
+
+CONFIG_ERRORS = [
+    pytest.param(
+        "config_unterminated.yaml",
+        "config_unterminated.yaml: line 4: invalid YAML: found unexpected end of stream",
+        id="config-unterminated-quote",
+    ),
+    pytest.param(
+        "config_tab.yaml",
+        "config_tab.yaml: line 2: invalid YAML: found character '\\t' that cannot start any token",
+        id="config-tab-indent",
+    ),
+    pytest.param(
+        "config_latin1.yaml",
+        "config_latin1.yaml: not UTF-8 text (invalid continuation byte)",
+        id="config-latin1",
+    ),
+    pytest.param(
+        "config_unknown_key.yaml",
+        "config_unknown_key.yaml: delivery.prot: unknown setting (known: api_key, backend,",
+        id="config-unknown-key",
+    ),
+    pytest.param(
+        "config_wrong_type.yaml",
+        "config_wrong_type.yaml: delivery.port: 'twenty-five' is not a valid int",
+        id="config-wrong-type",
+    ),
+    pytest.param(
+        "config_secret.yaml",
+        "config_secret.yaml: delivery.api_key: secrets come from the environment; "
+        "set NEWSLETTER_DELIVERY__API_KEY",
+        id="config-secret-in-file",
+    ),
+    pytest.param(
+        "config_list.yaml",
+        "config_list.yaml: the top level must be a mapping of settings",
+        id="config-top-level-list",
+    ),
+    pytest.param(
+        "config_negative_timeout.yaml",
+        "config_negative_timeout.yaml: source.timeout: -1 is not a valid float "
+        "(a finite number above 0)",
+        id="config-negative-timeout",
+    ),
+    pytest.param(
+        "config_nan_timeout.yaml",
+        "config_nan_timeout.yaml: source.timeout: nan is not a valid float "
+        "(a finite number above 0)",
+        id="config-nan-timeout",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "fragment"), CONFIG_ERRORS)
+def test_broken_config_is_one_line_error(name: str, fragment: str, tmp_path: Path) -> None:
+    path = INPUTS / name
+    result = invoke(["fetch", "--config", str(path), "--source", "http://127.0.0.1:9/x.json"])
+    assert_one_line_error(result, f"error: {INPUTS / fragment}")
+    assert "SG.not-here" not in result.output
+
+
+def test_config_with_a_bom_is_read(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = preview("sample", out, "--config", str(INPUTS / "config_bom.yaml"))
+    assert_ok(result)
+    message = parse_eml((out / "digest.eml").read_bytes())
+    assert str(message["Subject"]).startswith("Café Digest, 25 Nov · ")
+
+
+def test_header_injection_through_config_adds_no_header(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = preview("sample", out, "--config", str(INPUTS / "config_header_injection.yaml"))
+    assert_ok(result)
+    raw = (out / "digest.eml").read_bytes()
+    message = parse_eml(raw)
+    assert "Bcc" not in message
+    assert b"\nBcc:" not in raw and b"\rBcc:" not in raw
+    assert message["From"] == "Daily <digest@example.org>"
+    assert message["List-Id"] == "Papers Bcc: victim@example.net <papers.example.org>"
+    assert str(message["Subject"]).startswith(
+        "Daily Bcc: victim@example.net {{ 7*7 }} {% if 1 %}x{% endif %}, 25 Nov · "
+    )
+    headers = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    names = [h.split(b":", 1)[0] for h in headers if h and not h[:1].isspace()]
+    assert len(names) == len(set(names))
+    html = (out / "digest.html").read_text(encoding="utf-8")
+    assert "Daily Bcc: victim@example.net {{ 7*7 }} {% if 1 %}x{% endif %}" in Markup(html).all_text
