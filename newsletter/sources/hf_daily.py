@@ -118,8 +118,7 @@ def load_entries(body: bytes | str, *, origin: str, content_type: str | None = N
         what = "truncated JSON" if at_end else "invalid JSON"
         problem = exc.msg.removesuffix(" at")  # "Unterminated string starting at"
         raise SourceFormatError(
-            f"{origin}: {what} ({problem} at line {exc.lineno} column {exc.colno}): "
-            f"{excerpt(text)}"
+            f"{origin}: {what} ({problem} at line {exc.lineno} column {exc.colno}): {excerpt(text)}"
         ) from None
     except RecursionError:
         raise SourceFormatError(f"{origin}: JSON nested too deeply: {excerpt(text)}") from None
