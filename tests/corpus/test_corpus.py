@@ -22,7 +22,16 @@ import httpx
 import pytest
 
 from newsletter.config import load_settings
+from newsletter.delivery.base import BackendOptions
+from newsletter.delivery.base import RetryPolicy as DeliveryRetry
+from newsletter.delivery.http import HttpBackend
+from newsletter.delivery.mailgun import MailgunBackend
+from newsletter.delivery.postmark import PostmarkBackend
+from newsletter.delivery.resend import ResendBackend
+from newsletter.delivery.sendgrid import SendGridBackend
+from newsletter.ledger import Ledger
 from newsletter.models import SendStatus, Subscriber
+from newsletter.send import RunReport, send_day
 from tests.corpus.helpers import (
     DATE,
     INPUTS,
@@ -642,3 +651,137 @@ def test_header_injection_through_config_adds_no_header(tmp_path: Path) -> None:
     assert len(names) == len(set(names))
     html = (out / "digest.html").read_text(encoding="utf-8")
     assert "Daily Bcc: victim@example.net {{ 7*7 }} {% if 1 %}x{% endif %}" in Markup(html).all_text
+
+
+# --------------------------------------------------------------------------- a mail provider answering garbage
+
+SEND_DATE = dt.date(2026, 11, 25)
+SEND_NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
+HTML_502 = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+
+PROVIDERS: dict[str, tuple[type[HttpBackend], dict[str, str]]] = {
+    "postmark": (PostmarkBackend, {}),
+    "resend": (ResendBackend, {}),
+    "mailgun": (MailgunBackend, {"domain": "mg.example.org"}),
+    "sendgrid": (SendGridBackend, {}),
+}
+
+
+def _provider(name: str, handler: Handler) -> HttpBackend:
+    cls, extra = PROVIDERS[name]
+    options = BackendOptions(
+        retry=DeliveryRetry(max_attempts=2, deadline=60.0), sleep=lambda seconds: None
+    )
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    return cls(api_key="key-not-shown", client=client, options=options, **extra)
+
+
+def _send(tmp_path: Path, backend: HttpBackend, people: int = 3) -> RunReport:
+    settings = load_settings(
+        None,
+        env={"NEWSLETTER_STATE": f"sqlite:///{tmp_path / 'state.db'}", "NEWSLETTER_SECRET_KEY": "k"},
+    )
+    subscribers = [Subscriber(email=f"u{i}@example.org", name=f"U {i}") for i in range(people)]
+    return send_day(
+        settings,
+        SEND_DATE,
+        source=str(INPUTS / "hf_2026.json"),
+        backend=backend,
+        subscribers=subscribers,
+        now=lambda: SEND_NOW,
+    )
+
+
+def _ledger(tmp_path: Path) -> dict[str, str]:
+    with Ledger(f"sqlite:///{tmp_path / 'state.db'}") as ledger:
+        return {email: row.status for email, row in ledger.deliveries(SEND_DATE).items()}
+
+
+PROVIDER_GARBAGE = [
+    pytest.param(
+        "postmark",
+        httpx.Response(200, text="OK, sent!"),
+        "postmark: HTTP 200 with a body that is not JSON (gave up after 2 attempt(s))",
+        id="postmark-non-json-200",
+    ),
+    pytest.param(
+        "postmark",
+        httpx.Response(200, json={"Status": "fine"}),
+        "postmark: batch answer does not match the request (gave up after 2 attempt(s))",
+        id="postmark-200-object-not-batch",
+    ),
+    pytest.param(
+        "postmark",
+        httpx.Response(200, json=["ok", "ok", "ok"]),
+        "postmark: batch answer does not match the request (gave up after 2 attempt(s))",
+        id="postmark-200-list-of-strings",
+    ),
+    pytest.param(
+        "postmark",
+        httpx.Response(200, json=[{"ErrorCode": "zero", "Message": "OK"}] * 3),
+        "postmark: batch answer does not match the request (gave up after 2 attempt(s))",
+        id="postmark-200-error-code-not-a-number",
+    ),
+    pytest.param(
+        "resend",
+        httpx.Response(200, text="<html>ok</html>"),
+        "resend: HTTP 200 with an answer that is not a batch result (gave up after 2 attempt(s))",
+        id="resend-non-json-200",
+    ),
+    pytest.param(
+        "resend",
+        httpx.Response(200, json={"data": [], "errors": [{"message": "no index"}]}),
+        "resend: HTTP 200 with an answer that is not a batch result (gave up after 2 attempt(s))",
+        id="resend-200-unexpected-errors-shape",
+    ),
+    *(
+        pytest.param(
+            name,
+            httpx.Response(502, headers={"Content-Type": "text/html"}, text=HTML_502),
+            f"{name}: HTTP 502: 502 Bad Gateway (gave up after 2 attempt(s))",
+            id=f"{name}-html-502",
+        )
+        for name in PROVIDERS
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "response", "error"), PROVIDER_GARBAGE)
+def test_provider_garbage_fails_each_recipient_in_one_line(
+    name: str, response: httpx.Response, error: str, tmp_path: Path
+) -> None:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return response
+
+    report = _send(tmp_path, _provider(name, handler))
+    assert len(calls) == 2  # tried, retried once, then recorded
+    assert [(r.email, r.status, r.error) for r in report.results] == [
+        (f"u{i}@example.org", SendStatus.FAILED, error) for i in range(3)
+    ]
+    assert report.delivered == 0
+    assert _ledger(tmp_path) == {f"u{i}@example.org": "failed" for i in range(3)}
+    # nothing lost: a later run with a working provider sends exactly the three
+    ok = _provider(name, lambda request: _accepting(name, request))
+    again = _send(tmp_path, ok)
+    assert sorted(r.email for r in again.results) == [f"u{i}@example.org" for i in range(3)]
+    assert again.delivered == 3
+
+
+def _accepting(name: str, request: httpx.Request) -> httpx.Response:
+    if name == "postmark":
+        sent = json.loads(request.content)
+        return httpx.Response(
+            200, json=[{"ErrorCode": 0, "Message": "OK", "MessageID": f"m{i}"} for i in range(len(sent))]
+        )
+    if name == "resend":
+        sent = json.loads(request.content)
+        return httpx.Response(200, json={"data": [{"id": f"m{i}"} for i in range(len(sent))]})
+    if name == "mailgun":
+        return httpx.Response(200, json={"id": "<m@mg.example.org>", "message": "Queued. Thank you."})
+    return httpx.Response(202, headers={"X-Message-Id": "m"})
