@@ -125,7 +125,7 @@ def load_entries(body: bytes | str, *, origin: str, content_type: str | None = N
     if isinstance(data, dict):
         error = data.get("error")
         said = f" saying {error!r}" if isinstance(error, str) else ""
-        keys = ", ".join(sorted(str(k) for k in data)[:5])
+        keys = squash(", ".join(sorted(str(k) for k in data)[:5]))  # one line, whatever they are
         raise SourceFormatError(
             f"{origin}: expected a JSON list of daily papers, got an object{said} "
             f"(keys: {keys}): {excerpt(text)}"
