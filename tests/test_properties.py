@@ -17,6 +17,7 @@ import email
 import email.policy
 import json
 import xml.etree.ElementTree as ET
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from typing import Any
 
@@ -266,8 +267,14 @@ def _header_names(raw: bytes) -> list[str]:
     ]
 
 
-@settings(max_examples=300, deadline=None)
-@given(name=header_text, subject=header_text)
+long_name = st.tuples(header_text, st.integers(900, 3000), st.sampled_from(["a", "é", "a b"])).map(
+    lambda t: t[0] + t[2] * t[1]
+)
+"""Names long enough to push their html line past 998 bytes: the from-scratch path."""
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=header_text | long_name, subject=header_text)
 def test_any_name_and_subject_parse_back_with_no_injected_header(name: str, subject: str) -> None:
     rendered = sample_rendered(subject=subject)
     template = build_template(rendered, sender=SENDER, date=DATE, now=NOW)
@@ -275,14 +282,26 @@ def test_any_name_and_subject_parse_back_with_no_injected_header(name: str, subj
     raw = template.fill(recipient)
     assert raw.isascii()
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
-    assert _header_names(raw) == EXPECTED_HEADERS
+    assert sorted(_header_names(raw)) == sorted(EXPECTED_HEADERS)
     message = _parse(raw)
     assert message["Subject"] == clean_text(subject)
     to = message["To"]
     assert len(to.addresses) == 1
     assert to.addresses[0].addr_spec == "reader@example.org"
-    assert to.addresses[0].display_name == clean_text(name)[:MAX_NAME_CHARS].strip()
+    assert _display_name(raw, to.addresses[0].display_name) == clean_text(name)[:MAX_NAME_CHARS]
     assert not message.defects
+
+
+def _display_name(raw: bytes, parsed: str) -> str:
+    """The To display name as RFC 2047 reads it. CPython's address parser keeps the
+    folding space between two encoded words of one name (RFC 2047 6.2 says to drop it),
+    so an encoded name is decoded with email.header, which follows the RFC."""
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii").replace("\r\n ", " ")
+    value = next(line for line in head.split("\r\n") if line.startswith("To: "))[4:]
+    phrase = value.rsplit(" <", 1)[0] if value.endswith(">") else ""
+    if phrase.startswith("=?"):
+        return str(make_header(decode_header(phrase)))
+    return parsed
 
 
 @settings(max_examples=200, deadline=None)
