@@ -124,10 +124,16 @@ def check_url(url: str) -> str:
     return url
 
 
+def _plain_ascii(value: str) -> bool:
+    """ASCII that a reader shows as written: no ``=?`` that a mail client would decode as
+    an RFC 2047 encoded word (such text is encoded itself, so it reads back unchanged)."""
+    return value.isascii() and "=?" not in value
+
+
 def encode_header(name: str, value: str) -> bytes:
     """``Name: value`` CRLF-terminated, RFC 2047-encoded when not ASCII, folded to 78 columns."""
     value = clean_text(value)
-    if value.isascii():
+    if _plain_ascii(value):
         folded = Header(value, "us-ascii", header_name=name).encode(linesep="\r\n")
     else:
         folded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
@@ -140,7 +146,7 @@ def format_mailbox(name: str, address: str) -> str:
     name = clean_text(name)[:MAX_NAME_CHARS]
     if not name:
         return address
-    if name.isascii():
+    if _plain_ascii(name):
         return formataddr((name, address))
     words = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
     return f"{words} <{address}>"
