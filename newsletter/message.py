@@ -35,7 +35,6 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.header import Header
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, parseaddr
@@ -645,18 +644,23 @@ def _merge(segments: Sequence[_Segment]) -> tuple[_Segment, ...]:
 
 
 def _scratch_bytes(template: MessageTemplate, recipient: Recipient, html: str, text: str) -> bytes:
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = template.from_header
-    msg["To"] = Address(display_name=recipient.name, addr_spec=recipient.email)
+    # The headers are encoded exactly as on the fast path: the stdlib would decode
+    # look-alike encoded words on assignment and leave a long unbroken name unfolded
+    # (a header line over 998 bytes). The stdlib builds the MIME body only.
+    head = b"From: " + template.from_header.encode("ascii") + CRLF
+    head += template._header_bytes("To", recipient)
     if template.reply_to:
-        msg["Reply-To"] = template.reply_to
-    msg["Subject"] = template.subject
-    msg["Date"] = template.date_header
-    for key, value in template.headers(recipient).items():
-        msg[key] = value
+        head += b"Reply-To: " + template.reply_to.encode("ascii") + CRLF
+    head += encode_header("Subject", template.subject)
+    head += f"Date: {template.date_header}".encode("ascii") + CRLF
+    head += template._header_bytes("Message-ID", recipient)
+    head += encode_header("List-Id", template.list_id)
+    head += template._header_bytes("List-Unsubscribe", recipient)
+    head += f"List-Unsubscribe-Post: {ONE_CLICK}".encode("ascii") + CRLF
+    msg = EmailMessage(policy=SMTP)
     msg.set_content(text, cte="quoted-printable")
     msg.add_alternative(html, subtype="html", cte="quoted-printable")
-    return msg.as_bytes()
+    return head + msg.as_bytes()
 
 
 def build_message(
