@@ -12,7 +12,8 @@
      ├── DeliveryError         the mail backend refused the run
      │    ├── AuthError            bad credentials: the run stops at once
      │    └── TransientError       worth retrying later
-     └── LedgerError           the state database is unusable
+     ├── LedgerError           the state database is unusable
+     └── BrowserError          headless Chromium is missing or failed (preview --screenshot)
 """
 
 from __future__ import annotations
@@ -68,3 +69,7 @@ class TransientError(DeliveryError):
 
 class LedgerError(NewsletterError):
     """The delivery ledger / state database cannot be used."""
+
+
+class BrowserError(NewsletterError):
+    """Headless Chromium is not installed, did not start, or failed a command."""

@@ -14,11 +14,7 @@ the pipeline (tests, a resend tool).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
-import hmac
-import importlib
 import logging
 import threading
 import time
@@ -26,8 +22,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote
 
+from newsletter.archive import web_url
 from newsletter.config import SenderSettings, Settings
 from newsletter.delivery import make_backend
 from newsletter.delivery.base import DELIVERED, Backend
@@ -44,14 +40,11 @@ from newsletter.message import (
     split_mailbox,
 )
 from newsletter.models import SendResult, SendStatus, Subscriber
+from newsletter.pipeline import prepare_day
+from newsletter.prefs import next_send_subscribers
+from newsletter.tokens import subscriber_links
 
 log = logging.getLogger(__name__)
-
-UNSUBSCRIBE_PATH = "/unsubscribe"
-"""Path of the one-click unsubscribe page of ``newsletter serve`` (``?token=...``)."""
-
-PREFERENCES_PATH = "/preferences"
-"""Path of the preferences page of ``newsletter serve`` (``?token=...``)."""
 
 OFFLINE_BACKENDS = frozenset({"outbox", "memory"})
 """Backends for which a missing secret_key is tolerated (links are then not forgeable-safe)."""
@@ -134,19 +127,6 @@ def _report(date: dt.date, results: Sequence[SendResult], **kwargs: Any) -> RunR
 # --------------------------------------------------------------------------- links
 
 
-def make_link_token(secret: bytes, email: str, purpose: str) -> str:
-    """A token for an unsubscribe / preferences link (``newsletter.tokens`` when present)."""
-    try:
-        tokens = importlib.import_module("newsletter.tokens")
-    except ImportError:
-        # newsletter.tokens (subscribers helper) not merged yet: same idea, local form.
-        mac = hmac.new(secret, f"{purpose}\n{email.lower()}".encode(), hashlib.sha256).digest()
-        payload = base64.urlsafe_b64encode(email.lower().encode()).decode().rstrip("=")
-        return payload + "." + base64.urlsafe_b64encode(mac).decode().rstrip("=")
-    token: str = tokens.make_token(secret, email, purpose)
-    return token
-
-
 def link_secret(settings: Settings, *, offline: bool) -> bytes:
     """The HMAC key of the links; ConfigError when missing for a real backend."""
     if settings.secret_key:
@@ -159,14 +139,10 @@ def link_secret(settings: Settings, *, offline: bool) -> bytes:
 
 def subscriber_values(subscriber: Subscriber, *, base_url: str, secret: bytes) -> dict[str, str]:
     """The slot values of one subscriber: name, email and the two signed links."""
-    base = base_url.rstrip("/")
-    unsubscribe = quote(make_link_token(secret, subscriber.email, "unsubscribe"), safe="")
-    preferences = quote(make_link_token(secret, subscriber.email, "preferences"), safe="")
     return {
         "name": subscriber.name,
         "email": subscriber.email,
-        "unsubscribe_url": f"{base}{UNSUBSCRIBE_PATH}?token={unsubscribe}",
-        "preferences_url": f"{base}{PREFERENCES_PATH}?token={preferences}",
+        **subscriber_links(base_url, secret, subscriber.email),
     }
 
 
@@ -231,22 +207,9 @@ def deliver_variants(
 
 
 def load_due_subscribers(settings: Settings) -> list[Subscriber]:
-    """The subscriber file with the preference overlay applied (suppressed ones dropped)."""
-    try:
-        load_subscribers = importlib.import_module("newsletter.subscribers").load_subscribers
-    except ImportError:
-        raise ConfigError(
-            "newsletter.subscribers is not available: pass subscribers explicitly"
-        ) from None
-    subscribers: list[Subscriber] = list(load_subscribers(settings.subscribers))
-    try:
-        prefs_store = importlib.import_module("newsletter.prefs").PrefsStore
-    except ImportError:
-        log.warning("newsletter.prefs is not available: no preference overlay applied")
-        return subscribers
-    store = prefs_store(settings.state)
-    applied: list[Subscriber] = list(store.apply(subscribers))
-    return applied
+    """The admin's list, validated, with the readers' own choices applied (suppressed
+    ones dropped): who gets the next send and what each asked for."""
+    return next_send_subscribers(settings)
 
 
 def _dkim(settings: Settings) -> DkimSigner | None:
@@ -312,12 +275,17 @@ def send_day(
                     subscriber, base_url=settings.digest.base_url, secret=secret
                 )
 
-            pipeline = importlib.import_module("newsletter.pipeline")
             extra: dict[str, Any] = {}
             if settings.digest.dedupe_days > 0:
                 extra["exclude"] = ledger.recent_paper_keys(date, settings.digest.dedupe_days)
-            prepared = pipeline.prepare_day(
-                settings, date, source=source, subscribers=due, now=clock_now(), **extra
+            prepared = prepare_day(
+                settings,
+                date,
+                source=source,
+                subscribers=due,
+                now=clock_now(),
+                web_url=web_url(settings, date),
+                **extra,
             )
             if prepared.day.is_empty and settings.digest.empty_day == "skip":
                 reason = f"no papers for {date} from {prepared.day.source} (digest.empty_day: skip)"

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import threading
-import types
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -73,6 +71,7 @@ class FakePipeline:
         now: dt.datetime,
         client: Any = None,
         exclude: Collection[str] = (),
+        web_url: str | None = None,
     ) -> Prepared:
         self.calls.append([s.email for s in subscribers])
         self.excluded.append(set(exclude))
@@ -96,9 +95,7 @@ class FakePipeline:
 @pytest.fixture
 def pipeline(monkeypatch: pytest.MonkeyPatch) -> FakePipeline:
     fake = FakePipeline()
-    module = types.ModuleType("newsletter.pipeline")
-    module.prepare_day = fake.prepare_day  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "newsletter.pipeline", module)
+    monkeypatch.setattr("newsletter.send.prepare_day", fake.prepare_day)
     return fake
 
 
@@ -202,9 +199,7 @@ def test_offline_default_writes_the_outbox_and_records_papers(
 
 def test_empty_day_skip_sends_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakePipeline(papers=())
-    module = types.ModuleType("newsletter.pipeline")
-    module.prepare_day = fake.prepare_day  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "newsletter.pipeline", module)
+    monkeypatch.setattr("newsletter.send.prepare_day", fake.prepare_day)
     backend = MemoryBackend()
     report = send_day(
         settings_for(tmp_path), DATE, backend=backend, subscribers=people(3), now=lambda: NOW

@@ -32,7 +32,15 @@ def cli() -> None:
     """Daily digests of trending AI papers, delivered by email."""
 
 
-COMMAND_MODULES: tuple[str, ...] = ("sources", "topics", "send", "preview")
+COMMAND_MODULES: tuple[str, ...] = (
+    "sources",
+    "topics",
+    "preview",
+    "send",
+    "subscribers",
+    "serve",
+    "run",
+)
 """Modules under newsletter.cli, one per command family, each with register(group)."""
 
 

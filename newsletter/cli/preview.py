@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from newsletter.browser import ColorScheme, launch
 from newsletter.config import Settings, load_settings
 from newsletter.errors import ConfigError
 from newsletter.message import build_preview_eml
@@ -25,6 +26,12 @@ CLIP_WARNING_RATIO = 0.9
 PREVIEW_EMAIL = "preview@example.org"
 """The recipient shown in a preview without --subscriber."""
 
+SCREENSHOT_WIDTHS: tuple[int, ...] = (375, 640)
+"""Screenshot widths in CSS pixels: a phone, and the email's own width."""
+
+SCREENSHOT_VIEWPORT_HEIGHT = 800
+"""The window height while capturing (the PNG holds the whole page)."""
+
 
 def register(group: click.Group) -> None:
     group.add_command(preview)
@@ -37,6 +44,16 @@ def register(group: click.Group) -> None:
 @click.option("--subscribers", "subscribers_path", help="Subscriber list (default from config).")
 @click.option("--out", default="preview", show_default=True, type=click.Path(file_okay=False))
 @click.option("--open", "open_", is_flag=True, help="Open the HTML in the browser.")
+@click.option(
+    "--screenshot",
+    is_flag=True,
+    help="Also write digest-375.png and digest-640.png (whole page, headless Chromium).",
+)
+@click.option(
+    "--dark",
+    is_flag=True,
+    help="With --screenshot, also capture dark mode (digest-375-dark.png, digest-640-dark.png).",
+)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
 def preview(
     date_: dt.datetime | None,
@@ -45,11 +62,15 @@ def preview(
     subscribers_path: str | None,
     out: str,
     open_: bool,
+    screenshot: bool,
+    dark: bool,
     config_path: str | None,
 ) -> None:
     """Write digest.html, digest.txt, digest.eml and digest.json for one day.
 
-    Without --subscriber it is the full digest: every paper of the day.
+    Without --subscriber it is the full digest: every paper of the day. With
+    --screenshot, headless Chromium (Debian's `chromium`) also captures the HTML at
+    375 and 640 px wide.
     """
     settings = load_settings(config_path, overrides={"subscribers": subscribers_path})
     day = date_.date() if date_ else dt.date.today()
@@ -63,6 +84,8 @@ def preview(
     )
     variant = prepared.variants[0] if chosen else prepared.full
     paths = write_preview(settings, variant, Path(out), email=chosen.email if chosen else None)
+    if screenshot or dark:
+        paths += write_screenshots(paths[0], dark=dark)
     for path in paths:
         click.echo(str(path))
     html_bytes = len(paths[0].read_bytes())
@@ -108,6 +131,28 @@ def write_preview(
     )
     paths.insert(2, eml)
     return paths
+
+
+def write_screenshots(html: Path, *, dark: bool = False) -> list[Path]:
+    """Capture ``html`` whole at each of :data:`SCREENSHOT_WIDTHS`, in light mode (and dark).
+
+    The PNGs go beside it as ``digest-<width>.png`` (``digest-<width>-dark.png``).
+    Raises :class:`~newsletter.errors.BrowserError` without a working Chromium.
+    """
+    schemes: tuple[ColorScheme, ...] = ("light", "dark") if dark else ("light",)
+    written = []
+    with launch() as browser:
+        tab = browser.page
+        for scheme in schemes:
+            tab.emulate_color_scheme(scheme)
+            for width in SCREENSHOT_WIDTHS:
+                tab.set_viewport(width, SCREENSHOT_VIEWPORT_HEIGHT)
+                tab.navigate(html.resolve().as_uri())
+                suffix = "-dark" if scheme == "dark" else ""
+                path = html.with_name(f"digest-{width}{suffix}.png")
+                path.write_bytes(tab.screenshot())
+                written.append(path)
+    return written
 
 
 def preview_slots(settings: Settings, email: str) -> dict[str, str]:

@@ -1,0 +1,154 @@
+"""``newsletter serve``: the web app behind the unsubscribe and preferences links."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+import time
+import uuid
+from collections.abc import Callable
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+
+import click
+
+from newsletter import subscribers as roster
+from newsletter.config import Settings, load_settings
+from newsletter.errors import ConfigError
+from newsletter.prefs import PrefsStore
+from newsletter.tokens import secret_from
+from newsletter.web import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    ListLookup,
+    SignupOptions,
+    WebApp,
+    make_server,
+)
+
+CONFIRMATION_SUBJECT = "Confirm your subscription to {title}"
+"""Subject of the double opt-in email."""
+
+CONFIRMATION_TEXT = """\
+Someone (hopefully you) asked to receive {title} at this address.
+
+To confirm, open this link and press the button:
+{url}
+
+If it was not you, ignore this email: nothing will be sent.
+"""
+"""Body of the double opt-in email."""
+
+
+def confirmation_message(settings: Settings, address: str, url: str) -> EmailMessage:
+    """The double opt-in email: plain text, one link."""
+    title = settings.digest.title
+    message = EmailMessage()
+    message["From"] = settings.sender.from_
+    message["To"] = address
+    message["Subject"] = CONFIRMATION_SUBJECT.format(title=title)
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain=settings.sender.from_.rsplit("@", 1)[-1].strip(">"))
+    message["Auto-Submitted"] = "auto-generated"
+    if settings.sender.reply_to:
+        message["Reply-To"] = settings.sender.reply_to
+    message.set_content(CONFIRMATION_TEXT.format(title=title, url=url))
+    return message
+
+
+def confirmation_sender(settings: Settings) -> Callable[[str, str], None]:
+    """A sender of confirmation emails for the configured backend (outbox or smtp)."""
+    delivery = settings.delivery
+
+    def to_outbox(address: str, url: str) -> None:
+        folder = Path(delivery.outbox)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"confirm-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.eml"
+        (folder / name).write_bytes(confirmation_message(settings, address, url).as_bytes())
+
+    def by_smtp(address: str, url: str) -> None:
+        message = confirmation_message(settings, address, url)
+        context = ssl.create_default_context()
+        smtp: smtplib.SMTP
+        if delivery.security == "tls":
+            smtp = smtplib.SMTP_SSL(
+                delivery.host, delivery.port, timeout=delivery.timeout, context=context
+            )
+        else:
+            smtp = smtplib.SMTP(delivery.host, delivery.port, timeout=delivery.timeout)
+        with smtp:
+            if delivery.security == "starttls":
+                smtp.starttls(context=context)
+            if delivery.username and delivery.password:
+                smtp.login(delivery.username, delivery.password)
+            smtp.send_message(message)
+
+    if delivery.backend == "outbox":
+        return to_outbox
+    if delivery.backend == "smtp":
+        return by_smtp
+    raise ConfigError(
+        f"delivery.backend: sign-up confirmations are sent with 'smtp' or 'outbox', "
+        f"not {delivery.backend!r}"
+    )
+
+
+def build_app(settings: Settings, *, allow_signup: bool = False) -> WebApp:
+    """The web app for these settings (the secret must be in the environment)."""
+    secret = secret_from(settings)
+    topics = roster.default_topic_names(settings.digest.taxonomy)
+    signup = None
+    if allow_signup:
+        signup = SignupOptions(
+            list_path=settings.subscribers,
+            send_confirmation=confirmation_sender(settings),
+            base_url=settings.digest.base_url,
+        )
+    return WebApp(
+        store=PrefsStore(settings.state),
+        secret=secret,
+        topics=topics or (),
+        title=settings.digest.title,
+        lookup=ListLookup(settings.subscribers, known_topics=topics),
+        signup=signup,
+    )
+
+
+@click.command("serve")
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    help="Config file (default: newsletter.yaml when present).",
+)
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port.")
+@click.option(
+    "--allow-signup",
+    is_flag=True,
+    help="Offer /subscribe (double opt-in: a confirmation email, then the list).",
+)
+def serve_cmd(config: str | None, host: str, port: int, allow_signup: bool) -> None:
+    """Serve the unsubscribe (RFC 8058 one-click) and preferences pages.
+
+    Needs NEWSLETTER_SECRET_KEY (the same as for sending). Unsubscribes and preference
+    changes go to the state database; the next send honours them.
+    """
+    settings = load_settings(config)
+    app = build_app(settings, allow_signup=allow_signup)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    server = make_server(app, host=host, port=port)
+    bound_host, bound_port = server.server_address[:2]
+    click.echo(f"serving on http://{bound_host!s}:{bound_port} (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def register(group: click.Group) -> None:
+    """Add ``newsletter serve`` to the main command."""
+    group.add_command(serve_cmd)

@@ -1,0 +1,494 @@
+"""``newsletter subscribers``: list, add, remove, set, import, export, validate.
+
+Edits go through :func:`newsletter.subscribers.edit_subscribers` (comments kept, locked,
+atomic, backed up); the readers' own unsubscribes and preferences are read from the
+state database and shown by ``list``, never written into the YAML.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import functools
+import io
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, TextIO
+
+import click
+
+from newsletter import subscribers as roster
+from newsletter.config import Settings, load_settings
+from newsletter.errors import SubscribersError
+from newsletter.models import SUMMARY_STYLES, Subscriber
+from newsletter.prefs import PrefsStore
+
+CLEARABLE_FIELDS: tuple[str, ...] = (
+    "name",
+    "topics",
+    "keywords",
+    "authors",
+    "max_papers",
+    "summary",
+    "timezone",
+    "active",
+)
+"""Fields ``set --clear`` may remove (every field but email and added)."""
+
+LIST_SEPARATOR = ";"
+"""Separates the items of topics, keywords and authors in a CSV cell."""
+
+HEADER_ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        "e_mail": "email",
+        "mail": "email",
+        "email_address": "email",
+        "address": "email",
+        "full_name": "name",
+        "fullname": "name",
+        "topic": "topics",
+        "keyword": "keywords",
+        "author": "authors",
+        "summary_style": "summary",
+        "style": "summary",
+        "tz": "timezone",
+        "time_zone": "timezone",
+        "maxpapers": "max_papers",
+        "max": "max_papers",
+        "date_added": "added",
+    }
+)
+"""CSV headers (lowercased, spaces and dashes as ``_``) understood besides the field names."""
+
+_TRUE = frozenset({"1", "true", "yes", "y", "on"})
+_FALSE = frozenset({"0", "false", "no", "n", "off"})
+
+
+@dataclass
+class _Env:
+    config: str | None
+    list_path: str | None
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config)
+        return self._settings
+
+    @property
+    def path(self) -> str:
+        return self.list_path or self.settings.subscribers
+
+    def topics(self) -> tuple[str, ...] | None:
+        return roster.default_topic_names(self.settings.digest.taxonomy)
+
+    def store(self) -> PrefsStore:
+        return PrefsStore(self.settings.state)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _split(values: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for value in values:
+        out.extend(part.strip() for part in value.split(",") if part.strip())
+    return out
+
+
+def _entry_options(func: Any) -> Any:
+    options = [
+        click.option("--name", help="How the greeting addresses them."),
+        click.option(
+            "--topics",
+            "topics",
+            multiple=True,
+            help="Topic names, comma-separated or repeated (from the taxonomy).",
+        ),
+        click.option("--keywords", multiple=True, help="Keywords, comma-separated or repeated."),
+        click.option("--authors", multiple=True, help="Authors, comma-separated or repeated."),
+        click.option("--max-papers", type=click.IntRange(min=1), help="At most this many papers."),
+        click.option("--summary", type=click.Choice(SUMMARY_STYLES), help="How much per paper."),
+        click.option("--timezone", help="IANA time zone, e.g. Europe/Paris."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _fields(
+    *,
+    name: str | None,
+    topics: Sequence[str],
+    keywords: Sequence[str],
+    authors: Sequence[str],
+    max_papers: int | None,
+    summary: str | None,
+    timezone: str | None,
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if name is not None:
+        fields["name"] = name
+    if topics:
+        fields["topics"] = _split(topics)
+    if keywords:
+        fields["keywords"] = _split(keywords)
+    if authors:
+        fields["authors"] = _split(authors)
+    if max_papers is not None:
+        fields["max_papers"] = max_papers
+    if summary is not None:
+        fields["summary"] = summary
+    if timezone is not None:
+        fields["timezone"] = timezone
+    return fields
+
+
+def _refuse(email: str, reasons: list[tuple[str, str]]) -> SubscribersError:
+    return SubscribersError(
+        f"{email}: not saved", [f"{field}: {reason}" for field, reason in reasons]
+    )
+
+
+def _with_env(func: Callable[..., None]) -> Callable[..., None]:
+    """Give a command ``--config`` and ``--subscribers`` and pass it an _Env first."""
+
+    @click.option(
+        "--subscribers",
+        "list_path",
+        type=click.Path(dir_okay=False),
+        help="The subscriber list (default: the 'subscribers' setting, subscribers.yaml).",
+    )
+    @click.option(
+        "--config",
+        type=click.Path(dir_okay=False),
+        help="Config file (default: newsletter.yaml when present).",
+    )
+    @functools.wraps(func)
+    def command(config: str | None, list_path: str | None, **kwargs: Any) -> None:
+        func(_Env(config, list_path), **kwargs)
+
+    return command
+
+
+@click.group("subscribers")
+def subscribers_group() -> None:
+    """Manage the subscriber list (the YAML file) and see the readers' own choices."""
+
+
+@subscribers_group.command("validate")
+@_with_env
+def validate_cmd(env: _Env) -> None:
+    """Check the list; print every problem with file:line: field (exit 2 if any)."""
+    subs = roster.load_subscribers(env.path, known_topics=env.topics())
+    active = sum(1 for s in subs if s.active)
+    click.echo(f"{env.path}: {_count(len(subs), 'subscriber')} ({active} active), no problems")
+
+
+@subscribers_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per subscriber.")
+@_with_env
+def list_cmd(env: _Env, as_json: bool) -> None:
+    """Show every subscriber with their state: active, inactive, unsubscribed, paused."""
+    subs = roster.load_subscribers(env.path, known_topics=env.topics())
+    store = env.store()
+    suppressed = {roster.email_key(s.email): s for s in store.suppressions()}
+    overlays = store.overlays()
+    receiving = {roster.email_key(s.email) for s in store.apply(subs)}
+    rows: list[dict[str, Any]] = []
+    for sub in subs:
+        key = roster.email_key(sub.email)
+        overlay = overlays.get(key)
+        if key in suppressed:
+            state = f"unsubscribed {suppressed[key].created_at[:10]}"
+        elif not sub.active:
+            state = "inactive"
+        elif overlay is not None and overlay.paused:
+            state = "paused"
+        else:
+            state = "active"
+        row: dict[str, Any] = {
+            "email": sub.email,
+            "name": sub.name,
+            "state": state,
+            "receives_next_send": key in receiving,
+            "topics": list(sub.topics),
+            "summary": sub.summary,
+        }
+        if overlay is not None:
+            row["own_choices"] = {
+                "topics": list(overlay.topics) if overlay.topics is not None else None,
+                "summary": overlay.summary,
+                "paused": overlay.paused,
+            }
+        rows.append(row)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    width = max([len(r["email"]) for r in rows] + [5])
+    for row in rows:
+        topics = ", ".join(row["topics"]) or "(all topics)"
+        mine = row.get("own_choices")
+        extra = ""
+        if mine:
+            parts = []
+            if mine["topics"] is not None:
+                parts.append("topics: " + (", ".join(mine["topics"]) or "(all)"))
+            if mine["summary"]:
+                parts.append(f"summary: {mine['summary']}")
+            extra = f"  [own choice: {'; '.join(parts)}]" if parts else ""
+        click.echo(
+            f"{row['email']:<{width}}  {row['state']:<23}  {row['summary']:<8}  {topics}{extra}"
+        )
+    known = {roster.email_key(s.email) for s in subs}
+    gone = [s for key, s in suppressed.items() if key not in known]
+    click.echo(
+        f"{_count(len(subs), 'subscriber')}, {len(receiving)} receive the next send, "
+        f"{len(suppressed)} unsubscribed ({len(gone)} no longer in the list)"
+    )
+
+
+@subscribers_group.command("add")
+@click.argument("email")
+@_entry_options
+@click.option("--inactive", is_flag=True, help="Add the entry paused (active: false).")
+@_with_env
+def add_cmd(env: _Env, /, email: str, inactive: bool, **options: Any) -> None:
+    """Add EMAIL to the list (comments and formatting of the file are kept)."""
+    fields: dict[str, Any] = {"email": email, **_fields(**options)}
+    if inactive:
+        fields["active"] = False
+    fields["added"] = dt.date.today()
+    known = env.topics()
+    with roster.edit_subscribers(env.path, known_topics=known) as doc:
+        taken = {roster.email_key(e) for e in doc.emails()}
+        sub, reasons = roster.check_entry(fields, known_topics=known, taken=taken)
+        if sub is None:
+            raise _refuse(email, reasons)
+        fields["email"] = sub.email
+        doc.add(fields)
+    store = env.store()
+    note = ""
+    if store.is_suppressed(sub.email):
+        note = " (note: they unsubscribed earlier; 'set --resubscribe' lifts that)"
+    click.echo(f"added {sub.email}{note}")
+
+
+@subscribers_group.command("remove")
+@click.argument("email")
+@_with_env
+def remove_cmd(env: _Env, email: str) -> None:
+    """Remove EMAIL from the list."""
+    with roster.edit_subscribers(env.path, known_topics=env.topics(), create=False) as doc:
+        if not doc.remove(email):
+            raise SubscribersError(f"{email} is not in {env.path}")
+    click.echo(f"removed {email}")
+
+
+@subscribers_group.command("set")
+@click.argument("email")
+@_entry_options
+@click.option("--active/--inactive", default=None, help="Send to this entry, or pause it.")
+@click.option(
+    "--clear",
+    multiple=True,
+    type=click.Choice(CLEARABLE_FIELDS),
+    help="Remove a field from the entry (repeatable).",
+)
+@click.option(
+    "--resubscribe",
+    is_flag=True,
+    help="Lift the reader's unsubscribe (only with their consent).",
+)
+@_with_env
+def set_cmd(
+    env: _Env,
+    /,
+    email: str,
+    active: bool | None,
+    clear: Sequence[str],
+    resubscribe: bool,
+    **options: Any,
+) -> None:
+    """Change fields of EMAIL's entry."""
+    changes: dict[str, Any] = _fields(**options)
+    if active is not None:
+        changes["active"] = active
+    for field in clear:
+        changes[field] = None
+    if changes:
+        known = env.topics()
+        with roster.edit_subscribers(env.path, known_topics=known, create=False) as doc:
+            index = doc.find(email)
+            if index is None:
+                raise SubscribersError(f"{email} is not in {env.path}")
+            current = doc.current(email)
+            merged = {k: v for k, v in {**current, **changes}.items() if v is not None}
+            sub, reasons = roster.check_entry(merged, known_topics=known)
+            if sub is None:
+                raise _refuse(email, reasons)
+            doc.update(email, changes)
+        click.echo(f"updated {email}: {', '.join(sorted(changes))}")
+    if resubscribe:
+        lifted = env.store().unsuppress(email, source="admin")
+        click.echo(f"{email}: unsubscribe lifted" if lifted else f"{email}: was not unsubscribed")
+    if not changes and not resubscribe:
+        raise click.UsageError("nothing to change: give an option such as --name or --clear")
+
+
+def _csv_value(field: str, raw: str) -> Any:
+    text = raw.strip()
+    if field in ("topics", "keywords", "authors"):
+        return [part.strip() for part in text.split(LIST_SEPARATOR) if part.strip()]
+    if field == "max_papers":
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    if field == "active":
+        low = text.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        return text
+    if field == "added":
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            return text
+    return text
+
+
+def _header_map(headers: Sequence[str]) -> tuple[dict[int, str], list[str]]:
+    mapping: dict[int, str] = {}
+    ignored: list[str] = []
+    for index, header in enumerate(headers):
+        norm = header.strip().lower().replace(" ", "_").replace("-", "_")
+        field = norm if norm in roster.FIELDS else HEADER_ALIASES.get(norm)
+        if field is None or field in mapping.values():
+            ignored.append(header)
+        else:
+            mapping[index] = field
+    return mapping, ignored
+
+
+@subscribers_group.command("import")
+@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--dry-run", is_flag=True, help="Check the rows and report, change nothing.")
+@_with_env
+def import_cmd(env: _Env, csv_file: TextIO, dry_run: bool) -> None:
+    """Add the rows of CSV_FILE (columns mapped by header; lists separated by ';').
+
+    Rows that are invalid, already in the list or repeated are refused and reported.
+    """
+    reader = csv.reader(csv_file)
+    try:
+        headers = next(reader)
+    except StopIteration:
+        raise SubscribersError(f"{csv_file.name}: empty CSV file") from None
+    mapping, ignored = _header_map(headers)
+    if "email" not in mapping.values():
+        raise SubscribersError(f"{csv_file.name}: no email column (headers: {', '.join(headers)})")
+    if ignored:
+        click.echo(f"ignored columns: {', '.join(ignored)}", err=True)
+    known = env.topics()
+    today = dt.date.today()
+    refused: list[str] = []
+    accepted: list[dict[str, Any]] = []
+    with roster.edit_subscribers(env.path, known_topics=known) as doc:
+        taken = {roster.email_key(e) for e in doc.emails()}
+        for row in reader:
+            line = reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            fields = {
+                field: _csv_value(field, row[i])
+                for i, field in mapping.items()
+                if i < len(row) and row[i].strip()
+            }
+            fields.setdefault("added", today)
+            sub, reasons = roster.check_entry(fields, known_topics=known, taken=taken)
+            if sub is None:
+                shown = fields.get("email", "(no address)")
+                why = "; ".join(f"{f}: {r}" for f, r in reasons)
+                refused.append(f"{csv_file.name}:{line}: {shown}: {why}")
+                continue
+            fields["email"] = sub.email
+            taken.add(roster.email_key(sub.email))
+            accepted.append(fields)
+        if not dry_run:
+            for fields in accepted:
+                doc.add(fields)
+    verb = "would add" if dry_run else "added"
+    click.echo(
+        f"{verb} {_count(len(accepted), 'subscriber')}, refused {_count(len(refused), 'row')}"
+    )
+    for problem in refused:
+        click.echo(f"  refused {problem}")
+
+
+def _export_rows(subs: Sequence[Subscriber]) -> list[dict[str, Any]]:
+    rows = []
+    for sub in subs:
+        rows.append(
+            {
+                "email": sub.email,
+                "name": sub.name,
+                "topics": list(sub.topics),
+                "keywords": list(sub.keywords),
+                "authors": list(sub.authors),
+                "max_papers": sub.max_papers,
+                "summary": sub.summary,
+                "timezone": sub.timezone,
+                "active": sub.active,
+                "added": sub.added.isoformat() if sub.added else None,
+            }
+        )
+    return rows
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, list):
+        return LIST_SEPARATOR.join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+@subscribers_group.command("export")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout."
+)
+@_with_env
+def export_cmd(env: _Env, fmt: str, output: str | None) -> None:
+    """Write the list as CSV (lists joined with ';', same columns import reads) or JSON."""
+    rows = _export_rows(roster.load_subscribers(env.path, known_topics=env.topics()))
+    buffer = io.StringIO()
+    if fmt == "json":
+        json.dump(rows, buffer, ensure_ascii=False, indent=2)
+        buffer.write("\n")
+    else:
+        writer = csv.DictWriter(buffer, fieldnames=list(roster.FIELDS), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(v) for k, v in row.items()})
+    if output:
+        with open(output, "w", encoding="utf-8", newline="") as out:
+            out.write(buffer.getvalue())
+        click.echo(f"wrote {_count(len(rows), 'subscriber')} to {output}", err=True)
+    else:
+        click.echo(buffer.getvalue(), nl=False)
+
+
+def register(group: click.Group) -> None:
+    """Add ``newsletter subscribers`` to the main command."""
+    group.add_command(subscribers_group)

@@ -1,0 +1,122 @@
+"""Signed tokens for the links in each email: unsubscribe, preferences, sign-up confirmation.
+
+A token is ``<payload>.<signature>``, both base64url without padding, so it can stand in
+a URL as is. The payload is ``purpose``, ``email`` and an optional issue date joined by
+newlines; the signature is HMAC-SHA256 over a version tag and the payload, with the
+secret from the environment (``NEWSLETTER_SECRET_KEY``). Verification recomputes the
+signature and compares in constant time; any forged, altered, truncated or wrong-purpose
+token gives ``None``, whether or not the address is on the list (nothing is looked up).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import hmac
+from urllib.parse import urlencode
+
+from newsletter.config import Settings, require_secret
+
+UNSUBSCRIBE = "unsubscribe"
+"""Purpose of the unsubscribe link (and the List-Unsubscribe header)."""
+
+PREFERENCES = "preferences"
+"""Purpose of the preferences link."""
+
+CONFIRM = "confirm"
+"""Purpose of the sign-up confirmation link (double opt-in)."""
+
+PURPOSES = frozenset({UNSUBSCRIBE, PREFERENCES, CONFIRM})
+"""Every purpose a token may have."""
+
+TOKEN_VERSION = b"newsletter-token-v1"
+"""Mixed into every signature, so a change of format can never verify old tokens."""
+
+MAX_TOKEN_CHARS = 2048
+"""Longer tokens are refused before any work is done."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _sign(secret: bytes, payload: bytes) -> bytes:
+    return hmac.new(secret, TOKEN_VERSION + b"\0" + payload, hashlib.sha256).digest()
+
+
+def make_token(secret: bytes, email: str, purpose: str, *, issued: dt.date | None = None) -> str:
+    """A url-safe token naming ``email`` for ``purpose`` (optionally dated ``issued``)."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown token purpose {purpose!r}")
+    if not secret:
+        raise ValueError("an empty secret signs nothing")
+    if "\n" in email:
+        raise ValueError("an address has no line breaks")
+    payload = "\n".join([purpose, email, issued.isoformat() if issued else ""]).encode()
+    return f"{_b64(payload)}.{_b64(_sign(secret, payload))}"
+
+
+def read_token(
+    secret: bytes,
+    token: str,
+    purpose: str,
+    *,
+    max_age: dt.timedelta | None = None,
+    today: dt.date | None = None,
+) -> tuple[str, dt.date | None] | None:
+    """(email, issue date) of a genuine token for ``purpose``, else None.
+
+    With ``max_age`` a token must carry an issue date no older than that (by ``today``).
+    """
+    if not secret or not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
+        return None
+    body, signature = token.split(".")
+    try:
+        payload = _unb64(body)
+        given = _unb64(signature)
+    except (binascii.Error, ValueError):
+        return None
+    if not hmac.compare_digest(_sign(secret, payload), given):
+        return None
+    try:
+        kind, email, issued_text = payload.decode("utf-8").split("\n")
+        issued = dt.date.fromisoformat(issued_text) if issued_text else None
+    except ValueError:
+        return None
+    if kind != purpose or not email:
+        return None
+    if max_age is not None and (
+        issued is None or today is None or today - issued > max_age or issued > today
+    ):
+        return None
+    return email, issued
+
+
+def verify_token(secret: bytes, token: str, purpose: str) -> str | None:
+    """The address of a genuine token for ``purpose``, or None for anything else."""
+    found = read_token(secret, token, purpose)
+    return found[0] if found else None
+
+
+def secret_from(settings: Settings) -> bytes:
+    """The signing key from the settings (environment only), or ConfigError naming it."""
+    return require_secret(settings, "secret_key").encode("utf-8")
+
+
+def link(base_url: str, path: str, token: str) -> str:
+    """``<base_url>/<path>?token=...``."""
+    return f"{base_url.rstrip('/')}/{path}?{urlencode({'token': token})}"
+
+
+def subscriber_links(base_url: str, secret: bytes, email: str) -> dict[str, str]:
+    """The per-subscriber URL slots of a rendered digest: unsubscribe and preferences."""
+    return {
+        "unsubscribe_url": link(base_url, UNSUBSCRIBE, make_token(secret, email, UNSUBSCRIBE)),
+        "preferences_url": link(base_url, PREFERENCES, make_token(secret, email, PREFERENCES)),
+    }

@@ -1,0 +1,508 @@
+"""The small web app behind the links in each email (``newsletter serve``).
+
+Routes (every token is a signed capability from :mod:`newsletter.tokens`)::
+
+    GET  /unsubscribe?token=T   a confirmation page with one button
+    POST /unsubscribe?token=T   unsubscribe at once: RFC 8058 one-click (the body
+                                ``List-Unsubscribe=One-Click`` that Gmail and Yahoo send,
+                                no cookies, no confirmation) and the page's button
+    GET  /preferences?token=T   topics, summary style, pause
+    POST /preferences?token=T   save them (to the state database's overlay)
+    GET  /subscribe             sign-up form            (only with --allow-signup)
+    POST /subscribe             send a confirmation link (double opt-in)
+    GET  /confirm?token=T       a page with a confirm button (link scanners only GET)
+    POST /confirm?token=T       append the address to the YAML through the locked editor
+
+Design: there are no cookies and no sessions, so there is nothing for cross-site request
+forgery to ride on; the token in the URL is the only credential and forms post back to
+the URL they came from. A bad token gets the same answer whatever address it names:
+nothing is looked up before the signature checks out. Pages are escaped by Jinja's
+autoescape, sent with a strict Content-Security-Policy, ``Referrer-Policy: no-referrer``
+(tokens never leak to other sites) and ``Cache-Control: no-store``; request logs leave
+out query strings. Replays are harmless: suppressing twice or saving the same
+preferences again changes nothing.
+
+Served by wsgiref's server with a thread per request (:func:`make_server`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.parser
+import email.policy
+import logging
+import os
+import socketserver
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import make_server as _wsgiref_make_server
+
+import jinja2
+
+from newsletter import subscribers as roster
+from newsletter.errors import NewsletterError
+from newsletter.models import SUMMARY_STYLES, Subscriber
+from newsletter.prefs import PrefsStore
+from newsletter.tokens import (
+    CONFIRM,
+    PREFERENCES,
+    UNSUBSCRIBE,
+    link,
+    make_token,
+    read_token,
+    verify_token,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+"""Where ``newsletter serve`` listens unless told otherwise (put a proxy in front)."""
+
+DEFAULT_PORT = 8080
+"""The port of ``newsletter serve`` (matches the default ``digest.base_url``)."""
+
+MAX_BODY_BYTES = 64 * 1024
+"""Larger request bodies are refused (413)."""
+
+CONFIRM_MAX_AGE = dt.timedelta(days=7)
+"""How long a sign-up confirmation link stays valid."""
+
+SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'",
+    ),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Cache-Control", "no-store"),
+)
+"""Sent with every response."""
+
+STYLE_LABELS: Mapping[str, str] = MappingProxyType(
+    {
+        "tldr": "A short summary of each paper",
+        "abstract": "The full abstract",
+        "titles": "Titles only",
+    }
+)
+
+_INVALID_LINK = (
+    "This link is not valid. It may be incomplete: copy the whole link from the email, "
+    "or use the newest email you received."
+)
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class SignupOptions:
+    """What sign-up with double opt-in needs."""
+
+    list_path: str
+    """The subscriber YAML a confirmed address is appended to."""
+    send_confirmation: Callable[[str, str], None]
+    """Called with (address, confirmation URL); sends the confirmation email."""
+    base_url: str
+    """The public URL of this server (the confirmation link points here)."""
+    max_age: dt.timedelta = CONFIRM_MAX_AGE
+
+
+@dataclass
+class _Response:
+    status: str
+    body: bytes
+    headers: list[tuple[str, str]]
+
+
+class _Request:
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        self.method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        self.path = str(environ.get("PATH_INFO", "") or "/")
+        self.query = parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
+        self._environ = environ
+        self.form: dict[str, list[str]] = {}
+
+    def read_form(self) -> bool:
+        """Parse the body; False when it is too large."""
+        try:
+            length = int(self._environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > MAX_BODY_BYTES:
+            return False
+        body = self._environ["wsgi.input"].read(length) if length > 0 else b""
+        kind = str(self._environ.get("CONTENT_TYPE", ""))
+        if kind.lower().startswith("multipart/form-data"):
+            self.form = _parse_multipart(kind, body)
+        else:
+            text = body.decode("utf-8", errors="replace")
+            self.form = parse_qs(text, keep_blank_values=True)
+        return True
+
+    def value(self, name: str) -> str:
+        """A query or form field (first value), or ""."""
+        values = self.query.get(name) or self.form.get(name) or [""]
+        return values[0]
+
+
+def _parse_multipart(content_type: str, body: bytes) -> dict[str, list[str]]:
+    """Fields of a multipart/form-data body (what RFC 8058 says senders SHOULD post)."""
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    form: dict[str, list[str]] = {}
+    if not message.is_multipart():
+        return form
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name:
+            payload = part.get_payload(decode=True)
+            text = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else ""
+            form.setdefault(str(name), []).append(text)
+    return form
+
+
+class WebApp:
+    """The WSGI application. All state lives in the PrefsStore (and the YAML for sign-ups)."""
+
+    def __init__(
+        self,
+        *,
+        store: PrefsStore,
+        secret: bytes,
+        topics: Sequence[str] = (),
+        title: str = "Daily Papers",
+        lookup: Callable[[str], Subscriber | None] | None = None,
+        signup: SignupOptions | None = None,
+        today: Callable[[], dt.date] = dt.date.today,
+    ) -> None:
+        if not secret:
+            raise ValueError("the web app needs the signing secret")
+        self.store = store
+        self._secret = secret
+        self.topics = tuple(topics)
+        self.title = title
+        self._lookup = lookup
+        self.signup = signup
+        self._today = today
+        env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+        source = resources.files("newsletter.data").joinpath("web.html.j2").read_text("utf-8")
+        self._template = env.from_string(source)
+
+    # -- WSGI -------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        request = _Request(environ)
+        head = request.method == "HEAD"
+        if head:
+            request.method = "GET"
+        try:
+            response = self._route(request)
+        except NewsletterError as exc:
+            log.error("request failed: %s", exc)
+            response = self._page(
+                "503 Service Unavailable",
+                "error",
+                heading="Please try again later",
+                message="Your request could not be saved just now. Nothing was changed.",
+            )
+        headers = [*response.headers, ("Content-Length", str(len(response.body)))]
+        start_response(response.status, headers)
+        return [] if head else [response.body]
+
+    def _route(self, request: _Request) -> _Response:
+        routes: dict[str, dict[str, Callable[[_Request], _Response]]] = {
+            "/": {"GET": self._home},
+            "/unsubscribe": {"GET": self._unsubscribe_page, "POST": self._unsubscribe},
+            "/preferences": {"GET": self._preferences_page, "POST": self._save_preferences},
+        }
+        if self.signup is not None:
+            routes["/subscribe"] = {"GET": self._subscribe_page, "POST": self._subscribe}
+            routes["/confirm"] = {"GET": self._confirm_page, "POST": self._confirm}
+        handlers = routes.get(request.path.rstrip("/") or "/")
+        if handlers is None:
+            return self._page(
+                "404 Not Found", "error", heading="Not found", message="No such page."
+            )
+        handler = handlers.get(request.method)
+        if handler is None:
+            response = self._page(
+                "405 Method Not Allowed", "error", heading="Not allowed", message="Not allowed."
+            )
+            response.headers.append(("Allow", ", ".join(sorted(handlers))))
+            return response
+        if request.method == "POST" and not request.read_form():
+            return self._page(
+                "413 Content Too Large", "error", heading="Too large", message="Too large."
+            )
+        return handler(request)
+
+    # -- pages ------------------------------------------------------------------------
+
+    def _page(self, status: str, page: str, *, heading: str, **values: Any) -> _Response:
+        context: dict[str, Any] = {
+            "page": page,
+            "heading": heading,
+            "title": self.title,
+            "notice": "",
+            "error": "",
+            "message": "",
+            "signup": self.signup is not None,
+        }
+        context.update(values)
+        body = self._template.render(context).encode("utf-8")
+        headers = [("Content-Type", "text/html; charset=utf-8"), *SECURITY_HEADERS]
+        return _Response(status, body, headers)
+
+    def _invalid(self) -> _Response:
+        return self._page(
+            "400 Bad Request", "error", heading="Link not valid", message=_INVALID_LINK
+        )
+
+    def _email(self, request: _Request, purpose: str) -> str | None:
+        return verify_token(self._secret, request.value("token"), purpose)
+
+    @staticmethod
+    def _action(request: _Request) -> str:
+        return "?" + urlencode({"token": request.value("token")})
+
+    def _home(self, request: _Request) -> _Response:
+        return self._page("200 OK", "home", heading=self.title)
+
+    def _unsubscribe_page(self, request: _Request) -> _Response:
+        address = self._email(request, UNSUBSCRIBE)
+        if address is None:
+            return self._invalid()
+        if self.store.is_suppressed(address):
+            return self._page(
+                "200 OK", "unsubscribed", heading="You are unsubscribed", email=address
+            )
+        prefs = "preferences?" + urlencode(
+            {"token": make_token(self._secret, address, PREFERENCES)}
+        )
+        return self._page(
+            "200 OK",
+            "unsubscribe",
+            heading="Unsubscribe",
+            email=address,
+            action=self._action(request),
+            preferences_url=prefs,
+        )
+
+    def _unsubscribe(self, request: _Request) -> _Response:
+        address = self._email(request, UNSUBSCRIBE)
+        if address is None:
+            return self._invalid()
+        one_click = request.form.get("List-Unsubscribe") == ["One-Click"]
+        self.store.suppress(address, source="one-click" if one_click else "web")
+        return self._page("200 OK", "unsubscribed", heading="You are unsubscribed", email=address)
+
+    def _current(self, address: str) -> tuple[list[str], str, bool]:
+        overlay = self.store.preferences(address)
+        sub = self._lookup(address) if self._lookup is not None else None
+        topics = list(sub.topics) if sub else []
+        summary: str = sub.summary if sub else "tldr"
+        paused = False
+        if overlay is not None:
+            if overlay.topics is not None:
+                topics = list(overlay.topics)
+            if overlay.summary is not None:
+                summary = overlay.summary
+            paused = overlay.paused
+        return topics, summary, paused
+
+    def _preferences_form(
+        self, request: _Request, address: str, status: str = "200 OK", **extra: Any
+    ) -> _Response:
+        topics, summary, paused = self._current(address)
+        unsubscribe = "unsubscribe?" + urlencode(
+            {"token": make_token(self._secret, address, UNSUBSCRIBE)}
+        )
+        return self._page(
+            status,
+            "preferences",
+            heading="Your preferences",
+            email=address,
+            action=self._action(request),
+            topics=self.topics,
+            chosen=topics,
+            styles=[(s, STYLE_LABELS[s]) for s in SUMMARY_STYLES],
+            summary=summary,
+            paused=paused,
+            unsubscribe_url=unsubscribe,
+            **extra,
+        )
+
+    def _preferences_page(self, request: _Request) -> _Response:
+        address = self._email(request, PREFERENCES)
+        if address is None:
+            return self._invalid()
+        return self._preferences_form(request, address)
+
+    def _save_preferences(self, request: _Request) -> _Response:
+        address = self._email(request, PREFERENCES)
+        if address is None:
+            return self._invalid()
+        chosen = request.form.get("topic", [])
+        unknown = [t for t in chosen if t not in self.topics]
+        summary = request.value("summary") or None
+        if unknown or (summary is not None and summary not in SUMMARY_STYLES):
+            return self._preferences_form(
+                request, address, "400 Bad Request", error="Please choose from the list."
+            )
+        paused = request.value("paused") in ("1", "on", "yes", "true")
+        self.store.set_preferences(
+            address,
+            topics=[t for t in self.topics if t in chosen],
+            summary=summary,
+            paused=paused,
+        )
+        notice = "Saved. Your emails are paused." if paused else "Saved."
+        return self._preferences_form(request, address, notice=notice)
+
+    # -- sign-up ----------------------------------------------------------------------
+
+    def _subscribe_page(self, request: _Request) -> _Response:
+        return self._page(
+            "200 OK",
+            "subscribe",
+            heading="Subscribe",
+            action="subscribe",
+            email="",
+            name="",
+            topics=self.topics,
+        )
+
+    def _subscribe(self, request: _Request) -> _Response:
+        assert self.signup is not None
+        raw = request.value("email").strip()
+        name = request.value("name").strip()[:200]
+        try:
+            address = roster.normalize_email(raw)
+        except ValueError:
+            return self._page(
+                "400 Bad Request",
+                "subscribe",
+                heading="Subscribe",
+                action="subscribe",
+                email=raw,
+                name=name,
+                topics=self.topics,
+                error="That does not look like an email address.",
+            )
+        chosen = [t for t in self.topics if t in request.form.get("topic", [])]
+        self.store.add_signup(address, name=name, topics=chosen)
+        token = make_token(self._secret, address, CONFIRM, issued=self._today())
+        url = link(self.signup.base_url, "confirm", token)
+        try:
+            self.signup.send_confirmation(address, url)
+        except Exception as exc:  # the backend's own errors: report, never show details
+            log.error("sign-up confirmation could not be sent: %s", type(exc).__name__)
+            return self._page(
+                "503 Service Unavailable",
+                "error",
+                heading="Please try again later",
+                message="The confirmation email could not be sent just now.",
+            )
+        return self._page("200 OK", "check-inbox", heading="Check your inbox", email=address)
+
+    def _confirmed_email(self, request: _Request) -> str | None:
+        assert self.signup is not None
+        found = read_token(
+            self._secret,
+            request.value("token"),
+            CONFIRM,
+            max_age=self.signup.max_age,
+            today=self._today(),
+        )
+        return found[0] if found else None
+
+    def _confirm_page(self, request: _Request) -> _Response:
+        address = self._confirmed_email(request)
+        if address is None:
+            return self._invalid()
+        return self._page(
+            "200 OK", "confirm", heading="Confirm", email=address, action=self._action(request)
+        )
+
+    def _confirm(self, request: _Request) -> _Response:
+        assert self.signup is not None
+        address = self._confirmed_email(request)
+        if address is None:
+            return self._invalid()
+        pending = self.store.signup(address)
+        if pending is not None:
+            fields: dict[str, Any] = {"email": address, "added": self._today()}
+            if pending.name:
+                fields["name"] = pending.name
+            if pending.topics:
+                fields["topics"] = list(pending.topics)
+            known = self.topics or None
+            with roster.edit_subscribers(self.signup.list_path, known_topics=known) as doc:
+                if doc.find(address) is None:
+                    sub, reasons = roster.check_entry(fields, known_topics=known)
+                    if sub is None:
+                        raise NewsletterError(f"sign-up of {address} refused: {reasons}")
+                    doc.add(fields)
+            self.store.finish_signup(address)
+        return self._page("200 OK", "confirmed", heading="You are subscribed", email=address)
+
+
+class ListLookup:
+    """Finds a subscriber in the YAML list, re-reading it only when the file changes."""
+
+    def __init__(self, path: str | os.PathLike[str], *, known_topics: Iterable[str] | None) -> None:
+        self.path = Path(path)
+        self._known = known_topics
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._by_key: dict[str, Subscriber] = {}
+
+    def __call__(self, address: str) -> Subscriber | None:
+        with self._lock:
+            try:
+                stat = self.path.stat()
+                stamp = (stat.st_mtime_ns, stat.st_size)
+                if stamp != self._stamp:
+                    subs = roster.load_subscribers(self.path, known_topics=self._known)
+                    self._by_key = {roster.email_key(s.email): s for s in subs}
+                    self._stamp = stamp
+            except (OSError, NewsletterError) as exc:
+                log.warning("subscriber list unreadable, showing defaults: %s", exc)
+                self._by_key, self._stamp = {}, None
+            return self._by_key.get(roster.email_key(address))
+
+
+# -- the server --------------------------------------------------------------------------
+
+
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Logs method, path and status through logging, never the query (it holds tokens)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        path = self.path.split("?", 1)[0]
+        log.info("%s %s %s", self.command, path, code)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.info("%s", (format % args).split("?", 1)[0])
+
+
+def make_server(app: WSGIApp, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> WSGIServer:
+    """A threaded WSGI server bound to (host, port); port 0 picks a free one."""
+    return _wsgiref_make_server(
+        host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+    )

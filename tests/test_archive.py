@@ -1,0 +1,196 @@
+"""The static archive: pages, index, a valid Atom feed, refreshes, web_url."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from newsletter.archive import (
+    ATOM_NS,
+    FEED_ENTRIES,
+    ArchiveDay,
+    ArchiveError,
+    archive_day_from_rendered,
+    web_url,
+    write_archive,
+)
+from newsletter.config import DigestSettings, Settings
+
+A = f"{{{ATOM_NS}}}"
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+NOW = dt.datetime(2026, 3, 31, 9, 0, tzinfo=dt.UTC)
+LATER = NOW + dt.timedelta(days=1)
+
+
+def page(date: dt.date, body: str = "papers") -> ArchiveDay:
+    return ArchiveDay(
+        date=date,
+        title=f"Daily Papers {date}: robots & <diffusion>",
+        html=f"<!DOCTYPE html><html><body><h1>{date}</h1><p>{body}</p></body></html>",
+        summary="12 papers; top: world models",
+    )
+
+
+class Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.hrefs.extend(v for k, v in attrs if k == "href" and v)
+
+
+def hrefs(path: Path) -> list[str]:
+    parser = Links()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser.hrefs
+
+
+def check_atom(path: Path) -> ET.Element:
+    """The RFC 4287 rules a reader relies on: ids, titles, updated times, an author."""
+    feed = ET.parse(path).getroot()
+    assert feed.tag == f"{A}feed"
+    for tag in ("id", "title", "updated"):
+        assert len(feed.findall(f"{A}{tag}")) == 1, tag
+    assert feed.find(f"{A}author/{A}name") is not None
+    assert RFC3339.match(feed.findtext(f"{A}updated") or "")
+    ids = []
+    for entry in feed.findall(f"{A}entry"):
+        for tag in ("id", "title", "updated"):
+            assert len(entry.findall(f"{A}{tag}")) == 1, tag
+        assert RFC3339.match(entry.findtext(f"{A}updated") or "")
+        assert entry.find(f"{A}link[@rel='alternate']") is not None
+        ids.append(entry.findtext(f"{A}id") or "")
+    assert all(i.startswith("urn:uuid:") for i in [*ids, feed.findtext(f"{A}id") or ""])
+    assert len(set(ids)) == len(ids)
+    return feed
+
+
+def test_pages_index_and_feed_with_relative_links(tmp_path: Path) -> None:
+    days = [page(dt.date(2026, 3, 27)), page(dt.date(2026, 3, 30))]
+    result = write_archive(tmp_path / "site", days, title="Daily Papers", now=NOW)
+    site = tmp_path / "site"
+    assert result.written == (dt.date(2026, 3, 27), dt.date(2026, 3, 30))
+    assert result.days == 2
+    assert (site / "2026-03-30.html").read_text() == days[1].html
+    assert hrefs(site / "index.html") == [
+        "feed.xml",
+        "feed.xml",
+        "2026-03-30.html",
+        "2026-03-27.html",
+    ]
+    index = (site / "index.html").read_text()
+    assert "robots &amp; &lt;diffusion&gt;" in index
+    assert "<diffusion>" not in index
+    feed = check_atom(site / "feed.xml")
+    entries = feed.findall(f"{A}entry")
+    assert [e.find(f"{A}link").get("href") for e in entries] == [  # type: ignore[union-attr]
+        "2026-03-30.html",
+        "2026-03-27.html",
+    ]
+    assert feed.find(f"{A}link[@rel='self']") is None  # no absolute address known
+    assert entries[0].findtext(f"{A}title") == "Daily Papers 2026-03-30: robots & <diffusion>"
+    assert entries[0].findtext(f"{A}updated") == "2026-03-31T09:00:00Z"
+    assert entries[0].findtext(f"{A}summary") == "12 papers; top: world models"
+    assert not list(site.glob(".*.tmp"))
+
+
+def test_with_a_base_url_feed_links_are_absolute_and_ids_stable(tmp_path: Path) -> None:
+    write_archive(
+        tmp_path, [page(dt.date(2026, 3, 30))], title="T", now=NOW, base_url="https://x.org/daily/"
+    )
+    first = check_atom(tmp_path / "feed.xml")
+    assert first.find(f"{A}link[@rel='self']").get("href") == "https://x.org/daily/feed.xml"  # type: ignore[union-attr]
+    entry = first.find(f"{A}entry")
+    assert entry is not None
+    assert entry.find(f"{A}link").get("href") == "https://x.org/daily/2026-03-30.html"  # type: ignore[union-attr]
+    write_archive(
+        tmp_path, [page(dt.date(2026, 3, 31))], title="T", now=LATER, base_url="https://x.org/daily"
+    )
+    second = check_atom(tmp_path / "feed.xml")
+    ids = {e.findtext(f"{A}title"): e.findtext(f"{A}id") for e in second.findall(f"{A}entry")}
+    assert ids[entry.findtext(f"{A}title")] == entry.findtext(f"{A}id")
+    assert second.findtext(f"{A}id") == first.findtext(f"{A}id")
+    assert second.findtext(f"{A}updated") == "2026-04-01T09:00:00Z"
+
+
+def test_a_refresh_keeps_old_days_and_moves_updated_only_on_change(tmp_path: Path) -> None:
+    monday, tuesday = dt.date(2026, 3, 30), dt.date(2026, 3, 31)
+    write_archive(tmp_path, [page(monday)], title="T", now=NOW)
+    result = write_archive(tmp_path, [page(monday), page(tuesday)], title="T", now=LATER)
+    assert result.written == (tuesday,)
+    assert result.unchanged == (monday,)
+    assert result.days == 2
+    entries = check_atom(tmp_path / "feed.xml").findall(f"{A}entry")
+    assert [e.findtext(f"{A}updated") for e in entries] == [
+        "2026-04-01T09:00:00Z",  # Tuesday, new
+        "2026-03-31T09:00:00Z",  # Monday, unchanged since the first write
+    ]
+    result = write_archive(tmp_path, [page(monday, "corrected")], title="T", now=LATER)
+    assert result.written == (monday,)
+    manifest = json.loads((tmp_path / "archive.json").read_text())
+    assert {d["date"]: d["updated"] for d in manifest["days"]} == {
+        "2026-03-31": LATER.isoformat(),
+        "2026-03-30": LATER.isoformat(),
+    }
+    assert "corrected" in (tmp_path / "2026-03-30.html").read_text()
+
+
+def test_the_feed_carries_the_latest_days_only(tmp_path: Path) -> None:
+    start = dt.date(2026, 1, 1)
+    days = [page(start + dt.timedelta(days=n)) for n in range(FEED_ENTRIES + 5)]
+    write_archive(tmp_path, days, title="T", now=NOW)
+    feed = check_atom(tmp_path / "feed.xml")
+    assert len(feed.findall(f"{A}entry")) == FEED_ENTRIES
+    assert len(hrefs(tmp_path / "index.html")) == 2 + FEED_ENTRIES + 5
+
+
+def test_an_empty_archive_is_still_valid(tmp_path: Path) -> None:
+    write_archive(tmp_path, [], title="T", now=NOW)
+    assert check_atom(tmp_path / "feed.xml").findall(f"{A}entry") == []
+    assert "Nothing yet" in (tmp_path / "index.html").read_text()
+
+
+def test_a_broken_manifest_is_an_archive_error(tmp_path: Path) -> None:
+    (tmp_path / "archive.json").write_text('{"days": [{"date": "yesterday"}]}')
+    with pytest.raises(ArchiveError, match=r"archive\.json"):
+        write_archive(tmp_path, [], title="T", now=NOW)
+
+
+def test_an_unwritable_folder_is_an_archive_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ArchiveError, match="cannot write"):
+        write_archive(blocker / "site", [page(dt.date(2026, 3, 30))], title="T", now=NOW)
+
+
+def test_web_url() -> None:
+    date = dt.date(2026, 3, 30)
+    assert web_url(Settings(), date) is None
+    settings = Settings(digest=DigestSettings(archive_url="https://x.org/daily/"))
+    assert web_url(settings, date) == "https://x.org/daily/2026-03-30.html"
+    settings = dataclasses.replace(settings, digest=DigestSettings(archive_url="https://x.org"))
+    assert web_url(settings, date) == "https://x.org/2026-03-30.html"
+
+
+def test_a_page_from_a_rendered_digest_fills_the_public_slots() -> None:
+    class Rendered:
+        subject = "Daily Papers: world models"
+        preheader = "12 papers"
+
+        def fill(self, values: dict[str, str]) -> tuple[str, str]:
+            return f"<p>{values['unsubscribe_url']}|{values['name']}</p>", "text"
+
+    day = archive_day_from_rendered(
+        Rendered(), date=dt.date(2026, 3, 30), fill={"unsubscribe_url": "https://n/", "name": ""}
+    )
+    assert day == ArchiveDay(
+        dt.date(2026, 3, 30), "Daily Papers: world models", "<p>https://n/|</p>", "12 papers"
+    )

@@ -1,0 +1,240 @@
+"""Editing the subscriber list: comments kept, atomic, locked, backed up."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from newsletter.errors import SubscribersError
+from newsletter.subscribers import (
+    _read_slow,
+    _render_entry,
+    edit_subscribers,
+    load_subscribers,
+    read_entries,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "subscribers.example.yaml"
+TOPICS = (
+    "Robotics & embodied AI",
+    "Multimodal LLMs",
+    "Image & video generation",
+    "LLM reasoning & RL",
+    "Agents & tool use",
+)
+
+
+@pytest.fixture(params=[False, True], ids=["text", "ruamel"])
+def full(request: pytest.FixtureRequest) -> bool:
+    """Edit as text (the fast path) or through a whole-document ruamel round trip."""
+    return bool(request.param)
+
+
+@pytest.fixture
+def listfile(tmp_path: Path) -> Path:
+    path = tmp_path / "subscribers.yaml"
+    path.write_bytes(EXAMPLE.read_bytes())
+    return path
+
+
+def comments(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip().startswith("#")]
+
+
+def test_add_then_remove_gives_back_the_same_bytes(listfile: Path, full: bool) -> None:
+    original = listfile.read_bytes()
+    with edit_subscribers(listfile, known_topics=TOPICS, full_round_trip=full) as doc:
+        doc.add(
+            {"email": "x@example.org", "topics": ["Multimodal LLMs"], "added": dt.date(2026, 5, 1)}
+        )
+    added = listfile.read_text(encoding="utf-8")
+    assert comments(added) == comments(original.decode())
+    assert (
+        '  - email: x@example.org\n    topics: ["Multimodal LLMs"]\n    added: 2026-05-01\n'
+        in added
+    )
+    assert listfile.with_name("subscribers.yaml.bak").read_bytes() == original
+    assert [s.email for s in load_subscribers(listfile, known_topics=TOPICS)][-1] == "x@example.org"
+
+    with edit_subscribers(listfile, known_topics=TOPICS, full_round_trip=full) as doc:
+        assert doc.remove("X@EXAMPLE.ORG")
+    assert listfile.read_bytes() == original
+    assert listfile.with_name("subscribers.yaml.bak").read_text(encoding="utf-8") == added
+
+
+def test_update_keeps_comments_order_and_quotes(listfile: Path, full: bool) -> None:
+    original = listfile.read_text(encoding="utf-8")
+    with edit_subscribers(listfile, known_topics=TOPICS, full_round_trip=full) as doc:
+        doc.update("grace@example.org", {"name": "Rear Admiral Hopper", "max_papers": None})
+        doc.update("alan@example.com", {"topics": ["Agents & tool use"]})
+    text = listfile.read_text(encoding="utf-8")
+    assert comments(text) == comments(original)
+    assert "    name: Rear Admiral Hopper\n" in text
+    assert 'topics: ["Agents & tool use"]' in text
+    before = original.splitlines()
+    after = text.splitlines()
+    changed = [(a, b) for a, b in zip(before, after, strict=False) if a != b]
+    assert len(after) == len(before) - 1  # max_papers removed, nothing else moved
+    assert changed[0] == ("    name: Grace Hopper", "    name: Rear Admiral Hopper")
+
+
+def test_removing_an_entry_keeps_the_comment_of_the_next_one(listfile: Path, full: bool) -> None:
+    with edit_subscribers(listfile, known_topics=TOPICS, full_round_trip=full) as doc:
+        doc.remove("ada@example.org")
+        doc.remove("alan@example.com")
+    text = listfile.read_text(encoding="utf-8")
+    assert "# A robotics researcher" not in text
+    assert "# Titles only" not in text
+    assert "  # Wants the full abstracts of multimodal work.\n  - email: grace@example.org" in text
+    assert "\n  # The whole digest, no preferences.\n  - email: katherine" in text
+    assert "# The subscriber list" in text
+
+
+def test_an_edit_that_would_not_validate_is_refused(listfile: Path, full: bool) -> None:
+    original = listfile.read_bytes()
+    with (
+        pytest.raises(SubscribersError) as info,
+        edit_subscribers(listfile, known_topics=TOPICS, full_round_trip=full) as doc,
+    ):
+        doc.add({"email": "z@example.org", "topics": ["Knitting"]})
+    assert any("unknown topic 'Knitting'" in p for p in info.value.problems)
+    with pytest.raises(SubscribersError, match="already subscribed"):  # noqa: SIM117
+        with edit_subscribers(listfile, known_topics=TOPICS, full_round_trip=full) as doc:
+            doc.add({"email": "ADA@example.org"})
+    assert listfile.read_bytes() == original
+    assert not listfile.with_name("subscribers.yaml.bak").exists()
+
+
+def test_a_crash_between_write_and_rename_leaves_the_old_file(
+    listfile: Path, full: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = listfile.read_bytes()
+    real_replace = os.replace
+
+    def crash(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(dst) == listfile:
+            raise OSError("simulated crash before rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):  # noqa: SIM117
+        with edit_subscribers(listfile, known_topics=TOPICS, full_round_trip=full) as doc:
+            doc.add({"email": "new@example.org"})
+    assert listfile.read_bytes() == original
+    leftovers = sorted(p.name for p in listfile.parent.iterdir())
+    assert leftovers == ["subscribers.yaml", "subscribers.yaml.bak", "subscribers.yaml.lock"]
+
+
+def test_new_file_is_created_with_the_usual_layout(tmp_path: Path, full: bool) -> None:
+    path = tmp_path / "new.yaml"
+    with edit_subscribers(path, known_topics=TOPICS, full_round_trip=full) as doc:
+        doc.add({"email": "a@example.org", "name": "A"})
+        doc.add({"email": "b@example.org", "keywords": ["x", "y z"]})
+    assert path.read_text(encoding="utf-8") == (
+        "subscribers:\n"
+        "  - email: a@example.org\n    name: A\n"
+        "  - email: b@example.org\n    keywords: [x, y z]\n"
+    )
+    assert not path.with_name("new.yaml.bak").exists()
+
+
+def _add_many(path: str, worker: int, count: int) -> None:
+    for i in range(count):
+        with edit_subscribers(path, known_topics=()) as doc:
+            doc.add({"email": f"w{worker}.n{i}@example.org"})
+            time.sleep(0.005)  # widen the read-modify-write window
+
+
+def test_concurrent_edits_do_not_lose_entries(tmp_path: Path) -> None:
+    path = tmp_path / "subscribers.yaml"
+    path.write_text("# shared\nsubscribers:\n", encoding="utf-8")
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_add_many, args=(str(path), w, 8)) for w in range(4)]
+    for proc in workers:
+        proc.start()
+    for proc in workers:
+        proc.join(timeout=120)
+        assert proc.exitcode == 0
+    emails = {s.email for s in load_subscribers(path, known_topics=())}
+    assert emails == {f"w{w}.n{i}@example.org" for w in range(4) for i in range(8)}
+    assert path.read_text(encoding="utf-8").startswith("# shared\n")
+
+
+def test_text_edits_leave_every_other_byte_alone(tmp_path: Path) -> None:
+    path = tmp_path / "odd.yaml"
+    odd = (
+        "subscribers:   # the list\n"
+        "  - email:   a@example.org     # spaced out\n"
+        "    name: 'Single quoted'\n"
+        "    keywords:\n"
+        "    - one\n"
+        "    -   two\n"
+        "       # a stray comment\n"
+        "  - email: b@example.org\n"
+        "    name: B\n"
+        "    # inside b\n"
+        "    summary: titles\n"
+        "  - email: c@example.org\n"
+    )
+    path.write_text(odd, encoding="utf-8")
+    with edit_subscribers(path, known_topics=TOPICS) as doc:
+        doc.update("b@example.org", {"summary": "abstract"})
+    text = path.read_text(encoding="utf-8")
+    assert text == odd.replace("summary: titles", "summary: abstract")
+    with edit_subscribers(path, known_topics=TOPICS) as doc:
+        assert doc.remove("b@example.org")
+        doc.add({"email": "d@example.org", "name": "D"})
+    assert path.read_text(encoding="utf-8") == (
+        odd.split("  - email: b@example.org")[0]
+        + "  - email: c@example.org\n  - email: d@example.org\n    name: D\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "subscribers: []\n",
+        "subscribers:\r\n  - email: a@example.org\r\n",
+        "---\nsubscribers:\n  - &a\n    email: a@example.org\n",
+        "subscribers:\n  - {email: a@example.org}\n",
+    ],
+)
+def test_files_outside_the_fast_subset_are_edited_by_ruamel(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(text.encode())
+    with edit_subscribers(path, known_topics=TOPICS) as doc:
+        doc.add({"email": "new@example.org"})
+    emails = [s.email for s in load_subscribers(path, known_topics=TOPICS)]
+    assert emails[-1] == "new@example.org"
+    assert path.with_name("s.yaml.bak").read_bytes() == text.encode()
+
+
+_any_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_any_text, st.lists(_any_text, max_size=3))
+def test_new_entries_read_back_exactly(name: str, keywords: list[str]) -> None:
+    lines = _render_entry(
+        {"email": "a@example.org", "name": name, "keywords": keywords, "topics": keywords},
+        2,
+        4,
+    )
+    text = "subscribers:\n" + "\n".join(lines) + "\n"
+    problems: list[str] = []
+    ((_line, fields),) = _read_slow(text, "x", problems)
+    assert not problems
+    assert fields is not None
+    values = {key: value for key, value, _n in fields}
+    assert values["name"] == name
+    assert values.get("keywords", []) == keywords
+    entries, _p, _fast = read_entries(text, "x")
+    assert entries == [(2, fields)]

@@ -1,0 +1,93 @@
+"""A real browser: headless Chromium opens the unsubscribe link of an email that
+``send_day`` rendered and sent (to the outbox), clicks the button, and the next send
+skips that subscriber.
+
+Driven over the Chrome DevTools Protocol by :mod:`newsletter.browser`. Without
+Chromium this test FAILS (CI installs Debian's ``chromium``): it is never skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from newsletter.browser import Page, launch
+from newsletter.config import DeliverySettings, DigestSettings, Settings
+from newsletter.errors import BrowserError
+from newsletter.prefs import PrefsStore
+from newsletter.send import send_day
+from newsletter.web import WebApp, make_server
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "browser-test-secret"
+DAY1 = dt.date(2026, 3, 2)
+DAY2 = dt.date(2026, 3, 3)
+
+
+@pytest.fixture
+def browser() -> Iterator[Page]:
+    try:
+        running = launch()
+    except BrowserError as exc:
+        pytest.fail(f"{exc} (.ci/run installs it)", pytrace=False)
+    with running:
+        yield running.page
+
+
+def test_browser_unsubscribes_from_a_rendered_email(browser: Page, tmp_path: Path) -> None:
+    listfile = tmp_path / "subscribers.yaml"
+    listfile.write_bytes((ROOT / "subscribers.example.yaml").read_bytes())
+    state = f"sqlite:///{tmp_path}/state.db"
+    store = PrefsStore(state)
+    app = WebApp(store=store, secret=SECRET.encode(), title="Daily Papers")
+    httpd = make_server(app, host="127.0.0.1", port=0)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        settings = Settings(
+            subscribers=str(listfile),
+            state=state,
+            secret_key=SECRET,
+            delivery=DeliverySettings(backend="outbox", outbox=str(tmp_path / "outbox")),
+            digest=DigestSettings(base_url=f"http://127.0.0.1:{httpd.server_address[1]}"),
+        )
+        first = send_day(settings, DAY1, source="sample")
+        assert "ada@example.org" in {r.email for r in first.results}
+        # The HTML part of the message ada was sent, opened as a page.
+        (html_part,) = [
+            m.get_body(("html",))
+            for m in (
+                email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+                for p in sorted((tmp_path / "outbox").glob("*.eml"))
+            )
+            if "ada@example.org" in str(m["To"])
+        ]
+        assert html_part is not None
+        page_file = tmp_path / "digest.html"
+        page_file.write_text(html_part.get_content(), encoding="utf-8")
+        browser.send("Page.navigate", url=page_file.as_uri())
+        browser.wait_for("Page.loadEventFired")
+
+        browser.click_and_wait('a[href*="/unsubscribe?token="]')
+        assert browser.evaluate("location.pathname") == "/unsubscribe"
+        assert "Stop sending" in browser.evaluate("document.body.innerText")
+        assert not store.is_suppressed("ada@example.org")  # opening the page changes nothing
+
+        browser.click_and_wait("button#unsubscribe")
+        assert "You are unsubscribed" in browser.evaluate("document.body.innerText")
+        assert store.is_suppressed("ada@example.org")
+
+        second = send_day(settings, DAY2, source="sample")
+        sent_again = {r.email for r in second.results}
+        assert "ada@example.org" not in sent_again
+        assert sent_again == {r.email for r in first.results} - {"ada@example.org"}
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
