@@ -16,10 +16,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from email.header import decode_header, make_header
+from email.utils import parseaddr
 from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import Result
 
 from newsletter.config import load_settings
 from newsletter.delivery.base import BackendOptions
@@ -785,3 +788,235 @@ def _accepting(name: str, request: httpx.Request) -> httpx.Response:
     if name == "mailgun":
         return httpx.Response(200, json={"id": "<m@mg.example.org>", "message": "Queued. Thank you."})
     return httpx.Response(202, headers={"X-Message-Id": "m"})
+
+
+# --------------------------------------------------------------------------- broken subscriber lists
+
+
+def _copy(name: str, folder: Path) -> Path:
+    target = folder / name
+    target.write_bytes((INPUTS / name).read_bytes())
+    return target
+
+
+def _send_cli(subscribers: Path, *extra: str) -> Result:
+    return invoke(
+        ["send", "--date", DATE, "--source", "sample", "--subscribers", str(subscribers), *extra]
+    )
+
+
+def _outbox(folder: Path) -> list[Path]:
+    return sorted((folder / "outbox").glob("*.eml")) if (folder / "outbox").exists() else []
+
+
+SUBSCRIBER_ERRORS = [
+    pytest.param(
+        "subs_malformed.yaml",
+        "subs_malformed.yaml: 1 problem; nothing was loaded",
+        ["subs_malformed.yaml:6: invalid YAML: did not find expected ',' or ']'"],
+        id="subscribers-malformed-yaml",
+    ),
+    pytest.param(
+        "subs_duplicates.yaml",
+        "subs_duplicates.yaml: 2 problems; nothing was loaded",
+        [
+            "subs_duplicates.yaml:5: email: duplicate of line 2 (ADA@example.org)",
+            "subs_duplicates.yaml:7: email: duplicate of line 4 (Grace@example.org)",
+        ],
+        id="subscribers-duplicates-any-case",
+    ),
+    pytest.param(
+        "subs_invalid.yaml",
+        "subs_invalid.yaml: 13 problems; nothing was loaded",
+        [
+            "subs_invalid.yaml:2: email: 'not-an-address': An email address must have an @-sign.",
+            "subs_invalid.yaml:3: email: 'ada@': There must be something after the @-sign.",
+            "subs_invalid.yaml:4: email: 'a..b@example.org': An email address cannot have two "
+            "periods in a row.",
+            "subs_invalid.yaml:5: email: 'eve@example.org\\r\\nBcc: victim@example.net': The part "
+            "after the @-sign contains invalid characters: ':', '@', SPACE, U+000A, U+000D.",
+            "subs_invalid.yaml:6: email: 'bob@localhost': The part after the @-sign is not valid. "
+            "It should have a period.",
+            "subs_invalid.yaml:8: summary: 'everything' is not one of tldr | abstract | titles",
+            "subs_invalid.yaml:9: max_papers: -3 is not a whole number of papers >= 1",
+            "subs_invalid.yaml:10: timezone: 'Mars/Olympus_Mons' is not a known time zone "
+            "(e.g. Europe/Paris)",
+            "subs_invalid.yaml:11: topics: unknown topic 'Astrology' (known: ",
+            "subs_invalid.yaml:12: colour: unknown field (known: email, name, topics, keywords, "
+            "authors, max_papers, summary, timezone, active, added)",
+            "subs_invalid.yaml:14: active: 'maybe' is not true or false",
+            "subs_invalid.yaml:15: added: 'yesterday' is not a date (YYYY-MM-DD)",
+            "subs_invalid.yaml:16: entry: expected a mapping of fields (email: ...)",
+        ],
+        id="subscribers-invalid-addresses-and-fields",
+    ),
+    pytest.param(
+        "subs_latin1.yaml",
+        "subs_latin1.yaml: not UTF-8 text (invalid continuation byte)",
+        [],
+        id="subscribers-latin1",
+    ),
+    pytest.param(
+        "subs_top_level_list.yaml",
+        "subs_top_level_list.yaml: 1 problem; nothing was loaded",
+        ["subs_top_level_list.yaml:1: the file must be a mapping with a 'subscribers:' list"],
+        id="subscribers-top-level-list",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "error", "problems"), SUBSCRIBER_ERRORS)
+def test_broken_subscriber_list_refuses_the_whole_send(
+    name: str, error: str, problems: list[str], tmp_path: Path
+) -> None:
+    path = _copy(name, tmp_path)
+    before = path.read_bytes()
+    result = _send_cli(path)
+    assert_one_line_error(result, f"error: {tmp_path / error}")
+    listed = [line.strip() for line in result.output.splitlines()[1:]]
+    assert len(listed) == len(problems)
+    for line, problem in zip(listed, problems, strict=True):
+        assert line.startswith(str(tmp_path / problem)), line
+    assert _outbox(tmp_path) == []  # nothing partially sent
+    assert path.read_bytes() == before
+    # the same problems from validate, and nothing sent by a dry run either
+    validate = invoke(["subscribers", "validate", "--subscribers", str(path)])
+    assert_one_line_error(validate, f"error: {tmp_path / error}")
+    assert validate.output == result.output
+    assert_one_line_error(_send_cli(path, "--dry-run"), f"error: {tmp_path / error}")
+
+
+def test_subscriber_list_with_a_bom_sends_to_everyone(tmp_path: Path) -> None:
+    path = _copy("subs_bom.yaml", tmp_path)
+    result = _send_cli(path)
+    assert_ok(result)
+    assert "2026-11-25: sent=2" in result.output
+    recipients = sorted(str(parse_eml(p.read_bytes())["To"]) for p in _outbox(tmp_path))
+    assert recipients == ["Ada Lovelace <ada@example.org>", "René Descartes <rene@example.org>"]
+
+
+def test_header_tricks_in_names_are_sent_safely(tmp_path: Path) -> None:
+    path = _copy("subs_header_tricks.yaml", tmp_path)
+    result = _send_cli(path)
+    assert_ok(result)
+    assert "2026-11-25: sent=9" in result.output
+    seen: dict[str, str] = {}
+    for eml in _outbox(tmp_path):
+        raw = eml.read_bytes()
+        head = raw.split(b"\r\n\r\n", 1)[0]
+        names = [h.split(b":", 1)[0] for h in head.split(b"\r\n") if h and h[:1] not in b" \t"]
+        assert sorted(names) == sorted(
+            [
+                b"From",
+                b"To",
+                b"Subject",
+                b"Date",
+                b"Message-ID",
+                b"List-Id",
+                b"List-Unsubscribe",
+                b"List-Unsubscribe-Post",
+                b"MIME-Version",
+                b"Content-Type",
+            ]
+        )
+        assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+        message = parse_eml(raw)
+        (address,) = message["To"].addresses
+        seen[address.addr_spec] = _decoded_name(head)
+        html_part = next(p for p in message.walk() if p.get_content_type() == "text/html")
+        html = html_part.get_content()
+        markup = _assert_no_active_content(html)
+        if address.addr_spec == "script@example.org":
+            greeting = "<script>alert(1)</script> {{ 7*7 }} {% if 1 %}x{% endif %}"
+            assert greeting in markup.all_text
+            assert "&lt;script&gt;" in html
+    assert seen == {
+        "crlf@example.org": "Eve Bcc: victim@example.net Subject: you won",
+        "lf@example.org": "Mallory X-Injected: yes",
+        "rtl@example.org": "\u202eevil\u202c Reversed",
+        "zw@example.org": "Zero\u200bWidth\u200d\ufeffJoiner",
+        "homoglyph@example.org": "Аda Lоvelace",
+        "script@example.org": "<script>alert(1)</script> {{ 7*7 }} {% if 1 %}x{% endif %}",
+        "long@example.org": ("Very Long " + "Name " * 1000)[:200].strip(),
+        "encoded@example.org": "=?utf-8?q?Support_Team?=",
+        "quote@example.org": 'O\'Brien "The Boss" <boss@evil.org>, Other',
+    }
+
+
+def _decoded_name(head: bytes) -> str:
+    """The To display name as RFC 2047 / RFC 5322 read it (quoted pairs undone)."""
+    value = head.decode("ascii").replace("\r\n ", " ")
+    to = next(line for line in value.split("\r\n") if line.startswith("To: "))[4:]
+    phrase = to.rsplit(" <", 1)[0]
+    if phrase.startswith("=?"):
+        return str(make_header(decode_header(phrase))).strip()
+    name, _address = parseaddr(to)
+    return name
+
+
+# --------------------------------------------------------------------------- refused edits lose nothing
+
+
+EDITS = [
+    pytest.param(
+        ["add", "not-an-address"],
+        "error: not-an-address: not saved",
+        id="add-invalid-address",
+    ),
+    pytest.param(
+        ["add", "ADA@example.org", "--name", "Ada twice"],
+        "error: ADA@example.org: not saved",
+        id="add-duplicate-any-case",
+    ),
+    pytest.param(
+        ["add", "eve@example.org\r\nBcc: victim@example.net"],
+        "error: 'eve@example.org\\r\\nBcc: victim@example.net': not saved",
+        id="add-address-with-crlf",
+    ),
+    pytest.param(
+        ["set", "nobody@example.org", "--max-papers", "3"],
+        "error: nobody@example.org is not in ",
+        id="set-unknown-address",
+    ),
+    pytest.param(
+        ["remove", "nobody@example.org"],
+        "error: nobody@example.org is not in ",
+        id="remove-unknown-address",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "fragment"), EDITS)
+def test_refused_edit_leaves_the_file_unchanged(
+    args: list[str], fragment: str, tmp_path: Path
+) -> None:
+    path = _copy("subs_bom.yaml", tmp_path)
+    before = path.read_bytes()
+    result = invoke(["subscribers", *args, "--subscribers", str(path)])
+    assert_one_line_error(result, fragment)
+    assert "\r" not in result.output
+    assert path.read_bytes() == before
+    assert not (tmp_path / "subs_bom.yaml.bak").exists()
+
+
+@pytest.mark.parametrize("args", [["add", "new@example.org"], ["remove", "ada@example.org"]])
+def test_edit_of_a_malformed_list_is_refused_in_one_line(args: list[str], tmp_path: Path) -> None:
+    path = _copy("subs_malformed.yaml", tmp_path)
+    before = path.read_bytes()
+    result = invoke(["subscribers", *args, "--subscribers", str(path)])
+    assert_one_line_error(
+        result,
+        f"error: {path}:6: invalid YAML, fix it by hand first: expected ',' or ']', but got '-'",
+    )
+    assert len(result.output.splitlines()) == 1
+    assert path.read_bytes() == before
+
+
+def test_import_of_a_latin1_csv_is_one_line_and_adds_nothing(tmp_path: Path) -> None:
+    path = _copy("subs_bom.yaml", tmp_path)
+    before = path.read_bytes()
+    rows = tmp_path / "rows.csv"
+    rows.write_bytes("email,name\nzoe@example.org,Zoé\n".encode("latin-1"))
+    result = invoke(["subscribers", "import", str(rows), "--subscribers", str(path)])
+    assert_one_line_error(result, f"error: {rows}: not UTF-8 text (invalid continuation byte)")
+    assert path.read_bytes() == before
