@@ -842,7 +842,12 @@ class SubscriberList:
         try:
             data, indent, offset = load_yaml_guess_indent(text or EMPTY_LIST, yaml=self._yaml)
         except YAMLError as exc:
-            raise SubscribersError(f"{source}: invalid YAML, fix it by hand first: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{source}:{mark.line + 1}" if mark is not None else source
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+            raise SubscribersError(
+                f"{where}: invalid YAML, fix it by hand first: {problem}"
+            ) from None
         if data is None:
             data = CommentedMap()
         if not isinstance(data, CommentedMap):
