@@ -113,10 +113,28 @@ json_value = st.recursive(
 paperish = st.fixed_dictionaries(
     {},
     optional={
-        "paper": json_value | st.dictionaries(st.sampled_from(list(hf_paper_keys := (
-            "id", "title", "summary", "authors", "upvotes", "publishedAt", "ai_keywords",
-            "githubRepo", "githubStars", "projectPage", "submittedOnDailyAt", "ai_summary",
-        ))), json_value),
+        "paper": json_value
+        | st.dictionaries(
+            st.sampled_from(
+                list(
+                    hf_paper_keys := (
+                        "id",
+                        "title",
+                        "summary",
+                        "authors",
+                        "upvotes",
+                        "publishedAt",
+                        "ai_keywords",
+                        "githubRepo",
+                        "githubStars",
+                        "projectPage",
+                        "submittedOnDailyAt",
+                        "ai_summary",
+                    )
+                )
+            ),
+            json_value,
+        ),
         "numComments": json_value,
         "title": json_value,
         "thumbnail": json_value,
@@ -196,9 +214,7 @@ def test_atom_round_trips(entries: list[dict[str, Any]]) -> None:
 @given(st.text(max_size=300) | st.binary(max_size=300).map(lambda b: "<feed>" + b.hex()))
 def test_any_text_as_xml_gives_papers_or_one_line_error(text: str) -> None:
     try:
-        papers = parse_document(
-            "<" + text.lstrip("<"), origin="f.xml", settings=SourceSettings()
-        )
+        papers = parse_document("<" + text.lstrip("<"), origin="f.xml", settings=SourceSettings())
     except SourceFormatError as exc:
         assert str(exc).startswith("f.xml: ")
         assert "\n" not in str(exc)
@@ -241,12 +257,33 @@ VALUES = {
     "unsubscribe_url": "https://p.example.org/unsubscribe?token=abc",
     "preferences_url": "https://p.example.org/preferences?token=abc",
 }
-header_text = st.text(
-    st.characters(blacklist_categories=("Cs",)), max_size=300
-) | st.lists(
+header_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300) | st.lists(
     st.sampled_from(
-        ["\r\n", "\n", "\r", "Bcc: x@evil.org", "\u202e", "\u200b", "=?utf-8?q?x?=", '"', "\\",
-         "<", ">", "@", ",", ";", ":", "a", "é", "日本", " ", "\t", "\x00", "\x85", "\u2028"]
+        [
+            "\r\n",
+            "\n",
+            "\r",
+            "Bcc: x@evil.org",
+            "\u202e",
+            "\u200b",
+            "=?utf-8?q?x?=",
+            '"',
+            "\\",
+            "<",
+            ">",
+            "@",
+            ",",
+            ";",
+            ":",
+            "a",
+            "é",
+            "日本",
+            " ",
+            "\t",
+            "\x00",
+            "\x85",
+            "\u2028",
+        ]
     ),
     max_size=40,
 ).map("".join)

@@ -58,13 +58,13 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-# --------------------------------------------------------------------------- broken source files
+# --- broken source files
 
 SOURCE_ERRORS = [
     pytest.param(
         "hf_html_error.json",
         "hf_html_error.json: got an HTML page, not papers (a JSON list, an arXiv feed or "
-        "page text): '<!DOCTYPE html> <html class=\"\"> <head><meta charset=\"utf-8\">",
+        'page text): \'<!DOCTYPE html> <html class=""> <head><meta charset="utf-8">',
         id="html-error-page-instead-of-json",
     ),
     pytest.param(
@@ -75,7 +75,7 @@ SOURCE_ERRORS = [
     pytest.param(
         "hf_invalid.json",
         "hf_invalid.json: invalid JSON (Expecting value at line 1 column 64): "
-        "'[{\"paper\": {\"id\": \"2611.00004\", \"title\": \"T\", \"summary\": \"S\"}},]'",
+        '\'[{"paper": {"id": "2611.00004", "title": "T", "summary": "S"}},]\'',
         id="invalid-json-trailing-comma",
     ),
     pytest.param(
@@ -137,7 +137,7 @@ def test_source_spec_that_is_nothing_known() -> None:
     assert_one_line_error(result, "unknown source 'huggingface': use sample, hf, arxiv:")
 
 
-# --------------------------------------------------------------------------- odd but valid sources
+# --- odd but valid sources
 
 
 @pytest.mark.parametrize(
@@ -237,7 +237,7 @@ def test_hf_schema_drift_keeps_every_paper_with_a_title(
     assert not [h for h in markup.hrefs if "passwd" in h or h.startswith("42")]
 
 
-# --------------------------------------------------------------------------- hostile content
+# --- hostile content
 
 
 def _assert_no_active_content(html: str) -> Markup:
@@ -296,7 +296,7 @@ def test_unicode_tricks_in_page_text_titles(tmp_path: Path) -> None:
     assert message["Subject"] == f"Daily Papers, 25 Nov · Other: {expected[0]} +2 more"
 
 
-# --------------------------------------------------------------------------- slow and hanging sources
+# --- slow and hanging sources
 
 SOURCE_TIMEOUT = 0.4
 """settings.source.timeout for the slow-source cases (seconds)."""
@@ -362,9 +362,7 @@ def test_hanging_source_times_out_in_one_line(
     started = time.monotonic()
     result = invoke(["fetch", "--source", url, "--date", DATE])
     elapsed = time.monotonic() - started
-    assert_one_line_error(
-        result, f"error: {url}: ReadTimeout: timed out (gave up after 1 attempt"
-    )
+    assert_one_line_error(result, f"error: {url}: ReadTimeout: timed out (gave up after 1 attempt")
     assert SOURCE_TIMEOUT * 0.9 <= elapsed < SOURCE_TIMEOUT + 1.0
 
 
@@ -392,7 +390,7 @@ def test_refused_connection_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None
     assert result.output.rstrip().endswith("(gave up after 1 attempts)")
 
 
-# --------------------------------------------------------------------------- the HF API answering garbage
+# --- the HF API answering garbage
 
 HF_URL = "https://huggingface.co/api/daily_papers"
 
@@ -477,9 +475,7 @@ def test_hf_api_garbage_is_one_line_error(
     monkeypatch.setenv("NEWSLETTER_SOURCE__RETRIES", "2")
     seen = _serve_hf(monkeypatch, lambda request: response)
     result = invoke(["fetch", "--source", "hf", "--date", DATE])
-    line = assert_one_line_error(
-        result, f"error: {HF_URL}?date={DATE}&limit=100&p=0: {fragment}"
-    )
+    line = assert_one_line_error(result, f"error: {HF_URL}?date={DATE}&limit=100&p=0: {fragment}")
     assert len(line) < 300
     assert len(seen) == calls
 
@@ -499,7 +495,7 @@ def test_hf_api_500_paper_day_over_five_pages(monkeypatch: pytest.MonkeyPatch) -
     assert [r.url.params["p"] for r in seen] == ["0", "1", "2", "3", "4", "5"]
 
 
-# --------------------------------------------------------------------------- empty and huge days
+# --- empty and huge days
 
 TOPIC_WORDS = (
     "robot manipulation with diffusion policies",
@@ -566,7 +562,7 @@ def test_empty_day_previews_as_empty(name: str, tmp_path: Path) -> None:
     assert summary(out)["topics"] == []
 
 
-# --------------------------------------------------------------------------- broken config files
+# --- broken config files
 
 CONFIG_ERRORS = [
     pytest.param(
@@ -656,13 +652,14 @@ def test_header_injection_through_config_adds_no_header(tmp_path: Path) -> None:
     assert "Daily Bcc: victim@example.net {{ 7*7 }} {% if 1 %}x{% endif %}" in Markup(html).all_text
 
 
-# --------------------------------------------------------------------------- a mail provider answering garbage
+# --- a mail provider answering garbage
 
 SEND_DATE = dt.date(2026, 11, 25)
 SEND_NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
 HTML_502 = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
 )
 
 PROVIDERS: dict[str, tuple[type[HttpBackend], dict[str, str]]] = {
@@ -685,7 +682,10 @@ def _provider(name: str, handler: Handler) -> HttpBackend:
 def _send(tmp_path: Path, backend: HttpBackend, people: int = 3) -> RunReport:
     settings = load_settings(
         None,
-        env={"NEWSLETTER_STATE": f"sqlite:///{tmp_path / 'state.db'}", "NEWSLETTER_SECRET_KEY": "k"},
+        env={
+            "NEWSLETTER_STATE": f"sqlite:///{tmp_path / 'state.db'}",
+            "NEWSLETTER_SECRET_KEY": "k",
+        },
     )
     subscribers = [Subscriber(email=f"u{i}@example.org", name=f"U {i}") for i in range(people)]
     return send_day(
@@ -780,17 +780,22 @@ def _accepting(name: str, request: httpx.Request) -> httpx.Response:
     if name == "postmark":
         sent = json.loads(request.content)
         return httpx.Response(
-            200, json=[{"ErrorCode": 0, "Message": "OK", "MessageID": f"m{i}"} for i in range(len(sent))]
+            200,
+            json=[
+                {"ErrorCode": 0, "Message": "OK", "MessageID": f"m{i}"} for i in range(len(sent))
+            ],
         )
     if name == "resend":
         sent = json.loads(request.content)
         return httpx.Response(200, json={"data": [{"id": f"m{i}"} for i in range(len(sent))]})
     if name == "mailgun":
-        return httpx.Response(200, json={"id": "<m@mg.example.org>", "message": "Queued. Thank you."})
+        return httpx.Response(
+            200, json={"id": "<m@mg.example.org>", "message": "Queued. Thank you."}
+        )
     return httpx.Response(202, headers={"X-Message-Id": "m"})
 
 
-# --------------------------------------------------------------------------- broken subscriber lists
+# --- broken subscriber lists
 
 
 def _copy(name: str, folder: Path) -> Path:
@@ -954,7 +959,7 @@ def _decoded_name(head: bytes) -> str:
     return name
 
 
-# --------------------------------------------------------------------------- refused edits lose nothing
+# --- refused edits lose nothing
 
 
 EDITS = [
@@ -1020,3 +1025,136 @@ def test_import_of_a_latin1_csv_is_one_line_and_adds_nothing(tmp_path: Path) -> 
     result = invoke(["subscribers", "import", str(rows), "--subscribers", str(path)])
     assert_one_line_error(result, f"error: {rows}: not UTF-8 text (invalid continuation byte)")
     assert path.read_bytes() == before
+
+
+# --- whole sends that must refuse
+
+
+@pytest.mark.parametrize(
+    ("source", "fragment"),
+    [
+        pytest.param(
+            "hf_truncated.json", "hf_truncated.json: truncated JSON", id="send-truncated-json"
+        ),
+        pytest.param(
+            "hf_html_error.json", "hf_html_error.json: got an HTML page", id="send-html-error-page"
+        ),
+        pytest.param(
+            "page_cp1252.txt", "page_cp1252.txt: not UTF-8 text", id="send-page-text-cp1252"
+        ),
+    ],
+)
+def test_send_with_a_broken_source_sends_nothing_and_loses_nothing(
+    source: str, fragment: str, tmp_path: Path
+) -> None:
+    people = _copy("subs_bom.yaml", tmp_path)
+    base = ["send", "--date", DATE, "--subscribers", str(people)]
+    result = invoke([*base, "--source", str(INPUTS / source)])
+    assert_one_line_error(result, f"error: {INPUTS / fragment}")
+    assert _outbox(tmp_path) == []
+    with Ledger(f"sqlite:///{tmp_path / 'newsletter.db'}") as ledger:
+        assert ledger.deliveries(SEND_DATE) == {}
+    # once the source is fixed, everyone gets the day's digest exactly once
+    again = invoke([*base, "--source", str(INPUTS / "hf_2026.json")])
+    assert_ok(again)
+    assert "2026-11-25: sent=2" in again.output
+    assert len(_outbox(tmp_path)) == 2
+
+
+def test_send_on_an_empty_day_skips_by_default(tmp_path: Path) -> None:
+    people = _copy("subs_bom.yaml", tmp_path)
+    result = invoke(
+        [
+            "send",
+            "--date",
+            DATE,
+            "--subscribers",
+            str(people),
+            "--source",
+            str(INPUTS / "hf_empty.json"),
+        ]
+    )
+    assert_ok(result)
+    assert result.output.strip().endswith(
+        f"2026-11-25: nothing sent: no papers for 2026-11-25 from {INPUTS / 'hf_empty.json'} "
+        "(digest.empty_day: skip)"
+    )
+    assert _outbox(tmp_path) == []
+
+
+def test_send_on_an_empty_day_with_the_note_policy_sends_a_short_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_DIGEST__EMPTY_DAY", "note")
+    people = _copy("subs_bom.yaml", tmp_path)
+    result = invoke(
+        [
+            "send",
+            "--date",
+            DATE,
+            "--subscribers",
+            str(people),
+            "--source",
+            str(INPUTS / "page_chrome_only.txt"),
+        ]
+    )
+    assert_ok(result)
+    assert "2026-11-25: sent=2" in result.output
+    for eml in _outbox(tmp_path):
+        message = parse_eml(eml.read_bytes())
+        assert message["Subject"] == "Daily Papers, 25 Nov: no new papers"
+        markup = Markup(
+            next(p for p in message.walk() if p.get_content_type() == "text/html").get_content()
+        )
+        assert not [h for h in markup.hrefs if "huggingface.co/papers/" in h]
+
+
+def _config(folder: Path, text: str) -> Path:
+    path = folder / "newsletter.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_broken_template_override_refuses_before_any_email(tmp_path: Path) -> None:
+    config = _config(tmp_path, f"digest:\n  templates: {INPUTS / 'templates_broken'}\n")
+    people = _copy("subs_bom.yaml", tmp_path)
+    result = invoke(
+        [
+            "send",
+            "--date",
+            DATE,
+            "--source",
+            "sample",
+            "--config",
+            str(config),
+            "--subscribers",
+            str(people),
+        ]
+    )
+    assert_one_line_error(
+        result,
+        f"error: {INPUTS / 'templates_broken' / 'digest.mjml.j2'}:1: template syntax error: "
+        "Expected an expression, got 'end of statement block'",
+    )
+    assert _outbox(tmp_path) == []
+
+
+def test_broken_taxonomy_is_one_line(tmp_path: Path) -> None:
+    config = _config(tmp_path, f"digest:\n  taxonomy: {INPUTS / 'taxonomy_broken.yaml'}\n")
+    result = preview("sample", tmp_path / "out", "--config", str(config))
+    assert_one_line_error(
+        result, f"error: {INPUTS / 'taxonomy_broken.yaml'}: not valid YAML (line 4)"
+    )
+
+
+def test_regex_and_template_syntax_in_keywords_rank_as_plain_text(tmp_path: Path) -> None:
+    people = _copy("subs_regex_keywords.yaml", tmp_path)
+    result = _send_cli(people)
+    assert_ok(result)
+    assert "2026-11-25: sent=1" in result.output
+    (eml,) = _outbox(tmp_path)
+    message = parse_eml(eml.read_bytes())
+    html = next(p for p in message.walk() if p.get_content_type() == "text/html").get_content()
+    markup = _assert_no_active_content(html)
+    papers = [h for h in markup.hrefs if h.startswith("https://huggingface.co/papers/")]
+    assert len(set(papers)) == 3  # max_papers: 3, whatever the keywords say
