@@ -27,7 +27,7 @@ import email.utils
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import httpx
 
@@ -86,6 +86,20 @@ class HttpBackend(Backend):
         self._own_client = client is None
         self.client = client or httpx.Client(
             timeout=httpx.Timeout(timeout), headers={"User-Agent": USER_AGENT}
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        client: httpx.Client | None = None,
+        options: BackendOptions | None = None,
+    ) -> Self:
+        return cls(
+            client=client,
+            options=options or BackendOptions.from_settings(settings),
+            **cls.settings_kwargs(settings),
         )
 
     @classmethod

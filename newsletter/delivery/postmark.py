@@ -15,8 +15,6 @@ from typing import Any
 
 import httpx
 
-from newsletter.config import Settings
-from newsletter.delivery.base import BackendOptions
 from newsletter.delivery.http import MAX_ERROR_CHARS, HttpBackend, HttpRequest
 from newsletter.errors import AuthError, TransientError
 from newsletter.message import MessageTemplate, Recipient, display_mailbox
@@ -47,20 +45,6 @@ class PostmarkBackend(HttpBackend):
     def __init__(self, *, message_stream: str = POSTMARK_STREAM, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.message_stream = message_stream
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        client: httpx.Client | None = None,
-        options: BackendOptions | None = None,
-    ) -> PostmarkBackend:
-        return cls(
-            client=client,
-            options=options or BackendOptions.from_settings(settings),
-            **cls.settings_kwargs(settings),
-        )
 
     def build_request(self, template: MessageTemplate, batch: Sequence[Recipient]) -> HttpRequest:
         messages: list[dict[str, Any]] = []

@@ -17,8 +17,6 @@ from typing import Any
 
 import httpx
 
-from newsletter.config import Settings
-from newsletter.delivery.base import BackendOptions
 from newsletter.delivery.http import MAX_ERROR_CHARS, HttpBackend, HttpRequest
 from newsletter.errors import TransientError
 from newsletter.message import MessageTemplate, Recipient, display_mailbox
@@ -33,20 +31,6 @@ class ResendBackend(HttpBackend):
     name = "resend"
     batch_size = RESEND_BATCH
     default_base_url = RESEND_URL
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        client: httpx.Client | None = None,
-        options: BackendOptions | None = None,
-    ) -> ResendBackend:
-        return cls(
-            client=client,
-            options=options or BackendOptions.from_settings(settings),
-            **cls.settings_kwargs(settings),
-        )
 
     def build_request(self, template: MessageTemplate, batch: Sequence[Recipient]) -> HttpRequest:
         emails: list[dict[str, Any]] = []

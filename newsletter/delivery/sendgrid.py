@@ -14,8 +14,6 @@ from typing import Any
 
 import httpx
 
-from newsletter.config import Settings
-from newsletter.delivery.base import BackendOptions
 from newsletter.delivery.http import MAX_ERROR_CHARS, HttpBackend, HttpRequest
 from newsletter.message import SLOTS, MessageTemplate, Recipient
 from newsletter.models import SendResult, SendStatus
@@ -40,20 +38,6 @@ class SendGridBackend(HttpBackend):
     name = "sendgrid"
     batch_size = SENDGRID_BATCH
     default_base_url = SENDGRID_URL
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        client: httpx.Client | None = None,
-        options: BackendOptions | None = None,
-    ) -> SendGridBackend:
-        return cls(
-            client=client,
-            options=options or BackendOptions.from_settings(settings),
-            **cls.settings_kwargs(settings),
-        )
 
     def build_request(self, template: MessageTemplate, batch: Sequence[Recipient]) -> HttpRequest:
         html, text = template.parts_with_tags(tag)
