@@ -1158,3 +1158,75 @@ def test_regex_and_template_syntax_in_keywords_rank_as_plain_text(tmp_path: Path
     markup = _assert_no_active_content(html)
     papers = [h for h in markup.hrefs if h.startswith("https://huggingface.co/papers/")]
     assert len(set(papers)) == 3  # max_papers: 3, whatever the keywords say
+
+
+# --- arXiv answering garbage
+
+RSS_URL = "https://rss.arxiv.org/rss/cs.RO"
+DOCTYPE_RSS = (
+    "<?xml version='1.0'?><!DOCTYPE rss [<!ENTITY a 'expanded'>]>"
+    "<rss version='2.0'><channel><title>cs.RO</title><item><title>&a;</title></item>"
+    "</channel></rss>"
+)
+
+ARXIV_GARBAGE = [
+    pytest.param(
+        httpx.Response(
+            200,
+            headers={"Content-Type": "text/html"},
+            text="<!DOCTYPE html><html><body>Rate exceeded.</body></html>",
+        ),
+        "expected an arXiv feed, got an HTML page: "
+        "'<!DOCTYPE html><html><body>Rate exceeded.</body></html>'",
+        id="arxiv-html-200",
+    ),
+    pytest.param(
+        httpx.Response(200, json={"error": "nope"}),
+        'malformed XML (not well-formed (invalid token): line 1, column 0): \'{"error":"nope"}\'',
+        id="arxiv-json-200",
+    ),
+    pytest.param(
+        httpx.Response(200, content=DOCTYPE_RSS.encode("utf-8")),
+        "expected an arXiv feed, got a DOCTYPE (refused)",
+        id="arxiv-doctype-entities",
+    ),
+    pytest.param(
+        httpx.Response(200, content=b"\xef\xbb\xbf" + DOCTYPE_RSS.encode("utf-8")),
+        "expected an arXiv feed, got a DOCTYPE (refused)",
+        id="arxiv-doctype-behind-utf8-bom",
+    ),
+    pytest.param(
+        httpx.Response(200, content=DOCTYPE_RSS.encode("utf-16")),
+        "expected an arXiv feed, got a DOCTYPE (refused)",
+        id="arxiv-doctype-in-utf16",
+    ),
+]
+
+
+@pytest.mark.parametrize(("response", "fragment"), ARXIV_GARBAGE)
+def test_arxiv_garbage_is_one_line_error(
+    response: httpx.Response, fragment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _serve_hf(monkeypatch, lambda request: response)
+    result = invoke(["fetch", "--source", "arxiv:cs.RO", "--date", DATE])
+    assert_one_line_error(result, f"error: {RSS_URL}: {fragment}")
+    assert [str(r.url) for r in seen] == [RSS_URL]  # refused as it came, never parsed
+
+
+def test_hf_day_broken_on_page_two_sends_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    papers = _hf_entries(150)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.params["p"] == "0":
+            return httpx.Response(200, json=papers[:100])
+        return httpx.Response(200, text=json.dumps(papers[100:])[:500])  # cut mid-way
+
+    _serve_hf(monkeypatch, handler)
+    people = _copy("subs_bom.yaml", tmp_path)
+    result = invoke(["send", "--date", DATE, "--source", "hf", "--subscribers", str(people)])
+    assert_one_line_error(
+        result, f"error: {HF_URL}?date={DATE}&limit=100&p=1: truncated JSON (Unterminated string"
+    )
+    assert _outbox(tmp_path) == []  # never a digest of the first 100 papers only
