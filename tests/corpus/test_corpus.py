@@ -1230,3 +1230,44 @@ def test_hf_day_broken_on_page_two_sends_nothing(
         result, f"error: {HF_URL}?date={DATE}&limit=100&p=1: truncated JSON (Unterminated string"
     )
     assert _outbox(tmp_path) == []  # never a digest of the first 100 papers only
+
+
+def test_huge_fields_are_trimmed_not_sent_whole(tmp_path: Path) -> None:
+    entries = [
+        {
+            "paper": {
+                "id": "2611.00001",
+                "title": "T" * 10_000,
+                "summary": "word " * 200_000,
+                "upvotes": 5,
+                "authors": [{"name": "A" * 5_000}] * 300,
+                "ai_keywords": ["k" * 1_000] * 50,
+                "githubRepo": "https://github.com/" + "x" * 5_000,
+            }
+        },
+        {
+            "paper": {
+                "id": "2611.00002",
+                "title": "Normal " * 2_000,
+                "summary": "x" * 300_000,
+                "upvotes": 3,
+                "projectPage": "https://example.org/" + "%41" * 3_000,
+            }
+        },
+    ]
+    day = tmp_path / "huge.json"
+    day.write_text(json.dumps(entries), encoding="utf-8")
+    out = tmp_path / "out"
+    assert_ok(preview(day, out))
+    assert sorted(p["id"] for t in summary(out)["topics"] for p in t["papers"]) == [
+        "2611.00001",
+        "2611.00002",
+    ]
+    raw = (out / "digest.eml").read_bytes()
+    assert len(raw) < 102_000
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    subject = str(parse_eml(raw)["Subject"])
+    assert subject.startswith("Daily Papers, 25 Nov · Other: TTTT") and len(subject) < 200
+    markup = Markup((out / "digest.html").read_text(encoding="utf-8"))
+    assert "https://huggingface.co/papers/2611.00001" in markup.hrefs
+    assert "https://huggingface.co/papers/2611.00002" in markup.hrefs
