@@ -24,6 +24,7 @@ import httpx
 import pytest
 from click.testing import Result
 
+from newsletter import scheduler
 from newsletter.config import load_settings
 from newsletter.delivery.base import BackendOptions
 from newsletter.delivery.base import RetryPolicy as DeliveryRetry
@@ -32,6 +33,7 @@ from newsletter.delivery.mailgun import MailgunBackend
 from newsletter.delivery.postmark import PostmarkBackend
 from newsletter.delivery.resend import ResendBackend
 from newsletter.delivery.sendgrid import SendGridBackend
+from newsletter.errors import ConfigError
 from newsletter.ledger import Ledger
 from newsletter.models import SendStatus, Subscriber
 from newsletter.send import RunReport, send_day
@@ -1271,3 +1273,41 @@ def test_huge_fields_are_trimmed_not_sent_whole(tmp_path: Path) -> None:
     markup = Markup((out / "digest.html").read_text(encoding="utf-8"))
     assert "https://huggingface.co/papers/2611.00001" in markup.hrefs
     assert "https://huggingface.co/papers/2611.00002" in markup.hrefs
+
+
+# --- schedule settings
+
+
+@pytest.mark.parametrize(
+    ("setting", "fragment"),
+    [
+        pytest.param(
+            'time: "25:99"',
+            "error: schedule.time: '25:99' is not a time of day as HH:MM",
+            id="time",
+        ),
+        pytest.param(
+            "timezone: Mars/Base",
+            "error: schedule.timezone: 'Mars/Base' is not an IANA time zone (e.g. Europe/Berlin)",
+            id="timezone",
+        ),
+        pytest.param(
+            "days: [funday]",
+            "error: schedule.days: 'funday': 'funday' is not a day name (mon..sun)",
+            id="days",
+        ),
+    ],
+)
+def test_broken_schedule_is_one_line(setting: str, fragment: str, tmp_path: Path) -> None:
+    config = _config(tmp_path, f"schedule:\n  {setting}\n")
+    people = _copy("subs_bom.yaml", tmp_path)
+    result = invoke(["status", "--config", str(config)])
+    assert_one_line_error(result, fragment)
+    assert people.exists()
+
+
+def test_a_bad_poll_until_stops_the_daemon_at_start_not_at_the_first_run() -> None:
+    settings = load_settings(None, env={"NEWSLETTER_SCHEDULE__POLL_UNTIL": "noon"})
+    with pytest.raises(ConfigError) as caught:
+        scheduler.build_scheduler(settings, subscribers=[Subscriber(email="a@example.org")])
+    assert str(caught.value) == "schedule.poll_until: 'noon' is not a time of day as HH:MM"
