@@ -1311,3 +1311,91 @@ def test_a_bad_poll_until_stops_the_daemon_at_start_not_at_the_first_run() -> No
     with pytest.raises(ConfigError) as caught:
         scheduler.build_scheduler(settings, subscribers=[Subscriber(email="a@example.org")])
     assert str(caught.value) == "schedule.poll_until: 'noon' is not a time of day as HH:MM"
+
+
+# --- delivery targets that are not what they should be
+
+
+def test_outbox_path_that_is_a_file_refuses_and_the_rerun_sends_each_once(tmp_path: Path) -> None:
+    people = _copy("subs_bom.yaml", tmp_path)
+    (tmp_path / "outbox").write_text("not a folder")
+    result = _send_cli(people)
+    # log lines come first (no terminal); the run ends with the one-line error
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    assert result.output.splitlines()[-1] == "error: outbox folder outbox: File exists"
+    (tmp_path / "outbox").unlink()
+    again = _send_cli(people)
+    assert_ok(again)
+    assert "2026-11-25: sent=2; already sent before: 0" in again.output
+    assert len(_outbox(tmp_path)) == 2
+
+
+@pytest.fixture
+def http_speaking_smtp_port() -> Iterator[int]:
+    """A 'mail server' that answers every connection with an HTTP error and hangs up."""
+    done = threading.Event()
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    done.set()
+    thread.join(timeout=2)
+    server.close()
+
+
+def test_smtp_server_speaking_http_fails_each_recipient_for_a_retry(
+    http_speaking_smtp_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in {
+        "DELIVERY__BACKEND": "smtp",
+        "DELIVERY__HOST": "127.0.0.1",
+        "DELIVERY__PORT": str(http_speaking_smtp_port),
+        "DELIVERY__SECURITY": "none",
+        "DELIVERY__MAX_ATTEMPTS": "2",
+        "DELIVERY__TIMEOUT": "1",
+        "SECRET_KEY": "k",
+    }.items():
+        monkeypatch.setenv("NEWSLETTER_" + key, value)
+    people = _copy("subs_bom.yaml", tmp_path)
+    result = _send_cli(people)
+    assert result.exit_code == 0, result.output  # transient: the next run retries them
+    assert "Traceback" not in result.output
+    assert "2026-11-25: failed=2; already sent before: 0" in result.output
+    for email in ("ada@example.org", "rene@example.org"):
+        (line,) = [
+            line for line in result.output.splitlines() if line.startswith(f"  failed {email}")
+        ]
+        assert line.startswith(f"  failed {email} (retry later): connect: ")
+        assert line.endswith("(gave up after 2 attempt(s))")
+    with Ledger(f"sqlite:///{tmp_path / 'newsletter.db'}") as ledger:
+        assert {e: d.status for e, d in ledger.deliveries(SEND_DATE).items()} == {
+            "ada@example.org": "failed",
+            "rene@example.org": "failed",
+        }
+
+
+def test_state_database_that_is_not_sqlite_refuses_before_sending(tmp_path: Path) -> None:
+    people = _copy("subs_bom.yaml", tmp_path)
+    state = _copy("state_not_sqlite.db", tmp_path)
+    before = state.read_bytes()
+    config = _config(tmp_path, f"state: sqlite:///{state}\n")
+    result = _send_cli(people, "--config", str(config))
+    assert_one_line_error(
+        result, f"error: {state}: cannot open the state database: file is not a database"
+    )
+    assert state.read_bytes() == before
+    assert _outbox(tmp_path) == []
