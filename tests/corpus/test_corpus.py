@@ -10,6 +10,7 @@ servers, providers) are made here.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
 import socket
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from email.header import decode_header, make_header
 from email.utils import parseaddr
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -36,7 +38,10 @@ from newsletter.delivery.sendgrid import SendGridBackend
 from newsletter.errors import ConfigError
 from newsletter.ledger import Ledger
 from newsletter.models import SendStatus, Subscriber
+from newsletter.prefs import PrefsStore
 from newsletter.send import RunReport, send_day
+from newsletter.tokens import make_token
+from newsletter.web import WebApp
 from tests.corpus.helpers import (
     DATE,
     INPUTS,
@@ -1399,3 +1404,98 @@ def test_state_database_that_is_not_sqlite_refuses_before_sending(tmp_path: Path
     )
     assert state.read_bytes() == before
     assert _outbox(tmp_path) == []
+
+
+# --- hostile requests to the unsubscribe / preferences app
+
+WEB_SECRET = b"corpus-secret"
+
+
+def _wsgi(
+    app: WebApp, method: str, path: str, query: str, body: bytes, content_type: str, length: str
+) -> tuple[str, bytes]:
+    statuses: list[str] = []
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "wsgi.input": io.BytesIO(body),
+        "CONTENT_TYPE": content_type,
+        "CONTENT_LENGTH": length,
+    }
+    out = b"".join(app(environ, lambda status, headers: statuses.append(status)))
+    return statuses[0], out
+
+
+FORM = "application/x-www-form-urlencoded"
+BAD_REQUESTS = [
+    pytest.param(
+        "GET", "/unsubscribe", "token=%ff%fe%00", b"", FORM, "0", "400", id="token-bad-bytes"
+    ),
+    pytest.param(
+        "GET", "/unsubscribe", "token=" + "A" * 100_000, b"", FORM, "0", "400", id="token-100k"
+    ),
+    pytest.param(
+        "GET",
+        "/unsubscribe",
+        "token=%E2%80%AE&token=x",
+        b"",
+        FORM,
+        "0",
+        "400",
+        id="token-rtl-twice",
+    ),
+    pytest.param(
+        "POST",
+        "/unsubscribe",
+        "token=<script>",
+        b"List-Unsubscribe=One-Click",
+        FORM,
+        "26",
+        "400",
+        id="token-script",
+    ),
+    pytest.param("GET", "/%ff%00", "", b"", FORM, "0", "404", id="path-bad-bytes"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "body", "content_type", "length", "status"), BAD_REQUESTS
+)
+def test_hostile_requests_are_refused_and_change_nothing(
+    method: str,
+    path: str,
+    query: str,
+    body: bytes,
+    content_type: str,
+    length: str,
+    status: str,
+    tmp_path: Path,
+) -> None:
+    store = PrefsStore(f"sqlite:///{tmp_path / 'state.db'}")
+    app = WebApp(store=store, secret=WEB_SECRET)
+    got, page = _wsgi(app, method, path, query, body, content_type, length)
+    assert got.startswith(status)
+    assert b"<script>" not in page
+    assert store.suppressed_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "length"),
+    [
+        pytest.param(b"List-Unsubscribe=One-Click", FORM, "-5", id="negative-length"),
+        pytest.param(b"List-Unsubscribe=One-Click", FORM, "abc", id="length-not-a-number"),
+        pytest.param(b"\xff\xfe=\xff", FORM, "5", id="form-not-utf8"),
+        pytest.param(b"garbage", "multipart/form-data", "7", id="multipart-without-boundary"),
+        pytest.param(b"x", 'multipart/form-data; boundary="', "1", id="multipart-broken-boundary"),
+    ],
+)
+def test_one_click_with_a_mangled_body_never_errors(
+    body: bytes, content_type: str, length: str, tmp_path: Path
+) -> None:
+    store = PrefsStore(f"sqlite:///{tmp_path / 'state.db'}")
+    app = WebApp(store=store, secret=WEB_SECRET)
+    token = quote(make_token(WEB_SECRET, "ada@example.org", "unsubscribe"), safe="")
+    status, _page = _wsgi(app, "POST", "/unsubscribe", f"token={token}", body, content_type, length)
+    assert status == "200 OK"  # a signed link unsubscribes, whatever the client sent
+    assert store.is_suppressed("ada@example.org")
