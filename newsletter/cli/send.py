@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from newsletter.config import load_settings
+from newsletter.logs import run_context, setup_logging
 from newsletter.models import SendResult, SendStatus
 from newsletter.send import RunReport, send_day
 
@@ -92,8 +93,8 @@ def send_command(
     date = _parse_date(date_text)
     settings = load_settings(config_path, overrides={"subscribers": subscribers_path})
     tty = _stdout_is_tty()
-    if not tty:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    secrets = [settings.delivery.password, settings.delivery.api_key, settings.secret_key]
+    setup_logging(level="WARNING" if tty else "INFO", secrets_=[s for s in secrets if s])
 
     bars: list[Any] = []
     stack = contextlib.ExitStack()
@@ -112,7 +113,7 @@ def send_command(
                 "%s %s%s", result.status, result.email, f": {result.error}" if result.error else ""
             )
 
-    with stack:
+    with stack, run_context():
         report = send_day(
             settings,
             date,
