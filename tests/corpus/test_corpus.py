@@ -58,11 +58,13 @@ from tests.corpus.helpers import (
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every case runs in an empty folder with no NEWSLETTER_* variables."""
+    """Every case runs in an empty folder with no NEWSLETTER_* variables but the link
+    secret (as in production: without it a send first warns about the offline key)."""
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
         if name.startswith("NEWSLETTER_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "corpus-secret")
 
 
 # --- broken source files
