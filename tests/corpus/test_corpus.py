@@ -1501,3 +1501,23 @@ def test_one_click_with_a_mangled_body_never_errors(
     status, _page = _wsgi(app, "POST", "/unsubscribe", f"token={token}", body, content_type, length)
     assert status == "200 OK"  # a signed link unsubscribes, whatever the client sent
     assert store.is_suppressed("ada@example.org")
+
+
+def test_international_addresses_are_reported_invalid_and_the_rest_are_sent(
+    tmp_path: Path,
+) -> None:
+    people = _copy("subs_international.yaml", tmp_path)
+    result = _send_cli(people)
+    assert result.exit_code == 1, result.output  # a permanent failure, as documented
+    assert "Traceback" not in result.output
+    assert "2026-11-25: invalid=2, sent=1; already sent before: 0" in result.output
+    assert (
+        "  invalid user@bücher.de (permanent): not a deliverable address: 'user@bücher.de'"
+        in result.output.splitlines()
+    )
+    assert (
+        "  invalid josé@example.org (permanent): not a deliverable address: 'josé@example.org'"
+        in result.output.splitlines()
+    )
+    (eml,) = _outbox(tmp_path)
+    assert parse_eml(eml.read_bytes())["To"] == "plain@example.org"
