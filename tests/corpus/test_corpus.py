@@ -1521,3 +1521,20 @@ def test_international_addresses_are_reported_invalid_and_the_rest_are_sent(
     )
     (eml,) = _outbox(tmp_path)
     assert parse_eml(eml.read_bytes())["To"] == "plain@example.org"
+
+
+def test_unbalanced_bidi_overrides_are_closed_where_they_are_shown(tmp_path: Path) -> None:
+    """An RLO or RLI left open in a title would reverse the rest of the subject line
+    ("+1 more") or of the paragraph in a mail client: each is closed right after it."""
+    out = tmp_path / "out"
+    assert_ok(preview(INPUTS / "hf_bidi_unbalanced.json", out))
+    message = parse_eml((out / "digest.eml").read_bytes())
+    assert message["Subject"] == (
+        "Daily Papers, 25 Nov · Other: \u202eevil.exe Reversed Without An End\u202c +1 more"
+    )
+    html = (out / "digest.html").read_text(encoding="utf-8")
+    assert "&#8238;evil.exe Reversed Without An End&#8236;<" in html
+    assert "Isolated &#8295;right-to-left and open&#8297;<" in html
+    text = (out / "digest.txt").read_text(encoding="utf-8")
+    assert "* \u202eevil.exe Reversed Without An End\u202c\n" in text
+    assert "\u202eEmbedded Author\u202c, Next Author" in text
