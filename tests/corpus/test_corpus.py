@@ -1503,24 +1503,27 @@ def test_one_click_with_a_mangled_body_never_errors(
     assert store.is_suppressed("ada@example.org")
 
 
-def test_international_addresses_are_reported_invalid_and_the_rest_are_sent(
+def test_international_domains_go_out_in_punycode_and_utf8_local_parts_are_refused(
     tmp_path: Path,
 ) -> None:
     people = _copy("subs_international.yaml", tmp_path)
     result = _send_cli(people)
-    assert result.exit_code == 1, result.output  # a permanent failure, as documented
+    assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    assert "2026-11-25: invalid=2, sent=1; already sent before: 0" in result.output
     assert (
-        "  invalid user@bücher.de (permanent): not a deliverable address: 'user@bücher.de'"
-        in result.output.splitlines()
+        f"  {people}:6: email: 'josé@example.org': the part before the @ has non-ASCII "
+        "characters, which needs "
+        "SMTPUTF8; this mailer sends ASCII addresses only" in result.output.splitlines()
     )
-    assert (
-        "  invalid josé@example.org (permanent): not a deliverable address: 'josé@example.org'"
-        in result.output.splitlines()
-    )
-    (eml,) = _outbox(tmp_path)
-    assert parse_eml(eml.read_bytes())["To"] == "plain@example.org"
+    assert not (tmp_path / "outbox").exists()
+
+    text = people.read_text(encoding="utf-8").replace("  - email: josé@example.org\n", "")
+    people.write_text(text, encoding="utf-8")
+    result = _send_cli(people)
+    assert result.exit_code == 0, result.output
+    assert "2026-11-25: sent=2; already sent before: 0" in result.output
+    recipients = sorted(parse_eml(eml.read_bytes())["To"] for eml in _outbox(tmp_path))
+    assert recipients == ["B <user@xn--bcher-kva.de>", "plain@example.org"]
 
 
 def test_unbalanced_bidi_overrides_are_closed_where_they_are_shown(tmp_path: Path) -> None:
