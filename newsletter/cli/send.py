@@ -17,6 +17,9 @@ from newsletter.send import RunReport, send_day
 
 log = logging.getLogger("newsletter.send")
 
+EXIT_TEMPFAIL = 75
+"""Exit code when some deliveries failed transiently and none for good: rerun later."""
+
 MAX_LISTED_FAILURES = 20
 """Failed recipients listed under the report (the rest are counted)."""
 
@@ -88,7 +91,8 @@ def send_command(
     """Build the day's digest, personalise it per subscriber and deliver it.
 
     A rerun for the same day sends only to subscribers not yet sent to. The exit
-    code is 1 when any delivery failed permanently.
+    code is 1 when any delivery failed permanently, 75 when some failed only
+    transiently (a rerun may deliver them), 0 otherwise.
     """
     date = _parse_date(date_text)
     settings = load_settings(config_path, overrides={"subscribers": subscribers_path})
@@ -127,6 +131,9 @@ def send_command(
     _print_report(report)
     if report.failed_permanently:
         sys.exit(1)
+    if report.failed:
+        # Only transient failures are left: a rerun may deliver them (sysexits EX_TEMPFAIL).
+        sys.exit(EXIT_TEMPFAIL)
 
 
 def register(group: click.Group) -> None:
