@@ -367,7 +367,7 @@ class RenderedDigest:
         for slot in SLOTS:
             value = " ".join(_CONTROL.sub("", values[slot]).split())
             if slot == "name":
-                value = _cut(value, MAX_NAME_CHARS) or DEFAULT_NAME
+                value = _close_bidi(_cut(value, MAX_NAME_CHARS)) or DEFAULT_NAME
             if slot in URL_SLOTS and not (_PLAIN_URL.fullmatch(value) or _safe_url(value) == value):
                 raise ValueError(f"fill: {slot} is not a plain http(s) URL: {value!r}")
             html_value = _ascii_refs(htmlmod.escape(value, quote=True))
