@@ -17,6 +17,7 @@ environment only; a config file that sets one is refused, so no secret lives in 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -273,9 +274,21 @@ def _coerce(tp: Any, value: Any, where: str, dotted: str) -> Any:
                 return False
             raise ValueError(value)
         if tp is int and not isinstance(value, bool):
-            return int(value)
+            whole = int(value)
+            if whole < 0:
+                raise ConfigError(
+                    f"{where}: {dotted}: {value!r} is not a valid int (a number >= 0)"
+                )
+            return whole
         if tp is float and not isinstance(value, bool):
-            return float(value)
+            number = float(value)
+            positive = dotted.endswith("timeout")
+            if not math.isfinite(number) or number < 0 or (positive and number == 0):
+                bound = "above 0" if positive else ">= 0"
+                raise ConfigError(
+                    f"{where}: {dotted}: {value!r} is not a valid float (a finite number {bound})"
+                )
+            return number
         if tp is str:
             if isinstance(value, dict | list):
                 raise ValueError(value)

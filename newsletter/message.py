@@ -35,7 +35,6 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.header import Header
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, parseaddr
@@ -124,10 +123,16 @@ def check_url(url: str) -> str:
     return url
 
 
+def _plain_ascii(value: str) -> bool:
+    """ASCII that a reader shows as written: no ``=?`` that a mail client would decode as
+    an RFC 2047 encoded word (such text is encoded itself, so it reads back unchanged)."""
+    return value.isascii() and "=?" not in value
+
+
 def encode_header(name: str, value: str) -> bytes:
     """``Name: value`` CRLF-terminated, RFC 2047-encoded when not ASCII, folded to 78 columns."""
     value = clean_text(value)
-    if value.isascii():
+    if _plain_ascii(value):
         folded = Header(value, "us-ascii", header_name=name).encode(linesep="\r\n")
     else:
         folded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
@@ -140,7 +145,7 @@ def format_mailbox(name: str, address: str) -> str:
     name = clean_text(name)[:MAX_NAME_CHARS]
     if not name:
         return address
-    if name.isascii():
+    if _plain_ascii(name):
         return formataddr((name, address))
     words = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
     return f"{words} <{address}>"
@@ -662,18 +667,23 @@ def _merge(segments: Sequence[_Segment]) -> tuple[_Segment, ...]:
 
 
 def _scratch_bytes(template: MessageTemplate, recipient: Recipient, html: str, text: str) -> bytes:
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = template.from_header
-    msg["To"] = Address(display_name=recipient.name, addr_spec=recipient.email)
+    # The headers are encoded exactly as on the fast path: the stdlib would decode
+    # look-alike encoded words on assignment and leave a long unbroken name unfolded
+    # (a header line over 998 bytes). The stdlib builds the MIME body only.
+    head = b"From: " + template.from_header.encode("ascii") + CRLF
+    head += template._header_bytes("To", recipient)
     if template.reply_to:
-        msg["Reply-To"] = template.reply_to
-    msg["Subject"] = template.subject
-    msg["Date"] = template.date_header
-    for key, value in template.headers(recipient).items():
-        msg[key] = value
+        head += b"Reply-To: " + template.reply_to.encode("ascii") + CRLF
+    head += encode_header("Subject", template.subject)
+    head += f"Date: {template.date_header}".encode("ascii") + CRLF
+    head += template._header_bytes("Message-ID", recipient)
+    head += encode_header("List-Id", template.list_id)
+    head += template._header_bytes("List-Unsubscribe", recipient)
+    head += f"List-Unsubscribe-Post: {ONE_CLICK}".encode("ascii") + CRLF
+    msg = EmailMessage(policy=SMTP)
     msg.set_content(text, cte="quoted-printable")
     msg.add_alternative(html, subtype="html", cte="quoted-printable")
-    return msg.as_bytes()
+    return head + msg.as_bytes()
 
 
 def build_message(

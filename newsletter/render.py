@@ -134,6 +134,13 @@ FALLBACK_PAPER_URL = "https://arxiv.org/abs/{id}"
 
 _ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}(v\d+)?")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(\[])")
+_PDF = "\u202c"
+_PDI = "\u2069"
+_BIDI_EMBEDS = frozenset("\u202a\u202b\u202d\u202e")
+"""LRE, RLE, LRO, RLO: each open until a PDF."""
+_BIDI_ISOLATES = frozenset("\u2066\u2067\u2068")
+"""LRI, RLI, FSI: each open until a PDI."""
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
 """Characters never shown: C0/C1 controls, line/paragraph separators, lone surrogates."""
 _STYLE_BLOCK = re.compile(r"(<style\b[^>]*>)(.*?)(</style>)", re.S | re.I)
@@ -360,7 +367,7 @@ class RenderedDigest:
         for slot in SLOTS:
             value = " ".join(_CONTROL.sub("", values[slot]).split())
             if slot == "name":
-                value = _cut(value, MAX_NAME_CHARS) or DEFAULT_NAME
+                value = _close_bidi(_cut(value, MAX_NAME_CHARS)) or DEFAULT_NAME
             if slot in URL_SLOTS and not (_PLAIN_URL.fullmatch(value) or _safe_url(value) == value):
                 raise ValueError(f"fill: {slot} is not a plain http(s) URL: {value!r}")
             html_value = _ascii_refs(htmlmod.escape(value, quote=True))
@@ -613,8 +620,28 @@ def _preheader(ranked: Sequence[RankedPaper], shown: int) -> str:
 
 
 def _clean(text: str) -> str:
-    """One line of text: control characters gone, runs of whitespace (CR/LF too) one space."""
-    return " ".join(_CONTROL.sub(" ", unicodedata.normalize("NFC", text)).split())
+    """One line of text: control characters gone, runs of whitespace (CR/LF too) one space,
+    bidi embeddings, overrides and isolates it leaves open closed at its end."""
+    return _close_bidi(" ".join(_CONTROL.sub(" ", unicodedata.normalize("NFC", text)).split()))
+
+
+def _close_bidi(text: str) -> str:
+    """``text`` with every open LRE/RLE/LRO/RLO (closed by PDF) and LRI/RLI/FSI (closed by
+    PDI) closed at its end, so it cannot reorder what a mail client shows after it."""
+    if not _BIDI.search(text):
+        return text
+    stack: list[str] = []
+    for ch in text:
+        if ch in _BIDI_EMBEDS:
+            stack.append(_PDF)
+        elif ch in _BIDI_ISOLATES:
+            stack.append(_PDI)
+        elif ch == _PDF and stack and stack[-1] == _PDF:
+            stack.pop()
+        elif ch == _PDI and _PDI in stack:
+            while stack.pop() != _PDI:
+                pass
+    return text + "".join(reversed(stack))
 
 
 def _cut(text: str, limit: int) -> str:
@@ -625,7 +652,7 @@ def _cut(text: str, limit: int) -> str:
     space = head.rfind(" ")
     if space >= limit // 2:
         head = head[:space]
-    return head.rstrip(" ,;:-") + ELLIPSIS
+    return _close_bidi(head.rstrip(" ,;:-") + ELLIPSIS)
 
 
 def _trim(text: str, limit: int) -> str:
@@ -643,7 +670,7 @@ def _trim(text: str, limit: int) -> str:
             break
         end = stop
     if end >= limit // 3:
-        return text[:end].rstrip()
+        return _close_bidi(text[:end].rstrip())
     return _cut(text, limit)
 
 

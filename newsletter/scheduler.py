@@ -627,6 +627,8 @@ def build_scheduler(
 
 
 def _build(wiring: Wiring, subscribers: Sequence[Subscriber]) -> BackgroundScheduler:
+    # checked now, not at the first run's source poll hours later
+    parse_time(wiring.settings.schedule.poll_until, what="schedule.poll_until")
     zones = zones_for(subscribers, wiring.settings.schedule.timezone)
     scheduler = wiring.new_scheduler(zones)
     for zone in zones:

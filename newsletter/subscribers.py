@@ -101,7 +101,8 @@ def _fast_email(address: str) -> str | None:
 
 
 def normalize_email(address: str) -> str:
-    """The normalised form of ``address`` (domain lowercased), or ValueError with the reason.
+    """The normalised form of ``address`` (domain lowercased, an internationalised
+    domain in punycode), or ValueError with the reason.
 
     Syntax only, no DNS: email-validator with ``check_deliverability=False``.
     """
@@ -109,9 +110,17 @@ def normalize_email(address: str) -> str:
     if fast is not None:
         return fast
     try:
-        return validate_email(address, check_deliverability=False).normalized
+        result = validate_email(address, check_deliverability=False)
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
+    if result.ascii_email is None:
+        raise ValueError(
+            "the part before the @ has non-ASCII characters, which needs SMTPUTF8; "
+            "this mailer sends ASCII addresses only"
+        )
+    # An internationalised domain is kept in its ASCII (punycode) form, which every
+    # mail server and provider accepts.
+    return result.ascii_email
 
 
 def email_key(address: str) -> str:
@@ -842,7 +851,12 @@ class SubscriberList:
         try:
             data, indent, offset = load_yaml_guess_indent(text or EMPTY_LIST, yaml=self._yaml)
         except YAMLError as exc:
-            raise SubscribersError(f"{source}: invalid YAML, fix it by hand first: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{source}:{mark.line + 1}" if mark is not None else source
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+            raise SubscribersError(
+                f"{where}: invalid YAML, fix it by hand first: {problem}"
+            ) from None
         if data is None:
             data = CommentedMap()
         if not isinstance(data, CommentedMap):

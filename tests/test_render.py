@@ -653,3 +653,16 @@ def test_any_text_renders_ascii_short_lines_escaped(
     _assert_every_paper_linked_once(html, papers)
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", text)
     assert {tag for tag, _ in _links(html).tags} <= OUR_TAGS  # nothing from the content
+
+
+def test_an_open_bidi_override_in_a_name_is_closed_in_the_greeting() -> None:
+    digest = Digest(date=dt.date(2026, 11, 25), topics=())
+    rendered = render(digest, settings=DigestSettings(), templates=load_templates(None))
+    values = {
+        "name": "\u202eevil",
+        "email": "a@example.org",
+        "unsubscribe_url": "https://example.org/u?token=x",
+        "preferences_url": "https://example.org/p?token=x",
+    }
+    _html, text = rendered.fill(values)
+    assert "\u202eevil\u202c" in text

@@ -11,10 +11,14 @@ from typing import Any
 import click
 
 from newsletter.config import load_settings
+from newsletter.logs import run_context, setup_logging
 from newsletter.models import SendResult, SendStatus
 from newsletter.send import RunReport, send_day
 
 log = logging.getLogger("newsletter.send")
+
+EXIT_TEMPFAIL = 75
+"""Exit code when some deliveries failed transiently and none for good: rerun later."""
 
 MAX_LISTED_FAILURES = 20
 """Failed recipients listed under the report (the rest are counted)."""
@@ -87,13 +91,14 @@ def send_command(
     """Build the day's digest, personalise it per subscriber and deliver it.
 
     A rerun for the same day sends only to subscribers not yet sent to. The exit
-    code is 1 when any delivery failed permanently.
+    code is 1 when any delivery failed permanently, 75 when some failed only
+    transiently (a rerun may deliver them), 0 otherwise.
     """
     date = _parse_date(date_text)
     settings = load_settings(config_path, overrides={"subscribers": subscribers_path})
     tty = _stdout_is_tty()
-    if not tty:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    secrets = [settings.delivery.password, settings.delivery.api_key, settings.secret_key]
+    setup_logging(level="WARNING" if tty else "INFO", secrets_=[s for s in secrets if s])
 
     bars: list[Any] = []
     stack = contextlib.ExitStack()
@@ -112,7 +117,7 @@ def send_command(
                 "%s %s%s", result.status, result.email, f": {result.error}" if result.error else ""
             )
 
-    with stack:
+    with stack, run_context():
         report = send_day(
             settings,
             date,
@@ -126,6 +131,9 @@ def send_command(
     _print_report(report)
     if report.failed_permanently:
         sys.exit(1)
+    if report.failed:
+        # Only transient failures are left: a rerun may deliver them (sysexits EX_TEMPFAIL).
+        sys.exit(EXIT_TEMPFAIL)
 
 
 def register(group: click.Group) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import smtplib
 import ssl
 import time
@@ -17,6 +16,7 @@ import click
 from newsletter import subscribers as roster
 from newsletter.config import Settings, load_settings
 from newsletter.errors import ConfigError
+from newsletter.logs import setup_logging
 from newsletter.prefs import PrefsStore
 from newsletter.tokens import secret_from
 from newsletter.web import (
@@ -137,7 +137,8 @@ def serve_cmd(config: str | None, host: str, port: int, allow_signup: bool) -> N
     """
     settings = load_settings(config)
     app = build_app(settings, allow_signup=allow_signup)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    secrets = [settings.secret_key, settings.delivery.password, settings.delivery.api_key]
+    setup_logging(level="INFO", secrets_=[s for s in secrets if s])
     server = make_server(app, host=host, port=port)
     bound_host, bound_port = server.server_address[:2]
     click.echo(f"serving on http://{bound_host!s}:{bound_port} (Ctrl-C stops)")

@@ -149,8 +149,9 @@ def _fields(
 
 
 def _refuse(email: str, reasons: list[tuple[str, str]]) -> SubscribersError:
+    shown = email if email.isprintable() else repr(email)  # a CR/LF must not split the line
     return SubscribersError(
-        f"{email}: not saved", [f"{field}: {reason}" for field, reason in reasons]
+        f"{shown}: not saved", [f"{field}: {reason}" for field, reason in reasons]
     )
 
 
@@ -387,7 +388,11 @@ def import_cmd(env: _Env, csv_file: TextIO, dry_run: bool) -> None:
 
     Rows that are invalid, already in the list or repeated are refused and reported.
     """
-    reader = csv.reader(csv_file)
+    try:
+        text = csv_file.read()  # all of it first: a decoding error comes before any edit
+    except UnicodeDecodeError as exc:
+        raise SubscribersError(f"{csv_file.name}: not UTF-8 text ({exc.reason})") from None
+    reader = csv.reader(io.StringIO(text))
     try:
         headers = next(reader)
     except StopIteration:

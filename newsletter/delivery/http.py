@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
@@ -43,6 +44,8 @@ MAX_ERROR_CHARS = 300
 """Longest provider error text kept in a result."""
 
 USER_AGENT = "newsletter-delivery/0.1"
+
+_TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ class HttpBackend(Backend):
         try:
             body = response.json()
         except ValueError:
-            return response.text.strip()[:MAX_ERROR_CHARS] or response.reason_phrase
+            return _one_line(response.text) or response.reason_phrase
         if isinstance(body, dict) and isinstance(body.get("message"), str):
             return str(body["message"])[:MAX_ERROR_CHARS]
         return str(body)[:MAX_ERROR_CHARS]
@@ -167,6 +170,13 @@ class HttpBackend(Backend):
             status_for = SendStatus.INVALID if status in (400, 422) else SendStatus.FAILED
             return [SendResult(r.email, status_for, error=error) for r in batch]
         return self.parse_response(response, template, batch)
+
+
+def _one_line(body: str) -> str:
+    """A non-JSON error body on one line: an HTML page's title, else the text squashed."""
+    title = _TITLE_RE.search(body)
+    text = title.group(1) if title else body
+    return " ".join(text.split())[:MAX_ERROR_CHARS]
 
 
 def retry_after_seconds(value: str | None, *, now: dt.datetime | None = None) -> float | None:

@@ -76,7 +76,16 @@ class PostmarkBackend(HttpBackend):
             items = response.json()
         except ValueError:
             raise TransientError("postmark: HTTP 200 with a body that is not JSON") from None
-        if not isinstance(items, list) or len(items) != len(batch):
+        if (
+            not isinstance(items, list)
+            or len(items) != len(batch)
+            or not all(
+                isinstance(item, dict)
+                and isinstance(item.get("ErrorCode", -1), int)
+                and not isinstance(item.get("ErrorCode"), bool)
+                for item in items
+            )
+        ):
             raise TransientError("postmark: batch answer does not match the request")
         results: list[SendResult] = []
         for r, item in zip(batch, items, strict=True):

@@ -25,6 +25,7 @@ parsing (arXiv never sends one), so no entity can be declared or expanded.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import email.utils
 import logging
@@ -203,10 +204,22 @@ def select(items: Sequence[ArxivItem], *, settings: SourceSettings) -> tuple[Pap
     return tuple(item.paper for item in items if item.kind in wanted)
 
 
+def _prolog_bytes(raw: bytes) -> bytes:
+    """The document as UTF-8 without a BOM, for the DOCTYPE check: expat reads UTF-8
+    behind a BOM and UTF-16 too, so the check must see what expat will see."""
+    if raw.startswith(codecs.BOM_UTF8):
+        return raw[len(codecs.BOM_UTF8) :]
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16", "ignore").encode("utf-8")
+    if raw[:1] == b"\x00" or raw[1:2] == b"\x00":  # UTF-16 without a BOM
+        return raw.decode("utf-16-be" if raw[:1] == b"\x00" else "utf-16-le", "ignore").encode()
+    return raw
+
+
 def parse_xml(body: bytes | str, *, origin: str) -> ET.Element:
     """The root element, or SourceFormatError; refuses any DOCTYPE (no entity expansion)."""
     raw = body.encode("utf-8") if isinstance(body, str) else body
-    if _DOCTYPE_RE.match(raw):
+    if _DOCTYPE_RE.match(_prolog_bytes(raw)):
         what = "an HTML page" if b"html" in raw[:300].lower() else "a DOCTYPE (refused)"
         raise SourceFormatError(f"{origin}: expected an arXiv feed, got {what}: {excerpt(raw)}")
     if isinstance(body, str):

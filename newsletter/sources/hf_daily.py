@@ -116,15 +116,16 @@ def load_entries(body: bytes | str, *, origin: str, content_type: str | None = N
     except json.JSONDecodeError as exc:
         at_end = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
         what = "truncated JSON" if at_end else "invalid JSON"
+        problem = exc.msg.removesuffix(" at")  # "Unterminated string starting at"
         raise SourceFormatError(
-            f"{origin}: {what} ({exc.msg} at line {exc.lineno} column {exc.colno}): {excerpt(text)}"
+            f"{origin}: {what} ({problem} at line {exc.lineno} column {exc.colno}): {excerpt(text)}"
         ) from None
     except RecursionError:
         raise SourceFormatError(f"{origin}: JSON nested too deeply: {excerpt(text)}") from None
     if isinstance(data, dict):
         error = data.get("error")
         said = f" saying {error!r}" if isinstance(error, str) else ""
-        keys = ", ".join(sorted(str(k) for k in data)[:5])
+        keys = squash(", ".join(sorted(str(k) for k in data)[:5]))  # one line, whatever they are
         raise SourceFormatError(
             f"{origin}: expected a JSON list of daily papers, got an object{said} "
             f"(keys: {keys}): {excerpt(text)}"

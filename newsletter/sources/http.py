@@ -95,6 +95,46 @@ def parse_retry_after(value: str | None, *, now: dt.datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
+def _get_within(
+    client: httpx.Client,
+    url: str,
+    *,
+    params: Mapping[str, str | int] | None,
+    timeout: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> httpx.Response:
+    """One GET whose whole answer must arrive within ``timeout`` seconds.
+
+    httpx's timeout bounds each read, so a server dripping a byte at a time would
+    hold the run forever; here the body is read chunk by chunk against a deadline.
+    """
+    deadline = clock() + timeout
+    with client.stream(
+        "GET",
+        url,
+        params=dict(params) if params else None,
+        headers={"User-Agent": USER_AGENT},
+        timeout=timeout,
+    ) as response:
+        if response.is_stream_consumed:  # already read (a mock transport's answer)
+            return response
+        chunks: list[bytes] = []
+        for chunk in response.iter_raw():
+            chunks.append(chunk)
+            if clock() > deadline:
+                raise httpx.ReadTimeout(
+                    f"timed out: the answer did not arrive within {timeout:g} s",
+                    request=response.request,
+                )
+    return httpx.Response(
+        response.status_code,
+        headers=response.headers,
+        content=b"".join(chunks),
+        request=response.request,
+        extensions=response.extensions,
+    )
+
+
 def get(
     client: httpx.Client,
     url: str,
@@ -109,12 +149,7 @@ def get(
     for attempt in range(attempts):
         last = attempt == attempts - 1
         try:
-            response = client.get(
-                url,
-                params=dict(params) if params else None,
-                headers={"User-Agent": USER_AGENT},
-                timeout=timeout,
-            )
+            response = _get_within(client, url, params=params, timeout=timeout)
         except httpx.TransportError as exc:
             problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if last:
