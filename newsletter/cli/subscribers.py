@@ -25,16 +25,7 @@ from newsletter.errors import SubscribersError
 from newsletter.models import SUMMARY_STYLES, Subscriber
 from newsletter.prefs import PrefsStore
 
-CLEARABLE_FIELDS: tuple[str, ...] = (
-    "name",
-    "topics",
-    "keywords",
-    "authors",
-    "max_papers",
-    "summary",
-    "timezone",
-    "active",
-)
+CLEARABLE_FIELDS: tuple[str, ...] = tuple(f for f in roster.FIELDS if f not in ("email", "added"))
 """Fields ``set --clear`` may remove (every field but email and added)."""
 
 LIST_SEPARATOR = ";"
