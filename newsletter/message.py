@@ -33,7 +33,7 @@ import html as html_lib
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.header import Header
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -294,12 +294,23 @@ def plain_normalize(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str
 
 
 def render_normalizer(rendered: RenderedLike, tokens: Mapping[str, str]) -> Normalizer | None:
-    """A normaliser that asks the renderer itself, on a copy holding only the placeholders.
+    """A normaliser that asks the renderer itself how it cleans and escapes slot values.
 
-    The renderer's ``fill`` cleans values (controls, whitespace, name length, URL
-    checks) and escapes them for HTML; filling a tiny copy whose parts are just the
-    placeholders, one per line, gives exactly those values at almost no cost.
+    ``newsletter.render.RenderedDigest`` exposes that as ``normalize`` (the very function
+    its ``fill`` uses). For another renderer that is a dataclass, its ``fill`` is run on a
+    copy holding only the placeholders, one per line, which gives the same values.
     """
+    direct = getattr(rendered, "normalize", None)
+    if callable(direct):
+
+        def normalize_direct(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+            try:
+                normalized: tuple[dict[str, str], dict[str, str]] = direct(values)
+            except ValueError as exc:
+                raise InvalidRecipient(str(exc)) from None
+            return normalized
+
+        return normalize_direct
     if not dataclasses.is_dataclass(rendered) or isinstance(rendered, type):
         return None
     skeleton = "\n".join(tokens[slot] for slot in SLOTS)
@@ -400,6 +411,12 @@ class MessageTemplate:
     dkim: DkimSigner | None = None
     normalize: Normalizer | None = None
     """Turns raw slot values into (text values, html values) exactly as the renderer would."""
+    _fixed: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+    """``segments`` with an empty bytes for every hole (copied and filled per message)."""
+    _holes: tuple[tuple[int, str, str], ...] = field(init=False, repr=False, compare=False)
+    """(index in ``_fixed``, kind, slot or header name) of every hole."""
+    _text_slots: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """The slots the text part holds (each encoded once per message)."""
 
     @property
     def from_header(self) -> str:
@@ -442,6 +459,21 @@ class MessageTemplate:
             f"List-Unsubscribe: <{check_url(url)}>,\r\n <mailto:{self.mailto}?subject=unsubscribe>"
         ).encode("ascii") + CRLF
 
+    def __post_init__(self) -> None:
+        # The segments as a list to copy per fill, holes left empty, and where the holes are.
+        fixed: list[bytes] = []
+        holes: list[tuple[int, str, str]] = []
+        for index, seg in enumerate(self.segments):
+            if isinstance(seg, bytes):
+                fixed.append(seg)
+            else:
+                fixed.append(b"")
+                holes.append((index, seg[0], seg[1]))
+        text_slots = tuple(dict.fromkeys(name for _, kind, name in holes if kind == "text"))
+        object.__setattr__(self, "_fixed", tuple(fixed))
+        object.__setattr__(self, "_holes", tuple(holes))
+        object.__setattr__(self, "_text_slots", text_slots)
+
     def fill(self, recipient: Recipient) -> bytes:
         """The complete message for one subscriber (signed when DKIM is configured)."""
         html_values = {slot: recipient.html_values[slot].encode("ascii") for slot in SLOTS}
@@ -450,18 +482,17 @@ class MessageTemplate:
         for fixed, slots in self.html_line_checks:
             if fixed + sum(len(html_values[slot]) for slot in slots) > MAX_LINE_BYTES:
                 return self._slow_fill(recipient)
-        out: list[bytes] = []
-        for seg in self.segments:
-            if isinstance(seg, bytes):
-                out.append(seg)
-                continue
-            kind, name = seg
+        text_values = {
+            slot: _qp_slot_value(recipient.values.get(slot, "")) for slot in self._text_slots
+        }
+        out = list(self._fixed)
+        for index, kind, name in self._holes:
             if kind == "html":
-                out.append(html_values[name])
+                out[index] = html_values[name]
             elif kind == "text":
-                out.append(_qp_slot_value(recipient.values.get(name, "")))
+                out[index] = text_values[name]
             else:
-                out.append(self._header_bytes(name, recipient))
+                out[index] = self._header_bytes(name, recipient)
         raw = b"".join(out)
         return self.dkim.sign(raw) if self.dkim else raw
 
