@@ -35,8 +35,9 @@ from newsletter.message import (
     check_url,
     format_mailbox,
 )
-from newsletter.models import Digest, Paper, RankedPaper, TopicGroup
+from newsletter.models import Digest, Paper, RankedPaper, Subscriber, TopicGroup
 from newsletter.render import RenderedDigest, load_templates, normalize_slots, render
+from newsletter.send import subscriber_values, values_maker
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
@@ -200,3 +201,68 @@ def test_overlong_fill_still_falls_back_like_the_old_path(rendered: RenderedDige
     raw = template.fill(recipient)
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
     assert raw.isascii()
+
+
+# --------------------------------------------------------------------------- tokens and links
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    secret=st.binary(min_size=1, max_size=80),
+    email=st.text(max_size=40),
+    purpose=st.sampled_from(sorted(tokens.PURPOSES)),
+    issued=st.none() | st.dates(),
+)
+def test_signer_tokens_are_the_old_tokens(
+    secret: bytes, email: str, purpose: str, issued: dt.date | None
+) -> None:
+    if "\n" in email:
+        with pytest.raises(ValueError, match="line breaks"):
+            tokens.make_token(secret, email, purpose, issued=issued)
+        return
+    expected = old_make_token(secret, email, purpose, issued)
+    assert tokens.make_token(secret, email, purpose, issued=issued) == expected
+    assert tokens.Signer(secret).token(email, purpose, issued=issued) == expected
+    assert tokens.read_token(secret, expected, purpose) == ((email, issued) if email else None)
+
+
+def test_make_token_refuses_as_before() -> None:
+    with pytest.raises(ValueError, match="unknown token purpose"):
+        tokens.make_token(b"", "a@x.org", "nope")
+    with pytest.raises(ValueError, match="empty secret"):
+        tokens.make_token(b"", "a@x.org", tokens.UNSUBSCRIBE)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    base=st.sampled_from(["https://news.example.org", "https://news.example.org/list/", "x"]),
+    token=st.text(max_size=40),
+)
+def test_link_is_the_old_link(base: str, token: str) -> None:
+    assert tokens.link(base, "unsubscribe", token) == old_link(base, "unsubscribe", token)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    base=st.sampled_from(["https://news.example.org", "https://news.example.org/list/"]),
+    secret=st.binary(min_size=1, max_size=40),
+    name=st.text(max_size=20),
+    local=st.from_regex(r"[a-z0-9.+_-]{1,20}", fullmatch=True),
+)
+def test_values_maker_gives_the_old_slot_values(
+    base: str, secret: bytes, name: str, local: str
+) -> None:
+    email = f"{local}@example.org"
+    subscriber = Subscriber(email=email, name=name)
+    expected = {
+        "name": name,
+        "email": email,
+        "unsubscribe_url": old_link(
+            base, "unsubscribe", old_make_token(secret, email, "unsubscribe", None)
+        ),
+        "preferences_url": old_link(
+            base, "preferences", old_make_token(secret, email, "preferences", None)
+        ),
+    }
+    assert values_maker(base_url=base, secret=secret)(subscriber) == expected
+    assert subscriber_values(subscriber, base_url=base, secret=secret) == expected
