@@ -26,12 +26,14 @@ The result parses with the stdlib email parser to the same headers and parts as
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import hashlib
 import html as html_lib
 import re
 import secrets
+import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.header import Header
@@ -147,8 +149,35 @@ def format_mailbox(name: str, address: str) -> str:
         return address
     if _plain_ascii(name):
         return formataddr((name, address))
-    words = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
-    return f"{words} <{address}>"
+    return f"{_to_words(name)} <{address}>"
+
+
+def _to_words(name: str) -> str:
+    """``Header(name, "utf-8", header_name="To").encode(linesep="\\r\\n")``, cheaply when the
+    name fits one encoded word (the stdlib tries every prefix of the name to fold it)."""
+    try:
+        raw = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = b""
+    if raw and len(name.splitlines()) == 1:
+        qp_len = sum(_QP_HEADER_LENGTHS[octet] for octet in raw)
+        b64_len = (len(raw) + 2) // 3 * 4
+        if min(qp_len, b64_len) <= _ONE_WORD_PAYLOAD:
+            if b64_len < qp_len:  # the stdlib's choice (SHORTEST: base64 only when shorter)
+                return f"=?utf-8?b?{base64.b64encode(raw).decode('ascii')}?="
+            return f"=?utf-8?q?{raw.decode('latin-1').translate(_QP_HEADER_MAP)}?="
+    return Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
+
+
+_QP_HEADER_SAFE = frozenset(b"-!*+/" + string.ascii_letters.encode() + string.digits.encode())
+_QP_HEADER_MAP = {
+    octet: "_" if octet == 0x20 else chr(octet) if octet in _QP_HEADER_SAFE else f"={octet:02X}"
+    for octet in range(256)
+}
+"""RFC 2047 "Q" encoding of each octet, as ``email.quoprimime`` writes it in a header."""
+_QP_HEADER_LENGTHS = tuple(len(_QP_HEADER_MAP[octet]) for octet in range(256))
+_ONE_WORD_PAYLOAD = 78 - len("To: ") - len("=?utf-8?q??=")
+"""The longest encoded text of a To name that the stdlib leaves as one encoded word."""
 
 
 def display_mailbox(name: str, address: str) -> str:

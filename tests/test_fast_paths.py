@@ -15,6 +15,8 @@ import datetime as dt
 import hashlib
 import hmac
 from collections.abc import Mapping
+from email.header import Header
+from email.utils import formataddr
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,6 +28,7 @@ from newsletter import tokens
 from newsletter.config import DigestSettings, SenderSettings
 from newsletter.message import (
     CRLF,
+    MAX_NAME_CHARS,
     SLOTS,
     InvalidRecipient,
     MessageTemplate,
@@ -33,6 +36,7 @@ from newsletter.message import (
     _qp_slot_value,
     build_template,
     check_url,
+    clean_text,
     format_mailbox,
 )
 from newsletter.models import Digest, Paper, RankedPaper, Subscriber, TopicGroup
@@ -266,3 +270,49 @@ def test_values_maker_gives_the_old_slot_values(
     }
     assert values_maker(base_url=base, secret=secret)(subscriber) == expected
     assert subscriber_values(subscriber, base_url=base, secret=secret) == expected
+
+
+# --------------------------------------------------------------------------- display names
+
+
+def old_format_mailbox(name: str, address: str) -> str:
+    name = clean_text(name)[:MAX_NAME_CHARS]
+    if not name:
+        return address
+    if name.isascii() and "=?" not in name:
+        return formataddr((name, address))
+    words = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
+    return f"{words} <{address}>"
+
+
+name_chars = st.one_of(
+    st.characters(),
+    st.sampled_from('aZ09 -!*+/=?_."()<>@,;:\\[]éÅ李🎉\u202e\u2028\x85\x1c\t\r\n'),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(name=st.text(name_chars, max_size=MAX_NAME_CHARS + 20))
+def test_display_names_encode_as_with_email_header(name: str) -> None:
+    def outcome(fn: Any) -> Any:
+        try:
+            return fn(name, "ada@example.org")
+        except UnicodeEncodeError as exc:
+            return ("error", str(exc))
+
+    assert outcome(format_mailbox) == outcome(old_format_mailbox)
+
+
+@pytest.mark.parametrize("length", range(20, 50))
+def test_display_names_at_the_one_word_limit(length: int) -> None:
+    for unit in ("é", "aé", "ab é", "李", "x=?", "🎉a"):
+        name = (unit * length)[:length]
+        assert format_mailbox(name, "a@x.org") == old_format_mailbox(name, "a@x.org")
+
+
+def test_every_ascii_character_in_a_q_encoded_name() -> None:
+    for code in range(0x20, 0x7F):
+        name = f"Zoë {chr(code)} Abcdefghij Klmnopqrst {chr(code)}x"  # "Q" is the shorter
+        expected = old_format_mailbox(name, "a@x.org")
+        assert format_mailbox(name, "a@x.org") == expected
+        assert "?q?" in expected
