@@ -68,6 +68,7 @@ __all__ = [
 SLOTS: tuple[str, ...] = ("name", "email", "unsubscribe_url", "preferences_url")
 """The per-subscriber parts, filled by :meth:`RenderedDigest.fill`."""
 
+_SLOT_SET = frozenset(SLOTS)
 URL_SLOTS = frozenset({"unsubscribe_url", "preferences_url"})
 """Slots that are links: their values must be http(s) URLs."""
 
@@ -378,19 +379,26 @@ def normalize_slots(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str
     URLs. A missing or unknown slot, a bad link or a value over MAX_SLOT_BYTES raises
     ValueError.
     """
-    missing = [s for s in SLOTS if s not in values]
-    unknown = [k for k in values if k not in SLOTS]
-    if missing or unknown:
+    if values.keys() != _SLOT_SET:
+        missing = [s for s in SLOTS if s not in values]
+        unknown = [k for k in values if k not in SLOTS]
         raise ValueError(f"fill: missing slots {missing}, unknown slots {unknown}")
     raw: dict[str, str] = {}
     escaped: dict[str, str] = {}
     for slot in SLOTS:
-        value = " ".join(_CONTROL.sub("", values[slot]).split())
+        given = values[slot]
+        # printable ASCII (the common case) has no controls, no bidi and escapes to ASCII
+        plain = given.isascii() and given.isprintable()
+        value = " ".join((given if plain else _CONTROL.sub("", given)).split())
         if slot == "name":
-            value = _close_bidi(_cut(value, MAX_NAME_CHARS)) or DEFAULT_NAME
+            value = (
+                _cut(value, MAX_NAME_CHARS) if plain else _close_bidi(_cut(value, MAX_NAME_CHARS))
+            ) or DEFAULT_NAME
         if slot in URL_SLOTS and not (_PLAIN_URL.fullmatch(value) or _safe_url(value) == value):
             raise ValueError(f"fill: {slot} is not a plain http(s) URL: {value!r}")
-        html_value = _ascii_refs(htmlmod.escape(value, quote=True))
+        html_value = htmlmod.escape(value, quote=True)
+        if not plain:
+            html_value = _ascii_refs(html_value)
         if len(html_value) > MAX_SLOT_BYTES:
             raise ValueError(f"fill: {slot} is longer than {MAX_SLOT_BYTES} bytes")
         raw[slot] = value
