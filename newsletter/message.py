@@ -108,6 +108,8 @@ class InvalidRecipient(ValueError):
 
 def clean_text(value: str) -> str:
     """One line of text: CR, LF, tabs and other controls become spaces, runs collapse."""
+    if value.isprintable():  # no controls, and no whitespace but the plain space
+        return " ".join(value.split())
     return _WS_RE.sub(" ", _CONTROL_RE.sub(" ", value)).strip()
 
 
@@ -272,6 +274,13 @@ def qp_encode(text: str, *, start_column: int = 0) -> tuple[str, int]:
     return "".join(out), col
 
 
+_QP_BODY_MAP = {
+    octet: chr(octet) if octet == 9 or (32 <= octet <= 126 and octet != 61) else f"={octet:02X}"
+    for octet in range(256)
+}
+"""Quoted-printable of each octet of a body line (``qp_encode``'s rule: tab and printable
+ASCII but ``=`` as they are)."""
+
 _QP_RUN = re.compile(r"([\t\x20-\x3c\x3e-\x7e]+)|(.)", re.DOTALL)
 """A run of characters quoted-printable leaves as they are, or one character to encode."""
 
@@ -282,7 +291,16 @@ def _qp_slot_value(value: str) -> bytes:
         return b""
     if value.isascii() and value.isprintable():  # the common case (names, URLs): no loop per char
         return _qp_printable(value.replace("=", "=3D")).encode("ascii") + b"=\r\n"
-    encoded, _ = qp_encode(value.replace("\r", " ").replace("\n", " "))
+    one_line = value.replace("\r", " ").replace("\n", " ")
+    try:
+        short = one_line.encode("utf-8").decode("latin-1").translate(_QP_BODY_MAP)
+    except UnicodeEncodeError:  # a lone surrogate: qp_encode says so
+        short = ""
+    if short[-1:] in (" ", "\t"):  # a blank at the end of a line is encoded, as qp_encode does
+        short = short[:-1] + f"={ord(short[-1]):02X}"
+    if 0 < len(short) <= QP_LINE_CHARS - 1:  # one line (a short name): what qp_encode gives
+        return short.encode("ascii") + b"=\r\n"
+    encoded, _ = qp_encode(one_line)
     # trailing whitespace right before the soft break is fine: the '=' follows it.
     return encoded.encode("ascii") + b"=\r\n"
 
@@ -446,6 +464,11 @@ class MessageTemplate:
     """(index in ``_fixed``, kind, slot or header name) of every hole."""
     _text_slots: tuple[str, ...] = field(init=False, repr=False, compare=False)
     """The slots the text part holds (each encoded once per message)."""
+    _line_fixed: int = field(init=False, repr=False, compare=False)
+    """The most fixed bytes of an html line holding slots."""
+    _line_slots: int = field(init=False, repr=False, compare=False)
+    """The most slots on one html line: no line can be longer than
+    ``_line_fixed + _line_slots * (longest html value)``."""
 
     @property
     def from_header(self) -> str:
@@ -502,15 +525,21 @@ class MessageTemplate:
         object.__setattr__(self, "_fixed", tuple(fixed))
         object.__setattr__(self, "_holes", tuple(holes))
         object.__setattr__(self, "_text_slots", text_slots)
+        checks = self.html_line_checks
+        object.__setattr__(self, "_line_fixed", max((fixed for fixed, _ in checks), default=0))
+        object.__setattr__(self, "_line_slots", max((len(slots) for _, slots in checks), default=0))
 
     def fill(self, recipient: Recipient) -> bytes:
         """The complete message for one subscriber (signed when DKIM is configured)."""
         html_values = {slot: recipient.html_values[slot].encode("ascii") for slot in SLOTS}
         if self.always_slow:
             return self._slow_fill(recipient)
-        for fixed, slots in self.html_line_checks:
-            if fixed + sum(len(html_values[slot]) for slot in slots) > MAX_LINE_BYTES:
-                return self._slow_fill(recipient)
+        if self._line_fixed + self._line_slots * max(map(len, html_values.values())) > (
+            MAX_LINE_BYTES
+        ):  # some line might be too long: check each
+            for fixed, slots in self.html_line_checks:
+                if fixed + sum(len(html_values[slot]) for slot in slots) > MAX_LINE_BYTES:
+                    return self._slow_fill(recipient)
         text_values = {
             slot: _qp_slot_value(recipient.values.get(slot, "")) for slot in self._text_slots
         }

@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from email.header import Header
 from email.utils import formataddr
@@ -34,15 +35,18 @@ from newsletter.message import (
     InvalidRecipient,
     MessageTemplate,
     Recipient,
+    _qp_printable,
     _qp_slot_value,
     build_template,
     check_url,
     clean_text,
     format_mailbox,
+    qp_encode,
 )
 from newsletter.models import Digest, Paper, RankedPaper, Subscriber, TopicGroup
 from newsletter.render import RenderedDigest, load_templates, normalize_slots, render
 from newsletter.send import subscriber_values, values_maker
+from tests.doubles import FakeRendered
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
@@ -348,3 +352,71 @@ def test_every_ascii_character_in_a_q_encoded_name() -> None:
         expected = old_format_mailbox(name, "a@x.org")
         assert format_mailbox(name, "a@x.org") == expected
         assert "?q?" in expected
+
+
+# --------------------------------------------------------------------------- fill pieces
+
+
+def old_clean_text(value: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[\x00-\x1f\x7f]", " ", value)).strip()
+
+
+def old_qp_slot_value(value: str) -> bytes:
+    if not value:
+        return b""
+    if value.isascii() and value.isprintable():
+        return _qp_printable(value.replace("=", "=3D")).encode("ascii") + b"=\r\n"
+    encoded, _ = qp_encode(value.replace("\r", " ").replace("\n", " "))
+    return encoded.encode("ascii") + b"=\r\n"
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.one_of(st.text(name_chars, max_size=120), printable_ascii, st.text(max_size=90)))
+def test_clean_text_and_text_slot_values_are_as_before(value: str) -> None:
+    assert clean_text(value) == old_clean_text(value)
+
+    def qp(fn: Any) -> Any:
+        try:
+            return fn(value)
+        except UnicodeEncodeError as exc:
+            return ("error", str(exc))
+
+    assert qp(_qp_slot_value) == qp(old_qp_slot_value)
+
+
+@pytest.mark.parametrize("length", range(60, 80))
+def test_text_slot_values_at_the_one_line_limit(length: int) -> None:
+    for unit in ("é", "aé", "a=é", "x\té", "ab ", "é\t"):
+        value = (unit * length)[:length]
+        for candidate in (value, value + " ", value + "\t", "=" + value):
+            assert _qp_slot_value(candidate) == old_qp_slot_value(candidate)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    filler=st.integers(0, 980),
+    lengths=st.lists(st.integers(0, 200), min_size=2, max_size=2),
+    two_on_a_line=st.booleans(),
+)
+def test_the_long_line_fallback_is_taken_exactly_when_a_line_would_be_too_long(
+    filler: int, lengths: list[int], two_on_a_line: bool
+) -> None:
+    sep = "" if two_on_a_line else "\n"
+    html = (
+        f'<p>{"x" * filler}<a href="{{{{unsubscribe_url}}}}">u</a>{sep}'
+        '<a href="{{preferences_url}}">p</a></p>\n<p>{{name}}</p>\n'
+    )
+    rendered = FakeRendered(subject="s", html=html, text="{{name}}\n")
+    template = build_template(rendered, sender=SENDER, date=DATE, now=NOW)
+    urls = [f"https://p.example/{'t' * n}" for n in lengths]
+    slot_values = {"name": "Ada", "email": "a@x.org"}
+    slot_values |= {"unsubscribe_url": urls[0], "preferences_url": urls[1]}
+    recipient = template.recipient("a@x.org", "Ada", slot_values)
+    encoded = {slot: len(recipient.html_values[slot]) for slot in SLOTS}
+    too_long = any(
+        fixed + sum(encoded[slot] for slot in slots) > 998
+        for fixed, slots in template.html_line_checks
+    )
+    raw = template.fill(recipient)
+    assert (raw.count(b"Content-Transfer-Encoding: 7bit") == 0) == too_long
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
