@@ -397,7 +397,7 @@ def normalize_slots(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str
         if slot in URL_SLOTS and not (_PLAIN_URL.fullmatch(value) or _safe_url(value) == value):
             raise ValueError(f"fill: {slot} is not a plain http(s) URL: {value!r}")
         html_value = htmlmod.escape(value, quote=True)
-        if not plain:
+        if not html_value.isascii():  # a non-ASCII value, or a name cut with an ellipsis
             html_value = _ascii_refs(html_value)
         if len(html_value) > MAX_SLOT_BYTES:
             raise ValueError(f"fill: {slot} is longer than {MAX_SLOT_BYTES} bytes")

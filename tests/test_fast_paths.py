@@ -194,6 +194,15 @@ def test_normalize_slots_gives_what_the_tiny_copy_fill_gave(
     assert got == expected
 
 
+@pytest.mark.parametrize("length", [199, 200, 201, 250, 600])
+@pytest.mark.parametrize("unit", ["Name ", "N", "Zoë ", "a\u202e b "])
+def test_long_names_are_cut_as_before(length: int, unit: str) -> None:
+    url = "https://x.example/u"
+    values = {"name": (unit * length)[:length], "email": "a@x.org"}
+    values |= {"unsubscribe_url": url, "preferences_url": url}
+    assert normalize_slots(values) == old_normalize_slots(values)
+
+
 def test_normalize_slots_refuses_missing_and_unknown_slots() -> None:
     for values in ({"name": "x"}, {**dict.fromkeys(SLOTS, "https://x.example/"), "extra": ""}):
         with pytest.raises(ValueError) as new:
