@@ -82,6 +82,7 @@ _ADDRESS_RE = re.compile(
 )
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _WS_RE = re.compile(r"\s+")
+_URL_UNSAFE_RE = re.compile(r"[\s<>\x00-\x1f\x7f]")
 
 
 class RenderedLike(Protocol):
@@ -122,7 +123,7 @@ def check_address(address: str) -> str:
 
 def check_url(url: str) -> str:
     """``url`` if it has no whitespace, controls or angle brackets (it goes inside <...>)."""
-    if not url.isascii() or re.search(r"[\s<>\x00-\x1f\x7f]", url):
+    if not url.isascii() or _URL_UNSAFE_RE.search(url):
         raise InvalidRecipient(f"not a usable URL: {url!r}")
     return url
 

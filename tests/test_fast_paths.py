@@ -429,3 +429,15 @@ def test_the_long_line_fallback_is_taken_exactly_when_a_line_would_be_too_long(
     raw = template.fill(recipient)
     assert (raw.count(b"Content-Transfer-Encoding: 7bit") == 0) == too_long
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(url=st.one_of(url_value, st.text(st.characters(max_codepoint=0x80), max_size=40)))
+def test_check_url_verdicts_are_as_before(url: str) -> None:
+    old_ok = url.isascii() and not re.search(r"[\s<>\x00-\x1f\x7f]", url)
+    try:
+        assert check_url(url) == url
+        new_ok = True
+    except InvalidRecipient:
+        new_ok = False
+    assert new_ok == old_ok
