@@ -51,7 +51,7 @@ from newsletter.delivery.sendgrid import SendGridBackend
 from newsletter.ledger import Ledger
 from newsletter.models import Subscriber
 from newsletter.pipeline import Variant, prepare_day
-from newsletter.send import deliver_variants, subscriber_values
+from newsletter.send import deliver_variants, values_maker
 from newsletter.subscribers import load_subscribers
 from newsletter.topics import load_taxonomy
 
@@ -105,9 +105,7 @@ def run(
                 date=DATE,
                 backend=backend,
                 sender=SENDER,
-                values_for=lambda s: subscriber_values(
-                    s, base_url=settings.digest.base_url, secret=secret
-                ),
+                values_for=values_maker(base_url=settings.digest.base_url, secret=secret),
                 now=lambda: NOW,
                 ledger=ledger,
             )

@@ -51,7 +51,7 @@ from newsletter.models import FULL_PROFILE, Digest, SendResult
 from newsletter.pipeline import prepare_day
 from newsletter.rank import rank
 from newsletter.render import load_templates, render
-from newsletter.send import send_day, subscriber_values
+from newsletter.send import send_day, values_maker
 from newsletter.subscribers import load_subscribers
 from newsletter.topics import assign_topics, group, load_taxonomy
 
@@ -198,10 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         invalid = 0
         samples: list[bytes] = []
         with stages.stage("MIME: template + fill, all"):
+            subscriber_values = values_maker(base_url=base_url, secret=secret)
             for variant in variants:
                 template = build_template(variant.rendered, sender=SENDER, date=DATE, now=NOW)
                 for s in variant.subscribers:
-                    values = subscriber_values(s, base_url=base_url, secret=secret)
+                    values = subscriber_values(s)
                     try:
                         raw = template.fill(template.recipient(s.email, s.name, values))
                     except InvalidRecipient:

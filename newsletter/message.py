@@ -26,14 +26,16 @@ The result parses with the stdlib email parser to the same headers and parts as
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import hashlib
 import html as html_lib
 import re
 import secrets
+import string
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.header import Header
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -80,6 +82,7 @@ _ADDRESS_RE = re.compile(
 )
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _WS_RE = re.compile(r"\s+")
+_URL_UNSAFE_RE = re.compile(r"[\s<>\x00-\x1f\x7f]")
 
 
 class RenderedLike(Protocol):
@@ -106,6 +109,8 @@ class InvalidRecipient(ValueError):
 
 def clean_text(value: str) -> str:
     """One line of text: CR, LF, tabs and other controls become spaces, runs collapse."""
+    if value.isprintable():  # no controls, and no whitespace but the plain space
+        return " ".join(value.split())
     return _WS_RE.sub(" ", _CONTROL_RE.sub(" ", value)).strip()
 
 
@@ -118,7 +123,7 @@ def check_address(address: str) -> str:
 
 def check_url(url: str) -> str:
     """``url`` if it has no whitespace, controls or angle brackets (it goes inside <...>)."""
-    if not url.isascii() or re.search(r"[\s<>\x00-\x1f\x7f]", url):
+    if not url.isascii() or _URL_UNSAFE_RE.search(url):
         raise InvalidRecipient(f"not a usable URL: {url!r}")
     return url
 
@@ -147,8 +152,35 @@ def format_mailbox(name: str, address: str) -> str:
         return address
     if _plain_ascii(name):
         return formataddr((name, address))
-    words = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
-    return f"{words} <{address}>"
+    return f"{_to_words(name)} <{address}>"
+
+
+def _to_words(name: str) -> str:
+    """``Header(name, "utf-8", header_name="To").encode(linesep="\\r\\n")``, cheaply when the
+    name fits one encoded word (the stdlib tries every prefix of the name to fold it)."""
+    try:
+        raw = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = b""
+    if raw and len(name.splitlines()) == 1:
+        qp_len = sum(_QP_HEADER_LENGTHS[octet] for octet in raw)
+        b64_len = (len(raw) + 2) // 3 * 4
+        if min(qp_len, b64_len) <= _ONE_WORD_PAYLOAD:
+            if b64_len < qp_len:  # the stdlib's choice (SHORTEST: base64 only when shorter)
+                return f"=?utf-8?b?{base64.b64encode(raw).decode('ascii')}?="
+            return f"=?utf-8?q?{raw.decode('latin-1').translate(_QP_HEADER_MAP)}?="
+    return Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
+
+
+_QP_HEADER_SAFE = frozenset(b"-!*+/" + string.ascii_letters.encode() + string.digits.encode())
+_QP_HEADER_MAP = {
+    octet: "_" if octet == 0x20 else chr(octet) if octet in _QP_HEADER_SAFE else f"={octet:02X}"
+    for octet in range(256)
+}
+"""RFC 2047 "Q" encoding of each octet, as ``email.quoprimime`` writes it in a header."""
+_QP_HEADER_LENGTHS = tuple(len(_QP_HEADER_MAP[octet]) for octet in range(256))
+_ONE_WORD_PAYLOAD = 78 - len("To: ") - len("=?utf-8?q??=")
+"""The longest encoded text of a To name that the stdlib leaves as one encoded word."""
 
 
 def display_mailbox(name: str, address: str) -> str:
@@ -243,6 +275,13 @@ def qp_encode(text: str, *, start_column: int = 0) -> tuple[str, int]:
     return "".join(out), col
 
 
+_QP_BODY_MAP = {
+    octet: chr(octet) if octet == 9 or (32 <= octet <= 126 and octet != 61) else f"={octet:02X}"
+    for octet in range(256)
+}
+"""Quoted-printable of each octet of a body line (``qp_encode``'s rule: tab and printable
+ASCII but ``=`` as they are)."""
+
 _QP_RUN = re.compile(r"([\t\x20-\x3c\x3e-\x7e]+)|(.)", re.DOTALL)
 """A run of characters quoted-printable leaves as they are, or one character to encode."""
 
@@ -253,7 +292,16 @@ def _qp_slot_value(value: str) -> bytes:
         return b""
     if value.isascii() and value.isprintable():  # the common case (names, URLs): no loop per char
         return _qp_printable(value.replace("=", "=3D")).encode("ascii") + b"=\r\n"
-    encoded, _ = qp_encode(value.replace("\r", " ").replace("\n", " "))
+    one_line = value.replace("\r", " ").replace("\n", " ")
+    try:
+        short = one_line.encode("utf-8").decode("latin-1").translate(_QP_BODY_MAP)
+    except UnicodeEncodeError:  # a lone surrogate: qp_encode says so
+        short = ""
+    if short[-1:] in (" ", "\t"):  # a blank at the end of a line is encoded, as qp_encode does
+        short = short[:-1] + f"={ord(short[-1]):02X}"
+    if 0 < len(short) <= QP_LINE_CHARS - 1:  # one line (a short name): what qp_encode gives
+        return short.encode("ascii") + b"=\r\n"
+    encoded, _ = qp_encode(one_line)
     # trailing whitespace right before the soft break is fine: the '=' follows it.
     return encoded.encode("ascii") + b"=\r\n"
 
@@ -294,12 +342,23 @@ def plain_normalize(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str
 
 
 def render_normalizer(rendered: RenderedLike, tokens: Mapping[str, str]) -> Normalizer | None:
-    """A normaliser that asks the renderer itself, on a copy holding only the placeholders.
+    """A normaliser that asks the renderer itself how it cleans and escapes slot values.
 
-    The renderer's ``fill`` cleans values (controls, whitespace, name length, URL
-    checks) and escapes them for HTML; filling a tiny copy whose parts are just the
-    placeholders, one per line, gives exactly those values at almost no cost.
+    ``newsletter.render.RenderedDigest`` exposes that as ``normalize`` (the very function
+    its ``fill`` uses). For another renderer that is a dataclass, its ``fill`` is run on a
+    copy holding only the placeholders, one per line, which gives the same values.
     """
+    direct = getattr(rendered, "normalize", None)
+    if callable(direct):
+
+        def normalize_direct(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+            try:
+                normalized: tuple[dict[str, str], dict[str, str]] = direct(values)
+            except ValueError as exc:
+                raise InvalidRecipient(str(exc)) from None
+            return normalized
+
+        return normalize_direct
     if not dataclasses.is_dataclass(rendered) or isinstance(rendered, type):
         return None
     skeleton = "\n".join(tokens[slot] for slot in SLOTS)
@@ -400,6 +459,17 @@ class MessageTemplate:
     dkim: DkimSigner | None = None
     normalize: Normalizer | None = None
     """Turns raw slot values into (text values, html values) exactly as the renderer would."""
+    _fixed: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+    """``segments`` with an empty bytes for every hole (copied and filled per message)."""
+    _holes: tuple[tuple[int, str, str], ...] = field(init=False, repr=False, compare=False)
+    """(index in ``_fixed``, kind, slot or header name) of every hole."""
+    _text_slots: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """The slots the text part holds (each encoded once per message)."""
+    _line_fixed: int = field(init=False, repr=False, compare=False)
+    """The most fixed bytes of an html line holding slots."""
+    _line_slots: int = field(init=False, repr=False, compare=False)
+    """The most slots on one html line: no line can be longer than
+    ``_line_fixed + _line_slots * (longest html value)``."""
 
     @property
     def from_header(self) -> str:
@@ -442,26 +512,46 @@ class MessageTemplate:
             f"List-Unsubscribe: <{check_url(url)}>,\r\n <mailto:{self.mailto}?subject=unsubscribe>"
         ).encode("ascii") + CRLF
 
+    def __post_init__(self) -> None:
+        # The segments as a list to copy per fill, holes left empty, and where the holes are.
+        fixed: list[bytes] = []
+        holes: list[tuple[int, str, str]] = []
+        for index, seg in enumerate(self.segments):
+            if isinstance(seg, bytes):
+                fixed.append(seg)
+            else:
+                fixed.append(b"")
+                holes.append((index, seg[0], seg[1]))
+        text_slots = tuple(dict.fromkeys(name for _, kind, name in holes if kind == "text"))
+        object.__setattr__(self, "_fixed", tuple(fixed))
+        object.__setattr__(self, "_holes", tuple(holes))
+        object.__setattr__(self, "_text_slots", text_slots)
+        checks = self.html_line_checks
+        object.__setattr__(self, "_line_fixed", max((fixed for fixed, _ in checks), default=0))
+        object.__setattr__(self, "_line_slots", max((len(slots) for _, slots in checks), default=0))
+
     def fill(self, recipient: Recipient) -> bytes:
         """The complete message for one subscriber (signed when DKIM is configured)."""
         html_values = {slot: recipient.html_values[slot].encode("ascii") for slot in SLOTS}
         if self.always_slow:
             return self._slow_fill(recipient)
-        for fixed, slots in self.html_line_checks:
-            if fixed + sum(len(html_values[slot]) for slot in slots) > MAX_LINE_BYTES:
-                return self._slow_fill(recipient)
-        out: list[bytes] = []
-        for seg in self.segments:
-            if isinstance(seg, bytes):
-                out.append(seg)
-                continue
-            kind, name = seg
+        if self._line_fixed + self._line_slots * max(map(len, html_values.values())) > (
+            MAX_LINE_BYTES
+        ):  # some line might be too long: check each
+            for fixed, slots in self.html_line_checks:
+                if fixed + sum(len(html_values[slot]) for slot in slots) > MAX_LINE_BYTES:
+                    return self._slow_fill(recipient)
+        text_values = {
+            slot: _qp_slot_value(recipient.values.get(slot, "")) for slot in self._text_slots
+        }
+        out = list(self._fixed)
+        for index, kind, name in self._holes:
             if kind == "html":
-                out.append(html_values[name])
+                out[index] = html_values[name]
             elif kind == "text":
-                out.append(_qp_slot_value(recipient.values.get(name, "")))
+                out[index] = text_values[name]
             else:
-                out.append(self._header_bytes(name, recipient))
+                out[index] = self._header_bytes(name, recipient)
         raw = b"".join(out)
         return self.dkim.sign(raw) if self.dkim else raw
 

@@ -61,12 +61,14 @@ __all__ = [
     "Templates",
     "encoded_size",
     "load_templates",
+    "normalize_slots",
     "render",
 ]
 
 SLOTS: tuple[str, ...] = ("name", "email", "unsubscribe_url", "preferences_url")
 """The per-subscriber parts, filled by :meth:`RenderedDigest.fill`."""
 
+_SLOT_SET = frozenset(SLOTS)
 URL_SLOTS = frozenset({"unsubscribe_url", "preferences_url"})
 """Slots that are links: their values must be http(s) URLs."""
 
@@ -350,32 +352,58 @@ class RenderedDigest:
         """The placeholder that stands for ``slot`` in this render."""
         return _placeholder(self.nonce, slot)
 
+    def normalize(self, values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        """``(raw, escaped)`` slot values exactly as :meth:`fill` substitutes them."""
+        return normalize_slots(values)
+
     def fill(self, values: Mapping[str, str]) -> tuple[str, str]:
         """Substitute one subscriber's slot values: ``(html, text)``.
 
         ``values`` has every name of :data:`SLOTS`. Values are HTML-escaped (and
         non-ASCII written as character references) for the html, raw for the text;
         link slots must be http(s) URLs; a name is cut to MAX_NAME_CHARS and an empty
-        one greets "there". A value over MAX_SLOT_BYTES raises ValueError.
+        one greets "there". A value over MAX_SLOT_BYTES raises ValueError
+        (see :func:`normalize_slots`).
         """
+        raw, escaped = normalize_slots(values)
+        return _join(self._html_parts, escaped), _join(self._text_parts, raw)
+
+
+def normalize_slots(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """One subscriber's slot values as :meth:`RenderedDigest.fill` substitutes them:
+    ``(raw, escaped)``, raw for the text part and HTML-escaped ASCII for the html part.
+
+    ``values`` has every name of :data:`SLOTS` and no other. Controls are dropped and
+    whitespace runs become one space; a name is cut to MAX_NAME_CHARS with open bidi
+    controls closed, and an empty one greets "there"; link slots must be plain http(s)
+    URLs. A missing or unknown slot, a bad link or a value over MAX_SLOT_BYTES raises
+    ValueError.
+    """
+    if values.keys() != _SLOT_SET:
         missing = [s for s in SLOTS if s not in values]
         unknown = [k for k in values if k not in SLOTS]
-        if missing or unknown:
-            raise ValueError(f"fill: missing slots {missing}, unknown slots {unknown}")
-        raw: dict[str, str] = {}
-        escaped: dict[str, str] = {}
-        for slot in SLOTS:
-            value = " ".join(_CONTROL.sub("", values[slot]).split())
-            if slot == "name":
-                value = _close_bidi(_cut(value, MAX_NAME_CHARS)) or DEFAULT_NAME
-            if slot in URL_SLOTS and not (_PLAIN_URL.fullmatch(value) or _safe_url(value) == value):
-                raise ValueError(f"fill: {slot} is not a plain http(s) URL: {value!r}")
-            html_value = _ascii_refs(htmlmod.escape(value, quote=True))
-            if len(html_value) > MAX_SLOT_BYTES:
-                raise ValueError(f"fill: {slot} is longer than {MAX_SLOT_BYTES} bytes")
-            raw[slot] = value
-            escaped[slot] = html_value
-        return _join(self._html_parts, escaped), _join(self._text_parts, raw)
+        raise ValueError(f"fill: missing slots {missing}, unknown slots {unknown}")
+    raw: dict[str, str] = {}
+    escaped: dict[str, str] = {}
+    for slot in SLOTS:
+        given = values[slot]
+        # printable ASCII (the common case) has no controls, no bidi and escapes to ASCII
+        plain = given.isascii() and given.isprintable()
+        value = " ".join((given if plain else _CONTROL.sub("", given)).split())
+        if slot == "name":
+            value = (
+                _cut(value, MAX_NAME_CHARS) if plain else _close_bidi(_cut(value, MAX_NAME_CHARS))
+            ) or DEFAULT_NAME
+        if slot in URL_SLOTS and not (_PLAIN_URL.fullmatch(value) or _safe_url(value) == value):
+            raise ValueError(f"fill: {slot} is not a plain http(s) URL: {value!r}")
+        html_value = htmlmod.escape(value, quote=True)
+        if not html_value.isascii():  # a non-ASCII value, or a name cut with an ellipsis
+            html_value = _ascii_refs(html_value)
+        if len(html_value) > MAX_SLOT_BYTES:
+            raise ValueError(f"fill: {slot} is longer than {MAX_SLOT_BYTES} bytes")
+        raw[slot] = value
+        escaped[slot] = html_value
+    return raw, escaped
 
 
 def _join(parts: tuple[str, ...], values: Mapping[str, str]) -> str:

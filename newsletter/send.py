@@ -43,7 +43,7 @@ from newsletter.message import (
 from newsletter.models import SendResult, SendStatus, Subscriber
 from newsletter.pipeline import prepare_day
 from newsletter.prefs import next_send_subscribers
-from newsletter.tokens import subscriber_links
+from newsletter.tokens import LinkSigner, subscriber_links
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,20 @@ def subscriber_values(subscriber: Subscriber, *, base_url: str, secret: bytes) -
         "email": subscriber.email,
         **subscriber_links(base_url, secret, subscriber.email),
     }
+
+
+def values_maker(*, base_url: str, secret: bytes) -> Callable[[Subscriber], dict[str, str]]:
+    """:func:`subscriber_values` for many subscribers, the signing key set up once."""
+    signer = LinkSigner(base_url, secret)
+
+    def values_for(subscriber: Subscriber) -> dict[str, str]:
+        return {
+            "name": subscriber.name,
+            "email": subscriber.email,
+            **signer.links(subscriber.email),
+        }
+
+    return values_for
 
 
 # --------------------------------------------------------------------------- delivering
@@ -344,10 +358,7 @@ def send_day(
             secret = link_secret(settings, offline=backend_name in OFFLINE_BACKENDS)
             dkim = _dkim(settings)
 
-            def values_for(subscriber: Subscriber) -> dict[str, str]:
-                return subscriber_values(
-                    subscriber, base_url=settings.digest.base_url, secret=secret
-                )
+            values_for = values_maker(base_url=settings.digest.base_url, secret=secret)
 
             extra: dict[str, Any] = {}
             if settings.digest.dedupe_days > 0:

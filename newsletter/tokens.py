@@ -15,6 +15,7 @@ import binascii
 import datetime as dt
 import hashlib
 import hmac
+import re
 from urllib.parse import urlencode
 
 from newsletter.config import Settings, require_secret
@@ -54,12 +55,33 @@ def make_token(secret: bytes, email: str, purpose: str, *, issued: dt.date | Non
     """A url-safe token naming ``email`` for ``purpose`` (optionally dated ``issued``)."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}")
-    if not secret:
-        raise ValueError("an empty secret signs nothing")
-    if "\n" in email:
-        raise ValueError("an address has no line breaks")
-    payload = "\n".join([purpose, email, issued.isoformat() if issued else ""]).encode()
-    return f"{_b64(payload)}.{_b64(_sign(secret, payload))}"
+    return Signer(secret).token(email, purpose, issued=issued)
+
+
+class Signer:
+    """Makes tokens with one secret, the HMAC key set up once and copied per token.
+
+    Many tokens per run (two per subscriber) cost less this way than with
+    :func:`make_token`, which builds a Signer per call; the tokens are the same.
+    """
+
+    __slots__ = ("_base",)
+
+    def __init__(self, secret: bytes) -> None:
+        if not secret:
+            raise ValueError("an empty secret signs nothing")
+        self._base = hmac.new(secret, TOKEN_VERSION + b"\0", hashlib.sha256)
+
+    def token(self, email: str, purpose: str, *, issued: dt.date | None = None) -> str:
+        """A url-safe token naming ``email`` for ``purpose`` (optionally dated ``issued``)."""
+        if purpose not in PURPOSES:
+            raise ValueError(f"unknown token purpose {purpose!r}")
+        if "\n" in email:
+            raise ValueError("an address has no line breaks")
+        payload = "\n".join([purpose, email, issued.isoformat() if issued else ""]).encode()
+        mac = self._base.copy()
+        mac.update(payload)
+        return f"{_b64(payload)}.{_b64(mac.digest())}"
 
 
 def read_token(
@@ -111,12 +133,35 @@ def secret_from(settings: Settings) -> bytes:
 
 def link(base_url: str, path: str, token: str) -> str:
     """``<base_url>/<path>?token=...``."""
+    if _URL_SAFE.fullmatch(token):  # every token we make: urlencode would leave it as is
+        return f"{base_url.rstrip('/')}/{path}?token={token}"
     return f"{base_url.rstrip('/')}/{path}?{urlencode({'token': token})}"
+
+
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.-]*")
+"""Characters ``urlencode`` never quotes (a token is base64url and one dot)."""
+
+
+class LinkSigner:
+    """The per-subscriber URL slots for one base URL and secret (see :func:`subscriber_links`)."""
+
+    __slots__ = ("_preferences", "_signer", "_unsubscribe")
+
+    def __init__(self, base_url: str, secret: bytes) -> None:
+        self._signer = Signer(secret)
+        root = base_url.rstrip("/")
+        self._unsubscribe = f"{root}/{UNSUBSCRIBE}?token="
+        self._preferences = f"{root}/{PREFERENCES}?token="
+
+    def links(self, email: str) -> dict[str, str]:
+        """``unsubscribe_url`` and ``preferences_url`` of ``email``."""
+        signer = self._signer
+        return {
+            "unsubscribe_url": self._unsubscribe + signer.token(email, UNSUBSCRIBE),
+            "preferences_url": self._preferences + signer.token(email, PREFERENCES),
+        }
 
 
 def subscriber_links(base_url: str, secret: bytes, email: str) -> dict[str, str]:
     """The per-subscriber URL slots of a rendered digest: unsubscribe and preferences."""
-    return {
-        "unsubscribe_url": link(base_url, UNSUBSCRIBE, make_token(secret, email, UNSUBSCRIBE)),
-        "preferences_url": link(base_url, PREFERENCES, make_token(secret, email, PREFERENCES)),
-    }
+    return LinkSigner(base_url, secret).links(email)
