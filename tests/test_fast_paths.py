@@ -441,3 +441,90 @@ def test_check_url_verdicts_are_as_before(url: str) -> None:
     except InvalidRecipient:
         new_ok = False
     assert new_ok == old_ok
+
+
+# --------------------------------------------------------------------------- CSS inlining
+
+
+def old_inline_css(html: str) -> str:
+    """The inlining before the parsed rules were kept across renders: a plain Premailer."""
+    from premailer import Premailer
+
+    html = R._MJML_RESET_STYLE.sub('<style type="text/css" data-premailer="ignore">', html, 1)
+    out: str = Premailer(
+        html,
+        allow_network=False,
+        allow_loading_external_files=False,
+        keep_style_tags=True,
+        strip_important=False,
+        disable_validation=True,
+        disable_link_rewrites=True,
+        cssutils_logging_level=R.logging.CRITICAL,
+    ).transform(pretty_print=False)
+    return out
+
+
+_SHEETS = (
+    "p { color: red } .a { font-size: 12px !important; color: blue }",
+    "p { color: green } @media (max-width: 480px) { .a { width: 100% !important } }",
+    "td.x, #y p { padding: 0; margin: 1px } a:hover { color: red } * { border: 0 }",
+    "",
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    pages=st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(_SHEETS), min_size=0, max_size=3),
+            st.lists(st.sampled_from(["p", "td"]), min_size=1, max_size=4),
+            st.lists(st.sampled_from(["a", "x", "b"]), min_size=1, max_size=4),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_inlining_with_kept_rules_gives_the_old_html(
+    pages: list[tuple[list[str], list[str], list[str]]],
+) -> None:
+    cache: dict[tuple[str | None, int], Any] = {}  # shared across the pages, as across variants
+    for sheets, tags, classes in pages:
+        styles = "".join(f"<style>{sheet}</style>" for sheet in sheets)
+        body = "".join(
+            f'<{tag} class="{cls}" id="y">text <a href="https://e.org/">{cls}</a></{tag}>'
+            for tag, cls in zip(tags, classes, strict=False)
+        )
+        html = (
+            f"<!doctype html><html><head>{styles}</head><body>"
+            f"<table><tr><td class='x'>{body}</td></tr></table></body></html>"
+        )
+        assert R._inline_css(html, rules=cache) == old_inline_css(html)
+        assert R._inline_css(html) == old_inline_css(html)
+
+
+def test_rendering_many_digests_with_one_templates_gives_the_fresh_template_html() -> None:
+    shared = load_templates(None)
+    for count in (1, 3, 6):
+        papers = [
+            RankedPaper(
+                Paper(
+                    title=f"Paper {i} of {count}",
+                    abstract="Words. " * (5 + i),
+                    id=f"2511.{i:05d}",
+                    url=f"https://huggingface.co/papers/2511.{i:05d}",
+                    authors=("A. Author",),
+                ),
+                score=10.0 - i,
+                topic="Robotics",
+            )
+            for i in range(count)
+        ]
+        digest = Digest(
+            date=DATE, topics=(TopicGroup("Robotics", tuple(papers)),), total_papers=count
+        )
+        kept = render(digest, settings=DigestSettings(), templates=shared, nonce="n" * 16)
+        fresh = render(
+            digest, settings=DigestSettings(), templates=load_templates(None), nonce="n" * 16
+        )
+        assert (kept.subject, kept.html, kept.text) == (fresh.subject, fresh.html, fresh.text)
+    assert shared.css_rules  # the stylesheet was parsed once and kept
