@@ -528,3 +528,20 @@ def test_rendering_many_digests_with_one_templates_gives_the_fresh_template_html
         )
         assert (kept.subject, kept.html, kept.text) == (fresh.subject, fresh.html, fresh.text)
     assert shared.css_rules  # the stylesheet was parsed once and kept
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40))
+def test_plain_ascii_names_format_as_with_formataddr(name: str) -> None:
+    from newsletter.message import format_mailbox
+
+    assert format_mailbox(name, "ada@example.org") == old_format_mailbox(name, "ada@example.org")
+
+
+def test_each_ascii_character_in_a_name_formats_as_with_formataddr() -> None:
+    from newsletter.message import format_mailbox
+
+    for code in range(32, 127):
+        for name in (chr(code), f"Ada {chr(code)} Lovelace", f"{chr(code)}x{chr(code)}"):
+            got = format_mailbox(name, "ada@example.org")
+            assert got == old_format_mailbox(name, "ada@example.org"), name
