@@ -221,6 +221,11 @@ class Templates:
     )
     """Premailer's parsed style rules per (stylesheet text, index), kept across renders:
     every variant of a day carries the same stylesheet (see :class:`_CachedRulesPremailer`)."""
+    wrapped_lines: dict[tuple[str, int], list[str]] = field(
+        default_factory=dict, repr=False, compare=False, hash=False
+    )
+    """The text part's long lines as wrapped, per (line, width), kept across renders: the
+    variants of a day share most paper lines (see :func:`_reflow`)."""
 
 
 def load_templates(folder: str | None = None) -> Templates:
@@ -529,7 +534,7 @@ def _render_plan(
     return RenderedDigest(
         subject=subject,
         html=html,
-        text=_reflow(text),
+        text=_reflow(text, wrapped=templates.wrapped_lines),
         preheader=context["preheader"],
         nonce=nonce,
         html_bytes=encoded_size(html) + max(growth, 0),
@@ -862,27 +867,43 @@ def _hard_break(line: str, window: int) -> int:
     return max(window - 1, 1)
 
 
-def _reflow(text: str, width: int = TEXT_WIDTH) -> str:
+def _reflow(
+    text: str,
+    width: int = TEXT_WIDTH,
+    *,
+    wrapped: dict[tuple[str, int], list[str]] | None = None,
+) -> str:
     """Wrap each line longer than ``width`` at spaces, keeping its indent (hanging under a
-    "* " or "- " bullet); URLs stay whole."""
+    "* " or "- " bullet); URLs stay whole. ``wrapped`` keeps each long line's wrapping
+    across calls (``Templates.wrapped_lines``)."""
     out: list[str] = []
     for line in text.splitlines():
         line = line.rstrip()
         if len(line) <= width:
             out.append(line)
             continue
-        indent = line[: len(line) - len(line.lstrip())]
-        bullet = _BULLET.match(line)
-        out.extend(
-            textwrap.wrap(
-                line.strip(),
-                width=width,
-                initial_indent=indent,
-                subsequent_indent=" " * bullet.end() if bullet else indent,
-                break_long_words=False,
-                break_on_hyphens=False,
-            )
-        )
+        if wrapped is not None:
+            key = (line, width)
+            found = wrapped.get(key)
+            if found is None:
+                found = wrapped[key] = _wrap_line(line, width)
+            out.extend(found)
+        else:
+            out.extend(_wrap_line(line, width))
     while out and not out[-1]:
         out.pop()
     return "\n".join(out) + "\n"
+
+
+def _wrap_line(line: str, width: int) -> list[str]:
+    """One line longer than ``width`` wrapped as :func:`_reflow` says."""
+    indent = line[: len(line) - len(line.lstrip())]
+    bullet = _BULLET.match(line)
+    return textwrap.wrap(
+        line.strip(),
+        width=width,
+        initial_indent=indent,
+        subsequent_indent=" " * bullet.end() if bullet else indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )

@@ -572,3 +572,44 @@ def test_a_surrogate_address_fails_as_before() -> None:
         old_make_token(b"k", "a\ud800@x.org", tokens.UNSUBSCRIBE, None)
     with pytest.raises(UnicodeEncodeError):
         tokens.Signer(b"k").token("a\ud800@x.org", tokens.UNSUBSCRIBE)
+
+
+def old_reflow(text: str, width: int = R.TEXT_WIDTH) -> str:
+    """The text part's wrapping before wrapped lines were kept across renders."""
+    out: list[str] = []
+    for line in text.splitlines():
+        line = line.rstrip()
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = line[: len(line) - len(line.lstrip())]
+        bullet = R._BULLET.match(line)
+        out.extend(
+            R.textwrap.wrap(
+                line.strip(),
+                width=width,
+                initial_indent=indent,
+                subsequent_indent=" " * bullet.end() if bullet else indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        )
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(out) + "\n"
+
+
+reflow_text = st.lists(
+    st.text(st.sampled_from("ab -*\t\n  https://x.org/aaaaaaaaaaaaaaaaaaaaaa é"), max_size=200),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=reflow_text, width=st.sampled_from([10, 30, R.TEXT_WIDTH]))
+def test_reflow_with_kept_lines_is_the_old_reflow(texts: list[str], width: int) -> None:
+    kept: dict[tuple[str, int], list[str]] = {}  # shared across texts, as across variants
+    for text in texts * 2:
+        assert R._reflow(text, width, wrapped=kept) == old_reflow(text, width)
+        assert R._reflow(text, width) == old_reflow(text, width)
