@@ -83,6 +83,8 @@ _ADDRESS_RE = re.compile(
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _WS_RE = re.compile(r"\s+")
 _URL_UNSAFE_RE = re.compile(r"[\s<>\x00-\x1f\x7f]")
+_MAILBOX_SPECIALS_RE = re.compile(r'[][\\()<>@,:;".]')
+"""``email.utils.specialsre``: a name holding one of these is quoted by ``formataddr``."""
 
 
 class RenderedLike(Protocol):
@@ -151,6 +153,8 @@ def format_mailbox(name: str, address: str) -> str:
     if not name:
         return address
     if _plain_ascii(name):
+        if not _MAILBOX_SPECIALS_RE.search(name):  # formataddr neither quotes nor escapes it
+            return f"{name} <{address}>"
         return formataddr((name, address))
     return f"{_to_words(name)} <{address}>"
 

@@ -216,6 +216,16 @@ class Templates:
     subject: jinja2.Template
     folder: str | None = None
     """The override folder, if any."""
+    css_rules: dict[tuple[str | None, int], Any] = field(
+        default_factory=dict, repr=False, compare=False, hash=False
+    )
+    """Premailer's parsed style rules per (stylesheet text, index), kept across renders:
+    every variant of a day carries the same stylesheet (see :class:`_CachedRulesPremailer`)."""
+    wrapped_lines: dict[tuple[str, int], list[str]] = field(
+        default_factory=dict, repr=False, compare=False, hash=False
+    )
+    """The text part's long lines as wrapped, per (line, width), kept across renders: the
+    variants of a day share most paper lines (see :func:`_reflow`)."""
 
 
 def load_templates(folder: str | None = None) -> Templates:
@@ -511,7 +521,7 @@ def _render_plan(
         raw_html = mjml.mjml2html(source, fonts={}, disable_comments=True)
     except ValueError as exc:
         raise TemplateError(f"{HTML_TEMPLATE}: invalid MJML: {exc}") from None
-    html = _postprocess(_inline_css(raw_html), nonce)
+    html = _postprocess(_inline_css(raw_html, rules=templates.css_rules), nonce)
     unsubscribe = _placeholder(nonce, "unsubscribe_url")
     for part, name in ((html, HTML_TEMPLATE), (text, TEXT_TEMPLATE)):
         if unsubscribe not in part:
@@ -524,7 +534,7 @@ def _render_plan(
     return RenderedDigest(
         subject=subject,
         html=html,
-        text=_reflow(text),
+        text=_reflow(text, wrapped=templates.wrapped_lines),
         preheader=context["preheader"],
         nonce=nonce,
         html_bytes=encoded_size(html) + max(growth, 0),
@@ -740,12 +750,40 @@ def _safe_url(url: str | None) -> str | None:
 # --------------------------------------------------------------------------- html post-processing
 
 
-def _inline_css(html: str) -> str:
-    """Inline our <style> rules (kept in the head too, for media queries); never fetch."""
+class _CachedRulesPremailer(Premailer):  # type: ignore[misc]  # premailer is untyped
+    """Premailer reusing the parsed rules of a stylesheet it has seen before.
+
+    ``_parse_style_rules`` depends only on the stylesheet text, its index and the
+    options (the same on every call here); ``transform`` only reads what it returns.
+    Premailer already caches the cssutils parse; this also skips turning the parsed
+    sheet into rule strings again, most of the inlining time for a day's variants.
+    """
+
+    def __init__(
+        self, html: str, *, rules: dict[tuple[str | None, int], Any], **options: Any
+    ) -> None:
+        super().__init__(html, **options)
+        self._rules_cache = rules
+
+    def _parse_style_rules(self, css_body: str | None, ruleset_index: int) -> Any:
+        key = (css_body, ruleset_index)
+        found = self._rules_cache.get(key)
+        if found is None:
+            found = super()._parse_style_rules(css_body, ruleset_index)
+            self._rules_cache[key] = found
+        return found
+
+
+def _inline_css(html: str, *, rules: dict[tuple[str | None, int], Any] | None = None) -> str:
+    """Inline our <style> rules (kept in the head too, for media queries); never fetch.
+
+    ``rules`` caches the parsed stylesheets across calls (``Templates.css_rules``).
+    """
     html = _MJML_RESET_STYLE.sub('<style type="text/css" data-premailer="ignore">', html, 1)
     try:
-        inliner = Premailer(
+        inliner = _CachedRulesPremailer(
             html,
+            rules={} if rules is None else rules,
             allow_network=False,
             allow_loading_external_files=False,
             keep_style_tags=True,
@@ -829,27 +867,43 @@ def _hard_break(line: str, window: int) -> int:
     return max(window - 1, 1)
 
 
-def _reflow(text: str, width: int = TEXT_WIDTH) -> str:
+def _reflow(
+    text: str,
+    width: int = TEXT_WIDTH,
+    *,
+    wrapped: dict[tuple[str, int], list[str]] | None = None,
+) -> str:
     """Wrap each line longer than ``width`` at spaces, keeping its indent (hanging under a
-    "* " or "- " bullet); URLs stay whole."""
+    "* " or "- " bullet); URLs stay whole. ``wrapped`` keeps each long line's wrapping
+    across calls (``Templates.wrapped_lines``)."""
     out: list[str] = []
     for line in text.splitlines():
         line = line.rstrip()
         if len(line) <= width:
             out.append(line)
             continue
-        indent = line[: len(line) - len(line.lstrip())]
-        bullet = _BULLET.match(line)
-        out.extend(
-            textwrap.wrap(
-                line.strip(),
-                width=width,
-                initial_indent=indent,
-                subsequent_indent=" " * bullet.end() if bullet else indent,
-                break_long_words=False,
-                break_on_hyphens=False,
-            )
-        )
+        if wrapped is not None:
+            key = (line, width)
+            found = wrapped.get(key)
+            if found is None:
+                found = wrapped[key] = _wrap_line(line, width)
+            out.extend(found)
+        else:
+            out.extend(_wrap_line(line, width))
     while out and not out[-1]:
         out.pop()
     return "\n".join(out) + "\n"
+
+
+def _wrap_line(line: str, width: int) -> list[str]:
+    """One line longer than ``width`` wrapped as :func:`_reflow` says."""
+    indent = line[: len(line) - len(line.lstrip())]
+    bullet = _BULLET.match(line)
+    return textwrap.wrap(
+        line.strip(),
+        width=width,
+        initial_indent=indent,
+        subsequent_indent=" " * bullet.end() if bullet else indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )

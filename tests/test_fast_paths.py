@@ -10,6 +10,7 @@ Each reference below is the previous implementation, kept here verbatim in spiri
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import hashlib
@@ -145,7 +146,11 @@ def segment_walk_fill(template: MessageTemplate, recipient: Recipient) -> bytes:
 def old_make_token(secret: bytes, email: str, purpose: str, issued: dt.date | None) -> str:
     payload = "\n".join([purpose, email, issued.isoformat() if issued else ""]).encode()
     signature = hmac.new(secret, tokens.TOKEN_VERSION + b"\0" + payload, hashlib.sha256).digest()
-    return f"{tokens._b64(payload)}.{tokens._b64(signature)}"
+    return f"{old_b64(payload)}.{old_b64(signature)}"
+
+
+def old_b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def old_link(base_url: str, path: str, token: str) -> str:
@@ -441,3 +446,170 @@ def test_check_url_verdicts_are_as_before(url: str) -> None:
     except InvalidRecipient:
         new_ok = False
     assert new_ok == old_ok
+
+
+# --------------------------------------------------------------------------- CSS inlining
+
+
+def old_inline_css(html: str) -> str:
+    """The inlining before the parsed rules were kept across renders: a plain Premailer."""
+    from premailer import Premailer
+
+    html = R._MJML_RESET_STYLE.sub('<style type="text/css" data-premailer="ignore">', html, 1)
+    out: str = Premailer(
+        html,
+        allow_network=False,
+        allow_loading_external_files=False,
+        keep_style_tags=True,
+        strip_important=False,
+        disable_validation=True,
+        disable_link_rewrites=True,
+        cssutils_logging_level=R.logging.CRITICAL,
+    ).transform(pretty_print=False)
+    return out
+
+
+_SHEETS = (
+    "p { color: red } .a { font-size: 12px !important; color: blue }",
+    "p { color: green } @media (max-width: 480px) { .a { width: 100% !important } }",
+    "td.x, #y p { padding: 0; margin: 1px } a:hover { color: red } * { border: 0 }",
+    "",
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    pages=st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(_SHEETS), min_size=0, max_size=3),
+            st.lists(st.sampled_from(["p", "td"]), min_size=1, max_size=4),
+            st.lists(st.sampled_from(["a", "x", "b"]), min_size=1, max_size=4),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_inlining_with_kept_rules_gives_the_old_html(
+    pages: list[tuple[list[str], list[str], list[str]]],
+) -> None:
+    cache: dict[tuple[str | None, int], Any] = {}  # shared across the pages, as across variants
+    for sheets, tags, classes in pages:
+        styles = "".join(f"<style>{sheet}</style>" for sheet in sheets)
+        body = "".join(
+            f'<{tag} class="{cls}" id="y">text <a href="https://e.org/">{cls}</a></{tag}>'
+            for tag, cls in zip(tags, classes, strict=False)
+        )
+        html = (
+            f"<!doctype html><html><head>{styles}</head><body>"
+            f"<table><tr><td class='x'>{body}</td></tr></table></body></html>"
+        )
+        assert R._inline_css(html, rules=cache) == old_inline_css(html)
+        assert R._inline_css(html) == old_inline_css(html)
+
+
+def test_rendering_many_digests_with_one_templates_gives_the_fresh_template_html() -> None:
+    shared = load_templates(None)
+    for count in (1, 3, 6):
+        papers = [
+            RankedPaper(
+                Paper(
+                    title=f"Paper {i} of {count}",
+                    abstract="Words. " * (5 + i),
+                    id=f"2511.{i:05d}",
+                    url=f"https://huggingface.co/papers/2511.{i:05d}",
+                    authors=("A. Author",),
+                ),
+                score=10.0 - i,
+                topic="Robotics",
+            )
+            for i in range(count)
+        ]
+        digest = Digest(
+            date=DATE, topics=(TopicGroup("Robotics", tuple(papers)),), total_papers=count
+        )
+        kept = render(digest, settings=DigestSettings(), templates=shared, nonce="n" * 16)
+        fresh = render(
+            digest, settings=DigestSettings(), templates=load_templates(None), nonce="n" * 16
+        )
+        assert (kept.subject, kept.html, kept.text) == (fresh.subject, fresh.html, fresh.text)
+    assert shared.css_rules  # the stylesheet was parsed once and kept
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40))
+def test_plain_ascii_names_format_as_with_formataddr(name: str) -> None:
+    from newsletter.message import format_mailbox
+
+    assert format_mailbox(name, "ada@example.org") == old_format_mailbox(name, "ada@example.org")
+
+
+def test_each_ascii_character_in_a_name_formats_as_with_formataddr() -> None:
+    from newsletter.message import format_mailbox
+
+    for code in range(32, 127):
+        for name in (chr(code), f"Ada {chr(code)} Lovelace", f"{chr(code)}x{chr(code)}"):
+            got = format_mailbox(name, "ada@example.org")
+            assert got == old_format_mailbox(name, "ada@example.org"), name
+
+
+@pytest.mark.parametrize("length", [1, 31, 32, 63, 64, 65, 100, 128, 200])
+def test_signer_tokens_are_the_old_tokens_for_every_key_length(length: int) -> None:
+    secret = bytes((i * 37 + 11) % 256 for i in range(length))
+    for email in ("ada@example.org", "", "zoë@例え.jp", "x" * 300):
+        for purpose in sorted(tokens.PURPOSES):
+            expected = old_make_token(secret, email, purpose, None)
+            assert tokens.Signer(secret).token(email, purpose) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=200))
+def test_b64_is_the_old_b64(data: bytes) -> None:
+    assert tokens._b64(data) == old_b64(data)
+
+
+def test_a_surrogate_address_fails_as_before() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        old_make_token(b"k", "a\ud800@x.org", tokens.UNSUBSCRIBE, None)
+    with pytest.raises(UnicodeEncodeError):
+        tokens.Signer(b"k").token("a\ud800@x.org", tokens.UNSUBSCRIBE)
+
+
+def old_reflow(text: str, width: int = R.TEXT_WIDTH) -> str:
+    """The text part's wrapping before wrapped lines were kept across renders."""
+    out: list[str] = []
+    for line in text.splitlines():
+        line = line.rstrip()
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = line[: len(line) - len(line.lstrip())]
+        bullet = R._BULLET.match(line)
+        out.extend(
+            R.textwrap.wrap(
+                line.strip(),
+                width=width,
+                initial_indent=indent,
+                subsequent_indent=" " * bullet.end() if bullet else indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        )
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(out) + "\n"
+
+
+reflow_text = st.lists(
+    st.text(st.sampled_from("ab -*\t\n  https://x.org/aaaaaaaaaaaaaaaaaaaaaa é"), max_size=200),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=reflow_text, width=st.sampled_from([10, 30, R.TEXT_WIDTH]))
+def test_reflow_with_kept_lines_is_the_old_reflow(texts: list[str], width: int) -> None:
+    kept: dict[tuple[str, int], list[str]] = {}  # shared across texts, as across variants
+    for text in texts * 2:
+        assert R._reflow(text, width, wrapped=kept) == old_reflow(text, width)
+        assert R._reflow(text, width) == old_reflow(text, width)
