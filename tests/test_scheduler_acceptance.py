@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
 import signal
 import socket
@@ -75,15 +74,6 @@ def smtp() -> Iterator[tuple[Recorder, int]]:
         yield recorder, port
     finally:
         controller.stop()
-
-
-@pytest.fixture(autouse=True)
-def restore_loggers() -> Iterator[None]:
-    saved = {n: logging.getLogger(n).handlers[:] for n in ("newsletter", "apscheduler")}
-    yield
-    for name, handlers in saved.items():
-        logging.getLogger(name).handlers[:] = handlers
-        logging.getLogger(name).propagate = True
 
 
 def write_setup(tmp_path: Path, port: int) -> Path:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import logging
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,21 +44,6 @@ SUBSCRIBERS = [
     Subscriber("b@example.org", timezone="America/New_York"),
     Subscriber("c@example.org", timezone="America/New_York"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def restore_loggers() -> Iterator[None]:
-    """``run`` sets up logging in-process; leave the loggers as they were for other tests."""
-    saved = {
-        name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level)
-        for name in ("newsletter", "apscheduler")
-    }
-    yield
-    for name, (handlers, level) in saved.items():
-        logger = logging.getLogger(name)
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-        logger.propagate = True
 
 
 def write_config(tmp_path: Path, **extra: str) -> Path:

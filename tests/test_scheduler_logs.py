@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,20 +16,6 @@ from newsletter.logs import (
     run_context,
     setup_logging,
 )
-
-
-@pytest.fixture
-def restore_loggers() -> Iterator[None]:
-    saved = {
-        name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level)
-        for name in ("newsletter", "apscheduler")
-    }
-    yield
-    for name, (handlers, level) in saved.items():
-        logger = logging.getLogger(name)
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-        logger.propagate = True
 
 
 def test_run_ids_are_fresh_and_scoped() -> None:
@@ -53,7 +38,6 @@ def test_a_thread_starts_outside_any_run() -> None:
     assert seen == [NO_RUN]
 
 
-@pytest.mark.usefixtures("restore_loggers")
 def test_human_lines_carry_the_run_id_and_fields_on_one_line() -> None:
     out = io.StringIO()
     setup_logging(stream=out)
@@ -76,7 +60,6 @@ def test_human_lines_carry_the_run_id_and_fields_on_one_line() -> None:
     assert "run=- newsletter.test: outside" in lines[2]
 
 
-@pytest.mark.usefixtures("restore_loggers")
 def test_json_lines_are_objects_with_the_fields_and_the_traceback() -> None:
     out = io.StringIO()
     setup_logging(fmt="json", stream=out)
@@ -96,7 +79,6 @@ def test_json_lines_are_objects_with_the_fields_and_the_traceback() -> None:
     assert "Traceback" in second["exc"] and "KeyError" in second["exc"]
 
 
-@pytest.mark.usefixtures("restore_loggers")
 def test_secrets_never_reach_the_log() -> None:
     out = io.StringIO()
     setup_logging(fmt="json", stream=out, secrets_=["hunter2", "", "k"])
@@ -108,7 +90,6 @@ def test_secrets_never_reach_the_log() -> None:
     assert event["url"] == "smtp://u:[redacted]@h"
 
 
-@pytest.mark.usefixtures("restore_loggers")
 def test_setting_up_twice_keeps_one_handler_and_quiets_the_library() -> None:
     first, second = io.StringIO(), io.StringIO()
     setup_logging(stream=first)
