@@ -15,14 +15,13 @@ from types import TracebackType
 from typing import IO
 
 from newsletter.errors import NewsletterError
+from newsletter.ledger import SQLITE_PREFIX
 
 LOCK_SUFFIX = ".lock"
 """Appended to the state database's file name to name its lock file."""
 
 DEFAULT_LOCK_FILE = "newsletter.lock"
 """The lock file when the state is not a SQLite file (in-memory database, other URL)."""
-
-SQLITE_PREFIX = "sqlite:///"
 
 
 class AlreadyRunning(NewsletterError):

@@ -30,13 +30,8 @@ from typing import Any
 
 from newsletter.config import Settings
 from newsletter.errors import LedgerError
+from newsletter.ledger import BUSY_TIMEOUT_SECONDS, SQLITE_PREFIX
 from newsletter.models import SUMMARY_STYLES, Subscriber, SummaryStyle
-
-SQLITE_PREFIX = "sqlite:///"
-"""State URLs look like ``sqlite:///newsletter.db`` (relative) or ``sqlite:////var/x.db``."""
-
-BUSY_TIMEOUT_SECONDS = 30.0
-"""How long a write waits for another writer before giving up."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS suppress_list (
