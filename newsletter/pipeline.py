@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import httpx
 
 from newsletter.config import Settings
-from newsletter.models import FULL_PROFILE, Day, Digest, Profile, Subscriber, TopicDef
+from newsletter.models import FULL_PROFILE, Day, Digest, Paper, Profile, Subscriber, TopicDef
 from newsletter.rank import rank
 from newsletter.render import RenderedDigest, Templates, load_templates, render
 from newsletter.sources import fetch_day
@@ -93,11 +93,10 @@ def plan_day(
     """
     topics = assign_topics(day.papers, taxonomy)
 
-    def build(profile: Profile, papers: Sequence[Subscriber] | None = None) -> Variant:
-        pool = day.papers
-        if exclude and profile is not FULL_PROFILE:
-            skip = set(exclude)
-            pool = tuple(p for p in day.papers if p.key not in skip)
+    skip = set(exclude)
+    subscriber_pool = tuple(p for p in day.papers if p.key not in skip) if skip else day.papers
+
+    def build(profile: Profile, members: Sequence[Subscriber], pool: Sequence[Paper]) -> Variant:
         ranked = rank(pool, profile, topics=topics, now=now)
         digest = Digest(
             date=day.date,
@@ -106,16 +105,16 @@ def plan_day(
             total_papers=len(day.papers),
         )
         rendered = render(digest, settings=settings.digest, templates=templates, web_url=web_url)
-        return Variant(profile, digest, rendered, tuple(papers or ()))
+        return Variant(profile, digest, rendered, tuple(members))
 
-    full = build(FULL_PROFILE)
+    full = build(FULL_PROFILE, (), day.papers)
     by_profile: dict[Profile, list[Subscriber]] = {}
     for subscriber in subscribers:
         by_profile.setdefault(subscriber.profile, []).append(subscriber)
     variants = tuple(
         dataclasses.replace(full, subscribers=tuple(members))
-        if profile == FULL_PROFILE and not exclude
-        else build(profile, members)
+        if profile == FULL_PROFILE and not skip
+        else build(profile, members, subscriber_pool)
         for profile, members in by_profile.items()
     )
     return PreparedDay(day=day, variants=variants, full=full)
