@@ -16,6 +16,7 @@ from newsletter.errors import ConfigError
 from newsletter.message import build_preview_eml
 from newsletter.models import Digest, Subscriber
 from newsletter.pipeline import Variant, prepare_day
+from newsletter.tokens import PREFERENCES, UNSUBSCRIBE, link
 
 GMAIL_CLIP_BYTES = 102_000
 """Gmail clips a message whose HTML is larger than this (about 102 KB)."""
@@ -25,6 +26,9 @@ CLIP_WARNING_RATIO = 0.9
 
 PREVIEW_EMAIL = "preview@example.org"
 """The recipient shown in a preview without --subscriber."""
+
+PREVIEW_TOKEN = "preview"
+"""The token in a preview's links: it unsubscribes nobody."""
 
 SCREENSHOT_WIDTHS: tuple[int, ...] = (375, 640)
 """Screenshot widths in CSS pixels: a phone, and the email's own width."""
@@ -157,12 +161,12 @@ def write_screenshots(html: Path, *, dark: bool = False) -> list[Path]:
 
 def preview_slots(settings: Settings, email: str) -> dict[str, str]:
     """Per-subscriber values for a preview: real-looking links that carry no valid token."""
-    base = settings.digest.base_url.rstrip("/")
+    base = settings.digest.base_url
     return {
         "name": email.split("@", 1)[0],
         "email": email,
-        "unsubscribe_url": f"{base}/unsubscribe?token=preview",
-        "preferences_url": f"{base}/preferences?token=preview",
+        "unsubscribe_url": link(base, UNSUBSCRIBE, PREVIEW_TOKEN),
+        "preferences_url": link(base, PREFERENCES, PREVIEW_TOKEN),
     }
 
 
