@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Self
 
 from newsletter.config import Settings
 from newsletter.errors import DeliveryError, TransientError
-from newsletter.message import MessageTemplate, Recipient
+from newsletter.message import InvalidRecipient, MessageTemplate, Recipient
 from newsletter.models import SendResult, SendStatus
 
 DEFAULT_BASE_DELAY = 1.0
@@ -145,6 +145,14 @@ class Backend(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release connections; the backend may not be used afterwards."""
+
+    @staticmethod
+    def fill(template: MessageTemplate, recipient: Recipient) -> bytes | SendResult:
+        """The recipient's message, or the ``invalid`` result saying why it cannot be made."""
+        try:
+            return template.fill(recipient)
+        except InvalidRecipient as exc:
+            return SendResult(recipient.email, SendStatus.INVALID, error=str(exc))
 
     # -- the flow ----------------------------------------------------------------
 

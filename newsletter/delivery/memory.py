@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from newsletter.config import Settings
 from newsletter.delivery.base import Backend, BackendOptions
-from newsletter.message import InvalidRecipient, MessageTemplate, Recipient
+from newsletter.message import MessageTemplate, Recipient
 from newsletter.models import SendResult, SendStatus
 
 
@@ -40,10 +40,9 @@ class MemoryBackend(Backend):
         self, template: MessageTemplate, batch: Sequence[Recipient]
     ) -> Iterator[SendResult]:
         for recipient in batch:
-            try:
-                raw = template.fill(recipient)
-            except InvalidRecipient as exc:
-                yield SendResult(recipient.email, SendStatus.INVALID, error=str(exc))
+            raw = self.fill(template, recipient)
+            if isinstance(raw, SendResult):
+                yield raw
                 continue
             self.outbox.append(SentMessage(recipient.email, recipient.message_id, raw))
             yield SendResult(recipient.email, SendStatus.SENT, message_id=recipient.message_id)

@@ -17,7 +17,7 @@ from pathlib import Path
 from newsletter.config import Settings
 from newsletter.delivery.base import Backend, BackendOptions
 from newsletter.errors import DeliveryError
-from newsletter.message import InvalidRecipient, MessageTemplate, Recipient
+from newsletter.message import MessageTemplate, Recipient
 from newsletter.models import SendResult, SendStatus
 
 
@@ -69,10 +69,9 @@ class OutboxBackend(Backend):
         except OSError as exc:
             raise DeliveryError(f"outbox folder {self.folder}: {exc.strerror}") from None
         for recipient in batch:
-            try:
-                raw = template.fill(recipient)
-            except InvalidRecipient as exc:
-                yield SendResult(recipient.email, SendStatus.INVALID, error=str(exc))
+            raw = self.fill(template, recipient)
+            if isinstance(raw, SendResult):
+                yield raw
                 continue
             path = self.folder / eml_name(template.date.isoformat(), recipient.email)
             try:

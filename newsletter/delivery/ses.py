@@ -18,7 +18,7 @@ from typing import Any
 from newsletter.config import Settings
 from newsletter.delivery.base import Backend, BackendOptions
 from newsletter.errors import AuthError, ConfigError, DeliveryError
-from newsletter.message import InvalidRecipient, MessageTemplate, Recipient, split_mailbox
+from newsletter.message import MessageTemplate, Recipient, split_mailbox
 from newsletter.models import SendResult, SendStatus
 
 SES_BATCH = 50
@@ -83,10 +83,9 @@ class SesBackend(Backend):
         self, template: MessageTemplate, batch: Sequence[Recipient]
     ) -> Iterator[SendResult]:
         for recipient in batch:
-            try:
-                raw = template.fill(recipient)
-            except InvalidRecipient as exc:
-                yield SendResult(recipient.email, SendStatus.INVALID, error=str(exc))
+            raw = self.fill(template, recipient)
+            if isinstance(raw, SendResult):
+                yield raw
                 continue
             self.limiter.acquire()
             yield self._send_one(recipient.email, raw)

@@ -31,7 +31,7 @@ from typing import Literal
 from newsletter.config import Settings
 from newsletter.delivery.base import Backend, BackendOptions
 from newsletter.errors import AuthError, DeliveryError
-from newsletter.message import InvalidRecipient, MessageTemplate, Recipient, split_mailbox
+from newsletter.message import MessageTemplate, Recipient, split_mailbox
 from newsletter.models import SendResult, SendStatus
 
 log = logging.getLogger(__name__)
@@ -239,10 +239,9 @@ class SmtpBackend(Backend):
 
     def _send_one(self, slot: int, template: MessageTemplate, recipient: Recipient) -> SendResult:
         email = recipient.email
-        try:
-            raw = template.fill(recipient)
-        except InvalidRecipient as exc:
-            return SendResult(email, SendStatus.INVALID, error=str(exc))
+        raw = self.fill(template, recipient)
+        if isinstance(raw, SendResult):
+            return raw
         self.limiter.acquire()
         try:
             conn = self._conns[slot]
