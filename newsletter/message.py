@@ -48,6 +48,7 @@ from newsletter.errors import ConfigError
 
 SLOTS: tuple[str, ...] = ("name", "email", "unsubscribe_url", "preferences_url")
 """The per-subscriber slots of a rendered digest (same as ``newsletter.render.SLOTS``)."""
+_SLOT_KEYS = frozenset(SLOTS)
 
 MAX_LINE_BYTES = 998
 """RFC 5321/5322 limit on a line, without CRLF."""
@@ -85,6 +86,9 @@ _WS_RE = re.compile(r"\s+")
 _URL_UNSAFE_RE = re.compile(r"[\s<>\x00-\x1f\x7f]")
 _MAILBOX_SPECIALS_RE = re.compile(r'[][\\()<>@,:;".]')
 """``email.utils.specialsre``: a name holding one of these is quoted by ``formataddr``."""
+_QUIET_NAME_RE = re.compile(r"[!#-'*+/-9?A-Z^-~]+(?: [!#-'*+/-9?A-Z^-~]+)*")
+"""Single-spaced printable ASCII words without specials or ``=``: a display name that
+:func:`format_mailbox` writes as it is (the fast path of the To header)."""
 
 
 class RenderedLike(Protocol):
@@ -157,6 +161,14 @@ def format_mailbox(name: str, address: str) -> str:
             return f"{name} <{address}>"
         return formataddr((name, address))
     return f"{_to_words(name)} <{address}>"
+
+
+def _to_header(name: str, address: str) -> bytes:
+    """The ``To`` header line of ``format_mailbox(name, address)``."""
+    if len(name) <= MAX_NAME_CHARS and _QUIET_NAME_RE.fullmatch(name):  # what it gives then
+        check_address(address)
+        return f"To: {name} <{address}>\r\n".encode("ascii")
+    return b"To: " + format_mailbox(name, address).encode("ascii") + CRLF
 
 
 def _to_words(name: str) -> str:
@@ -295,6 +307,8 @@ def _qp_slot_value(value: str) -> bytes:
     if not value:
         return b""
     if value.isascii() and value.isprintable():  # the common case (names, URLs): no loop per char
+        if len(value) < QP_LINE_CHARS and "=" not in value:  # one line as it is (a name)
+            return value.encode("ascii") + b"=\r\n"
         return _qp_printable(value.replace("=", "=3D")).encode("ascii") + b"=\r\n"
     one_line = value.replace("\r", " ").replace("\n", " ")
     try:
@@ -385,6 +399,15 @@ def render_normalizer(rendered: RenderedLike, tokens: Mapping[str, str]) -> Norm
 
 _Segment = bytes | tuple[Literal["html", "text", "header"], str]
 
+_PIECES: tuple[tuple[str, str], ...] = (
+    ("header", "To"),
+    ("header", "Message-ID"),
+    ("header", "List-Unsubscribe"),
+    *(("text", slot) for slot in SLOTS),
+    *(("html", slot) for slot in SLOTS),
+)
+"""Every kind of hole, in the order :meth:`MessageTemplate.fill` makes their bytes."""
+
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
@@ -465,10 +488,10 @@ class MessageTemplate:
     """Turns raw slot values into (text values, html values) exactly as the renderer would."""
     _fixed: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
     """``segments`` with an empty bytes for every hole (copied and filled per message)."""
-    _holes: tuple[tuple[int, str, str], ...] = field(init=False, repr=False, compare=False)
-    """(index in ``_fixed``, kind, slot or header name) of every hole."""
-    _text_slots: tuple[str, ...] = field(init=False, repr=False, compare=False)
-    """The slots the text part holds (each encoded once per message)."""
+    _holes: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
+    """(index in ``_fixed``, index in the pieces :meth:`fill` makes) of every hole."""
+    _text_slots: tuple[bool, ...] = field(init=False, repr=False, compare=False)
+    """For each of SLOTS, whether the text part holds it (encoded once per message)."""
     _line_fixed: int = field(init=False, repr=False, compare=False)
     """The most fixed bytes of an html line holding slots."""
     _line_slots: int = field(init=False, repr=False, compare=False)
@@ -484,13 +507,17 @@ class MessageTemplate:
         or slot value (a link that is not a plain URL, a value the renderer refuses)."""
         check_address(email)
         normalize = self.normalize or plain_normalize
-        text_values, html_values = normalize({slot: values.get(slot, "") for slot in SLOTS})
+        if type(values) is not dict or values.keys() != _SLOT_KEYS:
+            values = {slot: values.get(slot, "") for slot in SLOTS}
+        text_values, html_values = normalize(values)
         check_url(text_values.get("unsubscribe_url", "") or "https://invalid")
+        if html_values.keys() != _SLOT_KEYS:
+            html_values = {slot: html_values[slot] for slot in SLOTS}
         return Recipient(
             email=email,
             name=clean_text(name),
             values=text_values,
-            html_values={slot: html_values[slot] for slot in SLOTS},
+            html_values=html_values,
             message_id=message_id_for(self.list_id, self.date, email, self.domain),
         )
 
@@ -508,10 +535,12 @@ class MessageTemplate:
 
     def _header_bytes(self, name: str, recipient: Recipient) -> bytes:
         if name == "To":
-            return b"To: " + format_mailbox(recipient.name, recipient.email).encode("ascii") + CRLF
+            return _to_header(recipient.name, recipient.email)
         if name == "Message-ID":
             return f"Message-ID: {recipient.message_id}".encode("ascii") + CRLF
-        url = recipient.values.get("unsubscribe_url", "")
+        return self._list_unsubscribe(recipient.values.get("unsubscribe_url", ""))
+
+    def _list_unsubscribe(self, url: str) -> bytes:
         return (
             f"List-Unsubscribe: <{check_url(url)}>,\r\n <mailto:{self.mailto}?subject=unsubscribe>"
         ).encode("ascii") + CRLF
@@ -519,14 +548,14 @@ class MessageTemplate:
     def __post_init__(self) -> None:
         # The segments as a list to copy per fill, holes left empty, and where the holes are.
         fixed: list[bytes] = []
-        holes: list[tuple[int, str, str]] = []
+        holes: list[tuple[int, int]] = []
         for index, seg in enumerate(self.segments):
             if isinstance(seg, bytes):
                 fixed.append(seg)
             else:
                 fixed.append(b"")
-                holes.append((index, seg[0], seg[1]))
-        text_slots = tuple(dict.fromkeys(name for _, kind, name in holes if kind == "text"))
+                holes.append((index, _PIECES.index(seg)))
+        text_slots = tuple(("text", slot) in self.segments for slot in SLOTS)
         object.__setattr__(self, "_fixed", tuple(fixed))
         object.__setattr__(self, "_holes", tuple(holes))
         object.__setattr__(self, "_text_slots", text_slots)
@@ -545,17 +574,20 @@ class MessageTemplate:
             for fixed, slots in self.html_line_checks:
                 if fixed + sum(len(html_values[slot]) for slot in slots) > MAX_LINE_BYTES:
                     return self._slow_fill(recipient)
-        text_values = {
-            slot: _qp_slot_value(recipient.values.get(slot, "")) for slot in self._text_slots
-        }
+        values = recipient.values
+        pieces = (  # in the order of _PIECES
+            _to_header(recipient.name, recipient.email),
+            f"Message-ID: {recipient.message_id}\r\n".encode("ascii"),
+            self._list_unsubscribe(values.get("unsubscribe_url", "")),
+            *[
+                _qp_slot_value(values.get(slot, "")) if wanted else b""
+                for slot, wanted in zip(SLOTS, self._text_slots, strict=True)
+            ],
+            *html_values.values(),
+        )
         out = list(self._fixed)
-        for index, kind, name in self._holes:
-            if kind == "html":
-                out[index] = html_values[name]
-            elif kind == "text":
-                out[index] = text_values[name]
-            else:
-                out[index] = self._header_bytes(name, recipient)
+        for index, piece in self._holes:
+            out[index] = pieces[piece]
         raw = b"".join(out)
         return self.dkim.sign(raw) if self.dkim else raw
 

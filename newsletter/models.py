@@ -174,6 +174,12 @@ class Subscriber:
     added: dt.date | None = None
 
     @property
+    def profile_key(self) -> tuple[object, ...]:
+        """The fields :attr:`profile` is made of, as a tuple (cheaper to hash than a
+        Profile): two subscribers have equal keys exactly when their profiles are equal."""
+        return (self.topics, self.keywords, self.authors, self.max_papers, self.summary)
+
+    @property
     def profile(self) -> Profile:
         return Profile(
             topics=self.topics,

@@ -108,9 +108,15 @@ def plan_day(
         return Variant(profile, digest, rendered, tuple(members))
 
     full = build(FULL_PROFILE, (), day.papers)
-    by_profile: dict[Profile, list[Subscriber]] = {}
+    by_fields: dict[tuple[object, ...], list[Subscriber]] = {}  # one Profile made per group
     for subscriber in subscribers:
-        by_profile.setdefault(subscriber.profile, []).append(subscriber)
+        key = subscriber.profile_key
+        members = by_fields.get(key)
+        if members is None:
+            by_fields[key] = [subscriber]
+        else:
+            members.append(subscriber)
+    by_profile = {members[0].profile: members for members in by_fields.values()}
     variants = tuple(
         dataclasses.replace(full, subscribers=tuple(members))
         if profile == FULL_PROFILE and not skip

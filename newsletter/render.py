@@ -152,6 +152,11 @@ _PLAIN_URL = re.compile(
     r"https?://[A-Za-z0-9.-]+(:\d+)?([/?#][\w!#$%&'()*+,./:;=?@\[\]~-]*)?", re.A
 )
 """A link slot value that is certainly fit for an href (the fast path of fill)."""
+_QUIET_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:\d+)?([/?#][\w!#$%()*+,./:;=?@\[\]~-]*)?", re.A)
+"""A plain URL (``_PLAIN_URL``) with nothing HTML-escaping changes: no ``&`` or ``'``."""
+_QUIET_WORDS = re.compile(r"[!#-%(-;=?-~]+(?: [!#-%(-;=?-~]+)*")
+"""Printable ASCII words, single-spaced, without ``"&'<>``: a value fill substitutes as it
+is, in the text and the html alike."""
 _MJML_RESET_STYLE = re.compile(r"<style type=\"text/css\">(?=\s*#outlook a)")
 """MJML's own reset rules (table, td, p, img...): they stay in the head, as MJML means
 them; inlining them into every table cell would cost ~400 bytes per section."""
@@ -393,6 +398,23 @@ def normalize_slots(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str
         missing = [s for s in SLOTS if s not in values]
         unknown = [k for k in values if k not in SLOTS]
         raise ValueError(f"fill: missing slots {missing}, unknown slots {unknown}")
+    name, email = values["name"], values["email"]
+    unsubscribe, preferences = values["unsubscribe_url"], values["preferences_url"]
+    if (
+        len(name) <= MAX_NAME_CHARS
+        and max(len(email), len(unsubscribe), len(preferences)) <= MAX_SLOT_BYTES
+        and _QUIET_WORDS.fullmatch(name)
+        and _QUIET_WORDS.fullmatch(email)
+        and _QUIET_URL.fullmatch(unsubscribe)
+        and _QUIET_URL.fullmatch(preferences)
+    ):  # the common case: every value goes in as it is (what the loop below gives)
+        quiet = {
+            "name": name,
+            "email": email,
+            "unsubscribe_url": unsubscribe,
+            "preferences_url": preferences,
+        }
+        return quiet, quiet.copy()
     raw: dict[str, str] = {}
     escaped: dict[str, str] = {}
     for slot in SLOTS:

@@ -332,7 +332,7 @@ def load_taxonomy(path: str | Path | None) -> tuple[TopicDef, ...]:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{label}: cannot read taxonomy: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=yaml.CSafeLoader)  # libyaml, as for subscribers
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

@@ -38,6 +38,7 @@ from newsletter.message import (
     Recipient,
     _qp_printable,
     _qp_slot_value,
+    _to_header,
     build_template,
     check_url,
     clean_text,
@@ -206,6 +207,62 @@ def test_long_names_are_cut_as_before(length: int, unit: str) -> None:
     values = {"name": (unit * length)[:length], "email": "a@x.org"}
     values |= {"unsubscribe_url": url, "preferences_url": url}
     assert normalize_slots(values) == old_normalize_slots(values)
+
+
+quiet_chars = st.sampled_from("aZ09 .-_@:/?=#%!~+'&\"<>\t")
+quiet_biased = st.one_of(st.text(quiet_chars, min_size=1, max_size=70), st.text(max_size=5))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    name=quiet_biased,
+    email=quiet_biased,
+    unsubscribe=st.builds(lambda tail: "https://x.example/u?token=" + tail, quiet_biased),
+    preferences=st.builds(lambda tail: "http://x.example:8080/" + tail, quiet_biased),
+)
+def test_the_quiet_values_path_gives_what_the_loop_gives(
+    name: str, email: str, unsubscribe: str, preferences: str
+) -> None:
+    """Values near the fast path's edges (quotes, ampersands, doubled or trailing spaces,
+    tabs, the 60-character name limit) normalise as the per-slot loop does."""
+    values = {
+        "name": name,
+        "email": email,
+        "unsubscribe_url": unsubscribe,
+        "preferences_url": preferences,
+    }
+    try:
+        expected: Any = old_normalize_slots(values)
+    except ValueError as exc:
+        expected = ("refused", str(exc))
+    try:
+        got: Any = normalize_slots(values)
+    except ValueError as exc:
+        got = ("refused", str(exc))
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "url_tail"),
+    [
+        ("Ada Lovelace", "a" * 400),  # the URL at 426 characters, under MAX_SLOT_BYTES
+        ("A" * 60, "b"),  # a name of exactly MAX_NAME_CHARS
+        ("A" * 61, "b"),  # one over: cut with an ellipsis
+        ("Ada", "a" * 486),  # the URL at exactly MAX_SLOT_BYTES
+        ("Ada", "a" * 487),  # one over: refused
+    ],
+)
+def test_the_quiet_values_path_at_the_length_limits(name: str, url_tail: str) -> None:
+    url = "https://x.example/u?token=" + url_tail
+    values = {"name": name, "email": "a@x.org", "unsubscribe_url": url, "preferences_url": url}
+
+    def outcome(fn: Any) -> Any:
+        try:
+            return fn(values)
+        except ValueError as exc:
+            return ("refused", str(exc))
+
+    assert outcome(normalize_slots) == outcome(old_normalize_slots)
 
 
 def test_normalize_slots_refuses_missing_and_unknown_slots() -> None:
@@ -543,6 +600,29 @@ def test_plain_ascii_names_format_as_with_formataddr(name: str) -> None:
     assert format_mailbox(name, "ada@example.org") == old_format_mailbox(name, "ada@example.org")
 
 
+@settings(max_examples=500, deadline=None)
+@given(name=st.one_of(st.text(name_chars, max_size=210), printable_ascii))
+def test_the_to_header_is_the_format_mailbox_line(name: str) -> None:
+    def outcome(fn: Any) -> Any:
+        try:
+            return fn()
+        except (InvalidRecipient, UnicodeEncodeError) as exc:
+            return ("error", str(exc))
+
+    for address in ("ada@example.org", "not an address"):
+        expected = outcome(
+            lambda: b"To: " + format_mailbox(name, address).encode("ascii") + CRLF  # noqa: B023
+        )
+        assert outcome(lambda: _to_header(name, address)) == expected  # noqa: B023
+
+
+def test_each_ascii_character_in_a_to_header() -> None:
+    for code in range(32, 127):
+        for name in (chr(code), f"Ada {chr(code)} Lovelace", "x" * 199 + chr(code) + "yz"):
+            expected = b"To: " + format_mailbox(name, "a@x.org").encode("ascii") + CRLF
+            assert _to_header(name, "a@x.org") == expected, name
+
+
 def test_each_ascii_character_in_a_name_formats_as_with_formataddr() -> None:
     from newsletter.message import format_mailbox
 
@@ -613,3 +693,29 @@ def test_reflow_with_kept_lines_is_the_old_reflow(texts: list[str], width: int) 
     for text in texts * 2:
         assert R._reflow(text, width, wrapped=kept) == old_reflow(text, width)
         assert R._reflow(text, width) == old_reflow(text, width)
+
+
+# --------------------------------------------------------------------------- grouping
+
+subscriber_fields = st.fixed_dictionaries(
+    {
+        "topics": st.lists(st.sampled_from(["RL", "Agents"]), max_size=2).map(tuple),
+        "keywords": st.lists(st.sampled_from(["diffusion", "robot"]), max_size=1).map(tuple),
+        "authors": st.lists(st.sampled_from(["Ada"]), max_size=1).map(tuple),
+        "max_papers": st.sampled_from([None, 5, 10]),
+        "summary": st.sampled_from(["tldr", "full", "none"]),
+        "name": st.sampled_from(["", "Ada"]),
+        "timezone": st.sampled_from([None, "Europe/Paris"]),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=subscriber_fields, b=subscriber_fields)
+def test_profile_keys_are_equal_exactly_when_profiles_are(
+    a: dict[str, Any], b: dict[str, Any]
+) -> None:
+    """plan_day groups subscribers on profile_key instead of the Profile itself."""
+    one, two = Subscriber(email="a@x.org", **a), Subscriber(email="b@x.org", **b)
+    assert (one.profile_key == two.profile_key) == (one.profile == two.profile)
+    assert (hash(one.profile_key) == hash(two.profile_key)) or one.profile != two.profile
