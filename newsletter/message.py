@@ -227,8 +227,12 @@ def message_id_for(list_id: str, date: dt.date, email: str, domain: str) -> str:
     A retry or a rerun after a crash re-sends the identical Message-ID, so a receiving
     system that de-duplicates by it (and every mail client's threading) sees one message.
     """
-    digest = hashlib.sha256(f"{list_id}\n{date.isoformat()}\n{email.lower()}".encode()).hexdigest()
-    return f"<{digest[:32]}@{domain}>"
+    digest = hashlib.sha256((_message_id_prefix(list_id, date) + email.lower()).encode())
+    return f"<{digest.hexdigest()[:32]}@{domain}>"
+
+
+def _message_id_prefix(list_id: str, date: dt.date) -> str:
+    return f"{list_id}\n{date.isoformat()}\n"
 
 
 def list_unsubscribe(url: str, mailto: str) -> str:
@@ -407,6 +411,8 @@ _PIECES: tuple[tuple[str, str], ...] = (
     *(("html", slot) for slot in SLOTS),
 )
 """Every kind of hole, in the order :meth:`MessageTemplate.fill` makes their bytes."""
+_HTML_PIECES = slice(3 + len(SLOTS), 3 + 2 * len(SLOTS))
+assert SLOTS == ("name", "email", "unsubscribe_url", "preferences_url")  # fill spells them out
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,6 +500,8 @@ class MessageTemplate:
     """For each of SLOTS, whether the text part holds it (encoded once per message)."""
     _line_fixed: int = field(init=False, repr=False, compare=False)
     """The most fixed bytes of an html line holding slots."""
+    _message_id_prefix: str = field(init=False, repr=False, compare=False)
+    """What :func:`message_id_for` hashes before the address."""
     _line_slots: int = field(init=False, repr=False, compare=False)
     """The most slots on one html line: no line can be longer than
     ``_line_fixed + _line_slots * (longest html value)``."""
@@ -511,15 +519,11 @@ class MessageTemplate:
             values = {slot: values.get(slot, "") for slot in SLOTS}
         text_values, html_values = normalize(values)
         check_url(text_values.get("unsubscribe_url", "") or "https://invalid")
-        if html_values.keys() != _SLOT_KEYS:
+        if html_values is not text_values and html_values.keys() != _SLOT_KEYS:
             html_values = {slot: html_values[slot] for slot in SLOTS}
-        return Recipient(
-            email=email,
-            name=clean_text(name),
-            values=text_values,
-            html_values=html_values,
-            message_id=message_id_for(self.list_id, self.date, email, self.domain),
-        )
+        digest = hashlib.sha256((self._message_id_prefix + email.lower()).encode()).hexdigest()
+        message_id = f"<{digest[:32]}@{self.domain}>"  # message_id_for, its prefix made once
+        return Recipient(email, clean_text(name), text_values, html_values, message_id)
 
     def headers(self, recipient: Recipient) -> dict[str, str]:
         """The per-list and per-subscriber headers an HTTP API should add."""
@@ -559,32 +563,41 @@ class MessageTemplate:
         object.__setattr__(self, "_fixed", tuple(fixed))
         object.__setattr__(self, "_holes", tuple(holes))
         object.__setattr__(self, "_text_slots", text_slots)
+        object.__setattr__(self, "_message_id_prefix", _message_id_prefix(self.list_id, self.date))
         checks = self.html_line_checks
         object.__setattr__(self, "_line_fixed", max((fixed for fixed, _ in checks), default=0))
         object.__setattr__(self, "_line_slots", max((len(slots) for _, slots in checks), default=0))
 
     def fill(self, recipient: Recipient) -> bytes:
         """The complete message for one subscriber (signed when DKIM is configured)."""
-        html_values = {slot: recipient.html_values[slot].encode("ascii") for slot in SLOTS}
-        if self.always_slow:
-            return self._slow_fill(recipient)
-        if self._line_fixed + self._line_slots * max(map(len, html_values.values())) > (
-            MAX_LINE_BYTES
-        ):  # some line might be too long: check each
-            for fixed, slots in self.html_line_checks:
-                if fixed + sum(len(html_values[slot]) for slot in slots) > MAX_LINE_BYTES:
-                    return self._slow_fill(recipient)
-        values = recipient.values
-        pieces = (  # in the order of _PIECES
+        html = recipient.html_values
+        pieces = [  # in the order of _PIECES: the headers, the text values, the html values
             _to_header(recipient.name, recipient.email),
             f"Message-ID: {recipient.message_id}\r\n".encode("ascii"),
-            self._list_unsubscribe(values.get("unsubscribe_url", "")),
-            *[
-                _qp_slot_value(values.get(slot, "")) if wanted else b""
-                for slot, wanted in zip(SLOTS, self._text_slots, strict=True)
-            ],
-            *html_values.values(),
-        )
+            b"",
+            b"",
+            b"",
+            b"",
+            b"",
+            html["name"].encode("ascii"),
+            html["email"].encode("ascii"),
+            html["unsubscribe_url"].encode("ascii"),
+            html["preferences_url"].encode("ascii"),
+        ]
+        if self.always_slow:
+            return self._slow_fill(recipient)
+        if self._line_fixed + self._line_slots * max(map(len, pieces[_HTML_PIECES])) > (
+            MAX_LINE_BYTES
+        ):  # some line might be too long: check each
+            html_bytes = dict(zip(SLOTS, pieces[_HTML_PIECES], strict=True))
+            for fixed, slots in self.html_line_checks:
+                if fixed + sum(len(html_bytes[slot]) for slot in slots) > MAX_LINE_BYTES:
+                    return self._slow_fill(recipient)
+        values = recipient.values
+        pieces[2] = self._list_unsubscribe(values.get("unsubscribe_url", ""))
+        for piece, (slot, wanted) in enumerate(zip(SLOTS, self._text_slots, strict=True), 3):
+            if wanted:
+                pieces[piece] = _qp_slot_value(values.get(slot, ""))
         out = list(self._fixed)
         for index, piece in self._holes:
             out[index] = pieces[piece]

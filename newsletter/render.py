@@ -393,6 +393,10 @@ def normalize_slots(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str
     controls closed, and an empty one greets "there"; link slots must be plain http(s)
     URLs. A missing or unknown slot, a bad link or a value over MAX_SLOT_BYTES raises
     ValueError.
+
+    When every value goes in as it is (single-spaced printable ASCII with nothing to
+    escape, links plain http(s) URLs: the common case), one dict is returned as both, so
+    a caller can tell the text and html values are the very same strings.
     """
     if values.keys() != _SLOT_SET:
         missing = [s for s in SLOTS if s not in values]
@@ -414,11 +418,19 @@ def normalize_slots(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str
             "unsubscribe_url": unsubscribe,
             "preferences_url": preferences,
         }
-        return quiet, quiet.copy()
+        return quiet, quiet  # one dict for both: see the docstring
     raw: dict[str, str] = {}
     escaped: dict[str, str] = {}
     for slot in SLOTS:
         given = values[slot]
+        if slot in URL_SLOTS:
+            quiet_value = len(given) <= MAX_SLOT_BYTES and _QUIET_URL.fullmatch(given)
+        else:
+            limit = MAX_NAME_CHARS if slot == "name" else MAX_SLOT_BYTES
+            quiet_value = len(given) <= limit and _QUIET_WORDS.fullmatch(given)
+        if quiet_value:  # this one goes in as it is (a link beside a non-ASCII name)
+            raw[slot] = escaped[slot] = given
+            continue
         # printable ASCII (the common case) has no controls, no bidi and escapes to ASCII
         plain = given.isascii() and given.isprintable()
         value = " ".join((given if plain else _CONTROL.sub("", given)).split())
