@@ -83,10 +83,11 @@ _ADDRESS_RE = re.compile(
 )
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _WS_RE = re.compile(r"\s+")
-_URL_UNSAFE_RE = re.compile(r"[\s<>\x00-\x1f\x7f]")
+_URL_UNSAFE_RE = re.compile(r"[\x00-\x20<>\x7f]")
+"""In ASCII (check_url refuses the rest first): whitespace, controls, angle brackets."""
 _MAILBOX_SPECIALS_RE = re.compile(r'[][\\()<>@,:;".]')
 """``email.utils.specialsre``: a name holding one of these is quoted by ``formataddr``."""
-_QUIET_NAME_RE = re.compile(r"[!#-'*+/-9?A-Z^-~]+(?: [!#-'*+/-9?A-Z^-~]+)*")
+_QUIET_NAME_RE = re.compile(r"[!#-'*+/-9?A-Z^-~]++(?: [!#-'*+/-9?A-Z^-~]++)*+")
 """Single-spaced printable ASCII words without specials or ``=``: a display name that
 :func:`format_mailbox` writes as it is (the fast path of the To header)."""
 

@@ -152,9 +152,11 @@ _PLAIN_URL = re.compile(
     r"https?://[A-Za-z0-9.-]+(:\d+)?([/?#][\w!#$%&'()*+,./:;=?@\[\]~-]*)?", re.A
 )
 """A link slot value that is certainly fit for an href (the fast path of fill)."""
-_QUIET_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:\d+)?([/?#][\w!#$%()*+,./:;=?@\[\]~-]*)?", re.A)
+_QUIET_URL = re.compile(
+    r"https?://[A-Za-z0-9.-]++(?::[0-9]++)?+(?:[/?#][A-Za-z0-9_!#$%()*+,./:;=?@\[\]~-]*+)?+"
+)
 """A plain URL (``_PLAIN_URL``) with nothing HTML-escaping changes: no ``&`` or ``'``."""
-_QUIET_WORDS = re.compile(r"[!#-%(-;=?-~]+(?: [!#-%(-;=?-~]+)*")
+_QUIET_WORDS = re.compile(r"[!#-%(-;=?-~]++(?: [!#-%(-;=?-~]++)*+")
 """Printable ASCII words, single-spaced, without ``"&'<>``: a value fill substitutes as it
 is, in the text and the html alike."""
 _MJML_RESET_STYLE = re.compile(r"<style type=\"text/css\">(?=\s*#outlook a)")

@@ -150,21 +150,43 @@ _URL_SAFE = re.compile(r"[A-Za-z0-9_.-]*")
 class LinkSigner:
     """The per-subscriber URL slots for one base URL and secret (see :func:`subscriber_links`)."""
 
-    __slots__ = ("_preferences", "_signer", "_unsubscribe")
+    __slots__ = ("_base", "_preferences", "_unsubscribe")
 
     def __init__(self, base_url: str, secret: bytes) -> None:
-        self._signer = Signer(secret)
+        self._base = Signer(secret)._base
         root = base_url.rstrip("/")
         self._unsubscribe = f"{root}/{UNSUBSCRIBE}?token="
         self._preferences = f"{root}/{PREFERENCES}?token="
 
     def links(self, email: str) -> dict[str, str]:
-        """``unsubscribe_url`` and ``preferences_url`` of ``email``."""
-        signer = self._signer
+        """``unsubscribe_url`` and ``preferences_url`` of ``email``: the tokens of
+        :meth:`Signer.token` (no issue date), made in bytes and decoded once each."""
+        if "\n" in email:
+            raise ValueError("an address has no line breaks")
+        address = email.encode()
+        unsubscribe = _UNSUBSCRIBE_PREFIX + address + b"\n"
+        preferences = _PREFERENCES_PREFIX + address + b"\n"
+        first = self._base.copy()
+        first.update(unsubscribe)
+        second = self._base.copy()
+        second.update(preferences)
         return {
-            "unsubscribe_url": self._unsubscribe + signer.token(email, UNSUBSCRIBE),
-            "preferences_url": self._preferences + signer.token(email, PREFERENCES),
+            "unsubscribe_url": self._unsubscribe + _signed(unsubscribe, first.digest()),
+            "preferences_url": self._preferences + _signed(preferences, second.digest()),
         }
+
+
+_UNSUBSCRIBE_PREFIX = f"{UNSUBSCRIBE}\n".encode()
+_PREFERENCES_PREFIX = f"{PREFERENCES}\n".encode()
+
+
+def _signed(payload: bytes, signature: bytes) -> str:
+    """``<payload>.<signature>`` in base64url without padding (what Signer.token gives)."""
+    return (
+        binascii.b2a_base64(payload, newline=False).translate(_URLSAFE).rstrip(b"=")
+        + b"."
+        + binascii.b2a_base64(signature, newline=False).translate(_URLSAFE).rstrip(b"=")
+    ).decode("ascii")
 
 
 def subscriber_links(base_url: str, secret: bytes, email: str) -> dict[str, str]:

@@ -379,6 +379,39 @@ def test_values_maker_gives_the_old_slot_values(
     assert subscriber_values(subscriber, base_url=base, secret=secret) == expected
 
 
+@settings(max_examples=300, deadline=None)
+@given(email=st.one_of(st.text(max_size=40), st.sampled_from(["a\nb@x.org", "\ud800@x.org", ""])))
+def test_link_signer_links_are_the_old_links_for_any_address(email: str) -> None:
+    secret = b"k" * 32
+
+    def outcome(fn: Any) -> Any:
+        try:
+            return fn()
+        except UnicodeEncodeError:  # a lone surrogate (the position named differs)
+            return "UnicodeEncodeError"
+        except ValueError as exc:
+            return ("ValueError", str(exc))
+
+    def old() -> dict[str, str]:
+        return {
+            slot: old_link(
+                "https://x.example", purpose, old_make_token(secret, email, purpose, None)
+            )
+            for slot, purpose in (
+                ("unsubscribe_url", "unsubscribe"),
+                ("preferences_url", "preferences"),
+            )
+        }
+
+    def new() -> dict[str, str]:
+        return tokens.LinkSigner("https://x.example/", secret).links(email)
+
+    expected = (
+        outcome(old) if "\n" not in email else ("ValueError", "an address has no line breaks")
+    )
+    assert outcome(new) == expected
+
+
 # --------------------------------------------------------------------------- display names
 
 
