@@ -412,7 +412,6 @@ _PIECES: tuple[tuple[str, str], ...] = (
     *(("html", slot) for slot in SLOTS),
 )
 """Every kind of hole, in the order :meth:`MessageTemplate.fill` makes their bytes."""
-_HTML_PIECES = slice(3 + len(SLOTS), 3 + 2 * len(SLOTS))
 assert SLOTS == ("name", "email", "unsubscribe_url", "preferences_url")  # fill spells them out
 
 
@@ -572,33 +571,35 @@ class MessageTemplate:
     def fill(self, recipient: Recipient) -> bytes:
         """The complete message for one subscriber (signed when DKIM is configured)."""
         html = recipient.html_values
-        pieces = [  # in the order of _PIECES: the headers, the text values, the html values
-            _to_header(recipient.name, recipient.email),
-            f"Message-ID: {recipient.message_id}\r\n".encode("ascii"),
-            b"",
-            b"",
-            b"",
-            b"",
-            b"",
-            html["name"].encode("ascii"),
-            html["email"].encode("ascii"),
-            html["unsubscribe_url"].encode("ascii"),
-            html["preferences_url"].encode("ascii"),
-        ]
+        name_html = html["name"].encode("ascii")
+        email_html = html["email"].encode("ascii")
+        unsubscribe_html = html["unsubscribe_url"].encode("ascii")
+        preferences_html = html["preferences_url"].encode("ascii")
         if self.always_slow:
             return self._slow_fill(recipient)
-        if self._line_fixed + self._line_slots * max(map(len, pieces[_HTML_PIECES])) > (
-            MAX_LINE_BYTES
-        ):  # some line might be too long: check each
-            html_bytes = dict(zip(SLOTS, pieces[_HTML_PIECES], strict=True))
+        longest = max(len(name_html), len(email_html), len(unsubscribe_html), len(preferences_html))
+        if self._line_fixed + self._line_slots * longest > MAX_LINE_BYTES:  # check each line
+            html_bytes = dict(
+                zip(SLOTS, (name_html, email_html, unsubscribe_html, preferences_html), strict=True)
+            )
             for fixed, slots in self.html_line_checks:
                 if fixed + sum(len(html_bytes[slot]) for slot in slots) > MAX_LINE_BYTES:
                     return self._slow_fill(recipient)
         values = recipient.values
-        pieces[2] = self._list_unsubscribe(values.get("unsubscribe_url", ""))
-        for piece, (slot, wanted) in enumerate(zip(SLOTS, self._text_slots, strict=True), 3):
-            if wanted:
-                pieces[piece] = _qp_slot_value(values.get(slot, ""))
+        text = self._text_slots
+        pieces = (  # in the order of _PIECES: the headers, the text values, the html values
+            _to_header(recipient.name, recipient.email),
+            f"Message-ID: {recipient.message_id}\r\n".encode("ascii"),
+            self._list_unsubscribe(values.get("unsubscribe_url", "")),
+            _qp_slot_value(values.get("name", "")) if text[0] else b"",
+            _qp_slot_value(values.get("email", "")) if text[1] else b"",
+            _qp_slot_value(values.get("unsubscribe_url", "")) if text[2] else b"",
+            _qp_slot_value(values.get("preferences_url", "")) if text[3] else b"",
+            name_html,
+            email_html,
+            unsubscribe_html,
+            preferences_html,
+        )
         out = list(self._fixed)
         for index, piece in self._holes:
             out[index] = pieces[piece]
