@@ -51,7 +51,7 @@ from premailer import Premailer
 
 from newsletter.config import DigestSettings
 from newsletter.errors import ConfigError, TemplateError
-from newsletter.models import Digest, RankedPaper, SummaryStyle
+from newsletter.models import Digest, Paper, RankedPaper, SummaryStyle
 
 __all__ = [
     "SLOTS",
@@ -148,6 +148,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\
 _STYLE_BLOCK = re.compile(r"(<style\b[^>]*>)(.*?)(</style>)", re.S | re.I)
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _BULLET = re.compile(r"\s*[*-] ")
+_SPACE = re.compile(r"\s")
+"""Any character ``str.isspace`` calls whitespace (the same Unicode set)."""
 _PLAIN_URL = re.compile(
     r"https?://[A-Za-z0-9.-]+(:\d+)?([/?#][\w!#$%&'()*+,./:;=?@\[\]~-]*)?", re.A
 )
@@ -233,6 +235,12 @@ class Templates:
     )
     """The text part's long lines as wrapped, per (line, width), kept across renders: the
     variants of a day share most paper lines (see :func:`_reflow`)."""
+    paper_views: dict[tuple[Paper, str, int | None], PaperView] = field(
+        default_factory=dict, repr=False, compare=False, hash=False
+    )
+    """Each paper as the templates see it, per (paper, summary style, summary length),
+    before the variant's reasons, topic and score: kept across renders, since the
+    variants of a day show the same papers (see :func:`_paper_view`)."""
 
 
 def load_templates(folder: str | None = None) -> Templates:
@@ -546,7 +554,7 @@ def _render_plan(
     nonce: str,
     budget: int,
 ) -> RenderedDigest:
-    context = _context(digest, plan, settings, web_url, nonce)
+    context = _context(digest, plan, settings, web_url, nonce, templates.paper_views)
     try:
         source = templates.html.render(context)
         text = templates.text.render(context)
@@ -594,15 +602,17 @@ def _context(
     settings: DigestSettings,
     web_url: str | None,
     nonce: str,
+    views: dict[tuple[Paper, str, int | None], PaperView] | None = None,
 ) -> dict[str, Any]:
     style = digest.profile.summary
+    views = {} if views is None else views
     anchors: set[str] = set()
     sections: list[SectionView] = []
     compact: list[PaperView] = []
     for group in digest.topics:
         full: list[PaperView] = []
         for rp in group.papers:
-            view = _paper_view(rp, style, plan.summary_chars)
+            view = _paper_view(rp, style, plan.summary_chars, views)
             if rp.paper.key in plan.compact:
                 compact.append(
                     dataclasses.replace(view, title=_cut(view.title, COMPACT_TITLE_CHARS))
@@ -651,8 +661,27 @@ def _base_chars(style: SummaryStyle, settings: DigestSettings) -> int:
     return settings.abstract_chars if style == "abstract" else settings.tldr_chars
 
 
-def _paper_view(rp: RankedPaper, style: SummaryStyle, chars: int | None) -> PaperView:
-    paper = rp.paper
+def _paper_view(
+    rp: RankedPaper,
+    style: SummaryStyle,
+    chars: int | None,
+    views: dict[tuple[Paper, str, int | None], PaperView],
+) -> PaperView:
+    """``rp`` as the templates see it; the paper's part comes from ``views`` when there."""
+    key = (rp.paper, style, chars)
+    view = views.get(key)
+    if view is None:
+        view = views[key] = _plain_paper_view(rp.paper, style, chars)
+    return dataclasses.replace(
+        view,
+        reasons=tuple(r for r in (_clean(r) for r in rp.reasons) if r),
+        topic=_clean(rp.topic),
+        score=rp.score,
+    )
+
+
+def _plain_paper_view(paper: Paper, style: SummaryStyle, chars: int | None) -> PaperView:
+    """The paper's part of its view: everything but the variant's reasons, topic, score."""
     url = _safe_url(paper.url)
     if url is None and paper.id and _ARXIV_ID.fullmatch(paper.id):
         url = FALLBACK_PAPER_URL.format(id=paper.id)
@@ -675,9 +704,9 @@ def _paper_view(rp: RankedPaper, style: SummaryStyle, chars: int | None) -> Pape
         comments=max(paper.comments, 0),
         code_url=_safe_url(code),
         project_url=_safe_url(paper.project_page),
-        reasons=tuple(r for r in (_clean(r) for r in rp.reasons) if r),
-        topic=_clean(rp.topic),
-        score=rp.score,
+        reasons=(),
+        topic="",
+        score=0.0,
     )
 
 
@@ -769,7 +798,7 @@ def _safe_url(url: str | None) -> str | None:
     if not url:
         return None
     url = url.strip()
-    if not url or _CONTROL.search(url) or any(ch.isspace() for ch in url):
+    if not url or _CONTROL.search(url) or _SPACE.search(url):
         return None
     url = quote(url, safe=SAFE_URL_CHARS)
     try:

@@ -45,7 +45,7 @@ from newsletter.message import (
     format_mailbox,
     qp_encode,
 )
-from newsletter.models import Digest, Paper, RankedPaper, Subscriber, TopicGroup
+from newsletter.models import Digest, Paper, Profile, RankedPaper, Subscriber, TopicGroup
 from newsletter.render import RenderedDigest, load_templates, normalize_slots, render
 from newsletter.send import subscriber_values, values_maker
 from tests.doubles import FakeRendered
@@ -623,6 +623,46 @@ def test_rendering_many_digests_with_one_templates_gives_the_fresh_template_html
         )
         assert (kept.subject, kept.html, kept.text) == (fresh.subject, fresh.html, fresh.text)
     assert shared.css_rules  # the stylesheet was parsed once and kept
+
+
+def test_paper_views_kept_across_variants_give_each_variant_its_own_reasons() -> None:
+    """The variants of a day share papers: the kept views must not carry one variant's
+    reasons, topic or score into another's digest."""
+    shared = load_templates(None)
+    papers = [
+        Paper(
+            title=f"Diffusion policy {i}",
+            abstract="We study robots. " * (4 + i),
+            ai_summary="A short summary." if i % 2 else None,
+            id=f"2511.{i:05d}",
+            url=f"https://huggingface.co/papers/2511.{i:05d}",
+            authors=("A. Author", "B. Author"),
+        )
+        for i in range(4)
+    ]
+    variants = [
+        ("Robotics", ("matches: diffusion",), "tldr", 1.0),
+        ("Agents", ("author: A. Author",), "tldr", 2.0),
+        ("Robotics", (), "abstract", 3.0),
+        ("Robotics", ("matches: robots",), "titles", 4.0),
+    ]
+    for topic, reasons, style, bump in variants:
+        ranked = tuple(
+            RankedPaper(paper, score=bump + i, topic=topic, reasons=reasons)
+            for i, paper in enumerate(papers)
+        )
+        digest = Digest(
+            date=DATE,
+            topics=(TopicGroup(topic, ranked),),
+            profile=Profile(summary=style),
+            total_papers=len(papers),
+        )
+        kept = render(digest, settings=DigestSettings(), templates=shared, nonce="n" * 16)
+        fresh = render(
+            digest, settings=DigestSettings(), templates=load_templates(None), nonce="n" * 16
+        )
+        assert (kept.subject, kept.html, kept.text) == (fresh.subject, fresh.html, fresh.text)
+    assert len(shared.paper_views) == 3 * len(papers)  # the two "tldr" variants shared views
 
 
 @settings(max_examples=300, deadline=None)
