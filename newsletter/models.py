@@ -13,6 +13,8 @@ on its own and nothing downstream can change what an upstream stage produced::
 from __future__ import annotations
 
 import datetime as dt
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
@@ -174,12 +176,6 @@ class Subscriber:
     added: dt.date | None = None
 
     @property
-    def profile_key(self) -> tuple[object, ...]:
-        """The fields :attr:`profile` is made of, as a tuple (cheaper to hash than a
-        Profile): two subscribers have equal keys exactly when their profiles are equal."""
-        return (self.topics, self.keywords, self.authors, self.max_papers, self.summary)
-
-    @property
     def profile(self) -> Profile:
         return Profile(
             topics=self.topics,
@@ -188,6 +184,14 @@ class Subscriber:
             max_papers=self.max_papers,
             summary=self.summary,
         )
+
+
+PROFILE_FIELDS = ("topics", "keywords", "authors", "max_papers", "summary")
+"""The fields of a Subscriber that its :attr:`Subscriber.profile` is made of."""
+
+profile_key: Callable[[Subscriber], tuple[object, ...]] = operator.attrgetter(*PROFILE_FIELDS)
+"""A subscriber's PROFILE_FIELDS as a tuple (cheaper to make and hash than a Profile): two
+subscribers have equal keys exactly when their profiles are equal."""
 
 
 class SendStatus(StrEnum):

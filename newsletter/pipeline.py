@@ -20,7 +20,16 @@ from dataclasses import dataclass
 import httpx
 
 from newsletter.config import Settings
-from newsletter.models import FULL_PROFILE, Day, Digest, Paper, Profile, Subscriber, TopicDef
+from newsletter.models import (
+    FULL_PROFILE,
+    Day,
+    Digest,
+    Paper,
+    Profile,
+    Subscriber,
+    TopicDef,
+    profile_key,
+)
 from newsletter.rank import rank
 from newsletter.render import RenderedDigest, Templates, load_templates, render
 from newsletter.sources import fetch_day
@@ -110,7 +119,7 @@ def plan_day(
     full = build(FULL_PROFILE, (), day.papers)
     by_fields: dict[tuple[object, ...], list[Subscriber]] = {}  # one Profile made per group
     for subscriber in subscribers:
-        key = subscriber.profile_key
+        key = profile_key(subscriber)
         members = by_fields.get(key)
         if members is None:
             by_fields[key] = [subscriber]
