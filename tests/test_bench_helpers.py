@@ -271,3 +271,27 @@ def test_http_scale_script_on_a_small_list(capsys: pytest.CaptureFixture[str]) -
     variants, requests, accepted, floor, throttled, recipients = row.split()[2:8]
     assert (variants, requests, accepted, floor, throttled) == ("1", "3", "3", "3", "0")
     assert recipients == "2,100"
+
+
+def test_scale_script_stages_on_a_small_list(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import bench_scale
+
+    args = ["--subscribers", "300", "--variants", "4", "--no-smtp", "--repeat", "2"]
+    assert bench_scale.main(args) == 0
+    out = capsys.readouterr().out
+    assert "messages made 300 (invalid 0)" in out
+    runs = [line for line in out.splitlines() if ", run " in line]
+    assert [line.split(", run ")[1][:2] for line in runs] == ["1:", "2:"]
+    assert "of 2 runs (target <= 5 s on the median: met)" in out
+    assert "x the bare copy" in out
+
+
+def test_render_mime_lines_hold_the_median_against_the_target() -> None:
+    from benchmarks.bench_scale import render_mime_lines
+
+    slow_median = render_mime_lines([(1.0, 3.0), (1.0, 5.0), (1.0, 4.5)], 10, 10, 100, 0.5)
+    assert "median 5.50 s, best 4.00 s of 3 runs" in slow_median[-2]
+    assert slow_median[-2].endswith("NOT met)")
+    assert slow_median[-1].endswith("6.0x the bare copy")
+    fast = render_mime_lines([(1.0, 2.0)], 10, 10, 100, 0.5)
+    assert fast[-2].endswith("of 1 runs (target <= 5 s on the median: met)")
