@@ -52,7 +52,7 @@ from benchmarks.scale_helpers import (
     synthetic_subscribers,
 )
 from newsletter.config import DeliverySettings, SenderSettings, Settings, SourceSettings
-from newsletter.message import InvalidRecipient, build_template
+from newsletter.message import InvalidRecipient, build_template, check_address
 from newsletter.models import FULL_PROFILE, Digest, SendResult
 from newsletter.pipeline import Variant, prepare_day
 from newsletter.rank import rank
@@ -265,8 +265,9 @@ def make_messages(
     for variant in variants:
         template = build_template(variant.rendered, sender=SENDER, date=DATE, now=NOW)
         for s in variant.subscribers:
-            values = subscriber_values(s)
-            try:
+            try:  # as deliver_variants does
+                check_address(s.email)
+                values = subscriber_values(s)
                 raw = template.fill(template.recipient(s.email, s.name, values))
             except InvalidRecipient:
                 invalid += 1

@@ -123,7 +123,7 @@ def clean_text(value: str) -> str:
 
 def check_address(address: str) -> str:
     """``address`` if it is a plain ASCII ``local@domain``; InvalidRecipient otherwise."""
-    if not _ADDRESS_RE.match(address) or ".." in address or len(address) > 254:
+    if not _ADDRESS_RE.fullmatch(address) or ".." in address or len(address) > 254:
         raise InvalidRecipient(f"not a deliverable address: {address!r}")
     return address
 

@@ -38,6 +38,7 @@ from newsletter.message import (
     Recipient,
     RenderedLike,
     build_template,
+    check_address,
     split_mailbox,
 )
 from newsletter.models import SendResult, SendStatus, Subscriber
@@ -219,6 +220,7 @@ def deliver_variants(
             recipients: list[Recipient] = []
             for subscriber in variant.subscribers:
                 try:
+                    check_address(subscriber.email)  # before the links: they sign the address
                     recipients.append(
                         template.recipient(
                             subscriber.email, subscriber.name, values_for(subscriber)

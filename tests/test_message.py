@@ -407,3 +407,13 @@ def test_long_ascii_values_with_equals_signs_wrap_validly(length: int) -> None:
     assert text_body.startswith(b"L:=20=\r\nhttps://")
     assert all(len(line) <= 76 for line in text_body.split(b"\r\n"))
     assert content_parts(parse(raw))[0][1] == f"L: {url}\n"
+
+
+@pytest.mark.parametrize(
+    "address", ["ada@example.org\n", "ada@example.org\r\n", "\nada@example.org"]
+)
+def test_an_address_with_a_line_break_at_either_end_is_refused(address: str) -> None:
+    from newsletter.message import check_address
+
+    with pytest.raises(InvalidRecipient, match="not a deliverable address"):
+        check_address(address)

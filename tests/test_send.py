@@ -453,3 +453,32 @@ def test_done_when_smtp_50_subscribers_then_rerun_sends_none(
         assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
         assert msg["List-Unsubscribe"].startswith("<http://localhost:8080/unsubscribe?token=")
         assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_an_address_with_a_line_break_or_a_surrogate_is_refused_not_a_crash() -> None:
+    """Subscribers made in code (not read from a validated list) reach deliver_variants
+    as they are: an unusable address is an `invalid` result, the others still go."""
+    from newsletter.config import SenderSettings
+    from newsletter.send import deliver_variants, values_maker
+
+    people = (
+        Subscriber(email="ada@example.org\n"),
+        Subscriber(email="\ud800@example.org"),
+        Subscriber(email="bob@example.org"),
+    )
+    backend = MemoryBackend()
+    report = deliver_variants(
+        [Variant(sample_rendered(), people, Digest(date=dt.date(2026, 11, 25), topics=()))],
+        date=dt.date(2026, 11, 25),
+        backend=backend,
+        sender=SenderSettings(from_="Daily Papers <digest@papers.example>"),
+        values_for=values_maker(base_url="https://news.example.org", secret=b"k" * 32),
+        now=lambda: dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC),
+    )
+    statuses = {r.email: r.status for r in report.results}
+    assert statuses == {
+        "ada@example.org\n": SendStatus.INVALID,
+        "\ud800@example.org": SendStatus.INVALID,
+        "bob@example.org": SendStatus.SENT,
+    }
+    assert [m.email for m in backend.outbox] == ["bob@example.org"]
