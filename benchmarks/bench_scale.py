@@ -52,12 +52,13 @@ from benchmarks.scale_helpers import (
     synthetic_subscribers,
 )
 from newsletter.config import DeliverySettings, SenderSettings, Settings, SourceSettings
-from newsletter.message import InvalidRecipient, build_template, check_address
+from newsletter.delivery.base import Backend
+from newsletter.message import build_template
 from newsletter.models import FULL_PROFILE, Digest, SendResult
 from newsletter.pipeline import Variant, prepare_day
 from newsletter.rank import rank
 from newsletter.render import load_templates, render
-from newsletter.send import send_day, values_maker
+from newsletter.send import recipients_for, send_day, values_maker
 from newsletter.subscribers import load_subscribers
 from newsletter.topics import assign_topics, group, load_taxonomy
 
@@ -260,20 +261,20 @@ def main(argv: list[str] | None = None) -> int:
 def make_messages(
     variants: Sequence[Variant], settings: Settings
 ) -> tuple[int, int, int, list[bytes]]:
-    """Every subscriber's message as send_day makes it (link tokens, ``recipient``,
-    ``fill``), bytes counted and dropped: (made, invalid, bytes, a sample every
-    SAMPLE_EVERY messages)."""
+    """Every subscriber's message as send_day makes it: per variant the template, the
+    recipients (``recipients_for``: address check, link tokens, ``recipient``), then
+    ``Backend.fill`` each as the backends do; bytes counted and dropped. (made, invalid, bytes,
+    a sample every SAMPLE_EVERY messages)."""
     subscriber_values = values_maker(base_url=settings.digest.base_url, secret=SECRET.encode())
     total_bytes = made = invalid = 0
     samples: list[bytes] = []
     for variant in variants:
         template = build_template(variant.rendered, sender=SENDER, date=DATE, now=NOW)
-        for s in variant.subscribers:
-            try:  # as deliver_variants does
-                check_address(s.email)
-                values = subscriber_values(s)
-                raw = template.fill(template.recipient(s.email, s.name, values))
-            except InvalidRecipient:
+        recipients, refused = recipients_for(template, variant.subscribers, subscriber_values)
+        invalid += len(refused)
+        for recipient in recipients:
+            raw = Backend.fill(template, recipient)
+            if not isinstance(raw, bytes):  # the backends' `invalid` result
                 invalid += 1
                 continue
             total_bytes += len(raw)

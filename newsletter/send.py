@@ -217,20 +217,11 @@ def deliver_variants(
             template: MessageTemplate = build_template(
                 variant.rendered, sender=sender, date=date, now=now(), dkim=dkim
             )
-            recipients: list[Recipient] = []
-            for subscriber in variant.subscribers:
-                try:
-                    check_address(subscriber.email)  # before the links: they sign the address
-                    recipients.append(
-                        template.recipient(
-                            subscriber.email, subscriber.name, values_for(subscriber)
-                        )
-                    )
-                except InvalidRecipient as exc:
-                    invalid = SendResult(subscriber.email, SendStatus.INVALID, error=str(exc))
-                    if ledger is not None:
-                        ledger.mark_pending(date, {subscriber.email: None})
-                    on_result(invalid)
+            recipients, refused = recipients_for(template, variant.subscribers, values_for)
+            for invalid in refused:
+                if ledger is not None:
+                    ledger.mark_pending(date, {invalid.email: None})
+                on_result(invalid)
             backend.send(
                 template,
                 recipients,
@@ -243,6 +234,26 @@ def deliver_variants(
         if writer is not None:
             writer.close()
     return _report(date, results, duration=clock() - started)
+
+
+def recipients_for(
+    template: MessageTemplate,
+    subscribers: Sequence[Subscriber],
+    values_for: Callable[[Subscriber], dict[str, str]],
+) -> tuple[list[Recipient], list[SendResult]]:
+    """One variant's recipients, in list order, and the ``invalid`` result of each
+    subscriber who cannot be one (the reason in ``error``)."""
+    recipients: list[Recipient] = []
+    refused: list[SendResult] = []
+    recipient = template.recipient
+    for subscriber in subscribers:
+        email = subscriber.email
+        try:
+            check_address(email)  # before the links: they sign the address
+            recipients.append(recipient(email, subscriber.name, values_for(subscriber)))
+        except InvalidRecipient as exc:
+            refused.append(SendResult(email, SendStatus.INVALID, error=str(exc)))
+    return recipients, refused
 
 
 class LedgerWriter:
