@@ -426,6 +426,11 @@ class Recipient:
     html_values: Mapping[str, str]
     """Slot values as they go into the HTML part: escaped, ASCII."""
     message_id: str
+    prefilled: tuple[MessageTemplate, tuple[bytes, ...]] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """The bytes of every hole, made by this template's :meth:`MessageTemplate.recipient`
+    when the renderer takes the values as they are (fill then only joins)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -492,6 +497,10 @@ class MessageTemplate:
     dkim: DkimSigner | None = None
     normalize: Normalizer | None = None
     """Turns raw slot values into (text values, html values) exactly as the renderer would."""
+    quiet: Callable[[str, str, str, str], bool] | None = None
+    """The renderer's word on four slot values (SLOTS order): True when ``normalize``
+    would take them as they are, the same in both parts (then :meth:`recipient` makes
+    the holes' bytes right away, skipping the general path)."""
     _fixed: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
     """``segments`` with an empty bytes for every hole (copied and filled per message)."""
     _holes: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
@@ -505,6 +514,8 @@ class MessageTemplate:
     _line_slots: int = field(init=False, repr=False, compare=False)
     """The most slots on one html line: no line can be longer than
     ``_line_fixed + _line_slots * (longest html value)``."""
+    _unsubscribe_tail: bytes | None = field(init=False, repr=False, compare=False)
+    """The List-Unsubscribe header after the URL (None if the mailto is not ASCII)."""
 
     @property
     def from_header(self) -> str:
@@ -514,6 +525,10 @@ class MessageTemplate:
         """A Recipient with its stable Message-ID; InvalidRecipient for an unusable address
         or slot value (a link that is not a plain URL, a value the renderer refuses)."""
         check_address(email)
+        if self.quiet is not None and type(values) is dict and values.keys() == _SLOT_KEYS:
+            quiet = self._quiet_recipient(email, name, values)
+            if quiet is not None:
+                return quiet
         normalize = self.normalize or plain_normalize
         if type(values) is not dict or values.keys() != _SLOT_KEYS:
             values = {slot: values.get(slot, "") for slot in SLOTS}
@@ -524,6 +539,55 @@ class MessageTemplate:
         digest = hashlib.sha256((self._message_id_prefix + email.lower()).encode()).hexdigest()
         message_id = f"<{digest[:32]}@{self.domain}>"  # message_id_for, its prefix made once
         return Recipient(email, clean_text(name), text_values, html_values, message_id)
+
+    def _quiet_recipient(self, email: str, name: str, values: dict[str, str]) -> Recipient | None:
+        """The Recipient of a checked ``email`` when the renderer takes the slot values as
+        they are (see ``quiet``), its holes' bytes made now (what :meth:`fill` would make
+        of them); None otherwise, and for the general path to decide.
+
+        The values are then printable ASCII with nothing to escape, so each is encoded
+        once for both parts, and the unsubscribe link is a plain URL (no header check).
+        """
+        name_value, email_value = values["name"], values["email"]
+        unsubscribe, preferences = values["unsubscribe_url"], values["preferences_url"]
+        assert self.quiet is not None
+        tail = self._unsubscribe_tail
+        if (
+            tail is None
+            or self.always_slow
+            or not self.quiet(name_value, email_value, unsubscribe, preferences)
+        ):
+            return None
+        name_html = name_value.encode("ascii")
+        email_html = email_value.encode("ascii")
+        unsubscribe_html = unsubscribe.encode("ascii")
+        preferences_html = preferences.encode("ascii")
+        longest = max(len(name_html), len(email_html), len(unsubscribe_html), len(preferences_html))
+        if self._line_fixed + self._line_slots * longest > MAX_LINE_BYTES:
+            return None  # fill checks each line
+        digest = hashlib.sha256((self._message_id_prefix + email.lower()).encode()).hexdigest()
+        message_id = f"<{digest[:32]}@{self.domain}>"
+        if len(name) <= MAX_NAME_CHARS and _QUIET_NAME_RE.fullmatch(name):  # clean as it is
+            to_header = f"To: {name} <{email}>\r\n".encode("ascii")
+        else:
+            name = clean_text(name)
+            to_header = _to_header(name, email)
+        text = self._text_slots
+        pieces = (  # in the order of _PIECES, as fill makes them
+            to_header,
+            f"Message-ID: {message_id}\r\n".encode("ascii"),
+            b"List-Unsubscribe: <" + unsubscribe_html + tail,
+            _qp_slot_value(name_value) if text[0] else b"",
+            _qp_slot_value(email_value) if text[1] else b"",
+            _qp_slot_value(unsubscribe) if text[2] else b"",
+            _qp_slot_value(preferences) if text[3] else b"",
+            name_html,
+            email_html,
+            unsubscribe_html,
+            preferences_html,
+        )
+        same = dict(values)  # one dict for both parts, as the renderer's normaliser gives
+        return Recipient(email, name, same, same, message_id, (self, pieces))
 
     def headers(self, recipient: Recipient) -> dict[str, str]:
         """The per-list and per-subscriber headers an HTTP API should add."""
@@ -564,12 +628,25 @@ class MessageTemplate:
         object.__setattr__(self, "_holes", tuple(holes))
         object.__setattr__(self, "_text_slots", text_slots)
         object.__setattr__(self, "_message_id_prefix", _message_id_prefix(self.list_id, self.date))
+        try:
+            tail = f">,\r\n <mailto:{self.mailto}?subject=unsubscribe>\r\n".encode("ascii")
+        except UnicodeEncodeError:
+            tail = None
+        object.__setattr__(self, "_unsubscribe_tail", tail)
         checks = self.html_line_checks
         object.__setattr__(self, "_line_fixed", max((fixed for fixed, _ in checks), default=0))
         object.__setattr__(self, "_line_slots", max((len(slots) for _, slots in checks), default=0))
 
     def fill(self, recipient: Recipient) -> bytes:
         """The complete message for one subscriber (signed when DKIM is configured)."""
+        prefilled = recipient.prefilled
+        if prefilled is not None and prefilled[0] is self:
+            out = list(self._fixed)
+            made = prefilled[1]
+            for index, piece in self._holes:
+                out[index] = made[piece]
+            raw = b"".join(out)
+            return self.dkim.sign(raw) if self.dkim else raw
         html = recipient.html_values
         name_html = html["name"].encode("ascii")
         email_html = html["email"].encode("ascii")
@@ -676,10 +753,12 @@ def build_template(
         reply_to = format_mailbox(reply_name, reply_address)
     placeholder = getattr(rendered, "placeholder", None)
     normalize: Normalizer | None = None
+    quiet: object = None
     if callable(placeholder):  # newsletter.render.RenderedDigest: split on its own tokens
         placeholders = {slot: str(placeholder(slot)) for slot in SLOTS}
         html, text = rendered.html, rendered.text
         normalize = render_normalizer(rendered, placeholders)
+        quiet = getattr(rendered, "quiet", None)
     else:
         placeholders = _placeholders()
         html, text = rendered.fill(placeholders)
@@ -761,6 +840,7 @@ def build_template(
         rendered=rendered,
         dkim=dkim,
         normalize=normalize,
+        quiet=quiet if callable(quiet) and normalize is not None else None,
     )
 
 

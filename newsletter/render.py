@@ -342,6 +342,20 @@ class _Plan:
 # --------------------------------------------------------------------------- output
 
 
+def quiet_slots(name: str, email: str, unsubscribe_url: str, preferences_url: str) -> bool:
+    """Whether :func:`normalize_slots` takes these slot values as they are, in the text
+    and the html alike: single-spaced printable ASCII with nothing to escape, a name of
+    at most MAX_NAME_CHARS, links plain http(s) URLs, none over MAX_SLOT_BYTES."""
+    return bool(
+        len(name) <= MAX_NAME_CHARS
+        and max(len(email), len(unsubscribe_url), len(preferences_url)) <= MAX_SLOT_BYTES
+        and _QUIET_WORDS.fullmatch(name)
+        and _QUIET_WORDS.fullmatch(email)
+        and _QUIET_URL.fullmatch(unsubscribe_url)
+        and _QUIET_URL.fullmatch(preferences_url)
+    )
+
+
 @dataclass(frozen=True)
 class RenderedDigest:
     """One variant rendered, with placeholders for the per-subscriber slots."""
@@ -376,6 +390,9 @@ class RenderedDigest:
     def placeholder(self, slot: str) -> str:
         """The placeholder that stands for ``slot`` in this render."""
         return _placeholder(self.nonce, slot)
+
+    quiet = staticmethod(quiet_slots)
+    """Whether :meth:`fill` takes four slot values (in SLOTS order) as they are."""
 
     def normalize(self, values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
         """``(raw, escaped)`` slot values exactly as :meth:`fill` substitutes them."""
@@ -414,14 +431,7 @@ def normalize_slots(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str
         raise ValueError(f"fill: missing slots {missing}, unknown slots {unknown}")
     name, email = values["name"], values["email"]
     unsubscribe, preferences = values["unsubscribe_url"], values["preferences_url"]
-    if (
-        len(name) <= MAX_NAME_CHARS
-        and max(len(email), len(unsubscribe), len(preferences)) <= MAX_SLOT_BYTES
-        and _QUIET_WORDS.fullmatch(name)
-        and _QUIET_WORDS.fullmatch(email)
-        and _QUIET_URL.fullmatch(unsubscribe)
-        and _QUIET_URL.fullmatch(preferences)
-    ):  # the common case: every value goes in as it is (what the loop below gives)
+    if quiet_slots(name, email, unsubscribe, preferences):  # the common case: as they are
         quiet = {
             "name": name,
             "email": email,

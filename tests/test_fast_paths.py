@@ -800,3 +800,101 @@ def test_profile_keys_are_equal_exactly_when_profiles_are(
     one, two = Subscriber(email="a@x.org", **a), Subscriber(email="b@x.org", **b)
     assert (profile_key(one) == profile_key(two)) == (one.profile == two.profile)
     assert (hash(profile_key(one)) == hash(profile_key(two))) or one.profile != two.profile
+
+
+# --------------------------------------------------------------------------- quiet recipients
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.one_of(quiet_biased, name_value),
+    local=st.from_regex(r"[a-z0-9=+_'&-]{1,80}", fullmatch=True),
+    unsubscribe=st.builds(lambda tail: "https://x.example/u?token=" + tail, quiet_biased),
+    preferences=st.builds(lambda tail: "http://x.example:8080/p?token=" + tail, quiet_biased),
+    slot_name=st.one_of(st.none(), quiet_biased),
+)
+def test_a_quiet_recipient_gives_the_general_paths_message(
+    rendered: RenderedDigest,
+    name: str,
+    local: str,
+    unsubscribe: str,
+    preferences: str,
+    slot_name: str | None,
+) -> None:
+    """recipient() makes the holes' bytes at once when the renderer takes the values as
+    they are: the message, the recipient and every verdict are the general path's."""
+    address = f"{local}@example.org"
+    template = build_template(rendered, sender=SENDER, date=DATE, now=NOW)
+    general = dataclasses.replace(template, quiet=None)
+    values = {
+        "name": name if slot_name is None else slot_name,
+        "email": address,
+        "unsubscribe_url": unsubscribe,
+        "preferences_url": preferences,
+    }
+
+    def outcome(t: MessageTemplate) -> Any:
+        try:
+            recipient = t.recipient(address, name, values)
+            raw = t.fill(recipient)
+        except InvalidRecipient as exc:
+            return ("refused", str(exc))
+        fields = (recipient.email, recipient.name, recipient.message_id)
+        return fields, dict(recipient.values), dict(recipient.html_values), raw
+
+    expected = outcome(general)
+    assert outcome(template) == expected
+    quiet = R.quiet_slots(values["name"], address, unsubscribe, preferences)
+    if quiet and not isinstance(expected[0], str):
+        assert template.recipient(address, name, values).prefilled is not None
+
+
+def test_a_prefilled_recipient_is_filled_only_by_its_own_template(
+    rendered: RenderedDigest,
+) -> None:
+    one = build_template(rendered, sender=SENDER, date=DATE, now=NOW)
+    other = build_template(
+        rendered, sender=SenderSettings(from_="Other <x@other.example>"), date=DATE, now=NOW
+    )
+    url = "https://x.example/u?token=abc"
+    values = {"name": "Ada", "email": "ada@x.org", "unsubscribe_url": url, "preferences_url": url}
+    recipient = one.recipient("ada@x.org", "Ada", values)
+    assert recipient.prefilled is not None
+    assert other.fill(recipient) == other.fill(dataclasses.replace(recipient, prefilled=None))
+    assert b"x@other.example" in other.fill(recipient)
+
+
+def test_a_dkim_signed_quiet_message_verifies(rendered: RenderedDigest) -> None:
+    import base64 as b64
+
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from newsletter.message import DkimSigner
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    public = b64.b64encode(
+        key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    signer = DkimSigner(private_key=private, selector="s1", domain="news.example.org")
+    template = build_template(rendered, sender=SENDER, date=DATE, now=NOW, dkim=signer)
+    url = "https://x.example/u?token=abc"
+    values = {"name": "Ada", "email": "ada@x.org", "unsubscribe_url": url, "preferences_url": url}
+    recipient = template.recipient("ada@x.org", "Ada", values)
+    assert recipient.prefilled is not None
+    raw = template.fill(recipient)
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
+        return b"v=DKIM1; k=rsa; p=" + public
+
+    assert dkim.verify(raw, dnsfunc=dnsfunc)
