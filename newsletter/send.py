@@ -15,12 +15,14 @@ the pipeline (tests, a resend tool).
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -211,29 +213,47 @@ def deliver_variants(
     on_attempt = mark_pending if ledger is not None else None
     backend.start_run()
     try:
-        for variant in variants:
-            if stop is not None and stop.is_set():
-                break
-            template: MessageTemplate = build_template(
-                variant.rendered, sender=sender, date=date, now=now(), dkim=dkim
-            )
-            recipients, refused = recipients_for(template, variant.subscribers, values_for)
-            for invalid in refused:
-                if ledger is not None:
-                    ledger.mark_pending(date, {invalid.email: None})
-                on_result(invalid)
-            backend.send(
-                template,
-                recipients,
-                on_attempt=on_attempt,
-                on_result=on_result,
-                stop=stop,
-                on_accepted=on_accepted if ledger is not None else None,
-            )
+        with long_lived_frozen():
+            for variant in variants:
+                if stop is not None and stop.is_set():
+                    break
+                template: MessageTemplate = build_template(
+                    variant.rendered, sender=sender, date=date, now=now(), dkim=dkim
+                )
+                recipients, refused = recipients_for(template, variant.subscribers, values_for)
+                for invalid in refused:
+                    if ledger is not None:
+                        ledger.mark_pending(date, {invalid.email: None})
+                    on_result(invalid)
+                backend.send(
+                    template,
+                    recipients,
+                    on_attempt=on_attempt,
+                    on_result=on_result,
+                    stop=stop,
+                    on_accepted=on_accepted if ledger is not None else None,
+                )
     finally:
         if writer is not None:
             writer.close()
     return _report(date, results, duration=clock() - started)
+
+
+@contextmanager
+def long_lived_frozen() -> Iterator[None]:
+    """Keep the cyclic garbage collector off what exists now, for the block.
+
+    A send keeps the subscriber list and the rendered variants for its whole length and
+    makes a few objects per recipient; without this, each full collection on the way
+    walks every subscriber again (about a twentieth of the time of making 100k messages).
+    Objects still go when their last reference does; cycles among the frozen ones wait
+    for the end of the block (``gc.unfreeze`` hands them back to the collector).
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def recipients_for(

@@ -482,3 +482,17 @@ def test_an_address_with_a_line_break_or_a_surrogate_is_refused_not_a_crash() ->
         "bob@example.org": SendStatus.SENT,
     }
     assert [m.email for m in backend.outbox] == ["bob@example.org"]
+
+
+def test_long_lived_frozen_freezes_for_the_block_and_hands_everything_back() -> None:
+    import gc
+
+    from newsletter.send import long_lived_frozen
+
+    assert gc.get_freeze_count() == 0
+    with long_lived_frozen():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), long_lived_frozen():
+        raise RuntimeError("a failing send")
+    assert gc.get_freeze_count() == 0
