@@ -329,6 +329,11 @@ def _qp_slot_value(value: str) -> bytes:
     return encoded.encode("ascii") + b"=\r\n"
 
 
+def _qp_quiet(value: str) -> bytes:
+    """:func:`_qp_slot_value` of a non-empty printable ASCII value (a quiet one)."""
+    return _qp_printable(value.replace("=", "=3D")).encode("ascii") + b"=\r\n"
+
+
 def _qp_printable(encoded: str) -> str:
     """Wrap already-escaped printable ASCII at 75 columns with soft breaks, never inside =XX."""
     limit = QP_LINE_CHARS - 1
@@ -577,10 +582,10 @@ class MessageTemplate:
             to_header,
             f"Message-ID: {message_id}\r\n".encode("ascii"),
             b"List-Unsubscribe: <" + unsubscribe_html + tail,
-            _qp_slot_value(name_value) if text[0] else b"",
-            _qp_slot_value(email_value) if text[1] else b"",
-            _qp_slot_value(unsubscribe) if text[2] else b"",
-            _qp_slot_value(preferences) if text[3] else b"",
+            _qp_quiet(name_value) if text[0] else b"",
+            _qp_quiet(email_value) if text[1] else b"",
+            _qp_quiet(unsubscribe) if text[2] else b"",
+            _qp_quiet(preferences) if text[3] else b"",
             name_html,
             email_html,
             unsubscribe_html,

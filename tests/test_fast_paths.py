@@ -496,6 +496,14 @@ def test_clean_text_and_text_slot_values_are_as_before(value: str) -> None:
     assert qp(_qp_slot_value) == qp(old_qp_slot_value)
 
 
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1))
+def test_quiet_text_slot_values_are_the_slot_value_encoding(value: str) -> None:
+    from newsletter.message import _qp_quiet
+
+    assert _qp_quiet(value) == _qp_slot_value(value)
+
+
 @pytest.mark.parametrize("length", range(60, 80))
 def test_text_slot_values_at_the_one_line_limit(length: int) -> None:
     for unit in ("é", "aé", "a=é", "x\té", "ab ", "é\t"):
