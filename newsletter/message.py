@@ -339,6 +339,12 @@ def _qp_printable(encoded: str) -> str:
     limit = QP_LINE_CHARS - 1
     if len(encoded) <= limit:
         return encoded
+    end = limit
+    cut = encoded.rfind("=", end - 2, end)
+    if cut != -1:
+        end = cut
+    if len(encoded) - end <= limit:  # two lines (a link): the loop below, once
+        return encoded[:end] + "=\r\n" + encoded[end:]
     lines: list[str] = []
     start = 0
     while len(encoded) - start > limit:

@@ -269,8 +269,12 @@ def recipients_for(
     for subscriber in subscribers:
         email = subscriber.email
         try:
-            check_address(email)  # before the links: they sign the address
-            recipients.append(recipient(email, subscriber.name, values_for(subscriber)))
+            try:
+                values = values_for(subscriber)
+            except ValueError:  # the links cannot sign it (a line break, a lone surrogate)
+                check_address(email)  # which says why (recipient() checks every address)
+                raise
+            recipients.append(recipient(email, subscriber.name, values))
         except InvalidRecipient as exc:
             refused.append(SendResult(email, SendStatus.INVALID, error=str(exc)))
     return recipients, refused

@@ -496,6 +496,33 @@ def test_clean_text_and_text_slot_values_are_as_before(value: str) -> None:
     assert qp(_qp_slot_value) == qp(old_qp_slot_value)
 
 
+def loop_qp_printable(encoded: str) -> str:
+    """_qp_printable before its two-line shortcut."""
+    limit = 75
+    if len(encoded) <= limit:
+        return encoded
+    lines: list[str] = []
+    start = 0
+    while len(encoded) - start > limit:
+        end = start + limit
+        cut = encoded.rfind("=", end - 2, end)
+        if cut != -1:
+            end = cut
+        lines.append(encoded[start:end])
+        start = end
+    lines.append(encoded[start:])
+    return "=\r\n".join(lines)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.text(st.sampled_from("a=b.?/"), min_size=70, max_size=240))
+def test_qp_printable_wraps_as_the_loop_did(value: str) -> None:
+    encoded = value.replace("=", "=3D")
+    assert _qp_printable(encoded) == loop_qp_printable(encoded)
+    if not value.endswith((" ", "\t")):
+        assert _qp_printable(encoded) == qp_encode(value)[0]
+
+
 @settings(max_examples=300, deadline=None)
 @given(value=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1))
 def test_quiet_text_slot_values_are_the_slot_value_encoding(value: str) -> None:
