@@ -898,11 +898,13 @@ def _wrap_lines(html: str, nonce: str, limit: int = MAX_LINE_BYTES) -> str:
     (or, failing that, in text before a character reference).
     """
     pattern = _placeholder_pattern(nonce)
+    marker = f"%%{nonce}."
     extra = MAX_SLOT_BYTES - len(_placeholder(nonce, "name"))
     out: list[str] = []
     for line in html.split("\n"):
-        while len(line) + len(pattern.findall(line)) * extra > limit:
-            window = _window(line, pattern, extra, limit)
+        held = marker in line  # most lines hold no placeholder: no weights to count
+        while len(line) + (len(pattern.findall(line)) * extra if held else 0) > limit:
+            window = _window(line, pattern, extra, limit) if held else limit
             cut = line.rfind(" ", 1, window + 1)
             if cut > 0:
                 out.append(line[:cut])

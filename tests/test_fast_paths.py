@@ -51,6 +51,7 @@ from newsletter.models import (
     Profile,
     RankedPaper,
     Subscriber,
+    SummaryStyle,
     TopicGroup,
     profile_key,
 )
@@ -683,7 +684,7 @@ def test_paper_views_kept_across_variants_give_each_variant_its_own_reasons() ->
         )
         for i in range(4)
     ]
-    variants = [
+    variants: list[tuple[str, tuple[str, ...], SummaryStyle, float]] = [
         ("Robotics", ("matches: diffusion",), "tldr", 1.0),
         ("Agents", ("author: A. Author",), "tldr", 2.0),
         ("Robotics", (), "abstract", 3.0),
@@ -933,3 +934,73 @@ def test_a_dkim_signed_quiet_message_verifies(rendered: RenderedDigest) -> None:
         return b"v=DKIM1; k=rsa; p=" + public
 
     assert dkim.verify(raw, dnsfunc=dnsfunc)
+
+
+# --------------------------------------------------------------------------- html line wrapping
+
+
+def old_wrap_lines(html: str, nonce: str, limit: int = R.MAX_LINE_BYTES) -> str:
+    """_wrap_lines before it skipped the placeholder count on lines holding none."""
+    pattern = R._placeholder_pattern(nonce)
+    extra = R.MAX_SLOT_BYTES - len(R._placeholder(nonce, "name"))
+    out: list[str] = []
+    for line in html.split("\n"):
+        while len(line) + len(pattern.findall(line)) * extra > limit:
+            window = R._window(line, pattern, extra, limit)
+            cut = line.rfind(" ", 1, window + 1)
+            if cut > 0:
+                out.append(line[:cut])
+                line = line[cut + 1 :]
+                continue
+            cut = R._hard_break(line, window)
+            out.append(line[:cut])
+            line = line[cut:]
+        out.append(line)
+    return "\n".join(out)
+
+
+html_piece = st.one_of(
+    st.sampled_from(["<td>", "</a>", " ", "  ", "word", "&amp;", "&#160;", "\n", "x" * 300]),
+    st.sampled_from([R._placeholder("n" * 16, slot) for slot in SLOTS]),
+    st.text(st.sampled_from("ab <>&;"), max_size=40),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(html_piece, max_size=400), limit=st.sampled_from([120, 600, 900]))
+def test_wrap_lines_breaks_where_it_did(pieces: list[str], limit: int) -> None:
+    html = "".join(pieces)
+    assert R._wrap_lines(html, "n" * 16, limit) == old_wrap_lines(html, "n" * 16, limit)
+
+
+def test_wrap_lines_of_a_rendered_digest_are_as_before() -> None:
+    papers = [
+        RankedPaper(
+            Paper(
+                title=f"A study of long titles {i} " * 3,
+                abstract="Words and more words. " * 40,
+                id=f"2511.{i:05d}",
+                url=f"https://huggingface.co/papers/2511.{i:05d}",
+                authors=tuple(f"Author {j}" for j in range(12)),
+            ),
+            score=30.0 - i,
+            topic="Robotics",
+        )
+        for i in range(25)
+    ]
+    digest = Digest(date=DATE, topics=(TopicGroup("Robotics", tuple(papers)),), total_papers=25)
+    captured: list[str] = []
+    original = R._wrap_lines
+
+    def spy(html: str, nonce: str, limit: int = R.MAX_LINE_BYTES) -> str:
+        captured.append(html)
+        return original(html, nonce, limit)
+
+    R._wrap_lines = spy
+    try:
+        rendered = render(digest, settings=DigestSettings(), templates=load_templates(None))
+    finally:
+        R._wrap_lines = original
+    assert captured and max(len(line) for html in captured for line in html.split("\n")) > 900
+    for html in captured:
+        assert R._wrap_lines(html, rendered.nonce) == old_wrap_lines(html, rendered.nonce)
