@@ -895,39 +895,44 @@ def _wrap_lines(html: str, nonce: str, limit: int = MAX_LINE_BYTES) -> str:
 
     A break replaces a space with a newline (same meaning in HTML outside <pre>),
     preferring the last space that fits; a line without one is broken after a tag
-    (or, failing that, in text before a character reference).
+    (or, failing that, in text before a character reference). The placeholders of a
+    long line are found once, not again after every break.
     """
     pattern = _placeholder_pattern(nonce)
-    marker = f"%%{nonce}."
     extra = MAX_SLOT_BYTES - len(_placeholder(nonce, "name"))
     out: list[str] = []
     for line in html.split("\n"):
-        held = marker in line  # most lines hold no placeholder: no weights to count
-        while len(line) + (len(pattern.findall(line)) * extra if held else 0) > limit:
-            window = _window(line, pattern, extra, limit) if held else limit
-            cut = line.rfind(" ", 1, window + 1)
-            if cut > 0:
-                out.append(line[:cut])
-                line = line[cut + 1 :]
-                continue
-            cut = _hard_break(line, window)
-            out.append(line[:cut])
-            line = line[cut:]
-        out.append(line)
+        spans = [match.span() for match in pattern.finditer(line)]
+        pos = first = 0  # the rest of the line is line[pos:]; spans[first:] lie in it
+        while len(line) - pos + (len(spans) - first) * extra > limit:
+            window = _window(spans, first, pos, extra, limit)
+            cut = line.rfind(" ", pos + 1, pos + window + 1)
+            if cut > pos:
+                out.append(line[pos:cut])
+                pos = cut + 1
+            else:
+                cut = pos + _hard_break(line[pos : pos + window + 1], window)
+                out.append(line[pos:cut])
+                pos = cut
+            while first < len(spans) and spans[first][0] < pos:
+                first += 1  # passed (a placeholder broken in two no longer matches either)
+        out.append(line[pos:])
     return "\n".join(out)
 
 
-def _window(line: str, pattern: re.Pattern[str], extra: int, limit: int) -> int:
-    """The longest prefix of ``line`` whose cost (placeholders weighted) is <= limit."""
+def _window(spans: Sequence[tuple[int, int]], first: int, pos: int, extra: int, limit: int) -> int:
+    """The longest prefix of ``line[pos:]`` whose cost (placeholders weighted) is <= limit;
+    ``spans[first:]`` are the placeholders in it, as (start, end) in ``line``."""
     count, low, best = 0, 0, 0
-    for match in pattern.finditer(line):
-        # Prefixes of length low..match.end()-1 hold `count` whole placeholders.
+    for index in range(first, len(spans)):
+        end = spans[index][1] - pos
+        # Prefixes of length low..end-1 hold `count` whole placeholders.
         cap = limit - extra * count
         if cap < low:
             return best
-        if cap < match.end():
+        if cap < end:
             return cap
-        best, count, low = match.end() - 1, count + 1, match.end()
+        best, count, low = end - 1, count + 1, end
     cap = limit - extra * count
     return best if cap < low else cap
 

@@ -939,14 +939,27 @@ def test_a_dkim_signed_quiet_message_verifies(rendered: RenderedDigest) -> None:
 # --------------------------------------------------------------------------- html line wrapping
 
 
+def old_window(line: str, pattern: re.Pattern[str], extra: int, limit: int) -> int:
+    count, low, best = 0, 0, 0
+    for match in pattern.finditer(line):
+        cap = limit - extra * count
+        if cap < low:
+            return best
+        if cap < match.end():
+            return cap
+        best, count, low = match.end() - 1, count + 1, match.end()
+    cap = limit - extra * count
+    return best if cap < low else cap
+
+
 def old_wrap_lines(html: str, nonce: str, limit: int = R.MAX_LINE_BYTES) -> str:
-    """_wrap_lines before it skipped the placeholder count on lines holding none."""
+    """_wrap_lines when it counted the placeholders of the rest of a line after each break."""
     pattern = R._placeholder_pattern(nonce)
     extra = R.MAX_SLOT_BYTES - len(R._placeholder(nonce, "name"))
     out: list[str] = []
     for line in html.split("\n"):
         while len(line) + len(pattern.findall(line)) * extra > limit:
-            window = R._window(line, pattern, extra, limit)
+            window = old_window(line, pattern, extra, limit)
             cut = line.rfind(" ", 1, window + 1)
             if cut > 0:
                 out.append(line[:cut])
@@ -971,6 +984,14 @@ html_piece = st.one_of(
 def test_wrap_lines_breaks_where_it_did(pieces: list[str], limit: int) -> None:
     html = "".join(pieces)
     assert R._wrap_lines(html, "n" * 16, limit) == old_wrap_lines(html, "n" * 16, limit)
+
+
+def test_wrap_lines_broken_inside_a_placeholder_count_the_rest_as_before() -> None:
+    placeholder = R._placeholder("n" * 16, "name")
+    for head in range(80, 125):
+        line = "x" * head + placeholder + "y" * 50 + placeholder + "z" * 30
+        for limit in (120, 130, 150):
+            assert R._wrap_lines(line, "n" * 16, limit) == old_wrap_lines(line, "n" * 16, limit)
 
 
 def test_wrap_lines_of_a_rendered_digest_are_as_before() -> None:
