@@ -547,9 +547,12 @@ class MessageTemplate:
         check_url(text_values.get("unsubscribe_url", "") or "https://invalid")
         if html_values is not text_values and html_values.keys() != _SLOT_KEYS:
             html_values = {slot: html_values[slot] for slot in SLOTS}
+        return Recipient(email, clean_text(name), text_values, html_values, self._message_id(email))
+
+    def _message_id(self, email: str) -> str:
+        """:func:`message_id_for` this template's list and day, its prefix made once."""
         digest = hashlib.sha256((self._message_id_prefix + email.lower()).encode()).hexdigest()
-        message_id = f"<{digest[:32]}@{self.domain}>"  # message_id_for, its prefix made once
-        return Recipient(email, clean_text(name), text_values, html_values, message_id)
+        return f"<{digest[:32]}@{self.domain}>"
 
     def _quiet_recipient(self, email: str, name: str, values: dict[str, str]) -> Recipient | None:
         """The Recipient of a checked ``email`` when the renderer takes the slot values as
@@ -576,8 +579,7 @@ class MessageTemplate:
         longest = max(len(name_html), len(email_html), len(unsubscribe_html), len(preferences_html))
         if self._line_fixed + self._line_slots * longest > MAX_LINE_BYTES:
             return None  # fill checks each line
-        digest = hashlib.sha256((self._message_id_prefix + email.lower()).encode()).hexdigest()
-        message_id = f"<{digest[:32]}@{self.domain}>"
+        message_id = self._message_id(email)
         if len(name) <= MAX_NAME_CHARS and _QUIET_NAME_RE.fullmatch(name):  # clean as it is
             to_header = f"To: {name} <{email}>\r\n".encode("ascii")
         else:
