@@ -228,12 +228,16 @@ def message_id_for(list_id: str, date: dt.date, email: str, domain: str) -> str:
     A retry or a rerun after a crash re-sends the identical Message-ID, so a receiving
     system that de-duplicates by it (and every mail client's threading) sees one message.
     """
-    digest = hashlib.sha256((_message_id_prefix(list_id, date) + email.lower()).encode())
-    return f"<{digest.hexdigest()[:32]}@{domain}>"
+    return _hashed_message_id(_message_id_prefix(list_id, date), email, domain)
 
 
 def _message_id_prefix(list_id: str, date: dt.date) -> str:
     return f"{list_id}\n{date.isoformat()}\n"
+
+
+def _hashed_message_id(prefix: str, email: str, domain: str) -> str:
+    digest = hashlib.sha256((prefix + email.lower()).encode()).hexdigest()
+    return f"<{digest[:32]}@{domain}>"
 
 
 def list_unsubscribe(url: str, mailto: str) -> str:
@@ -551,8 +555,7 @@ class MessageTemplate:
 
     def _message_id(self, email: str) -> str:
         """:func:`message_id_for` this template's list and day, its prefix made once."""
-        digest = hashlib.sha256((self._message_id_prefix + email.lower()).encode()).hexdigest()
-        return f"<{digest[:32]}@{self.domain}>"
+        return _hashed_message_id(self._message_id_prefix, email, self.domain)
 
     def _quiet_recipient(self, email: str, name: str, values: dict[str, str]) -> Recipient | None:
         """The Recipient of a checked ``email`` when the renderer takes the slot values as

@@ -612,10 +612,9 @@ def _context(
     settings: DigestSettings,
     web_url: str | None,
     nonce: str,
-    views: dict[tuple[Paper, str, int | None], PaperView] | None = None,
+    views: dict[tuple[Paper, str, int | None], PaperView],
 ) -> dict[str, Any]:
     style = digest.profile.summary
-    views = {} if views is None else views
     anchors: set[str] = set()
     sections: list[SectionView] = []
     compact: list[PaperView] = []
