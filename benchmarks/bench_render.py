@@ -18,11 +18,11 @@ import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import quote
 
 from newsletter.config import DigestSettings
 from newsletter.models import Digest, Paper, Profile, RankedPaper, SummaryStyle, TopicGroup
 from newsletter.render import SLOTS, RenderedDigest, Templates, encoded_size, load_templates, render
+from newsletter.sources.files import parse_page_text
 
 SUBSCRIBERS = 10_000
 """Synthetic subscribers."""
@@ -106,18 +106,6 @@ def subscriber_values(i: int) -> dict[str, str]:
     return values
 
 
-def parse_page_day(text: str) -> list[Paper]:
-    """The Daily Papers page text: header paragraphs, then title / blank / abstract."""
-    paragraphs = [p.strip() for p in text.replace("\r\n", "\n").split("\n\n") if p.strip()]
-    start = next((i + 1 for i, p in enumerate(paragraphs) if p.startswith("by ")), 0)
-    body = paragraphs[start:]
-    papers = []
-    for title, abstract in zip(body[0::2], body[1::2], strict=False):
-        url = "https://huggingface.co/papers?q=" + quote(title)
-        papers.append(Paper(title=" ".join(title.split()), abstract=abstract, url=url))
-    return papers
-
-
 def timed_variants(
     digests: Sequence[Digest], settings: DigestSettings, templates: Templates
 ) -> tuple[list[RenderedDigest], list[float]]:
@@ -182,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"ratio naive / variant-based: {naive_total / variant_total:.1f}x")
 
     if PAGE_DAY.is_file():
-        page_papers = parse_page_day(PAGE_DAY.read_text(encoding="utf-8"))
+        page_papers = list(parse_page_text(PAGE_DAY.read_text(encoding="utf-8")))
         digest = Digest(DATE, grouped(page_papers, TOPICS), total_papers=len(page_papers))
         start = time.perf_counter()
         page = render(digest, settings=settings, templates=templates)

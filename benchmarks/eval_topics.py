@@ -44,6 +44,7 @@ from pathlib import Path
 
 from newsletter.models import Paper, Profile, RankedPaper, TopicDef
 from newsletter.rank import rank, trending_score
+from newsletter.sources.files import parse_page_text
 from newsletter.topics import OTHER, assign_topics, group, load_taxonomy
 
 DEFAULT_DATA = "/work/shared/data"
@@ -74,22 +75,6 @@ def read_labelled(folder: Path) -> list[Paper]:
                 )
             )
     return papers
-
-
-def read_page_day(path: Path) -> list[Paper]:
-    """A tiny parser for the Daily Papers page text: title line, blank, abstract."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    body = [line.strip() for line in lines]
-    start = 0
-    for i, line in enumerate(body):
-        if line.startswith("by AK"):
-            start = i + 1
-            break
-    blocks: list[str] = [line for line in body[start:] if line]
-    return [
-        Paper(title=blocks[i], abstract=blocks[i + 1] if i + 1 < len(blocks) else "")
-        for i in range(0, len(blocks), 2)
-    ]
 
 
 def read_hf_day(path: Path) -> list[Paper]:
@@ -304,9 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         evaluate_labelled(labelled, taxonomy)
     page = data / "daily-papers-page.txt"
     if page.is_file():
-        show_day(f"(b) page day {page.name}", read_page_day(page), taxonomy, quiet=args.quiet)
-        print(f"\n(c) ranking {len(read_page_day(page))} papers for {RANK_VARIANTS} profiles")
-        rank_speed(read_page_day(page), taxonomy)
+        papers = list(parse_page_text(page.read_text(encoding="utf-8")))
+        show_day(f"(b) page day {page.name}", papers, taxonomy, quiet=args.quiet)
+        print(f"\n(c) ranking {len(papers)} papers for {RANK_VARIANTS} profiles")
+        rank_speed(papers, taxonomy)
     for path in sorted((data / "hf").glob("*.json")):
         show_day(f"(b) HF day {path.name}", read_hf_day(path), taxonomy, quiet=args.quiet)
     return 0
