@@ -25,16 +25,15 @@ server took while the process died before reading the reply or committing it.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from benchmarks.scale_helpers import (
     subscribers_yaml,
     synthetic_subscribers,
 )
+from newsletter.ledger import Ledger
 from newsletter.topics import load_taxonomy
 
 TRIALS = 20
@@ -65,6 +65,7 @@ MAX_RUNS = 6
 
 RUN_TIMEOUT = 300.0
 DATE = "2026-11-25"
+DAY = dt.date.fromisoformat(DATE)
 REPO = Path(__file__).resolve().parent.parent
 CLI = "from newsletter.cli import main; main()"
 """The real ``newsletter`` command line."""
@@ -111,19 +112,13 @@ def write_config(folder: Path, port: int, subscribers: Path, state: Path) -> Pat
 
 
 def ledger_counts(state: Path) -> dict[str, int]:
-    with sqlite3.connect(state) as db:
-        rows = db.execute(
-            "SELECT status, COUNT(*) FROM deliveries WHERE day = ? GROUP BY status", (DATE,)
-        ).fetchall()
-    return {str(status): int(count) for status, count in rows}
+    with Ledger(f"sqlite:///{state}") as ledger:
+        return ledger.counts(DAY)
 
 
 def ledger_message_ids(state: Path) -> dict[str, str]:
-    with sqlite3.connect(state) as db:
-        rows = db.execute(
-            "SELECT email, message_id FROM deliveries WHERE day = ?", (DATE,)
-        ).fetchall()
-    return {str(email): str(mid) for email, mid in rows}
+    with Ledger(f"sqlite:///{state}") as ledger:
+        return {email: str(row.message_id) for email, row in ledger.deliveries(DAY).items()}
 
 
 def run_trial(
@@ -174,10 +169,9 @@ def run_trial(
     seconds = time.perf_counter() - started
     received = sink.snapshot()
     copies = copies_per_recipient(received)
-    wanted = Counter({e: 1 for e in emails})
     missing = sum(1 for e in emails if copies[e] == 0)
     duplicates = sum(c - 1 for c in copies.values() if c > 1)
-    stray = set(copies) - set(wanted)
+    stray = set(copies) - set(emails)
     if stray:
         raise RuntimeError(f"sink got mail for addresses not on the list: {sorted(stray)[:3]}")
     ids = ledger_message_ids(state)
