@@ -33,10 +33,8 @@ import argparse
 import dataclasses
 import datetime as dt
 import gc
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +43,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks.bench_smtp import find_postfix, free_port, run_smtp_source, wait_for_port
+from benchmarks.bench_smtp import find_postfix, run_smtp_source, smtp_sink
 from benchmarks.scale_helpers import (
     DEFAULT_VARIANTS,
     subscribers_yaml,
@@ -342,16 +340,7 @@ def run_smtp(
     sink, smtp_source, env = found
     message_file = workdir / "message.eml"
     message_file.write_bytes(sample.replace(b"\r\n", b"\n"))
-    port = free_port()
-    sink_cmd = [str(sink)]
-    if os.geteuid() == 0:
-        sink_cmd += ["-u", "nobody"]
-    sink_cmd += [f"127.0.0.1:{port}", "256"]
-    sink_proc = subprocess.Popen(
-        sink_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        wait_for_port(port)
+    with smtp_sink(sink, env) as port:
         smtp_settings = dataclasses.replace(
             settings,
             delivery=DeliverySettings(
@@ -396,9 +385,6 @@ def run_smtp(
             theirs = run_smtp_source(
                 smtp_source, env, port, message_file, baseline_n, args.connections
             )
-    finally:
-        sink_proc.terminate()
-        sink_proc.wait(timeout=10)
     ratio = ours / theirs if theirs else 0.0
     verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
     return [

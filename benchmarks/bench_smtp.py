@@ -28,7 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,6 +162,23 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"smtp-sink did not start on port {port}")
 
 
+@contextmanager
+def smtp_sink(sink: Path, env: dict[str, str]) -> Iterator[int]:
+    """Postfix's smtp-sink on a free loopback port (as nobody when root); the port."""
+    port = free_port()
+    command = [str(sink)]
+    if os.geteuid() == 0:
+        command += ["-u", "nobody"]
+    command += [f"127.0.0.1:{port}", "256"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 # --------------------------------------------------------------------------- clients
 
 
@@ -280,16 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         message_file.write_bytes(sample.replace(b"\r\n", b"\n"))
         fill_rate, scratch_rate = build_rates(rendered, template, people)
 
-        port = free_port()
-        sink_cmd = [str(sink)]
-        if os.geteuid() == 0:
-            sink_cmd += ["-u", "nobody"]
-        sink_cmd += [f"127.0.0.1:{port}", "256"]
-        sink_proc = subprocess.Popen(
-            sink_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        try:
-            wait_for_port(port)
+        with smtp_sink(sink, env) as port:
             ours: list[float] = []
             theirs: list[float] = []
             for _ in range(ROUNDS):
@@ -301,9 +310,6 @@ def main(argv: list[str] | None = None) -> int:
                 ours.append(run_ours(port, template, people, args.connections, None))
             with Ledger(f"sqlite:///{workdir / 'ledger.db'}") as ledger:
                 with_ledger = run_ours(port, template, people, args.connections, ledger)
-        finally:
-            sink_proc.terminate()
-            sink_proc.wait(timeout=10)
 
     best_ours, best_theirs = max(ours), max(theirs)
     ratio = best_ours / best_theirs
