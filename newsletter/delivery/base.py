@@ -205,8 +205,7 @@ class Backend(abc.ABC):
             if on_result is not None:
                 on_result(result)
 
-        for start in range(0, len(recipients), self.batch_size):
-            batch = recipients[start : start + self.batch_size]
+        for batch in chunks(recipients, self.batch_size):
             if stop is not None and stop.is_set():
                 for r in batch:
                     report(SendResult(r.email, SendStatus.SKIPPED, error="run stopped", attempts=0))
@@ -243,19 +242,13 @@ class Backend(abc.ABC):
                         report(dataclasses.replace(result, attempts=attempt))
             except TransientError as exc:
                 retry_after = _max(retry_after, exc.retry_after)
-                retry.extend(
-                    SendResult(r.email, SendStatus.FAILED, error=str(exc), transient=True)
-                    for r in todo
-                    if r.email not in seen
-                )
-            missing = [
-                r for r in todo if r.email not in seen and r.email not in {x.email for x in retry}
-            ]
-            retry.extend(
-                SendResult(
-                    r.email, SendStatus.FAILED, error="no result from backend", transient=True
-                )
-                for r in missing
+                error = str(exc)
+            else:
+                error = "no result from backend"
+            retry.extend(  # everyone the batch gave no result for
+                SendResult(r.email, SendStatus.FAILED, error=error, transient=True)
+                for r in todo
+                if r.email not in seen
             )
             if not retry:
                 return
