@@ -206,7 +206,7 @@ def display_mailbox(name: str, address: str) -> str:
     name = clean_text(name)[:MAX_NAME_CHARS]
     if not name:
         return address
-    if re.search(r'[()<>@,;:\\".\[\]]', name):
+    if _MAILBOX_SPECIALS_RE.search(name):
         escaped = name.replace("\\", "\\\\").replace('"', '\\"')
         name = f'"{escaped}"'
     return f"{name} <{address}>"
@@ -316,9 +316,7 @@ def _qp_slot_value(value: str) -> bytes:
     if not value:
         return b""
     if value.isascii() and value.isprintable():  # the common case (names, URLs): no loop per char
-        if len(value) < QP_LINE_CHARS and "=" not in value:  # one line as it is (a name)
-            return value.encode("ascii") + b"=\r\n"
-        return _qp_printable(value.replace("=", "=3D")).encode("ascii") + b"=\r\n"
+        return _qp_quiet(value)
     one_line = value.replace("\r", " ").replace("\n", " ")
     try:
         short = one_line.encode("utf-8").decode("latin-1").translate(_QP_BODY_MAP)
@@ -335,6 +333,8 @@ def _qp_slot_value(value: str) -> bytes:
 
 def _qp_quiet(value: str) -> bytes:
     """:func:`_qp_slot_value` of a non-empty printable ASCII value (a quiet one)."""
+    if len(value) < QP_LINE_CHARS and "=" not in value:  # one line as it is (a name)
+        return value.encode("ascii") + b"=\r\n"
     return _qp_printable(value.replace("=", "=3D")).encode("ascii") + b"=\r\n"
 
 
@@ -529,8 +529,8 @@ class MessageTemplate:
     _line_slots: int = field(init=False, repr=False, compare=False)
     """The most slots on one html line: no line can be longer than
     ``_line_fixed + _line_slots * (longest html value)``."""
-    _unsubscribe_tail: bytes | None = field(init=False, repr=False, compare=False)
-    """The List-Unsubscribe header after the URL (None if the mailto is not ASCII)."""
+    _unsubscribe_tail: bytes = field(init=False, repr=False, compare=False)
+    """The List-Unsubscribe header after the URL (the mailto fallback, the line end)."""
 
     @property
     def from_header(self) -> str:
@@ -568,12 +568,7 @@ class MessageTemplate:
         name_value, email_value = values["name"], values["email"]
         unsubscribe, preferences = values["unsubscribe_url"], values["preferences_url"]
         assert self.quiet is not None
-        tail = self._unsubscribe_tail
-        if (
-            tail is None
-            or self.always_slow
-            or not self.quiet(name_value, email_value, unsubscribe, preferences)
-        ):
+        if self.always_slow or not self.quiet(name_value, email_value, unsubscribe, preferences):
             return None
         name_html = name_value.encode("ascii")
         email_html = email_value.encode("ascii")
@@ -592,7 +587,7 @@ class MessageTemplate:
         pieces = (  # in the order of _PIECES, as fill makes them
             to_header,
             f"Message-ID: {message_id}\r\n".encode("ascii"),
-            b"List-Unsubscribe: <" + unsubscribe_html + tail,
+            b"List-Unsubscribe: <" + unsubscribe_html + self._unsubscribe_tail,
             _qp_quiet(name_value) if text[0] else b"",
             _qp_quiet(email_value) if text[1] else b"",
             _qp_quiet(unsubscribe) if text[2] else b"",
@@ -625,9 +620,7 @@ class MessageTemplate:
         return self._list_unsubscribe(recipient.values.get("unsubscribe_url", ""))
 
     def _list_unsubscribe(self, url: str) -> bytes:
-        return (
-            f"List-Unsubscribe: <{check_url(url)}>,\r\n <mailto:{self.mailto}?subject=unsubscribe>"
-        ).encode("ascii") + CRLF
+        return b"List-Unsubscribe: <" + check_url(url).encode("ascii") + self._unsubscribe_tail
 
     def __post_init__(self) -> None:
         # The segments as a list to copy per fill, holes left empty, and where the holes are.
@@ -644,10 +637,7 @@ class MessageTemplate:
         object.__setattr__(self, "_holes", tuple(holes))
         object.__setattr__(self, "_text_slots", text_slots)
         object.__setattr__(self, "_message_id_prefix", _message_id_prefix(self.list_id, self.date))
-        try:
-            tail = f">,\r\n <mailto:{self.mailto}?subject=unsubscribe>\r\n".encode("ascii")
-        except UnicodeEncodeError:
-            tail = None
+        tail = f">,\r\n <mailto:{self.mailto}?subject=unsubscribe>\r\n".encode("ascii")
         object.__setattr__(self, "_unsubscribe_tail", tail)
         checks = self.html_line_checks
         object.__setattr__(self, "_line_fixed", max((fixed for fixed, _ in checks), default=0))
@@ -764,9 +754,10 @@ def build_template(
     """Build one variant's message once; see the module doc for the encodings."""
     name, address, domain = _sender_parts(sender)
     reply_to = None
+    mailto = address
     if sender.reply_to:
-        reply_name, reply_address = split_mailbox(sender.reply_to)
-        reply_to = format_mailbox(reply_name, reply_address)
+        reply_name, mailto = split_mailbox(sender.reply_to)
+        reply_to = format_mailbox(reply_name, mailto)
     placeholder = getattr(rendered, "placeholder", None)
     normalize: Normalizer | None = None
     quiet: object = None
@@ -847,7 +838,7 @@ def build_template(
         date=date,
         date_header=date_header,
         domain=domain,
-        mailto=(split_mailbox(sender.reply_to)[1] if sender.reply_to else address),
+        mailto=mailto,
         segments=_merge(segments),
         html_segments=tuple(html_ascii),
         text_segments=text_segments,

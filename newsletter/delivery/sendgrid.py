@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from newsletter.delivery.http import MAX_ERROR_CHARS, HttpBackend, HttpRequest
-from newsletter.message import SLOTS, MessageTemplate, Recipient
+from newsletter.message import ONE_CLICK, SLOTS, MessageTemplate, Recipient
 from newsletter.models import SendResult, SendStatus
 
 SENDGRID_URL = "https://api.sendgrid.com"
@@ -68,7 +68,7 @@ class SendGridBackend(HttpBackend):
             ],
             "headers": {
                 "List-Id": template.list_id,
-                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                "List-Unsubscribe-Post": ONE_CLICK,
             },
         }
         if template.reply_to:
