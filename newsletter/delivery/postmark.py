@@ -48,10 +48,11 @@ class PostmarkBackend(HttpBackend):
 
     def build_request(self, template: MessageTemplate, batch: Sequence[Recipient]) -> HttpRequest:
         messages: list[dict[str, Any]] = []
+        sender = display_mailbox(template.sender_name, template.sender_address)
         for r in batch:
             html, text = template.parts(r)
             message: dict[str, Any] = {
-                "From": display_mailbox(template.sender_name, template.sender_address),
+                "From": sender,
                 "To": display_mailbox(r.name, r.email),
                 "Subject": template.subject,
                 "HtmlBody": html,

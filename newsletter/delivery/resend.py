@@ -34,10 +34,11 @@ class ResendBackend(HttpBackend):
 
     def build_request(self, template: MessageTemplate, batch: Sequence[Recipient]) -> HttpRequest:
         emails: list[dict[str, Any]] = []
+        sender = display_mailbox(template.sender_name, template.sender_address)
         for r in batch:
             html, text = template.parts(r)
             email: dict[str, Any] = {
-                "from": display_mailbox(template.sender_name, template.sender_address),
+                "from": sender,
                 "to": [display_mailbox(r.name, r.email)],
                 "subject": template.subject,
                 "html": html,
