@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 
 from newsletter.config import Settings
-from newsletter.delivery.base import BackendOptions
 from newsletter.delivery.http import HttpBackend, HttpRequest
 from newsletter.errors import ConfigError
 from newsletter.message import (
@@ -54,22 +53,11 @@ class MailgunBackend(HttpBackend):
         self.domain = domain
 
     @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        client: httpx.Client | None = None,
-        options: BackendOptions | None = None,
-    ) -> MailgunBackend:
-        kwargs = cls.settings_kwargs(settings)
+    def settings_kwargs(cls, settings: Settings) -> dict[str, Any]:
+        kwargs = super().settings_kwargs(settings)
         if not kwargs["base_url"] and (settings.delivery.region or "").lower() == "eu":
             kwargs["base_url"] = MAILGUN_EU_URL
-        return cls(
-            domain=settings.delivery.domain,
-            client=client,
-            options=options or BackendOptions.from_settings(settings),
-            **kwargs,
-        )
+        return {**kwargs, "domain": settings.delivery.domain}
 
     def build_request(self, template: MessageTemplate, batch: Sequence[Recipient]) -> HttpRequest:
         html, text = template.parts_with_tags(
