@@ -42,7 +42,7 @@ from types import TracebackType
 from typing import Self
 
 from newsletter.errors import LedgerError
-from newsletter.models import SendResult, SendStatus
+from newsletter.models import DELIVERED, SendResult, SendStatus
 
 SQLITE_PREFIX = "sqlite:///"
 """The one state URL scheme: ``sqlite:///relative/path.db`` or ``sqlite:////abs/path.db``."""
@@ -74,8 +74,6 @@ CREATE TABLE IF NOT EXISTS sent_papers (
 PENDING = "pending"
 SENT = "sent"
 FAILED = "failed"
-
-_DELIVERED = frozenset({SendStatus.SENT, SendStatus.QUEUED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +213,7 @@ class Ledger:
         stamp = self._stamp()
         rows: list[tuple[object, ...]] = []
         for result in results:
-            if result.status in _DELIVERED:
+            if result.status in DELIVERED:
                 status, permanent = SENT, 0
             elif result.status == SendStatus.SKIPPED:
                 status, permanent = PENDING, 0

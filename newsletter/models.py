@@ -205,6 +205,10 @@ class SendStatus(StrEnum):
     SKIPPED = "skipped"
 
 
+DELIVERED = frozenset({SendStatus.SENT, SendStatus.QUEUED})
+"""Statuses that mean the provider took the message."""
+
+
 @dataclass(frozen=True, slots=True)
 class SendResult:
     """What happened to one recipient's message."""

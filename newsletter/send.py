@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from newsletter.archive import web_url
 from newsletter.config import SenderSettings, Settings
 from newsletter.delivery import make_backend
-from newsletter.delivery.base import DELIVERED, Backend
+from newsletter.delivery.base import Backend
 from newsletter.delivery.memory import MemoryBackend
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.ledger import Ledger
@@ -43,12 +43,15 @@ from newsletter.message import (
     check_address,
     split_mailbox,
 )
-from newsletter.models import SendResult, SendStatus, Subscriber
+from newsletter.models import DELIVERED, SendResult, SendStatus, Subscriber
 from newsletter.pipeline import prepare_day
 from newsletter.prefs import next_send_subscribers
 from newsletter.tokens import LinkSigner, subscriber_links
 
 log = logging.getLogger(__name__)
+
+_UNDELIVERED = frozenset({SendStatus.FAILED, SendStatus.INVALID, SendStatus.REJECTED})
+"""Statuses that count as failed in a report (transient or not)."""
 
 OFFLINE_BACKENDS = frozenset({"outbox", "memory"})
 """Backends for which a missing secret_key is tolerated (links are then not forgeable-safe)."""
@@ -90,20 +93,11 @@ class RunReport:
 
     @property
     def failed_permanently(self) -> int:
-        return sum(
-            1
-            for r in self.results
-            if r.status in (SendStatus.FAILED, SendStatus.INVALID, SendStatus.REJECTED)
-            and not r.transient
-        )
+        return sum(1 for r in self.results if r.status in _UNDELIVERED and not r.transient)
 
     @property
     def failed(self) -> int:
-        return sum(
-            1
-            for r in self.results
-            if r.status in (SendStatus.FAILED, SendStatus.INVALID, SendStatus.REJECTED)
-        )
+        return sum(1 for r in self.results if r.status in _UNDELIVERED)
 
     @property
     def throughput(self) -> float:

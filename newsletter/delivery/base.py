@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Self
 from newsletter.config import Settings
 from newsletter.errors import DeliveryError, TransientError
 from newsletter.message import InvalidRecipient, MessageTemplate, Recipient
-from newsletter.models import SendResult, SendStatus
+from newsletter.models import DELIVERED, SendResult, SendStatus
 
 DEFAULT_BASE_DELAY = 1.0
 """Seconds before the first retry; doubled for each further attempt."""
@@ -50,9 +50,6 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 ResultCallback = Callable[[SendResult], None]
 AttemptCallback = Callable[[Sequence[Recipient]], None]
-
-DELIVERED = frozenset({SendStatus.SENT, SendStatus.QUEUED})
-"""Statuses that mean the provider took the message."""
 
 
 def unsupported_feature(backend: str, feature: str) -> DeliveryError:
