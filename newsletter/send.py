@@ -46,7 +46,7 @@ from newsletter.message import (
 from newsletter.models import DELIVERED, SendResult, SendStatus, Subscriber
 from newsletter.pipeline import prepare_day
 from newsletter.prefs import next_send_subscribers
-from newsletter.tokens import LinkSigner, subscriber_links
+from newsletter.tokens import LinkSigner
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +137,7 @@ def link_secret(settings: Settings, *, offline: bool) -> bytes:
 
 def subscriber_values(subscriber: Subscriber, *, base_url: str, secret: bytes) -> dict[str, str]:
     """The slot values of one subscriber: name, email and the two signed links."""
-    return {
-        "name": subscriber.name,
-        "email": subscriber.email,
-        **subscriber_links(base_url, secret, subscriber.email),
-    }
+    return values_maker(base_url=base_url, secret=secret)(subscriber)
 
 
 def values_maker(*, base_url: str, secret: bytes) -> Callable[[Subscriber], dict[str, str]]:
