@@ -45,7 +45,12 @@ _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 def _b64(data: bytes) -> str:
     """``base64.urlsafe_b64encode`` without the padding, in one C call and a translate."""
-    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
+    return _b64_bytes(data).decode("ascii")
+
+
+def _b64_bytes(data: bytes) -> bytes:
+    """:func:`_b64` as bytes."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
 
 
 def _unb64(text: str) -> bytes:
@@ -184,11 +189,6 @@ class LinkSigner:
             "unsubscribe_url": self._unsubscribe + unsubscribe.decode("ascii"),
             "preferences_url": self._preferences + preferences.decode("ascii"),
         }
-
-
-def _b64_bytes(data: bytes) -> bytes:
-    """base64url of ``data`` without padding, as bytes."""
-    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
 
 
 _UNSUBSCRIBE_PREFIX = f"{UNSUBSCRIBE}\n".encode()
