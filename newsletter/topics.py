@@ -545,7 +545,7 @@ def assign_topics(papers: Sequence[Paper], taxonomy: Sequence[TopicDef]) -> dict
     _merge_weak_singletons(assigned, best_score, ranked_choices, leftovers, busy=busy)
 
     taken = {t.name.casefold(): t.name for t in compiled.topics}
-    for name, members in _cluster(leftovers, texts, all_texts=texts):
+    for name, members in _cluster(leftovers, texts):
         final = taken.get(name.casefold(), name)
         for key in members:
             assigned[key] = final
@@ -625,22 +625,20 @@ def _terms(words: Sequence[str]) -> Iterable[tuple[str, ...]]:
 
 
 def _cluster(
-    leftovers: Sequence[str],
-    texts: Mapping[str, _PaperText],
-    *,
-    all_texts: Mapping[str, _PaperText],
+    leftovers: Sequence[str], texts: Mapping[str, _PaperText]
 ) -> list[tuple[str, list[str]]]:
-    """Greedy clusters of leftover papers sharing a salient term, named by the term."""
+    """Greedy clusters of the ``leftovers`` among the day's ``texts`` sharing a salient
+    term, named by the term."""
     if len(leftovers) < MIN_CLUSTER_SIZE:
         return []
-    terms = {key: _candidate_terms(texts[key]) for key in leftovers}
+    terms = {key: _candidate_terms(text) for key, text in texts.items()}
     day_df: Counter[tuple[str, ...]] = Counter()
-    for text in all_texts.values():
-        day_df.update(_candidate_terms(text)[0])
+    for all_terms, _salient in terms.values():
+        day_df.update(all_terms)
     acronyms = {
         (stem(word.lower()),)
         for key in leftovers
-        for raw in texts[key].raw[:-1] or texts[key].raw
+        for raw in texts[key].raw[:-1]  # title and keywords
         for word in re.findall(r"\b[A-Za-z]*[A-Z][A-Za-z]*[A-Z][A-Za-z0-9]*\b", raw)
     }
     remaining = list(leftovers)
