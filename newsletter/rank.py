@@ -201,13 +201,6 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-def score_paper(
-    paper: Paper, profile: Profile, *, topic: str, now: dt.datetime
-) -> tuple[float, tuple[str, ...]]:
-    """One paper's final score and reasons for ``profile`` (what rank() uses)."""
-    return _score(paper, _Wants.of(profile), topic=topic, now=now)
-
-
 def _score(
     paper: Paper, wants: _Wants, *, topic: str, now: dt.datetime
 ) -> tuple[float, tuple[str, ...]]:

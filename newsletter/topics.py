@@ -493,13 +493,6 @@ def _score(topic: _Topic, text: _PaperText, share: Mapping[str, float]) -> float
     return score
 
 
-def topic_scores(paper: Paper, taxonomy: Sequence[TopicDef]) -> dict[str, float]:
-    """The evidence for each topic of ``taxonomy`` (by name), for explaining a choice."""
-    compiled = _compile(taxonomy)
-    text = _PaperText(paper, compiled.index)
-    return {t.name: _score(t, text, compiled.share) for t in compiled.topics}
-
-
 def explain(paper: Paper, taxonomy: Sequence[TopicDef]) -> dict[str, dict[str, float]]:
     """Per topic, the evidence each matched keyword gave (for tuning a taxonomy)."""
     compiled = _compile(taxonomy)
