@@ -511,7 +511,7 @@ def render(
         raise ConfigError(f"web_url must be an http(s) URL: {web_url!r}")
     nonce = nonce or secrets.token_hex(NONCE_BYTES)
     style: SummaryStyle = digest.profile.summary
-    base_chars = {"tldr": settings.tldr_chars, "abstract": settings.abstract_chars}.get(style)
+    base_chars = _base_chars(style, settings)
     budget = settings.max_html_bytes
     ranked = sorted(digest.papers, key=lambda rp: -rp.score)  # stable: ties keep order
 
@@ -652,7 +652,7 @@ def _context(
         "top_title": _cut(_clean(ranked[0].paper.title), SUBJECT_TITLE_CHARS) if ranked else "",
         "style": style,
         "shortened": plan.summary_chars is not None
-        and plan.summary_chars < _base_chars(style, settings),
+        and plan.summary_chars < (_base_chars(style, settings) or 0),
         "empty": digest.is_empty,
         "web_url": web_url.strip() if web_url else None,
         "slot": {slot: _placeholder(nonce, slot) for slot in SLOTS},
@@ -666,8 +666,9 @@ def _unique(anchor: str, taken: set[str]) -> str:
     return out
 
 
-def _base_chars(style: SummaryStyle, settings: DigestSettings) -> int:
-    return settings.abstract_chars if style == "abstract" else settings.tldr_chars
+def _base_chars(style: SummaryStyle, settings: DigestSettings) -> int | None:
+    """The configured summary length of ``style`` (None: the style shows no summaries)."""
+    return {"tldr": settings.tldr_chars, "abstract": settings.abstract_chars}.get(style)
 
 
 def _paper_view(
