@@ -25,7 +25,6 @@ from newsletter.cli.run import (
     ledger_final_recipients,
     ledger_last_run,
     ledger_sent_days,
-    load_active_subscribers,
     prefs_suppressed,
     zone_done_check,
 )
@@ -35,6 +34,7 @@ from newsletter.ledger import Ledger
 from newsletter.locking import InstanceLock
 from newsletter.models import SendResult, SendStatus, Subscriber
 from newsletter.prefs import PrefsStore
+from newsletter.send import load_due_subscribers
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = dt.datetime(2026, 3, 28, 13, 0, tzinfo=dt.UTC)  # a Saturday
@@ -340,5 +340,5 @@ def test_the_subscriber_seams_apply_the_preference_overlay(tmp_path: Path) -> No
     state = f"sqlite:///{tmp_path / 'x.db'}"
     PrefsStore(state).suppress("gone@x.org")
     settings = Settings(state=state, subscribers=str(listed))
-    assert [s.email for s in load_active_subscribers(settings)] == ["a@x.org"]
+    assert [s.email for s in load_due_subscribers(settings)] == ["a@x.org"]
     assert prefs_suppressed(settings) == 1

@@ -134,11 +134,6 @@ def prefs_suppressed(settings: Settings) -> int:
     return PrefsStore(settings.state).suppressed_count()
 
 
-def load_active_subscribers(settings: Settings) -> list[Subscriber]:
-    """The subscriber list with the preference overlay applied (suppressed ones dropped)."""
-    return [s for s in load_due_subscribers(settings) if s.active]
-
-
 def render_full_day(
     settings: Settings, date: dt.date, now: dt.datetime
 ) -> archive_mod.ArchiveDay | None:
@@ -163,7 +158,7 @@ class Ops:
     """Everything the commands call outside this module; replace parts in tests."""
 
     clock: scheduler.Clock = scheduler.utc_now
-    load_subscribers: Callable[[Settings], Sequence[Subscriber]] = load_active_subscribers
+    load_subscribers: Callable[[Settings], Sequence[Subscriber]] = load_due_subscribers
     last_run: Callable[[Settings], LastRun | None] = ledger_last_run
     final_recipients: Callable[[Settings, dt.date], set[str]] = ledger_final_recipients
     sent_days: Callable[[Settings], list[dt.date]] = ledger_sent_days
