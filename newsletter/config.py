@@ -161,7 +161,7 @@ def load_settings(
         data = _read_yaml(config_file)
         for key in _flatten(data):
             if key in SECRET_KEYS:
-                var = ENV_PREFIX + key.upper().replace(".", "__")
+                var = env_var(key)
                 raise ConfigError(f"{where}: {key}: secrets come from the environment; set {var}")
     elif path is not None:
         raise ConfigError(f"{config_file}: config file not found")
@@ -178,13 +178,28 @@ def load_settings(
 
 def require_secret(settings: Settings, key: str) -> str:
     """The secret at dotted ``key``, or a ConfigError naming the variable to set."""
+    value = _dotted(settings, key)
+    if not value:
+        raise ConfigError(f"{key} is not set: set the environment variable {env_var(key)}")
+    return str(value)
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret that is set (each of SECRET_KEYS), for the logs to redact."""
+    return [str(value) for key in sorted(SECRET_KEYS) if (value := _dotted(settings, key))]
+
+
+def env_var(key: str) -> str:
+    """The environment variable of dotted ``key`` (``delivery.api_key`` ->
+    ``NEWSLETTER_DELIVERY__API_KEY``)."""
+    return ENV_PREFIX + key.upper().replace(".", "__")
+
+
+def _dotted(settings: Settings, key: str) -> Any:
     obj: Any = settings
     for part in key.split("."):
         obj = getattr(obj, part)
-    if not obj:
-        var = ENV_PREFIX + key.upper().replace(".", "__")
-        raise ConfigError(f"{key} is not set: set the environment variable {var}")
-    return str(obj)
+    return obj
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

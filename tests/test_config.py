@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import load_settings, require_secret
+from newsletter.config import SECRET_KEYS, env_var, load_settings, require_secret, secret_values
 from newsletter.errors import ConfigError
 
 
@@ -63,3 +63,15 @@ def test_bad_files_name_file_key_and_reason(tmp_path: Path, text: str, message: 
 def test_named_file_must_exist(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "nope.yaml", env={})
+
+
+def test_secret_values_are_every_secret_that_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert secret_values(load_settings(env={})) == []
+    env = {env_var(key): f"value-of-{key}" for key in SECRET_KEYS}
+    assert env_var("delivery.api_key") == "NEWSLETTER_DELIVERY__API_KEY"
+    assert sorted(secret_values(load_settings(env=env))) == sorted(env.values())
+    one = load_settings(env={"NEWSLETTER_SECRET_KEY": "k3y"})
+    assert secret_values(one) == ["k3y"]

@@ -28,7 +28,7 @@ import click
 
 from newsletter import archive as archive_mod
 from newsletter import scheduler
-from newsletter.config import Settings, load_settings
+from newsletter.config import Settings, load_settings, secret_values
 from newsletter.errors import LedgerError, NewsletterError
 from newsletter.ledger import Ledger, sqlite_path
 from newsletter.locking import holder, lock_path_for
@@ -273,11 +273,10 @@ def run_command(
     """
     ops = _ops(ctx)
     settings = load_settings(config_path)
-    secrets = [settings.delivery.password, settings.delivery.api_key, settings.secret_key]
     setup_logging(
         fmt="json" if log_format == "json" else "human",
         level=log_level.upper(),
-        secrets_=[s for s in secrets if s],
+        secrets_=secret_values(settings),
     )
     subscribers = list(ops.load_subscribers(settings))
     code = scheduler.run_daemon(

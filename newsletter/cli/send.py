@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from newsletter.config import load_settings
+from newsletter.config import load_settings, secret_values
 from newsletter.logs import run_context, setup_logging
 from newsletter.models import SendResult, SendStatus
 from newsletter.send import RunReport, send_day
@@ -97,8 +97,7 @@ def send_command(
     date = _parse_date(date_text)
     settings = load_settings(config_path, overrides={"subscribers": subscribers_path})
     tty = _stdout_is_tty()
-    secrets = [settings.delivery.password, settings.delivery.api_key, settings.secret_key]
-    setup_logging(level="WARNING" if tty else "INFO", secrets_=[s for s in secrets if s])
+    setup_logging(level="WARNING" if tty else "INFO", secrets_=secret_values(settings))
 
     bars: list[Any] = []
     stack = contextlib.ExitStack()

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from newsletter import subscribers as roster
-from newsletter.config import Settings, load_settings
+from newsletter.config import Settings, load_settings, secret_values
 from newsletter.errors import ConfigError
 from newsletter.logs import setup_logging
 from newsletter.prefs import PrefsStore
@@ -137,8 +137,7 @@ def serve_cmd(config: str | None, host: str, port: int, allow_signup: bool) -> N
     """
     settings = load_settings(config)
     app = build_app(settings, allow_signup=allow_signup)
-    secrets = [settings.secret_key, settings.delivery.password, settings.delivery.api_key]
-    setup_logging(level="INFO", secrets_=[s for s in secrets if s])
+    setup_logging(level="INFO", secrets_=secret_values(settings))
     server = make_server(app, host=host, port=port)
     bound_host, bound_port = server.server_address[:2]
     click.echo(f"serving on http://{bound_host!s}:{bound_port} (Ctrl-C stops)")
