@@ -104,9 +104,7 @@ class RedactFilter(logging.Filter):
         if not self._values:
             return True
         message = record.getMessage()
-        clean = message
-        for value in self._values:
-            clean = clean.replace(value, REDACTED)
+        clean = self._scrub(message)
         if clean != message:
             record.msg, record.args = clean, None
         data = getattr(record, "data", None)
