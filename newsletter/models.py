@@ -186,6 +186,11 @@ class Subscriber:
         )
 
 
+def email_key(address: str) -> str:
+    """How two addresses are compared: case-insensitively (the list, the state database)."""
+    return address.strip().casefold()
+
+
 PROFILE_FIELDS = ("topics", "keywords", "authors", "max_papers", "summary")
 """The fields of a Subscriber that its :attr:`Subscriber.profile` is made of."""
 

@@ -31,7 +31,7 @@ from typing import Any
 from newsletter.config import Settings
 from newsletter.errors import LedgerError
 from newsletter.ledger import BUSY_TIMEOUT_SECONDS, SQLITE_PREFIX
-from newsletter.models import SUMMARY_STYLES, Subscriber, SummaryStyle
+from newsletter.models import SUMMARY_STYLES, Subscriber, SummaryStyle, email_key
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS suppress_list (
@@ -68,10 +68,6 @@ CREATE TABLE IF NOT EXISTS prefs_events (
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _key(email: str) -> str:
-    return email.strip().casefold()
 
 
 def sqlite_path(state_url: str) -> str:
@@ -179,7 +175,7 @@ class PrefsStore:
 
     def suppress(self, email: str, *, reason: str = "unsubscribe", source: str = "web") -> bool:
         """Suppress ``email``; True if it was not suppressed before (replays change nothing)."""
-        key = _key(email)
+        key = email_key(email)
         at = self._stamp()
         with self._write() as conn:
             cur = conn.execute(
@@ -193,7 +189,7 @@ class PrefsStore:
 
     def unsuppress(self, email: str, *, source: str = "admin") -> bool:
         """Lift a suppression (the admin's or a confirmed sign-up's decision)."""
-        key = _key(email)
+        key = email_key(email)
         at = self._stamp()
         with self._write() as conn:
             cur = conn.execute("DELETE FROM suppress_list WHERE email_key = ?", (key,))
@@ -202,7 +198,9 @@ class PrefsStore:
             return bool(cur.rowcount)
 
     def is_suppressed(self, email: str) -> bool:
-        return bool(self._read("SELECT 1 FROM suppress_list WHERE email_key = ?", (_key(email),)))
+        return bool(
+            self._read("SELECT 1 FROM suppress_list WHERE email_key = ?", (email_key(email),))
+        )
 
     def suppressions(self) -> list[Suppression]:
         rows = self._read(
@@ -226,7 +224,7 @@ class PrefsStore:
         """Record the subscriber's own choices (replacing earlier ones)."""
         if summary is not None and summary not in SUMMARY_STYLES:
             raise ValueError(f"{summary!r} is not one of {' | '.join(SUMMARY_STYLES)}")
-        key = _key(email)
+        key = email_key(email)
         at = self._stamp()
         topic_list = list(topics) if topics is not None else None
         overlay = Overlay(
@@ -261,14 +259,14 @@ class PrefsStore:
         rows = self._read(
             "SELECT email, topics, summary, paused, updated_at FROM prefs_overlay"
             " WHERE email_key = ?",
-            (_key(email),),
+            (email_key(email),),
         )
         return _overlay(rows[0]) if rows else None
 
     def overlays(self) -> dict[str, Overlay]:
         """Every overlay, by casefolded address."""
         rows = self._read("SELECT email, topics, summary, paused, updated_at FROM prefs_overlay")
-        return {_key(row[0]): _overlay(row) for row in rows}
+        return {email_key(row[0]): _overlay(row) for row in rows}
 
     # -- the next send ----------------------------------------------------------------
 
@@ -279,7 +277,7 @@ class PrefsStore:
         overlays = self.overlays()
         out: list[Subscriber] = []
         for sub in subscribers:
-            key = _key(sub.email)
+            key = email_key(sub.email)
             if not sub.active or key in suppressed:
                 continue
             overlay = overlays.get(key)
@@ -300,7 +298,7 @@ class PrefsStore:
 
     def add_signup(self, email: str, *, name: str = "", topics: Iterable[str] = ()) -> None:
         """Remember a sign-up until its confirmation link is clicked."""
-        key = _key(email)
+        key = email_key(email)
         at = self._stamp()
         with self._write() as conn:
             conn.execute(
@@ -313,7 +311,7 @@ class PrefsStore:
     def signup(self, email: str) -> Signup | None:
         rows = self._read(
             "SELECT email, name, topics, requested_at FROM prefs_signups WHERE email_key = ?",
-            (_key(email),),
+            (email_key(email),),
         )
         if not rows:
             return None
@@ -322,7 +320,7 @@ class PrefsStore:
 
     def finish_signup(self, email: str) -> None:
         """Forget a pending sign-up and lift any earlier suppression (they opted in again)."""
-        key = _key(email)
+        key = email_key(email)
         at = self._stamp()
         with self._write() as conn:
             conn.execute("DELETE FROM prefs_signups WHERE email_key = ?", (key,))
@@ -339,7 +337,7 @@ class PrefsStore:
             rows = self._read(
                 "SELECT email_key, kind, detail, at FROM prefs_events WHERE email_key = ?"
                 " ORDER BY id",
-                (_key(email),),
+                (email_key(email),),
             )
         return [(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
 

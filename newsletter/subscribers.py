@@ -39,7 +39,7 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES as _SPECIAL_USE_DOMAINS
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.errors import SubscribersError
-from newsletter.models import SUMMARY_STYLES, Subscriber
+from newsletter.models import SUMMARY_STYLES, Subscriber, email_key
 
 FIELDS: tuple[str, ...] = (
     "email",
@@ -68,7 +68,6 @@ MAX_PROBLEMS_SHOWN = 1000
 """More problems than this are summarised in one last line."""
 
 _STR = "tag:yaml.org,2002:str"
-_LIST_FIELDS = frozenset({"topics", "keywords", "authors"})
 
 # --- addresses -------------------------------------------------------------------------
 
@@ -121,11 +120,6 @@ def normalize_email(address: str) -> str:
     # An internationalised domain is kept in its ASCII (punycode) form, which every
     # mail server and provider accepts.
     return result.ascii_email
-
-
-def email_key(address: str) -> str:
-    """How two addresses are compared: case-insensitively."""
-    return address.strip().casefold()
 
 
 # --- reading: both readers produce the same raw entries --------------------------------

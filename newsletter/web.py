@@ -48,7 +48,7 @@ import jinja2
 
 from newsletter import subscribers as roster
 from newsletter.errors import NewsletterError
-from newsletter.models import SUMMARY_STYLES, Subscriber
+from newsletter.models import SUMMARY_STYLES, Subscriber, email_key
 from newsletter.prefs import PrefsStore
 from newsletter.tokens import (
     CONFIRM,
@@ -474,12 +474,12 @@ class ListLookup:
                 stamp = (stat.st_mtime_ns, stat.st_size)
                 if stamp != self._stamp:
                     subs = roster.load_subscribers(self.path, known_topics=self._known)
-                    self._by_key = {roster.email_key(s.email): s for s in subs}
+                    self._by_key = {email_key(s.email): s for s in subs}
                     self._stamp = stamp
             except (OSError, NewsletterError) as exc:
                 log.warning("subscriber list unreadable, showing defaults: %s", exc)
                 self._by_key, self._stamp = {}, None
-            return self._by_key.get(roster.email_key(address))
+            return self._by_key.get(email_key(address))
 
 
 # -- the server --------------------------------------------------------------------------

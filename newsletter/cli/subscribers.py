@@ -22,7 +22,7 @@ import click
 from newsletter import subscribers as roster
 from newsletter.config import Settings, load_settings
 from newsletter.errors import SubscribersError
-from newsletter.models import SUMMARY_STYLES, Subscriber
+from newsletter.models import SUMMARY_STYLES, Subscriber, email_key
 from newsletter.prefs import PrefsStore
 
 CLEARABLE_FIELDS: tuple[str, ...] = tuple(f for f in roster.FIELDS if f not in ("email", "added"))
@@ -188,12 +188,12 @@ def list_cmd(env: _Env, as_json: bool) -> None:
     """Show every subscriber with their state: active, inactive, unsubscribed, paused."""
     subs = roster.load_subscribers(env.path, known_topics=env.topics())
     store = env.store()
-    suppressed = {roster.email_key(s.email): s for s in store.suppressions()}
+    suppressed = {email_key(s.email): s for s in store.suppressions()}
     overlays = store.overlays()
-    receiving = {roster.email_key(s.email) for s in store.apply(subs)}
+    receiving = {email_key(s.email) for s in store.apply(subs)}
     rows: list[dict[str, Any]] = []
     for sub in subs:
-        key = roster.email_key(sub.email)
+        key = email_key(sub.email)
         overlay = overlays.get(key)
         if key in suppressed:
             state = f"unsubscribed {suppressed[key].created_at[:10]}"
@@ -237,7 +237,7 @@ def list_cmd(env: _Env, as_json: bool) -> None:
         click.echo(
             f"{row['email']:<{width}}  {row['state']:<23}  {row['summary']:<8}  {topics}{extra}"
         )
-    known = {roster.email_key(s.email) for s in subs}
+    known = {email_key(s.email) for s in subs}
     gone = [s for key, s in suppressed.items() if key not in known]
     click.echo(
         f"{_count(len(subs), 'subscriber')}, {len(receiving)} receive the next send, "
@@ -258,7 +258,7 @@ def add_cmd(env: _Env, /, email: str, inactive: bool, **options: Any) -> None:
     fields["added"] = dt.date.today()
     known = env.topics()
     with roster.edit_subscribers(env.path, known_topics=known) as doc:
-        taken = {roster.email_key(e) for e in doc.emails()}
+        taken = {email_key(e) for e in doc.emails()}
         sub, reasons = roster.check_entry(fields, known_topics=known, taken=taken)
         if sub is None:
             raise _refuse(email, reasons)
@@ -398,7 +398,7 @@ def import_cmd(env: _Env, csv_file: TextIO, dry_run: bool) -> None:
     refused: list[str] = []
     accepted: list[dict[str, Any]] = []
     with roster.edit_subscribers(env.path, known_topics=known) as doc:
-        taken = {roster.email_key(e) for e in doc.emails()}
+        taken = {email_key(e) for e in doc.emails()}
         for row in reader:
             line = reader.line_num
             if not any(cell.strip() for cell in row):
@@ -416,7 +416,7 @@ def import_cmd(env: _Env, csv_file: TextIO, dry_run: bool) -> None:
                 refused.append(f"{csv_file.name}:{line}: {shown}: {why}")
                 continue
             fields["email"] = sub.email
-            taken.add(roster.email_key(sub.email))
+            taken.add(email_key(sub.email))
             accepted.append(fields)
         if not dry_run:
             for fields in accepted:
