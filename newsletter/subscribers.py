@@ -823,7 +823,30 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
         os.close(dir_fd)
 
 
-class SubscriberList:
+class _EditedList:
+    """What both list editors share: finding an entry that must be there, refusing
+    fields the list does not know."""
+
+    source: str
+
+    def find(self, email: str) -> int | None:
+        raise NotImplementedError
+
+    def _position(self, email: str) -> int:
+        """The index of ``email``'s entry; SubscribersError when it is not in the list."""
+        index = self.find(email)
+        if index is None:
+            raise SubscribersError(f"{self.source}: {email} is not in the list")
+        return index
+
+    @staticmethod
+    def _check_known(fields: Iterable[str]) -> None:
+        unknown = sorted(set(fields) - set(FIELDS))
+        if unknown:
+            raise SubscribersError(f"unknown field {', '.join(unknown)}")
+
+
+class SubscriberList(_EditedList):
     """An open subscriber list being edited; its ruamel.yaml document keeps the comments.
 
     Get one from :func:`edit_subscribers`, which saves it (validated, atomically) at the end.
@@ -884,9 +907,7 @@ class SubscriberList:
 
     def current(self, email: str) -> dict[str, Any]:
         """The fields of ``email``'s entry as written."""
-        index = self.find(email)
-        if index is None:
-            raise SubscribersError(f"{self.source}: {email} is not in the list")
+        index = self._position(email)
         return {str(k): v for k, v in self.entries[index].items()}
 
     def add(self, fields: Mapping[str, Any]) -> None:
@@ -898,9 +919,7 @@ class SubscriberList:
         for key in FIELDS:
             if fields.get(key) is not None:
                 entry[key] = self._yaml_value(fields[key], quoted=key == "topics")
-        unknown = sorted(set(fields) - set(FIELDS))
-        if unknown:
-            raise SubscribersError(f"unknown field {', '.join(unknown)}")
+        self._check_known(fields)
         self.entries.append(entry)
         self.changed = True
 
@@ -943,12 +962,8 @@ class SubscriberList:
 
     def update(self, email: str, changes: Mapping[str, Any]) -> None:
         """Set fields of the entry for ``email`` (None removes a field)."""
-        index = self.find(email)
-        if index is None:
-            raise SubscribersError(f"{self.source}: {email} is not in the list")
-        unknown = sorted(set(changes) - set(FIELDS))
-        if unknown:
-            raise SubscribersError(f"unknown field {', '.join(unknown)}")
+        index = self._position(email)
+        self._check_known(changes)
         entry = self.entries[index]
         for key, value in changes.items():
             if value is None:
@@ -976,7 +991,7 @@ class SubscriberList:
         return value
 
 
-class TextSubscriberList:
+class TextSubscriberList(_EditedList):
     """A subscriber list edited as lines of text: fast on long lists, every other byte kept.
 
     Used when the fast reader understands the file (otherwise :class:`SubscriberList`
@@ -1026,18 +1041,14 @@ class TextSubscriberList:
 
     def current(self, email: str) -> dict[str, Any]:
         """The fields of ``email``'s entry as written."""
-        index = self.find(email)
-        if index is None:
-            raise SubscribersError(f"{self.source}: {email} is not in the list")
+        index = self._position(email)
         return dict(self._fields[index])
 
     def add(self, fields: Mapping[str, Any]) -> None:
         email = str(fields.get("email", ""))
         if self.find(email) is not None:
             raise SubscribersError(f"{self.source}: {email} is already subscribed")
-        unknown = sorted(set(fields) - set(FIELDS))
-        if unknown:
-            raise SubscribersError(f"unknown field {', '.join(unknown)}")
+        self._check_known(fields)
         new = _render_entry(fields, self._seq_indent, self._key_col)
         if self._spans:
             at = self._spans[-1][1] + 1
@@ -1086,9 +1097,7 @@ class TextSubscriberList:
         return True
 
     def update(self, email: str, changes: Mapping[str, Any]) -> None:
-        index = self.find(email)
-        if index is None:
-            raise SubscribersError(f"{self.source}: {email} is not in the list")
+        index = self._position(email)
         start, end = self._spans[index]
         snippet = "\n".join([f"{LIST_KEY}:", *self._lines[start : end + 1]]) + "\n"
         doc = SubscriberList(snippet, source=self.source)
