@@ -183,14 +183,19 @@ class Ledger:
 
         ``retry_failed`` includes the permanently failed ones too.
         """
-        rows = self.deliveries(day)
+        with self._lock:  # only the two columns that decide (a rerun reads 100k rows)
+            rows = self._db.execute(
+                "SELECT email, status, permanent FROM deliveries WHERE day = ?",
+                (day.isoformat(),),
+            ).fetchall()
+        state = {email: (status, bool(permanent)) for email, status, permanent in rows}
         out: list[str] = []
         for email in emails:
-            row = rows.get(email)
+            found = state.get(email)
             if (
-                row is None
-                or row.status == PENDING
-                or (row.status == FAILED and (retry_failed or not row.permanent))
+                found is None
+                or found[0] == PENDING
+                or (found[0] == FAILED and (retry_failed or not found[1]))
             ):
                 out.append(email)
         return out
