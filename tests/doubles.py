@@ -1,11 +1,20 @@
-"""Test doubles shared by the delivery tests (a stand-in for newsletter.render.RenderedDigest)."""
+"""Test doubles and servers shared by the tests.
+
+- ``FakeRendered`` / ``sample_rendered``: a stand-in for newsletter.render.RenderedDigest.
+- ``smtp_server``: an aiosmtpd server on loopback for the duration of a ``with`` block.
+"""
 
 from __future__ import annotations
 
 import html as html_lib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
+from aiosmtpd.controller import Controller
+
+from benchmarks.bench_smtp import free_port
 from newsletter.message import SLOTS
 
 
@@ -53,3 +62,15 @@ def sample_rendered(subject: str = "Daily Papers — 2026-11-25: Robotics") -> F
         "Unsubscribe: {{unsubscribe_url}}\nPreferences: {{preferences_url}}\n"
     )
     return FakeRendered(subject=subject, html=html, text=text, preheader="Top: robotics")
+
+
+@contextmanager
+def smtp_server(handler: Any, **controller_kwargs: Any) -> Iterator[int]:
+    """Run an aiosmtpd ``Controller`` for ``handler`` on 127.0.0.1 at a free port; yields
+    the port and always stops the server (aiosmtpd cannot report port 0's choice)."""
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **controller_kwargs)
+    controller.start()
+    try:
+        yield controller.port
+    finally:
+        controller.stop()

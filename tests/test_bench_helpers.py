@@ -10,9 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
-from benchmarks.bench_smtp import free_port
 from benchmarks.scale_helpers import (
     RecordingSink,
     TokenBucket,
@@ -31,7 +29,7 @@ from newsletter.errors import AuthError
 from newsletter.message import build_template
 from newsletter.models import SendStatus
 from newsletter.subscribers import load_subscribers
-from tests.doubles import sample_rendered
+from tests.doubles import sample_rendered, smtp_server
 
 TOPICS = ("Robotics & embodied AI", "Multimodal LLMs", "Agents & tool use", "Speech & audio")
 SENDER = SenderSettings(from_="Daily Papers <digest@papers.example>")
@@ -220,20 +218,14 @@ def test_backend_honours_the_fake_servers_429() -> None:
 def test_recording_sink_keeps_recipients_and_message_ids() -> None:
     seen: list[int] = []
     sink = RecordingSink(on_message=seen.append)
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        with smtplib.SMTP("127.0.0.1", port) as smtp:
-            for i, who in enumerate(["a@example.org", "b@example.org", "a@example.org"]):
-                msg = EmailMessage()
-                msg["From"] = "digest@papers.example"
-                msg["To"] = who
-                msg["Message-ID"] = f"<id{i % 2}@papers.example>"
-                msg.set_content("hello")
-                smtp.send_message(msg)
-    finally:
-        controller.stop()
+    with smtp_server(sink) as port, smtplib.SMTP("127.0.0.1", port) as smtp:
+        for i, who in enumerate(["a@example.org", "b@example.org", "a@example.org"]):
+            msg = EmailMessage()
+            msg["From"] = "digest@papers.example"
+            msg["To"] = who
+            msg["Message-ID"] = f"<id{i % 2}@papers.example>"
+            msg.set_content("hello")
+            smtp.send_message(msg)
     received = sink.snapshot()
     assert seen == [1, 2, 3]
     assert [r.message_id for r in received] == [

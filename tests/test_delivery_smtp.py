@@ -6,23 +6,23 @@ import datetime as dt
 import email
 import email.policy
 import ipaddress
-import socket
 import ssl
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from benchmarks.bench_smtp import free_port
 from newsletter.config import SenderSettings
 from newsletter.delivery.base import BackendOptions, RetryPolicy
 from newsletter.delivery.smtp import SmtpBackend
@@ -30,7 +30,7 @@ from newsletter.errors import AuthError
 from newsletter.ledger import Ledger
 from newsletter.models import SendStatus, Subscriber
 from newsletter.send import deliver_variants
-from tests.doubles import FakeRendered, sample_rendered
+from tests.doubles import FakeRendered, sample_rendered, smtp_server
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
@@ -147,13 +147,6 @@ class FaultyHandler:
         return "250 2.0.0 Ok: queued as X"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _authenticator(
     server: Any, session: Any, envelope: Any, mechanism: str, data: Any
 ) -> AuthResult:
@@ -167,10 +160,7 @@ def _authenticator(
 
 @pytest.fixture
 def server_factory(cert: Cert) -> Iterator[Any]:
-    started: list[Controller] = []
-
     def start(handler: FaultyHandler, *, implicit_tls: bool = False, **smtp_kwargs: Any) -> int:
-        port = _free_port()
         kwargs: dict[str, Any] = {}
         if implicit_tls:
             kwargs["ssl_context"] = cert.server_context()
@@ -182,14 +172,10 @@ def server_factory(cert: Cert) -> Iterator[Any]:
                 auth_required=True,
             )
         kwargs.update(smtp_kwargs)
-        controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
-        controller.start()
-        started.append(controller)
-        return port
+        return servers.enter_context(smtp_server(handler, **kwargs))
 
-    yield start
-    for controller in started:
-        controller.stop()
+    with ExitStack() as servers:
+        yield start
 
 
 def make_backend(
@@ -404,7 +390,7 @@ def test_implicit_tls(server_factory: Any, cert: Cert) -> None:
 
 
 def test_connection_refused_is_transient(cert: Cert) -> None:
-    port = _free_port()  # nobody listens
+    port = free_port()  # nobody listens
     sleeps: list[float] = []
     with make_backend(port, cert, sleeps=sleeps, connections=1) as backend:
         report = deliver_variants(

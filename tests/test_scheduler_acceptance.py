@@ -9,7 +9,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 
 from newsletter.cli import cli
@@ -29,6 +27,7 @@ from newsletter.cli.run import Ops
 from newsletter.ledger import Ledger
 from newsletter.locking import holder
 from newsletter.models import Subscriber
+from tests.doubles import smtp_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSCRIBERS = [f"reader{n:02d}@example.org" for n in range(24)]
@@ -64,16 +63,9 @@ class Recorder:
 
 @pytest.fixture
 def smtp() -> Iterator[tuple[Recorder, int]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
     recorder = Recorder()
-    controller = Controller(recorder, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_server(recorder) as port:
         yield recorder, port
-    finally:
-        controller.stop()
 
 
 def write_setup(tmp_path: Path, port: int) -> Path:

@@ -30,7 +30,7 @@ from newsletter.models import (
     TopicGroup,
 )
 from newsletter.send import send_day, subscriber_values
-from tests.doubles import FakeRendered, sample_rendered
+from tests.doubles import FakeRendered, sample_rendered, smtp_server
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
@@ -413,9 +413,6 @@ def test_done_when_smtp_50_subscribers_then_rerun_sends_none(
     import email
     import email.policy
     import os
-    import socket
-
-    from aiosmtpd.controller import Controller
 
     received: list[bytes] = []
 
@@ -424,26 +421,19 @@ def test_done_when_smtp_50_subscribers_then_rerun_sends_none(
             received.append(bytes(envelope.content))
             return "250 OK"
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("NEWSLETTER_"):
-            monkeypatch.delenv(name)
-    (tmp_path / "newsletter.yaml").write_text(
-        f"sender:\n  from: Daily Papers <digest@papers.example>\n"
-        f"delivery:\n  backend: smtp\n  host: 127.0.0.1\n  port: {port}\n  security: none\n"
-    )
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "k" * 32)
-    monkeypatch.setattr("newsletter.send.load_due_subscribers", lambda settings: people(50))
-    try:
+    with smtp_server(Sink()) as port:
+        monkeypatch.chdir(tmp_path)
+        for name in list(os.environ):
+            if name.startswith("NEWSLETTER_"):
+                monkeypatch.delenv(name)
+        (tmp_path / "newsletter.yaml").write_text(
+            f"sender:\n  from: Daily Papers <digest@papers.example>\n"
+            f"delivery:\n  backend: smtp\n  host: 127.0.0.1\n  port: {port}\n  security: none\n"
+        )
+        monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "k" * 32)
+        monkeypatch.setattr("newsletter.send.load_due_subscribers", lambda settings: people(50))
         first = CliRunner().invoke(cli, ["send", "--date", "2026-11-25", "--source", "sample"])
         second = CliRunner().invoke(cli, ["send", "--date", "2026-11-25", "--source", "sample"])
-    finally:
-        controller.stop()
     assert first.exit_code == 0, first.output
     assert "sent=50" in first.output
     assert second.exit_code == 0 and "everyone was already sent" in second.output

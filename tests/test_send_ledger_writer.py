@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from benchmarks.bench_smtp import free_port
 from benchmarks.scale_helpers import RecordingSink
 from newsletter.config import SenderSettings
 from newsletter.delivery.base import BackendOptions, RetryPolicy
@@ -21,7 +19,7 @@ from newsletter.errors import LedgerError
 from newsletter.ledger import Ledger
 from newsletter.models import SendResult, SendStatus, Subscriber
 from newsletter.send import LedgerWriter, deliver_variants, subscriber_values
-from tests.doubles import FakeRendered, sample_rendered
+from tests.doubles import FakeRendered, sample_rendered, smtp_server
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
@@ -93,10 +91,7 @@ def test_smtp_results_are_recorded_before_the_next_message_goes_out(tmp_path: Pa
                 behind.append((count, earlier.email))
 
     sink = RecordingSink(on_message=check)
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_server(sink) as port:
         backend = SmtpBackend(
             host="127.0.0.1",
             port=port,
@@ -118,8 +113,6 @@ def test_smtp_results_are_recorded_before_the_next_message_goes_out(tmp_path: Pa
                 ledger=ledger,
             )
             assert ledger.counts(DATE) == {"sent": 12}
-    finally:
-        controller.stop()
     assert report.delivered == 12
     assert len(sink.snapshot()) == 12
     assert behind == []

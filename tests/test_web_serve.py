@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
 from click.testing import CliRunner
 
@@ -23,6 +21,7 @@ from newsletter.config import DeliverySettings, DigestSettings, Settings
 from newsletter.errors import ConfigError
 from newsletter.prefs import PrefsStore
 from newsletter.tokens import UNSUBSCRIBE, make_token
+from tests.doubles import smtp_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,12 +104,7 @@ def test_smtp_confirmation_reaches_a_real_smtp_server() -> None:
             return "250 OK"
 
     handler = Keep()
-    with socket.socket() as probe:  # a free port (aiosmtpd cannot report port 0's choice)
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_server(handler) as port:
         settings = Settings(
             delivery=DeliverySettings(backend="smtp", host="127.0.0.1", port=port, security="none")
         )
@@ -118,8 +112,6 @@ def test_smtp_confirmation_reaches_a_real_smtp_server() -> None:
         deadline = time.monotonic() + 10
         while not handler.messages and time.monotonic() < deadline:
             time.sleep(0.02)
-    finally:
-        controller.stop()
     ((sender, rcpts, content),) = handler.messages
     assert sender == "digest@localhost"
     assert rcpts == ["new@example.org"]

@@ -26,6 +26,7 @@ import httpx
 import pytest
 from click.testing import Result
 
+from benchmarks.bench_smtp import free_port
 from newsletter import scheduler
 from newsletter.config import load_settings
 from newsletter.delivery.base import BackendOptions
@@ -390,9 +391,7 @@ def test_dripping_source_is_bounded_by_the_timeout(
 
 def test_refused_connection_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     _slow_source_env(monkeypatch)
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     url = f"http://127.0.0.1:{port}/day.json"
     result = invoke(["fetch", "--source", url, "--date", DATE])
     assert_one_line_error(result, f"error: {url}: ConnectError: ")
