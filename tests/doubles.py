@@ -2,11 +2,13 @@
 
 - ``FakeRendered`` / ``sample_rendered``: a stand-in for newsletter.render.RenderedDigest.
 - ``smtp_server``: an aiosmtpd server on loopback for the duration of a ``with`` block.
+- ``serving``: a WSGI app (the web app) served in a thread on loopback, the same way.
 """
 
 from __future__ import annotations
 
 import html as html_lib
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from aiosmtpd.controller import Controller
 
 from benchmarks.bench_smtp import free_port
 from newsletter.message import SLOTS
+from newsletter.web import WSGIApp, make_server
 
 
 @dataclass(frozen=True)
@@ -74,3 +77,20 @@ def smtp_server(handler: Any, **controller_kwargs: Any) -> Iterator[int]:
         yield controller.port
     finally:
         controller.stop()
+
+
+@contextmanager
+def serving(app: WSGIApp) -> Iterator[str]:
+    """Serve ``app`` with newsletter.web.make_server on 127.0.0.1 at a free port in a daemon
+    thread; yields the base URL (``http://127.0.0.1:PORT``) and always shuts the server down."""
+    httpd = make_server(app, host="127.0.0.1", port=0)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)

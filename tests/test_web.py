@@ -7,7 +7,6 @@ import email
 import email.policy
 import logging
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -20,7 +19,8 @@ from newsletter.models import Subscriber
 from newsletter.prefs import PrefsStore
 from newsletter.subscribers import load_subscribers
 from newsletter.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_token, subscriber_links
-from newsletter.web import SignupOptions, WebApp, make_server
+from newsletter.web import SignupOptions, WebApp
+from tests.doubles import serving
 
 SECRET = b"web-test-secret"
 TOPICS = (
@@ -76,17 +76,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
             list_path=str(list_path), send_confirmation=mailbox, base_url="http://x.invalid/"
         ),
     )
-    httpd = make_server(app, host="127.0.0.1", port=0)
-    thread = threading.Thread(
-        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with serving(app) as base, httpx.Client(base_url=base, timeout=10) as client:
         yield Server(base, store, mailbox, list_path, client)
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
 
 
 def unsub_path(address: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from newsletter.config import DeliverySettings, DigestSettings, Settings
 from newsletter.errors import BrowserError
 from newsletter.prefs import PrefsStore
 from newsletter.send import send_day
-from newsletter.web import WebApp, make_server
+from newsletter.web import WebApp
+from tests.doubles import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "browser-test-secret"
@@ -46,16 +46,13 @@ def test_browser_unsubscribes_from_a_rendered_email(browser: Page, tmp_path: Pat
     state = f"sqlite:///{tmp_path}/state.db"
     store = PrefsStore(state)
     app = WebApp(store=store, secret=SECRET.encode(), title="Daily Papers")
-    httpd = make_server(app, host="127.0.0.1", port=0)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(app) as base_url:
         settings = Settings(
             subscribers=str(listfile),
             state=state,
             secret_key=SECRET,
             delivery=DeliverySettings(backend="outbox", outbox=str(tmp_path / "outbox")),
-            digest=DigestSettings(base_url=f"http://127.0.0.1:{httpd.server_address[1]}"),
+            digest=DigestSettings(base_url=base_url),
         )
         first = send_day(settings, DAY1, source="sample")
         assert "ada@example.org" in {r.email for r in first.results}
@@ -87,7 +84,3 @@ def test_browser_unsubscribes_from_a_rendered_email(browser: Page, tmp_path: Pat
         sent_again = {r.email for r in second.results}
         assert "ada@example.org" not in sent_again
         assert sent_again == {r.email for r in first.results} - {"ada@example.org"}
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)

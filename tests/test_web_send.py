@@ -7,7 +7,6 @@ import datetime as dt
 import email
 import email.policy
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -19,7 +18,8 @@ import pytest
 from newsletter.config import DeliverySettings, DigestSettings, Settings
 from newsletter.prefs import PrefsStore, next_send_subscribers
 from newsletter.send import send_day
-from newsletter.web import WebApp, make_server
+from newsletter.web import WebApp
+from tests.doubles import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY1 = dt.date(2026, 3, 2)
@@ -48,22 +48,15 @@ def loop(tmp_path: Path) -> Iterator[Loop]:
     state = f"sqlite:///{tmp_path}/state.db"
     store = PrefsStore(state)
     app = WebApp(store=store, secret=SECRET.encode(), topics=TOPICS)
-    httpd = make_server(app, host="127.0.0.1", port=0)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    settings = Settings(
-        subscribers=str(listfile),
-        state=state,
-        secret_key=SECRET,
-        delivery=DeliverySettings(backend="outbox", outbox=str(tmp_path / "outbox")),
-        digest=DigestSettings(base_url=f"http://127.0.0.1:{httpd.server_address[1]}"),
-    )
-    try:
+    with serving(app) as base_url:
+        settings = Settings(
+            subscribers=str(listfile),
+            state=state,
+            secret_key=SECRET,
+            delivery=DeliverySettings(backend="outbox", outbox=str(tmp_path / "outbox")),
+            digest=DigestSettings(base_url=base_url),
+        )
         yield Loop(settings, store, tmp_path / "outbox")
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 def sent_to(outbox: Path, address: str) -> list[EmailMessage]:
