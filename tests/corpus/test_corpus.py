@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from email.header import decode_header, make_header
 from email.utils import parseaddr
 from pathlib import Path
@@ -321,10 +322,10 @@ def hanging_port() -> Iterator[int]:
         yield server.getsockname()[1]
 
 
-@pytest.fixture
-def dripping_port() -> Iterator[int]:
-    """A server that sends headers, then one body byte every 0.1 s: each read is quick,
-    the whole answer never comes (a per-read timeout alone never fires)."""
+@contextmanager
+def _accepting_server(handle: Callable[[socket.socket, threading.Event], None]) -> Iterator[int]:
+    """A server on 127.0.0.1 that passes each connection, one at a time, to
+    ``handle(conn, done)`` (``done`` is set when the ``with`` block ends); yields the port."""
     done = threading.Event()
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.bind(("127.0.0.1", 0))
@@ -338,25 +339,38 @@ def dripping_port() -> Iterator[int]:
             except TimeoutError:
                 continue
             with conn:
-                conn.recv(65536)
-                conn.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: 100000\r\n\r\n["
-                )
-                deadline = time.monotonic() + 5.0
-                while not done.is_set() and time.monotonic() < deadline:
-                    try:
-                        conn.sendall(b" ")
-                    except OSError:
-                        break
-                    time.sleep(0.1)
+                handle(conn, done)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield server.getsockname()[1]
-    done.set()
-    thread.join(timeout=2)
-    server.close()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        done.set()
+        thread.join(timeout=2)
+        server.close()
+
+
+@pytest.fixture
+def dripping_port() -> Iterator[int]:
+    """A server that sends headers, then one body byte every 0.1 s: each read is quick,
+    the whole answer never comes (a per-read timeout alone never fires)."""
+
+    def drip(conn: socket.socket, done: threading.Event) -> None:
+        conn.recv(65536)
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n["
+        )
+        deadline = time.monotonic() + 5.0
+        while not done.is_set() and time.monotonic() < deadline:
+            try:
+                conn.sendall(b" ")
+            except OSError:
+                break
+            time.sleep(0.1)
+
+    with _accepting_server(drip) as port:
+        yield port
 
 
 def _slow_source_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1340,27 +1354,12 @@ def test_outbox_path_that_is_a_file_refuses_and_the_rerun_sends_each_once(tmp_pa
 @pytest.fixture
 def http_speaking_smtp_port() -> Iterator[int]:
     """A 'mail server' that answers every connection with an HTTP error and hangs up."""
-    done = threading.Event()
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.settimeout(0.2)
 
-    def serve() -> None:
-        while not done.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    def answer_http(conn: socket.socket, done: threading.Event) -> None:
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    done.set()
-    thread.join(timeout=2)
-    server.close()
+    with _accepting_server(answer_http) as port:
+        yield port
 
 
 def test_smtp_server_speaking_http_fails_each_recipient_for_a_retry(
