@@ -9,7 +9,7 @@ import ipaddress
 import ssl
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,7 @@ from newsletter.delivery.smtp import SmtpBackend
 from newsletter.errors import AuthError
 from newsletter.ledger import Ledger
 from newsletter.models import SendStatus, Subscriber
-from newsletter.send import deliver_variants
+from newsletter.send import RunReport, deliver_variants
 from tests.doubles import FakeRendered, sample_rendered, smtp_server
 
 DATE = dt.date(2026, 11, 25)
@@ -215,6 +215,18 @@ def values_for(s: Subscriber) -> dict[str, str]:
     }
 
 
+def _deliver(backend: SmtpBackend, people: Iterable[Subscriber]) -> RunReport:
+    """One variant (``sample_rendered()``) to ``people`` on DATE, with no ledger."""
+    return deliver_variants(
+        [Variant(sample_rendered(), tuple(people))],
+        date=DATE,
+        backend=backend,
+        sender=SENDER,
+        values_for=values_for,
+        now=lambda: NOW,
+    )
+
+
 # --------------------------------------------------------------------------- tests
 
 
@@ -295,14 +307,7 @@ def test_many_messages_per_connection(server_factory: Any, cert: Cert) -> None:
     port = server_factory(handler)
     people = [Subscriber(email=f"u{i}@example.org") for i in range(30)]
     with make_backend(port, cert, connections=3) as backend:
-        report = deliver_variants(
-            [Variant(sample_rendered(), tuple(people))],
-            date=DATE,
-            backend=backend,
-            sender=SENDER,
-            values_for=values_for,
-            now=lambda: NOW,
-        )
+        report = _deliver(backend, people)
         assert backend.connects == 3
     assert report.delivered == 30
     assert sorted(r for r, _ in handler.received) == sorted(p.email for p in people)
@@ -318,15 +323,7 @@ def test_transient_failures_give_up_after_max_attempts(server_factory: Any, cert
     port = server_factory(Always451())
     sleeps: list[float] = []
     with make_backend(port, cert, sleeps=sleeps, connections=1) as backend:
-        template_people = [Subscriber(email="full@example.org")]
-        report = deliver_variants(
-            [Variant(sample_rendered(), tuple(template_people))],
-            date=DATE,
-            backend=backend,
-            sender=SENDER,
-            values_for=values_for,
-            now=lambda: NOW,
-        )
+        report = _deliver(backend, [Subscriber(email="full@example.org")])
     (result,) = report.results
     assert result.status == SendStatus.FAILED and result.transient and result.attempts == 4
     assert len(sleeps) == 3 and sleeps[0] < sleeps[1] < sleeps[2]
@@ -344,14 +341,7 @@ def test_bad_password_stops_the_run_without_leaking_it(
         make_backend(port, cert, password="wrong-Pa55word-xyz") as backend,
         pytest.raises(AuthError) as info,
     ):
-        deliver_variants(
-            [Variant(sample_rendered(), tuple(people))],
-            date=DATE,
-            backend=backend,
-            sender=SENDER,
-            values_for=values_for,
-            now=lambda: NOW,
-        )
+        _deliver(backend, people)
     assert "535" in str(info.value) and USER in str(info.value)
     assert "wrong-Pa55word-xyz" not in str(info.value)
     assert "wrong-Pa55word-xyz" not in repr(backend)
@@ -363,14 +353,7 @@ def test_auth_login_mechanism(server_factory: Any, cert: Cert) -> None:
     handler = FaultyHandler()
     port = server_factory(handler, auth_exclude_mechanism=["PLAIN"])
     with make_backend(port, cert, connections=1) as backend:
-        report = deliver_variants(
-            [Variant(sample_rendered(), (Subscriber(email="a@example.org"),))],
-            date=DATE,
-            backend=backend,
-            sender=SENDER,
-            values_for=values_for,
-            now=lambda: NOW,
-        )
+        report = _deliver(backend, [Subscriber(email="a@example.org")])
     assert report.delivered == 1 and len(handler.received) == 1
 
 
@@ -378,14 +361,7 @@ def test_implicit_tls(server_factory: Any, cert: Cert) -> None:
     handler = FaultyHandler()
     port = server_factory(handler, implicit_tls=True)
     with make_backend(port, cert, security="tls", username=None, password=None) as backend:
-        report = deliver_variants(
-            [Variant(sample_rendered(), (Subscriber(email="a@example.org"),))],
-            date=DATE,
-            backend=backend,
-            sender=SENDER,
-            values_for=values_for,
-            now=lambda: NOW,
-        )
+        report = _deliver(backend, [Subscriber(email="a@example.org")])
     assert report.delivered == 1 and len(handler.received) == 1
 
 
@@ -393,14 +369,7 @@ def test_connection_refused_is_transient(cert: Cert) -> None:
     port = free_port()  # nobody listens
     sleeps: list[float] = []
     with make_backend(port, cert, sleeps=sleeps, connections=1) as backend:
-        report = deliver_variants(
-            [Variant(sample_rendered(), (Subscriber(email="a@example.org"),))],
-            date=DATE,
-            backend=backend,
-            sender=SENDER,
-            values_for=values_for,
-            now=lambda: NOW,
-        )
+        report = _deliver(backend, [Subscriber(email="a@example.org")])
     (result,) = report.results
     assert result.status == SendStatus.FAILED and result.transient
     assert "ConnectionRefusedError" in (result.error or "")
@@ -414,18 +383,6 @@ def test_rate_limit_spaces_messages(server_factory: Any, cert: Cert) -> None:
     fake_now = [100.0]
     options = BackendOptions(rate=10.0, clock=lambda: fake_now[0], sleep=waits.append)
     with make_backend(port, cert, connections=1, options=options) as backend:
-        deliver_variants(
-            [
-                Variant(
-                    sample_rendered(),
-                    tuple(Subscriber(email=f"u{i}@example.org") for i in range(5)),
-                )
-            ],
-            date=DATE,
-            backend=backend,
-            sender=SENDER,
-            values_for=values_for,
-            now=lambda: NOW,
-        )
+        _deliver(backend, [Subscriber(email=f"u{i}@example.org") for i in range(5)])
     # the clock stands still, so each message waits 0.1 s longer than the one before
     assert [round(w, 3) for w in waits] == [0.1, 0.2, 0.3, 0.4]
