@@ -3,6 +3,7 @@
 - ``FakeRendered`` / ``sample_rendered``: a stand-in for newsletter.render.RenderedDigest.
 - ``smtp_server``: an aiosmtpd server on loopback for the duration of a ``with`` block.
 - ``serving``: a WSGI app (the web app) served in a thread on loopback, the same way.
+- ``EXAMPLE_LIST`` / ``EXAMPLE_TOPICS``: the shipped example subscriber list and its topics.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -19,6 +21,18 @@ from aiosmtpd.controller import Controller
 from benchmarks.bench_smtp import free_port
 from newsletter.message import SLOTS
 from newsletter.web import WSGIApp, make_server
+
+EXAMPLE_LIST = Path(__file__).resolve().parent.parent / "subscribers.example.yaml"
+"""The example subscriber list at the top of the repository."""
+
+EXAMPLE_TOPICS = (
+    "Robotics & embodied AI",
+    "Multimodal LLMs",
+    "Image & video generation",
+    "LLM reasoning & RL",
+    "Agents & tool use",
+)
+"""The topics the example subscriber list uses, in the default taxonomy's order."""
 
 
 @dataclass(frozen=True)

@@ -13,23 +13,14 @@ from click.testing import CliRunner, Result
 
 from newsletter.cli import cli
 from newsletter.prefs import PrefsStore
+from tests.doubles import EXAMPLE_LIST, EXAMPLE_TOPICS
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "subscribers.example.yaml"
-TOPICS = frozenset(
-    {
-        "Robotics & embodied AI",
-        "Multimodal LLMs",
-        "Image & video generation",
-        "LLM reasoning & RL",
-        "Agents & tool use",
-    }
-)
+TOPICS = frozenset(EXAMPLE_TOPICS)
 
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "subscribers.yaml").write_bytes(EXAMPLE.read_bytes())
+    (tmp_path / "subscribers.yaml").write_bytes(EXAMPLE_LIST.read_bytes())
     (tmp_path / "newsletter.yaml").write_text(
         f"subscribers: {tmp_path / 'subscribers.yaml'}\nstate: sqlite:///{tmp_path / 'state.db'}\n",
         encoding="utf-8",
@@ -135,7 +126,7 @@ def test_import_maps_headers_and_reports_refused_rows(workdir: Path) -> None:
     )
     result = run("import", "people.csv", "--dry-run")
     assert "would add 2 subscribers, refused 5 rows" in result.output
-    assert (workdir / "subscribers.yaml").read_bytes() == EXAMPLE.read_bytes()
+    assert (workdir / "subscribers.yaml").read_bytes() == EXAMPLE_LIST.read_bytes()
     result = run("import", "people.csv")
     assert result.exit_code == 0, result.output
     assert "added 2 subscribers, refused 5 rows" in result.output

@@ -20,16 +20,7 @@ from newsletter.subscribers import (
     load_subscribers,
     read_entries,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "subscribers.example.yaml"
-TOPICS = (
-    "Robotics & embodied AI",
-    "Multimodal LLMs",
-    "Image & video generation",
-    "LLM reasoning & RL",
-    "Agents & tool use",
-)
+from tests.doubles import EXAMPLE_LIST, EXAMPLE_TOPICS
 
 
 @pytest.fixture(params=[False, True], ids=["text", "ruamel"])
@@ -41,7 +32,7 @@ def full(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture
 def listfile(tmp_path: Path) -> Path:
     path = tmp_path / "subscribers.yaml"
-    path.write_bytes(EXAMPLE.read_bytes())
+    path.write_bytes(EXAMPLE_LIST.read_bytes())
     return path
 
 
@@ -51,7 +42,7 @@ def comments(text: str) -> list[str]:
 
 def test_add_then_remove_gives_back_the_same_bytes(listfile: Path, full: bool) -> None:
     original = listfile.read_bytes()
-    with edit_subscribers(listfile, known_topics=TOPICS, full_round_trip=full) as doc:
+    with edit_subscribers(listfile, known_topics=EXAMPLE_TOPICS, full_round_trip=full) as doc:
         doc.add(
             {"email": "x@example.org", "topics": ["Multimodal LLMs"], "added": dt.date(2026, 5, 1)}
         )
@@ -62,9 +53,11 @@ def test_add_then_remove_gives_back_the_same_bytes(listfile: Path, full: bool) -
         in added
     )
     assert listfile.with_name("subscribers.yaml.bak").read_bytes() == original
-    assert [s.email for s in load_subscribers(listfile, known_topics=TOPICS)][-1] == "x@example.org"
+    assert [s.email for s in load_subscribers(listfile, known_topics=EXAMPLE_TOPICS)][-1] == (
+        "x@example.org"
+    )
 
-    with edit_subscribers(listfile, known_topics=TOPICS, full_round_trip=full) as doc:
+    with edit_subscribers(listfile, known_topics=EXAMPLE_TOPICS, full_round_trip=full) as doc:
         assert doc.remove("X@EXAMPLE.ORG")
     assert listfile.read_bytes() == original
     assert listfile.with_name("subscribers.yaml.bak").read_text(encoding="utf-8") == added
@@ -72,7 +65,7 @@ def test_add_then_remove_gives_back_the_same_bytes(listfile: Path, full: bool) -
 
 def test_update_keeps_comments_order_and_quotes(listfile: Path, full: bool) -> None:
     original = listfile.read_text(encoding="utf-8")
-    with edit_subscribers(listfile, known_topics=TOPICS, full_round_trip=full) as doc:
+    with edit_subscribers(listfile, known_topics=EXAMPLE_TOPICS, full_round_trip=full) as doc:
         doc.update("grace@example.org", {"name": "Rear Admiral Hopper", "max_papers": None})
         doc.update("alan@example.com", {"topics": ["Agents & tool use"]})
     text = listfile.read_text(encoding="utf-8")
@@ -87,7 +80,7 @@ def test_update_keeps_comments_order_and_quotes(listfile: Path, full: bool) -> N
 
 
 def test_removing_an_entry_keeps_the_comment_of_the_next_one(listfile: Path, full: bool) -> None:
-    with edit_subscribers(listfile, known_topics=TOPICS, full_round_trip=full) as doc:
+    with edit_subscribers(listfile, known_topics=EXAMPLE_TOPICS, full_round_trip=full) as doc:
         doc.remove("ada@example.org")
         doc.remove("alan@example.com")
     text = listfile.read_text(encoding="utf-8")
@@ -102,12 +95,12 @@ def test_an_edit_that_would_not_validate_is_refused(listfile: Path, full: bool) 
     original = listfile.read_bytes()
     with (
         pytest.raises(SubscribersError) as info,
-        edit_subscribers(listfile, known_topics=TOPICS, full_round_trip=full) as doc,
+        edit_subscribers(listfile, known_topics=EXAMPLE_TOPICS, full_round_trip=full) as doc,
     ):
         doc.add({"email": "z@example.org", "topics": ["Knitting"]})
     assert any("unknown topic 'Knitting'" in p for p in info.value.problems)
     with pytest.raises(SubscribersError, match="already subscribed"):  # noqa: SIM117
-        with edit_subscribers(listfile, known_topics=TOPICS, full_round_trip=full) as doc:
+        with edit_subscribers(listfile, known_topics=EXAMPLE_TOPICS, full_round_trip=full) as doc:
             doc.add({"email": "ADA@example.org"})
     assert listfile.read_bytes() == original
     assert not listfile.with_name("subscribers.yaml.bak").exists()
@@ -126,7 +119,7 @@ def test_a_crash_between_write_and_rename_leaves_the_old_file(
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="simulated crash"):  # noqa: SIM117
-        with edit_subscribers(listfile, known_topics=TOPICS, full_round_trip=full) as doc:
+        with edit_subscribers(listfile, known_topics=EXAMPLE_TOPICS, full_round_trip=full) as doc:
             doc.add({"email": "new@example.org"})
     assert listfile.read_bytes() == original
     leftovers = sorted(p.name for p in listfile.parent.iterdir())
@@ -135,7 +128,7 @@ def test_a_crash_between_write_and_rename_leaves_the_old_file(
 
 def test_new_file_is_created_with_the_usual_layout(tmp_path: Path, full: bool) -> None:
     path = tmp_path / "new.yaml"
-    with edit_subscribers(path, known_topics=TOPICS, full_round_trip=full) as doc:
+    with edit_subscribers(path, known_topics=EXAMPLE_TOPICS, full_round_trip=full) as doc:
         doc.add({"email": "a@example.org", "name": "A"})
         doc.add({"email": "b@example.org", "keywords": ["x", "y z"]})
     assert path.read_text(encoding="utf-8") == (
@@ -185,11 +178,11 @@ def test_text_edits_leave_every_other_byte_alone(tmp_path: Path) -> None:
         "  - email: c@example.org\n"
     )
     path.write_text(odd, encoding="utf-8")
-    with edit_subscribers(path, known_topics=TOPICS) as doc:
+    with edit_subscribers(path, known_topics=EXAMPLE_TOPICS) as doc:
         doc.update("b@example.org", {"summary": "abstract"})
     text = path.read_text(encoding="utf-8")
     assert text == odd.replace("summary: titles", "summary: abstract")
-    with edit_subscribers(path, known_topics=TOPICS) as doc:
+    with edit_subscribers(path, known_topics=EXAMPLE_TOPICS) as doc:
         assert doc.remove("b@example.org")
         doc.add({"email": "d@example.org", "name": "D"})
     assert path.read_text(encoding="utf-8") == (
@@ -210,9 +203,9 @@ def test_text_edits_leave_every_other_byte_alone(tmp_path: Path) -> None:
 def test_files_outside_the_fast_subset_are_edited_by_ruamel(tmp_path: Path, text: str) -> None:
     path = tmp_path / "s.yaml"
     path.write_bytes(text.encode())
-    with edit_subscribers(path, known_topics=TOPICS) as doc:
+    with edit_subscribers(path, known_topics=EXAMPLE_TOPICS) as doc:
         doc.add({"email": "new@example.org"})
-    emails = [s.email for s in load_subscribers(path, known_topics=TOPICS)]
+    emails = [s.email for s in load_subscribers(path, known_topics=EXAMPLE_TOPICS)]
     assert emails[-1] == "new@example.org"
     assert path.with_name("s.yaml.bak").read_bytes() == text.encode()
 

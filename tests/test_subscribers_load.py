@@ -21,20 +21,11 @@ from newsletter.subscribers import (
     parse_subscribers,
     read_entries,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "subscribers.example.yaml"
-TOPICS = (
-    "Robotics & embodied AI",
-    "Multimodal LLMs",
-    "Image & video generation",
-    "LLM reasoning & RL",
-    "Agents & tool use",
-)
+from tests.doubles import EXAMPLE_LIST, EXAMPLE_TOPICS
 
 
 def test_example_file_loads_with_every_field() -> None:
-    subs = load_subscribers(EXAMPLE, known_topics=TOPICS)
+    subs = load_subscribers(EXAMPLE_LIST, known_topics=EXAMPLE_TOPICS)
     assert 4 <= len(subs) <= 6
     assert all(s.email.endswith(("@example.org", "@example.com")) for s in subs)
     ada = subs[0]
@@ -50,7 +41,7 @@ def test_example_file_loads_with_every_field() -> None:
     assert ada.added == dt.date(2026, 1, 5)
     assert {s.summary for s in subs} == {"tldr", "abstract", "titles"}
     assert any(not s.active for s in subs)
-    text = EXAMPLE.read_text(encoding="utf-8")
+    text = EXAMPLE_LIST.read_text(encoding="utf-8")
     for field in ("email", "name", "topics", "keywords", "authors", "max_papers"):
         assert f"{field}:" in text
     for field in ("summary", "timezone", "active", "added"):
@@ -58,7 +49,7 @@ def test_example_file_loads_with_every_field() -> None:
 
 
 def test_example_file_is_read_by_the_fast_reader_and_agrees_with_libyaml() -> None:
-    text = EXAMPLE.read_text(encoding="utf-8")
+    text = EXAMPLE_LIST.read_text(encoding="utf-8")
     entries, problems, fast = read_entries(text, "x")
     assert fast and not problems
     assert entries == _read_slow(text, "x", [])
@@ -89,7 +80,7 @@ def test_bad_file_reports_every_problem_with_file_line_and_field(tmp_path: Path)
     path = tmp_path / "subs.yaml"
     path.write_text(BAD, encoding="utf-8")
     with pytest.raises(SubscribersError) as info:
-        load_subscribers(path, known_topics=TOPICS)
+        load_subscribers(path, known_topics=EXAMPLE_TOPICS)
     problems = info.value.problems
     p = str(path)
     expected_prefixes = [
@@ -120,7 +111,7 @@ def test_malformed_yaml_reports_its_line(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     with pytest.raises(SubscribersError) as info:
-        load_subscribers(path, known_topics=TOPICS)
+        load_subscribers(path, known_topics=EXAMPLE_TOPICS)
     (problem,) = info.value.problems
     assert problem.startswith(f"{path}:")
     assert "invalid YAML" in problem
@@ -138,16 +129,16 @@ def test_malformed_yaml_reports_its_line(tmp_path: Path) -> None:
 )
 def test_wrong_shape_is_reported(text: str, message: str) -> None:
     with pytest.raises(SubscribersError) as info:
-        parse_subscribers(text, source="s.yaml", known_topics=TOPICS)
+        parse_subscribers(text, source="s.yaml", known_topics=EXAMPLE_TOPICS)
     assert any(message in p for p in info.value.problems), info.value.problems
 
 
 def test_empty_list_and_missing_file(tmp_path: Path) -> None:
-    assert parse_subscribers("subscribers:\n", known_topics=TOPICS) == []
-    assert parse_subscribers("subscribers: []\n", known_topics=TOPICS) == []
-    assert parse_subscribers("", known_topics=TOPICS) == []
+    assert parse_subscribers("subscribers:\n", known_topics=EXAMPLE_TOPICS) == []
+    assert parse_subscribers("subscribers: []\n", known_topics=EXAMPLE_TOPICS) == []
+    assert parse_subscribers("", known_topics=EXAMPLE_TOPICS) == []
     with pytest.raises(SubscribersError, match="not found"):
-        load_subscribers(tmp_path / "nope.yaml", known_topics=TOPICS)
+        load_subscribers(tmp_path / "nope.yaml", known_topics=EXAMPLE_TOPICS)
 
 
 def test_defaults_and_normalised_address() -> None:
@@ -190,7 +181,7 @@ subscribers:
 """
     entries, _problems, _fast = read_entries(text, "x")
     assert entries == _read_slow(text, "x", [])
-    subs = parse_subscribers(text, known_topics=TOPICS)
+    subs = parse_subscribers(text, known_topics=EXAMPLE_TOPICS)
     assert subs[0].email == "o'neil@example.org"
     assert subs[0].name == 'Jo: the "best"'
     assert subs[0].topics == ("Multimodal LLMs", "Agents & tool use")

@@ -20,16 +20,9 @@ from newsletter.prefs import PrefsStore
 from newsletter.subscribers import load_subscribers
 from newsletter.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_token, subscriber_links
 from newsletter.web import SignupOptions, WebApp
-from tests.doubles import serving
+from tests.doubles import EXAMPLE_TOPICS, serving
 
 SECRET = b"web-test-secret"
-TOPICS = (
-    "Robotics & embodied AI",
-    "Multimodal LLMs",
-    "Image & video generation",
-    "LLM reasoning & RL",
-    "Agents & tool use",
-)
 TODAY = dt.date(2026, 4, 1)
 SUBS = [
     Subscriber(email="ada@example.org", topics=("Multimodal LLMs",)),
@@ -68,7 +61,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     app = WebApp(
         store=store,
         secret=SECRET,
-        topics=TOPICS,
+        topics=EXAMPLE_TOPICS,
         title="Daily Papers",
         lookup=lookup.get,
         today=lambda: TODAY,
@@ -274,7 +267,7 @@ def test_signup_double_opt_in_appends_to_the_list(server: Server) -> None:
     text = server.list_path.read_text(encoding="utf-8")
     assert text.startswith("# our readers\n")
     assert text.count("New.Reader@example.org") == 1
-    (_ada, new) = load_subscribers(server.list_path, known_topics=TOPICS)
+    (_ada, new) = load_subscribers(server.list_path, known_topics=EXAMPLE_TOPICS)
     assert (new.email, new.name, new.topics, new.added) == (
         "New.Reader@example.org",
         "New",

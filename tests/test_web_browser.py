@@ -22,9 +22,8 @@ from newsletter.errors import BrowserError
 from newsletter.prefs import PrefsStore
 from newsletter.send import send_day
 from newsletter.web import WebApp
-from tests.doubles import serving
+from tests.doubles import EXAMPLE_LIST, serving
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "browser-test-secret"
 DAY1 = dt.date(2026, 3, 2)
 DAY2 = dt.date(2026, 3, 3)
@@ -42,7 +41,7 @@ def browser() -> Iterator[Page]:
 
 def test_browser_unsubscribes_from_a_rendered_email(browser: Page, tmp_path: Path) -> None:
     listfile = tmp_path / "subscribers.yaml"
-    listfile.write_bytes((ROOT / "subscribers.example.yaml").read_bytes())
+    listfile.write_bytes(EXAMPLE_LIST.read_bytes())
     state = f"sqlite:///{tmp_path}/state.db"
     store = PrefsStore(state)
     app = WebApp(store=store, secret=SECRET.encode(), title="Daily Papers")

@@ -19,19 +19,11 @@ from newsletter.config import DeliverySettings, DigestSettings, Settings
 from newsletter.prefs import PrefsStore, next_send_subscribers
 from newsletter.send import send_day
 from newsletter.web import WebApp
-from tests.doubles import serving
+from tests.doubles import EXAMPLE_LIST, EXAMPLE_TOPICS, serving
 
-ROOT = Path(__file__).resolve().parent.parent
 DAY1 = dt.date(2026, 3, 2)
 DAY2 = dt.date(2026, 3, 3)
 SECRET = "send-loop-secret"
-TOPICS = (
-    "Robotics & embodied AI",
-    "Multimodal LLMs",
-    "Image & video generation",
-    "LLM reasoning & RL",
-    "Agents & tool use",
-)
 
 
 @dataclass
@@ -44,10 +36,10 @@ class Loop:
 @pytest.fixture
 def loop(tmp_path: Path) -> Iterator[Loop]:
     listfile = tmp_path / "subscribers.yaml"
-    listfile.write_bytes((ROOT / "subscribers.example.yaml").read_bytes())
+    listfile.write_bytes(EXAMPLE_LIST.read_bytes())
     state = f"sqlite:///{tmp_path}/state.db"
     store = PrefsStore(state)
-    app = WebApp(store=store, secret=SECRET.encode(), topics=TOPICS)
+    app = WebApp(store=store, secret=SECRET.encode(), topics=EXAMPLE_TOPICS)
     with serving(app) as base_url:
         settings = Settings(
             subscribers=str(listfile),
