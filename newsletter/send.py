@@ -33,7 +33,7 @@ from newsletter.config import SenderSettings, Settings
 from newsletter.delivery import make_backend
 from newsletter.delivery.base import Backend
 from newsletter.delivery.memory import MemoryBackend
-from newsletter.errors import ConfigError, NewsletterError
+from newsletter.errors import ConfigError, DeliveryError, NewsletterError
 from newsletter.message import (
     DkimSigner,
     InvalidRecipient,
@@ -187,6 +187,7 @@ def deliver_variants(
     owner: str | None = None,
     lease: float = DEFAULT_LEASE_SECONDS,
     retry_failed: bool = False,
+    wait_for_others: float = 0.0,
 ) -> RunReport:
     """Send each variant's digest to its subscribers.
 
@@ -196,6 +197,10 @@ def deliver_variants(
     sending twice. Rows done already or held by another sender are counted in the report,
     and so are readers found unsubscribed or paused at claim time. Without a ledger
     (dry runs, tools) everyone given is sent to.
+
+    ``wait_for_others``: seconds, at most, to wait at the end for rows another sender
+    holds, claiming those it leaves (a dead sender's once their lease ran out), so the
+    day is complete when this returns; 0 leaves them to the other sender.
     """
     started = clock()
     results: list[SendResult] = []
@@ -232,6 +237,7 @@ def deliver_variants(
         owner=owner or new_owner(),
         lease=lease,
         retry_failed=retry_failed,
+        wait_for_others=wait_for_others,
     ).run(started, clock)
 
 
@@ -274,6 +280,7 @@ class _ClaimedDelivery:
         owner: str,
         lease: float,
         retry_failed: bool,
+        wait_for_others: float,
     ) -> None:
         self.variants = variants
         self.date = date
@@ -296,6 +303,8 @@ class _ClaimedDelivery:
         self.done = 0
         self.busy = 0
         self.skipped: Counter[str] = Counter()
+        self.wait_for_others = wait_for_others
+        self.held_by_others: list[tuple[int, Subscriber]] = []
         self.templates: dict[int, MessageTemplate] = {}
         self.variant_keys: dict[int, str | None] = {}
 
@@ -304,6 +313,7 @@ class _ClaimedDelivery:
         heartbeat = Heartbeat(self.state, self.owner, self.lease)
         self.writer = writer
         self.backend.start_run()
+        refused = False
         try:
             with long_lived_frozen():
                 batch_size = max(1, min(self.backend.batch_size, CLAIM_BATCH))
@@ -311,12 +321,22 @@ class _ClaimedDelivery:
                     if self.stop is not None and self.stop.is_set():
                         break
                     self._claim_and_send(chunk)
+                if self.wait_for_others > 0:
+                    self._wait_for_others(batch_size)
+        except DeliveryError:
+            refused = True  # the backend refused the run: nothing without a result went out
+            raise
         finally:
             heartbeat.close()
             try:
                 writer.close()
             finally:
-                never = self.claimed - self.attempted - self.recorded
+                # Give back what surely did not go out; a row handed to the backend whose
+                # outcome is unknown (the process is going down) keeps its claim until
+                # the lease runs out: the crash window.
+                with self.lock:
+                    answered = {r.email for r in self.results}
+                never = self.claimed - answered - (set() if refused else self.attempted)
                 with contextlib.suppress(NewsletterError):
                     self.state.release(self.date, sorted(never), owner=self.owner)
         report = _report(self.date, self.results, duration=clock() - started)
@@ -326,6 +346,26 @@ class _ClaimedDelivery:
             done_before=self.done,
             skipped_readers=dict(self.skipped),
         )
+
+    def _wait_for_others(self, batch_size: int) -> None:
+        """Until no row is held by another sender: claim again what they leave (a dead
+        sender's rows once its lease ran out), for at most ``wait_for_others`` seconds."""
+        give_up = time.monotonic() + self.wait_for_others
+        poll = min(2.0, max(0.1, self.lease / 10))
+        while self.held_by_others:
+            if self.stop is not None and self.stop.is_set():
+                return
+            if time.monotonic() >= give_up:
+                log.warning(
+                    "%d subscribers are still held by another sender; leaving them to it",
+                    len(self.held_by_others),
+                )
+                return
+            time.sleep(poll)
+            again, self.held_by_others = self.held_by_others, []
+            self.busy -= len(again)
+            for chunk in _chunks(again, batch_size):
+                self._claim_and_send(chunk)
 
     def _everyone(self) -> list[tuple[int, Subscriber]]:
         return [(i, s) for i, v in enumerate(self.variants) for s in v.subscribers]
@@ -340,6 +380,8 @@ class _ClaimedDelivery:
         )
         self.done += len(claim.done)
         self.busy += len(claim.busy)
+        held = set(claim.busy)
+        self.held_by_others.extend(item for item in chunk if item[1].email in held)
         self.skipped.update(claim.skipped.values())
         mine = set(claim.claimed)
         self.claimed |= mine
@@ -573,12 +615,15 @@ def send_day(
     on_start: Callable[[int], None] | None = None,
     retry_failed: bool = False,
     command: str = "send",
+    wait_for_others: bool = False,
 ) -> RunReport:
     """Send ``date``'s digest to every active subscriber not yet sent to (see module doc).
 
     ``progress`` is called with each final SendResult, ``on_start`` once with the number
     of subscribers about to be sent to; ``retry_failed`` also retries permanent failures.
     ``command`` names the run in the state database's run records (``send``, ``run``).
+    ``wait_for_others``: at the end, wait for rows another sender holds (up to
+    ``delivery.deadline`` seconds) and send those it leaves (the CLI and the daemon do).
     """
     clock_now: Now = now or (lambda: dt.datetime.now(dt.UTC))
     started = time.perf_counter()
@@ -666,6 +711,7 @@ def send_day(
                 owner=owner,
                 lease=settings.delivery.claim_lease,
                 retry_failed=retry_failed,
+                wait_for_others=settings.delivery.deadline if wait_for_others else 0.0,
             )
         except BaseException:
             if run_id is not None:

@@ -131,7 +131,7 @@ BUSY_TIMEOUT_SECONDS = 30.0
 DEFAULT_LEASE_SECONDS = 120.0
 """How long a claim stays another sender's after its last renewal."""
 
-CLAIM_BATCH = 200
+CLAIM_BATCH = 1000
 """Most addresses claimed in one transaction (also the most an IN list holds)."""
 
 PENDING = "pending"
@@ -534,6 +534,15 @@ class State:
             self._conn = _sqlite_connect(parsed, durable=durable)
         try:
             self.migrate()
+        except LedgerError as exc:
+            self.close()
+            raise LedgerError(
+                str(exc).replace(
+                    f"state database {parsed.display()}: ",
+                    f"{parsed.display()}: cannot open the state database: ",
+                    1,
+                )
+            ) from None
         except BaseException:
             self.close()
             raise
@@ -706,19 +715,18 @@ class State:
         return {str(status): int(count) for status, count in rows}
 
     def detailed_counts(self, day: dt.date) -> dict[str, int]:
-        """Rows of ``day`` by outcome: ``sent``, ``failed_permanent``, ``failed_transient``,
-        ``pending`` (each present, 0 when none)."""
+        """Rows of ``day`` per status, every status present (0 when none), and
+        ``failed_permanent``: how many of the failed ones will not be retried."""
         rows = self._read(
             "SELECT status, permanent, COUNT(*) FROM deliveries WHERE day = ?"
             " GROUP BY status, permanent",
             (day.isoformat(),),
         )
-        out = {SENT: 0, "failed_permanent": 0, "failed_transient": 0, PENDING: 0}
+        out = {SENT: 0, FAILED: 0, PENDING: 0, "failed_permanent": 0}
         for status, permanent, count in rows:
-            if status == FAILED:
-                out["failed_permanent" if permanent else "failed_transient"] += int(count)
-            else:
-                out[str(status)] = out.get(str(status), 0) + int(count)
+            out[str(status)] = out.get(str(status), 0) + int(count)
+            if status == FAILED and permanent:
+                out["failed_permanent"] += int(count)
         return out
 
     def days(self) -> list[dt.date]:
@@ -1344,13 +1352,13 @@ def _sqlite_connect(url: StateURL, *, durable: bool) -> sqlite3.Connection:
             url.target, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False, isolation_level=None
         )
     except sqlite3.Error as exc:
-        raise LedgerError(f"state database {url.display()}: {exc}") from None
+        raise LedgerError(f"{url.display()}: cannot open the state database: {exc}") from None
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     except sqlite3.Error as exc:
         conn.close()
-        raise LedgerError(f"state database {url.display()}: {exc}") from None
+        raise LedgerError(f"{url.display()}: cannot open the state database: {exc}") from None
     return conn
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from newsletter.errors import LedgerError
 from newsletter.ledger import Ledger
-from newsletter.state import parse_state_url
 from newsletter.models import SendResult, SendStatus
+from newsletter.state import parse_state_url
 
 DAY = dt.date(2026, 11, 25)
 
