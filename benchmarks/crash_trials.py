@@ -63,6 +63,9 @@ KILL_JITTER = 0.02
 MAX_RUNS = 6
 """Runs (the killed one included) before a trial is declared stuck."""
 
+CLAIM_LEASE = 2
+"""delivery.claim_lease: a rerun takes the killed sender's claims over after this."""
+
 RUN_TIMEOUT = 300.0
 DATE = "2026-11-25"
 DAY = dt.date.fromisoformat(DATE)
@@ -102,6 +105,7 @@ def write_config(folder: Path, port: int, subscribers: Path, state: Path) -> Pat
         "  security: none\n"
         f"  connections: {CONNECTIONS}\n"
         "  max_attempts: 3\n"
+        f"  claim_lease: {CLAIM_LEASE}\n"
         "source:\n"
         "  default: sample\n"
         f"subscribers: {subscribers}\n"

@@ -76,6 +76,9 @@ class DeliverySettings:
     max_attempts: int = 5
     deadline: float = 600.0
     """Seconds after which a run stops retrying."""
+    claim_lease: float = 120.0
+    """Seconds a sender's claim on a subscriber's row lasts unless renewed (a live sender
+    renews it every third of this); a dead sender's rows are taken over after it."""
     dkim_key: str | None = None
     """Path of a PEM private key; signing is on when set."""
     dkim_selector: str | None = None

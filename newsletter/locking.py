@@ -15,13 +15,7 @@ from types import TracebackType
 from typing import IO
 
 from newsletter.errors import NewsletterError
-from newsletter.ledger import SQLITE_PREFIX
-
-LOCK_SUFFIX = ".lock"
-"""Appended to the state database's file name to name its lock file."""
-
-DEFAULT_LOCK_FILE = "newsletter.lock"
-"""The lock file when the state is not a SQLite file (in-memory database, other URL)."""
+from newsletter.state import lock_path_for
 
 
 class AlreadyRunning(NewsletterError):
@@ -35,23 +29,6 @@ class AlreadyRunning(NewsletterError):
         )
         self.path = path
         self.pid = pid
-
-
-def lock_path_for(state_url: str) -> Path:
-    """The lock file beside the state database named by ``state_url``.
-
-    ``sqlite:///newsletter.db`` -> ``newsletter.db.lock``; ``sqlite:////var/lib/n/s.db`` ->
-    ``/var/lib/n/s.db.lock``; a bare path is taken as the database file.
-    """
-    if state_url.startswith(SQLITE_PREFIX):
-        db = state_url[len(SQLITE_PREFIX) :].split("?", 1)[0]
-    elif "://" in state_url:
-        db = ""
-    else:
-        db = state_url
-    if not db or db == ":memory:":
-        return Path(DEFAULT_LOCK_FILE)
-    return Path(db + LOCK_SUFFIX)
 
 
 def read_pid(path: Path) -> int | None:
@@ -127,3 +104,6 @@ class InstanceLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+__all__ = ["AlreadyRunning", "InstanceLock", "holder", "lock_path_for", "read_pid"]

@@ -334,6 +334,8 @@ def default_job(
     if only_timezone is not None and "subscribers" not in options:
         due = load_due_subscribers(settings)
         options["subscribers"] = in_zone(due, only_timezone, default=settings.schedule.timezone)
+    options.setdefault("command", "run")
+    options.setdefault("wait_for_others", True)
     return send_day(settings, date, **options)
 
 

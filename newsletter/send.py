@@ -14,6 +14,8 @@ the pipeline (tests, a resend tool).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
 import gc
 import logging
@@ -31,8 +33,7 @@ from newsletter.config import SenderSettings, Settings
 from newsletter.delivery import make_backend
 from newsletter.delivery.base import Backend
 from newsletter.delivery.memory import MemoryBackend
-from newsletter.errors import ConfigError, NewsletterError
-from newsletter.ledger import Ledger
+from newsletter.errors import ConfigError, DeliveryError, NewsletterError
 from newsletter.message import (
     DkimSigner,
     InvalidRecipient,
@@ -45,7 +46,8 @@ from newsletter.message import (
 )
 from newsletter.models import DELIVERED, SendResult, SendStatus, Subscriber
 from newsletter.pipeline import prepare_day
-from newsletter.prefs import next_send_subscribers
+from newsletter.prefs import next_send_subscribers_counted
+from newsletter.state import CLAIM_BATCH, DEFAULT_LEASE_SECONDS, State, new_owner, variant_key
 from newsletter.tokens import LinkSigner
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,12 @@ class RunReport:
     skipped_reason: str | None = None
     """Why nothing was sent (empty day with ``digest.empty_day: skip``, nobody due)."""
     counts: dict[str, int] = field(default_factory=dict)
+    done_before: int = 0
+    """Rows found sent (or failed for good) when claimed: another sender finished them."""
+    other_sender: int = 0
+    """Rows another live sender held when this run tried to claim them."""
+    skipped_readers: dict[str, int] = field(default_factory=dict)
+    """Readers left out, by why: ``inactive``, ``unsubscribed``, ``suppressed``, ``paused``."""
 
     @property
     def delivered(self) -> int:
@@ -108,11 +116,17 @@ class RunReport:
         parts = [f"{status}={count}" for status, count in sorted(self.counts.items())]
         head = f"{self.date.isoformat()}{' (dry run)' if self.dry_run else ''}: "
         if self.skipped_reason and not self.results:
-            return head + f"nothing sent: {self.skipped_reason}"
+            skipped = ", ".join(f"{why} {n}" for why, n in sorted(self.skipped_readers.items()))
+            more = f" (skipped: {skipped})" if skipped else ""
+            return head + f"nothing sent: {self.skipped_reason}{more}"
+        skipped = ", ".join(f"{why} {n}" for why, n in sorted(self.skipped_readers.items()))
+        others = self.done_before + self.other_sender
         return (
             head
             + (", ".join(parts) or "no recipients")
             + f"; already sent before: {self.already_sent}"
+            + (f"; sent by another sender: {others}" if others else "")
+            + (f"; skipped: {skipped}" if skipped else "")
             + f"; {self.duration:.2f}s, {self.throughput:.1f} msg/s"
         )
 
@@ -165,68 +179,311 @@ def deliver_variants(
     sender: SenderSettings,
     values_for: Callable[[Subscriber], dict[str, str]],
     now: Now,
-    ledger: Ledger | None = None,
+    ledger: State | None = None,
     dkim: DkimSigner | None = None,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    owner: str | None = None,
+    lease: float = DEFAULT_LEASE_SECONDS,
+    retry_failed: bool = False,
+    wait_for_others: float = 0.0,
 ) -> RunReport:
-    """Send each variant's digest to its subscribers; the ledger (if any) is kept as we go."""
+    """Send each variant's digest to its subscribers.
+
+    With a ``ledger`` (the state database) every subscriber's row is claimed first, a
+    batch at a time (see :meth:`newsletter.state.State.claim`): only rows this run
+    claimed are sent, so concurrent runs for the same day share the list instead of
+    sending twice. Rows done already or held by another sender are counted in the report,
+    and so are readers found unsubscribed or paused at claim time. Without a ledger
+    (dry runs, tools) everyone given is sent to.
+
+    ``wait_for_others``: seconds, at most, to wait at the end for rows another sender
+    holds, claiming those it leaves (a dead sender's once their lease ran out), so the
+    day is complete when this returns; 0 leaves them to the other sender.
+    """
     started = clock()
     results: list[SendResult] = []
     lock = threading.Lock()
-
-    writer = LedgerWriter(ledger, date) if ledger is not None else None
-    recorded: set[str] = set()
-
-    def on_accepted(result: SendResult) -> None:
-        # in the backend's sending thread, right after the provider took the message:
-        # the at-least-once window after a crash is then one message per connection.
-        assert ledger is not None
-        ledger.record(date, [result])
-        with lock:
-            recorded.add(result.email)
-
-    def on_result(result: SendResult) -> None:
-        with lock:
-            results.append(result)
-            early = result.email in recorded and result.status in DELIVERED
-        if writer is not None and not early:
-            writer.put(result)
-        if progress is not None:
-            progress(result)
-
-    def mark_pending(batch: Sequence[Recipient]) -> None:
-        if ledger is not None:
-            ledger.mark_pending(date, {r.email: r.message_id for r in batch})
-
-    on_attempt = mark_pending if ledger is not None else None
-    backend.start_run()
-    try:
+    if ledger is None:
+        backend.start_run()
         with long_lived_frozen():
             for variant in variants:
                 if stop is not None and stop.is_set():
                     break
-                template: MessageTemplate = build_template(
+                template = build_template(
                     variant.rendered, sender=sender, date=date, now=now(), dkim=dkim
                 )
                 recipients, refused = recipients_for(template, variant.subscribers, values_for)
                 for invalid in refused:
-                    if ledger is not None:
-                        ledger.mark_pending(date, {invalid.email: None})
-                    on_result(invalid)
+                    results.append(invalid)
+                    if progress is not None:
+                        progress(invalid)
                 backend.send(
-                    template,
-                    recipients,
-                    on_attempt=on_attempt,
-                    on_result=on_result,
-                    stop=stop,
-                    on_accepted=on_accepted if ledger is not None else None,
+                    template, recipients, on_result=_collect(results, lock, progress), stop=stop
                 )
-    finally:
-        if writer is not None:
-            writer.close()
-    return _report(date, results, duration=clock() - started)
+        return _report(date, results, duration=clock() - started)
+    return _ClaimedDelivery(
+        variants,
+        date=date,
+        backend=backend,
+        sender=sender,
+        values_for=values_for,
+        now=now,
+        state=ledger,
+        dkim=dkim,
+        stop=stop,
+        progress=progress,
+        owner=owner or new_owner(),
+        lease=lease,
+        retry_failed=retry_failed,
+        wait_for_others=wait_for_others,
+    ).run(started, clock)
+
+
+def _collect(
+    results: list[SendResult], lock: threading.Lock, progress: Progress | None
+) -> Callable[[SendResult], None]:
+    def on_result(result: SendResult) -> None:
+        with lock:
+            results.append(result)
+        if progress is not None:
+            progress(result)
+
+    return on_result
+
+
+def paper_keys(variant: VariantLike) -> tuple[str, ...] | None:
+    """The paper keys of a variant's digest, in order (None when it carries no digest)."""
+    digest = getattr(variant, "digest", None)
+    if digest is None:
+        return None
+    return tuple(rp.paper.key for rp in digest.papers)
+
+
+class _ClaimedDelivery:
+    """One run of :func:`deliver_variants` with the state database: claim, send, record."""
+
+    def __init__(
+        self,
+        variants: Sequence[VariantLike],
+        *,
+        date: dt.date,
+        backend: Backend,
+        sender: SenderSettings,
+        values_for: Callable[[Subscriber], dict[str, str]],
+        now: Now,
+        state: State,
+        dkim: DkimSigner | None,
+        stop: threading.Event | None,
+        progress: Progress | None,
+        owner: str,
+        lease: float,
+        retry_failed: bool,
+        wait_for_others: float,
+    ) -> None:
+        self.variants = variants
+        self.date = date
+        self.backend = backend
+        self.sender = sender
+        self.values_for = values_for
+        self.now = now
+        self.state = state
+        self.dkim = dkim
+        self.stop = stop
+        self.progress = progress
+        self.owner = owner
+        self.lease = lease
+        self.retry_failed = retry_failed
+        self.results: list[SendResult] = []
+        self.lock = threading.Lock()
+        self.recorded: set[str] = set()
+        self.attempted: set[str] = set()
+        self.claimed: set[str] = set()
+        self.done = 0
+        self.busy = 0
+        self.skipped: Counter[str] = Counter()
+        self.wait_for_others = wait_for_others
+        self.held_by_others: list[tuple[int, Subscriber]] = []
+        self.templates: dict[int, MessageTemplate] = {}
+        self.variant_keys: dict[int, str | None] = {}
+
+    def run(self, started: float, clock: Callable[[], float]) -> RunReport:
+        writer = LedgerWriter(self.state, self.date)
+        heartbeat = Heartbeat(self.state, self.owner, self.lease)
+        self.writer = writer
+        self.backend.start_run()
+        refused = False
+        try:
+            with long_lived_frozen():
+                batch_size = max(1, min(self.backend.batch_size, CLAIM_BATCH))
+                for chunk in _chunks(self._everyone(), batch_size):
+                    if self.stop is not None and self.stop.is_set():
+                        break
+                    self._claim_and_send(chunk)
+                if self.wait_for_others > 0:
+                    self._wait_for_others(batch_size)
+        except DeliveryError:
+            refused = True  # the backend refused the run: nothing without a result went out
+            raise
+        finally:
+            heartbeat.close()
+            try:
+                writer.close()
+            finally:
+                # Give back what surely did not go out; a row handed to the backend whose
+                # outcome is unknown (the process is going down) keeps its claim until
+                # the lease runs out: the crash window.
+                with self.lock:
+                    answered = {r.email for r in self.results}
+                never = self.claimed - answered - (set() if refused else self.attempted)
+                with contextlib.suppress(NewsletterError):
+                    self.state.release(self.date, sorted(never), owner=self.owner)
+        report = _report(self.date, self.results, duration=clock() - started)
+        return dataclasses.replace(
+            report,
+            other_sender=self.busy,
+            done_before=self.done,
+            skipped_readers=dict(self.skipped),
+        )
+
+    def _wait_for_others(self, batch_size: int) -> None:
+        """Until no row is held by another sender: claim again what they leave (a dead
+        sender's rows once its lease ran out), for at most ``wait_for_others`` seconds."""
+        give_up = time.monotonic() + self.wait_for_others
+        poll = min(2.0, max(0.1, self.lease / 10))
+        while self.held_by_others:
+            if self.stop is not None and self.stop.is_set():
+                return
+            if time.monotonic() >= give_up:
+                log.warning(
+                    "%d subscribers are still held by another sender; leaving them to it",
+                    len(self.held_by_others),
+                )
+                return
+            time.sleep(poll)
+            again, self.held_by_others = self.held_by_others, []
+            self.busy -= len(again)
+            for chunk in _chunks(again, batch_size):
+                self._claim_and_send(chunk)
+
+    def _everyone(self) -> list[tuple[int, Subscriber]]:
+        return [(i, s) for i, v in enumerate(self.variants) for s in v.subscribers]
+
+    def _claim_and_send(self, chunk: Sequence[tuple[int, Subscriber]]) -> None:
+        claim = self.state.claim(
+            self.date,
+            [s.email for _, s in chunk],
+            owner=self.owner,
+            lease=self.lease,
+            retry_failed=self.retry_failed,
+        )
+        self.done += len(claim.done)
+        self.busy += len(claim.busy)
+        held = set(claim.busy)
+        self.held_by_others.extend(item for item in chunk if item[1].email in held)
+        self.skipped.update(claim.skipped.values())
+        mine = set(claim.claimed)
+        self.claimed |= mine
+        groups: dict[int, list[Subscriber]] = {}
+        for index, subscriber in chunk:
+            if subscriber.email in mine:
+                groups.setdefault(index, []).append(subscriber)
+        lowest = min((i for i, _ in chunk), default=0)
+        for index in [i for i in self.templates if i < lowest]:
+            del self.templates[index]  # variants are in order: this one is finished
+        for index, people in groups.items():
+            if self.stop is not None and self.stop.is_set():
+                return
+            self._send_group(index, people)
+
+    def _template(self, index: int) -> MessageTemplate:
+        template = self.templates.get(index)
+        if template is None:
+            variant = self.variants[index]
+            template = build_template(
+                variant.rendered, sender=self.sender, date=self.date, now=self.now(), dkim=self.dkim
+            )
+            self.templates[index] = template
+            keys = paper_keys(variant)
+            key = variant_key(keys) if keys is not None else None
+            if keys is not None and key is not None:
+                self.state.save_variant(self.date, key, keys)
+            self.variant_keys[index] = key
+        return template
+
+    def _send_group(self, index: int, people: Sequence[Subscriber]) -> None:
+        template = self._template(index)
+        key = self.variant_keys.get(index)
+        recipients, refused = recipients_for(template, people, self.values_for)
+        for invalid in refused:
+            self.attempted.add(invalid.email)
+            self._on_result(invalid)
+
+        def on_attempt(batch: Sequence[Recipient]) -> None:
+            self.attempted.update(r.email for r in batch)
+            self.state.mark_attempt(
+                self.date,
+                {r.email: (r.message_id, key) for r in batch},
+                owner=self.owner,
+                lease=self.lease,
+            )
+
+        self.backend.send(
+            template,
+            recipients,
+            on_attempt=on_attempt,
+            on_result=self._on_result,
+            stop=self.stop,
+            on_accepted=self._on_accepted,
+        )
+
+    def _on_accepted(self, result: SendResult) -> None:
+        # in the backend's sending thread, right after the provider took the message:
+        # the at-least-once window after a crash is then one message per connection.
+        self.state.record(self.date, [result])
+        with self.lock:
+            self.recorded.add(result.email)
+
+    def _on_result(self, result: SendResult) -> None:
+        with self.lock:
+            self.results.append(result)
+            early = result.email in self.recorded and result.status in DELIVERED
+        if not early:
+            self.writer.put(result)
+        if self.progress is not None:
+            self.progress(result)
+
+
+def _chunks(
+    items: Sequence[tuple[int, Subscriber]], size: int
+) -> Iterator[Sequence[tuple[int, Subscriber]]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Heartbeat:
+    """Renews a sender's claims every third of the lease, from a thread of its own, so
+    a live sender never loses its rows however long a batch's retries take."""
+
+    def __init__(self, state: State, owner: str, lease: float) -> None:
+        self._state = state
+        self._owner = owner
+        self._lease = lease
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="claim-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(max(0.05, self._lease / 3)):
+            try:
+                self._state.renew(self._owner, lease=self._lease)
+            except NewsletterError as exc:
+                log.warning("could not renew the claims of this run: %s", exc)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 @contextmanager
@@ -280,7 +537,7 @@ class LedgerWriter:
     ledger error, if any.
     """
 
-    def __init__(self, ledger: Ledger, date: dt.date) -> None:
+    def __init__(self, ledger: State, date: dt.date) -> None:
         self._ledger = ledger
         self._date = date
         self._queue: queue.SimpleQueue[SendResult | None] = queue.SimpleQueue()
@@ -324,7 +581,13 @@ class LedgerWriter:
 def load_due_subscribers(settings: Settings) -> list[Subscriber]:
     """The admin's list, validated, with the readers' own choices applied (suppressed
     ones dropped): who gets the next send and what each asked for."""
-    return next_send_subscribers(settings)
+    return load_due_counted(settings)[0]
+
+
+def load_due_counted(settings: Settings) -> tuple[list[Subscriber], dict[str, int]]:
+    """:func:`load_due_subscribers`, and how many were left out why (``inactive``,
+    ``unsubscribed``, ``suppressed``, ``paused``)."""
+    return next_send_subscribers_counted(settings)
 
 
 def _dkim(settings: Settings) -> DkimSigner | None:
@@ -351,35 +614,53 @@ def send_day(
     progress: Progress | None = None,
     on_start: Callable[[int], None] | None = None,
     retry_failed: bool = False,
+    command: str = "send",
+    wait_for_others: bool = False,
 ) -> RunReport:
     """Send ``date``'s digest to every active subscriber not yet sent to (see module doc).
 
     ``progress`` is called with each final SendResult, ``on_start`` once with the number
     of subscribers about to be sent to; ``retry_failed`` also retries permanent failures.
+    ``command`` names the run in the state database's run records (``send``, ``run``).
+    ``wait_for_others``: at the end, wait for rows another sender holds (up to
+    ``delivery.deadline`` seconds) and send those it leaves (the CLI and the daemon do).
     """
     clock_now: Now = now or (lambda: dt.datetime.now(dt.UTC))
     started = time.perf_counter()
-    people = list(subscribers) if subscribers is not None else load_due_subscribers(settings)
+    left_out: dict[str, int] = {}
+    if subscribers is not None:
+        people = list(subscribers)
+    else:
+        people, left_out = load_due_counted(settings)
     people = [s for s in people if s.active]
     if only is not None:
         people = [s for s in people if s.email.lower() == only.lower()]
         if not people:
             raise NewsletterError(f"--only {only}: no active subscriber with that address")
 
-    with Ledger(settings.state) as ledger:
+    with State(settings.state, now=clock_now) as ledger:
         due_emails = set(ledger.to_send(date, [s.email for s in people], retry_failed=retry_failed))
         due = [s for s in people if s.email in due_emails]
         already = len(people) - len(due)
         if not due:
             reason = "no active subscribers" if not people else "everyone was already sent this day"
             log.info("%s: %s", date, reason)
-            return _report(date, [], already_sent=already, dry_run=dry_run, skipped_reason=reason)
+            return _report(
+                date,
+                [],
+                already_sent=already,
+                dry_run=dry_run,
+                skipped_reason=reason,
+                skipped_readers=left_out,
+            )
 
         # settings problems surface before any fetching: backend, secret, DKIM key
         own_backend = backend is None
         chosen = backend or (
             MemoryBackend.from_settings(settings) if dry_run else make_backend(settings)
         )
+        owner = new_owner(command)
+        run_id: str | None = None
         try:
             backend_name = "memory" if dry_run else settings.delivery.backend
             secret = link_secret(settings, offline=backend_name in OFFLINE_BACKENDS)
@@ -399,14 +680,23 @@ def send_day(
                 web_url=web_url(settings, date),
                 **extra,
             )
+            if not dry_run:
+                ledger.save_day(prepared.day, prepared_at=clock_now())
             if prepared.day.is_empty and settings.digest.empty_day == "skip":
                 reason = f"no papers for {date} from {prepared.day.source} (digest.empty_day: skip)"
                 log.info("%s", reason)
                 return _report(
-                    date, [], already_sent=already, dry_run=dry_run, skipped_reason=reason
+                    date,
+                    [],
+                    already_sent=already,
+                    dry_run=dry_run,
+                    skipped_reason=reason,
+                    skipped_readers=left_out,
                 )
             if on_start is not None:
                 on_start(sum(len(v.subscribers) for v in prepared.variants))
+            if not dry_run:
+                run_id = ledger.start_run(date, command=command, owner=owner)
             report = deliver_variants(
                 prepared.variants,
                 date=date,
@@ -418,7 +708,16 @@ def send_day(
                 dkim=dkim,
                 stop=stop,
                 progress=progress,
+                owner=owner,
+                lease=settings.delivery.claim_lease,
+                retry_failed=retry_failed,
+                wait_for_others=settings.delivery.deadline if wait_for_others else 0.0,
             )
+        except BaseException:
+            if run_id is not None:
+                with contextlib.suppress(NewsletterError):
+                    ledger.finish_run(run_id, {}, outcome="crashed")
+            raise
         finally:
             if own_backend:
                 chosen.close()
@@ -431,11 +730,24 @@ def send_day(
                 for rp in variant.digest.papers
             }
             ledger.record_papers(date, keys)
-    return RunReport(
-        date=date,
-        results=report.results,
-        duration=time.perf_counter() - started,
-        already_sent=already,
-        dry_run=dry_run,
-        counts=report.counts,
-    )
+        skipped = Counter(left_out)
+        skipped.update(report.skipped_readers)
+        final = dataclasses.replace(
+            report,
+            duration=time.perf_counter() - started,
+            already_sent=already,
+            dry_run=dry_run,
+            skipped_readers=dict(skipped),
+        )
+        if run_id is not None:
+            ledger.finish_run(run_id, final.counts, outcome=run_outcome(final))
+    return final
+
+
+def run_outcome(report: RunReport) -> str:
+    """``ok``, ``failed`` (something failed for good) or ``transient`` (retry later)."""
+    if report.failed_permanently:
+        return "failed"
+    if report.failed:
+        return "transient"
+    return "ok"

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import LedgerError
-from newsletter.ledger import Ledger, sqlite_path
+from newsletter.ledger import Ledger
 from newsletter.models import SendResult, SendStatus
+from newsletter.state import parse_state_url
 
 DAY = dt.date(2026, 11, 25)
 
@@ -89,10 +90,10 @@ def test_threads_share_one_ledger(tmp_path: Path) -> None:
         assert ledger.counts(DAY) == {"sent": 100}
 
 
-@pytest.mark.parametrize("url", ["postgres://x/y", "sqlite:///", "newsletter.db"])
+@pytest.mark.parametrize("url", ["mysql://x/y", "sqlite:///", "sqlite:///a.db?mode=ro", " "])
 def test_bad_state_urls(url: str) -> None:
     with pytest.raises(LedgerError):
-        sqlite_path(url)
+        parse_state_url(url)
 
 
 def test_unusable_database_is_a_ledger_error(tmp_path: Path) -> None:

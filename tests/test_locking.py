@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from newsletter.locking import (
-    DEFAULT_LOCK_FILE,
     AlreadyRunning,
     InstanceLock,
     holder,
@@ -40,9 +39,8 @@ def env() -> dict[str, str]:
     [
         ("sqlite:///newsletter.db", Path("newsletter.db.lock")),
         ("sqlite:////var/lib/newsletter/state.db", Path("/var/lib/newsletter/state.db.lock")),
-        ("sqlite:///state/n.db?timeout=5", Path("state/n.db.lock")),
-        ("sqlite:///:memory:", Path(DEFAULT_LOCK_FILE)),
-        ("postgresql://db/newsletter", Path(DEFAULT_LOCK_FILE)),
+        ("sqlite:///:memory:", Path("newsletter.lock")),
+        ("postgresql://db/newsletter", Path("newsletter.lock")),
         ("data/n.db", Path("data/n.db.lock")),
     ],
 )

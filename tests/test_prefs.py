@@ -12,7 +12,7 @@ import pytest
 from newsletter.config import Settings
 from newsletter.errors import LedgerError
 from newsletter.models import Subscriber
-from newsletter.prefs import PrefsStore, next_send_subscribers, sqlite_path
+from newsletter.prefs import PrefsStore, next_send_subscribers
 
 NOW = dt.datetime(2026, 4, 1, 8, 30, tzinfo=dt.UTC)
 SUBS = [
@@ -26,15 +26,6 @@ SUBS = [
 @pytest.fixture
 def store(tmp_path: Path) -> PrefsStore:
     return PrefsStore(f"sqlite:///{tmp_path}/state.db", now=lambda: NOW)
-
-
-def test_state_urls() -> None:
-    assert sqlite_path("sqlite:///newsletter.db") == "newsletter.db"
-    assert sqlite_path("sqlite:////var/lib/x.db") == "/var/lib/x.db"
-    assert sqlite_path("plain.db") == "plain.db"
-    for bad in ("postgres://x/y", "sqlite:///", "sqlite:///:memory:"):
-        with pytest.raises(LedgerError):
-            sqlite_path(bad)
 
 
 def test_apply_drops_suppressed_inactive_and_paused_and_overlays(store: PrefsStore) -> None:

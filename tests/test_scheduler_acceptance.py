@@ -89,6 +89,7 @@ def write_setup(tmp_path: Path, port: int) -> Path:
               security: none
               connections: 1
               rate: {RATE}
+              claim_lease: 2
             schedule:
               time: "{due:%H:%M}"
               timezone: UTC
@@ -179,7 +180,8 @@ def test_the_daemon_sends_the_day_once_and_a_restart_sends_nothing(
     result = CliRunner().invoke(cli, ["status", "-c", str(config), "--json"], obj=ops)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert report["last_run"]["counts"] == {"sent": len(SUBSCRIBERS)}
+    counts = report["last_run"]["counts"]
+    assert counts == {"sent": len(SUBSCRIBERS), "failed": 0, "pending": 0, "failed_permanent": 0}
     assert report["daemon_pid"] is None
 
 
@@ -195,7 +197,7 @@ def test_a_daemon_killed_mid_send_is_completed_by_the_next_start(
     first = recorder.received()
     assert 5 <= len(first) < len(SUBSCRIBERS)
 
-    daemon = start(config)
+    daemon = start(config)  # takes the dead daemon's claims over once their 2 s lease ran out
     wait_until(lambda: set(recorder.received()) >= set(SUBSCRIBERS), daemon, "the rest")
     time.sleep(0.5)
     err = stop(daemon)

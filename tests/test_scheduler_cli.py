@@ -315,7 +315,10 @@ def test_the_ledger_seams_read_the_real_ledger(tmp_path: Path) -> None:
         )
     last = ledger_last_run(settings)
     assert last is not None
-    assert (last.date, last.counts) == (friday, {"sent": 1, "failed": 2, "pending": 1})
+    assert (last.date, last.counts) == (
+        friday,
+        {"sent": 1, "failed": 2, "pending": 1, "failed_permanent": 1},
+    )
     assert last.started_at is not None and last.finished_at is not None
     assert last.started_at <= last.finished_at <= dt.datetime.now(dt.UTC)
     assert ledger_final_recipients(settings, friday) == {"a@x.org", "b@x.org"}

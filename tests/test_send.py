@@ -148,13 +148,23 @@ def test_rerun_after_an_interrupted_run_sends_exactly_the_missing(
     assert {e for e, r in rows.items() if r.status == "sent"} == sent_first
     assert all(r.status == "pending" for e, r in rows.items() if e not in sent_first)
 
+    # u9's message was in flight when the process died: its claim is taken over only once
+    # its lease has run out; the rows never handed to the backend were given back at once.
+    in_flight = {"u9@example.org"}
     second = MemoryBackend()
     report = send_day(settings, DATE, backend=second, subscribers=subscribers, now=lambda: NOW)
     sent_second = [m.email for m in second.outbox]
-    assert sorted(sent_second) == sorted({s.email for s in subscribers} - sent_first)
+    assert sorted(sent_second) == sorted({s.email for s in subscribers} - sent_first - in_flight)
     assert pipeline.calls[-1] == [s.email for s in subscribers if s.email not in sent_first]
-    assert report.already_sent == 4 and report.delivered == 6
-    copies = Counter([*sent_first, *sent_second])
+    assert report.already_sent == 4 and report.delivered == 5 and report.other_sender == 1
+
+    later = NOW + dt.timedelta(seconds=settings.delivery.claim_lease + 1)
+    after_lease = MemoryBackend()
+    report = send_day(
+        settings, DATE, backend=after_lease, subscribers=subscribers, now=lambda: later
+    )
+    assert [m.email for m in after_lease.outbox] == ["u9@example.org"]
+    copies = Counter([*sent_first, *sent_second, "u9@example.org"])
     assert set(copies.values()) == {1}
 
     third = MemoryBackend()
@@ -319,7 +329,7 @@ def cli_env(tmp_path: Path, pipeline: FakePipeline, monkeypatch: pytest.MonkeyPa
     for name in list(__import__("os").environ):
         if name.startswith("NEWSLETTER_"):
             monkeypatch.delenv(name)
-    monkeypatch.setattr("newsletter.send.load_due_subscribers", lambda settings: people(3))
+    monkeypatch.setattr("newsletter.send.load_due_counted", lambda settings: (people(3), {}))
     return tmp_path
 
 
@@ -343,8 +353,8 @@ def test_cli_dry_run_lists_recipients(cli_env: Path) -> None:
 
 def test_cli_exit_code_on_permanent_failure(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        "newsletter.send.load_due_subscribers",
-        lambda settings: [*people(1), Subscriber(email="not an address")],
+        "newsletter.send.load_due_counted",
+        lambda settings: ([*people(1), Subscriber(email="not an address")], {}),
     )
     result = CliRunner().invoke(cli, ["send", "--date", "2026-11-25"])
     assert result.exit_code == 1
@@ -431,7 +441,7 @@ def test_done_when_smtp_50_subscribers_then_rerun_sends_none(
             f"delivery:\n  backend: smtp\n  host: 127.0.0.1\n  port: {port}\n  security: none\n"
         )
         monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "k" * 32)
-        monkeypatch.setattr("newsletter.send.load_due_subscribers", lambda settings: people(50))
+        monkeypatch.setattr("newsletter.send.load_due_counted", lambda settings: (people(50), {}))
         first = CliRunner().invoke(cli, ["send", "--date", "2026-11-25", "--source", "sample"])
         second = CliRunner().invoke(cli, ["send", "--date", "2026-11-25", "--source", "sample"])
     assert first.exit_code == 0, first.output

@@ -14,11 +14,9 @@ suppressed count, ``newsletter.pipeline.prepare_day``'s full digest for archive 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,22 +27,17 @@ import click
 from newsletter import archive as archive_mod
 from newsletter import scheduler
 from newsletter.config import Settings, load_settings, secret_values
-from newsletter.errors import LedgerError, NewsletterError
-from newsletter.ledger import Ledger, sqlite_path
+from newsletter.errors import NewsletterError
 from newsletter.locking import holder, lock_path_for
 from newsletter.logs import LOG_FORMATS, setup_logging
 from newsletter.models import Subscriber
 from newsletter.pipeline import prepare_day
-from newsletter.prefs import PrefsStore
 from newsletter.send import load_due_subscribers
+from newsletter.state import State
 
 log = logging.getLogger(__name__)
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-LEDGER_SENT = "sent"
-LEDGER_FAILED = "failed"
-"""Ledger row statuses (``newsletter.ledger``): a row is final when sent, or failed for good."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,48 +50,55 @@ class LastRun:
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     counts: Mapping[str, int] = field(default_factory=dict)
-    """Recipients by status: sent, failed, pending, ..."""
+    """The day's recipients by outcome: sent, failed_permanent, failed_transient, pending."""
+    outcome: str | None = None
+    """The run record's outcome: ok, transient, failed, crashed (None: still running)."""
+    run_counts: Mapping[str, int] = field(default_factory=dict)
+    """What the run itself reported, by SendStatus."""
 
 
-def _ledger_query(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
-    """Rows of a read-only query on the ledger's ``deliveries`` table ([] when none yet).
-
-    Opened read-only, so ``status`` never creates or locks the database.
-    """
-    path = sqlite_path(settings.state)
-    if path == ":memory:" or not Path(path).exists():
-        return []
-    uri = Path(path).resolve().as_uri() + "?mode=ro"
-    try:
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
-            return list(db.execute(sql).fetchall())
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return []
-        raise LedgerError(f"state database {path}: {exc}") from None
-    except sqlite3.Error as exc:
-        raise LedgerError(f"state database {path}: {exc}") from None
+def _existing(settings: Settings) -> State | None:
+    """The state database if it exists (never created here: ``status`` only reads)."""
+    return State.open_existing(settings.state)
 
 
 def ledger_days(settings: Settings) -> list[dt.date]:
     """Every day the ledger has a row for, oldest first."""
-    rows = _ledger_query(settings, "SELECT DISTINCT day FROM deliveries ORDER BY day")
-    return [dt.date.fromisoformat(day) for (day,) in rows]
+    state = _existing(settings)
+    if state is None:
+        return []
+    with state:
+        return state.days()
 
 
 def ledger_last_run(settings: Settings) -> LastRun | None:
-    """The newest day in the ledger: recipients by status, first and last row times."""
-    rows = _ledger_query(
-        settings,
-        "SELECT day, MIN(created_at), MAX(updated_at) FROM deliveries"
-        " GROUP BY day ORDER BY day DESC LIMIT 1",
-    )
-    if not rows:
+    """The newest day in the ledger: recipients by outcome, first and last row times, and
+    the newest run record of that day (its id and times, when runs were recorded)."""
+    state = _existing(settings)
+    if state is None:
         return None
-    day_text, first, last = rows[0]
-    day = dt.date.fromisoformat(day_text)
-    with Ledger(settings.state) as ledger:
-        counts = ledger.counts(day)
+    with state:
+        days = state.days()
+        record = state.last_run()
+        if record is not None and (not days or record.day >= days[-1]):
+            day = record.day
+        elif days:
+            day = days[-1]
+            record = None
+        else:
+            return None
+        counts = state.detailed_counts(day)
+        first, last = state.day_span(day)
+        if record is not None:
+            return LastRun(
+                date=day,
+                run_id=record.id,
+                counts=counts,
+                started_at=_stamp(record.started_at),
+                finished_at=_stamp(record.finished_at) if record.finished_at else None,
+                outcome=record.outcome,
+                run_counts=dict(record.counts),
+            )
     return LastRun(date=day, counts=counts, started_at=_stamp(first), finished_at=_stamp(last))
 
 
@@ -110,28 +110,31 @@ def _stamp(text: object) -> dt.datetime | None:
 
 
 def ledger_final_recipients(settings: Settings, date: dt.date) -> set[str]:
-    """Addresses with nothing left to do for the papers of ``date``: sent, or failed for good."""
-    with Ledger(settings.state) as ledger:
-        rows = ledger.deliveries(date)
-    return {
-        email.lower()
-        for email, row in rows.items()
-        if row.status == LEDGER_SENT or (row.status == LEDGER_FAILED and row.permanent)
-    }
+    """Addresses (casefolded) with nothing left to do for the papers of ``date``: sent,
+    or failed for good."""
+    state = _existing(settings)
+    if state is None:
+        return set()
+    with state:
+        return state.final_recipients(date)
 
 
 def ledger_sent_days(settings: Settings) -> list[dt.date]:
     """Every date whose papers went out to someone."""
-    days = ledger_days(settings)
-    if not days:
+    state = _existing(settings)
+    if state is None:
         return []
-    with Ledger(settings.state) as ledger:
-        return [day for day in days if ledger.counts(day).get(LEDGER_SENT)]
+    with state:
+        return state.sent_days()
 
 
 def prefs_suppressed(settings: Settings) -> int:
     """How many addresses are suppressed (unsubscribed, bounced, complained)."""
-    return PrefsStore(settings.state).suppressed_count()
+    state = _existing(settings)
+    if state is None:
+        return 0
+    with state:
+        return state.suppressed_count()
 
 
 def render_full_day(

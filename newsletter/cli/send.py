@@ -126,6 +126,7 @@ def send_command(
             progress=advance,
             on_start=start,
             retry_failed=retry_failed,
+            wait_for_others=True,
         )
     _print_report(report)
     if report.failed_permanently:
