@@ -229,7 +229,8 @@ def test_mailgun_eu_region_and_500_retry(tmp_path: Any) -> None:
         },
     )
     rec = Recorder(
-        httpx.Response(500, text="Internal Server Error"), httpx.Response(200, json={"id": "<x>"})
+        httpx.Response(500, text="Internal Server Error"),
+        httpx.Response(200, json={"id": "<x>", "message": "Queued. Thank you."}),
     )
     sleeps: list[float] = []
     client = httpx.Client(transport=httpx.MockTransport(rec))
