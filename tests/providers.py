@@ -7,6 +7,9 @@ reply and error shapes, with its rate-limit headers. They keep what they deliver
 nobody was recorded as sent without a copy. Every shape here is written from the
 providers' public API references (named on each class), not copied from a library.
 
+``serve(fake)`` puts a fake behind a real HTTP server on loopback, in a thread, for the
+tests that go through the CLI (which builds its own ``httpx.Client``).
+
 ``faults`` is a queue of one-off answers tried before the normal handling: each entry
 is a function of the request returning a reply, or None to handle that request
 normally (a fault can also deliver and then answer badly, like a garbled 200).
@@ -16,9 +19,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.server
 import json
+import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -439,3 +445,41 @@ def garbled_after_sending(provider: FakeProvider) -> Fault:
         return httpx.Response(200, text='[{"ErrorCode": 0, "Mess')
 
     return fault
+
+
+@contextmanager
+def serve(provider: FakeProvider) -> Iterator[str]:
+    """The provider on a real socket: its base URL for the block."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            request = httpx.Request(
+                self.command,
+                f"http://{self.headers['Host']}{self.path}",
+                headers=list(self.headers.items()),
+                content=self.rfile.read(length),
+            )
+            response = provider(request)
+            body = response.content
+            self.send_response(response.status_code)
+            for name, value in response.headers.items():
+                if name.lower() not in {"content-length", "transfer-encoding"}:
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -26,9 +26,11 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.serialize import create_serializer
 from botocore.validate import validate_parameters
+from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from newsletter.cli import cli
 from newsletter.config import SenderSettings, Settings, load_settings
 from newsletter.delivery import make_backend
 from newsletter.delivery.base import Backend, BackendOptions, RetryPolicy
@@ -53,6 +55,7 @@ from tests.providers import (
     FakeResend,
     FakeSendGrid,
     garbled_after_sending,
+    serve,
 )
 
 DATE = dt.date(2026, 11, 25)
@@ -738,3 +741,76 @@ def test_a_day_through_ses(tmp_path: Path) -> None:
     sent = {a for a, r in rows.items() if r.status == "sent"}
     assert sent == {p.email for p in people} - {"r4@example.org"}
     assert len({rows[a].provider_id for a in sent}) == len(sent)
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+@pytest.mark.parametrize(
+    ("backend", "fake", "fix", "said"),
+    [
+        (
+            "sendgrid",
+            FakeSendGrid(verified=()),
+            lambda f: setattr(f, "verified", ("digest@papers.example",)),
+            "error: sendgrid: the sender is not verified: from: The from address does not "
+            "match a verified Sender Identity.",
+        ),
+        (
+            "postmark",
+            FakePostmark(streams={"broadcast": "Postmark"}),
+            lambda f: f.streams.update(broadcast="Custom"),
+            "error: postmark: stream 'broadcast' lets Postmark manage unsubscribes",
+        ),
+        (
+            "mailgun",
+            FakeMailgun(domains=()),
+            lambda f: setattr(f, "domains", ("mg.papers.example",)),
+            "error: mailgun: domain 'mg.papers.example' not found at http://127.0.0.1:",
+        ),
+        (
+            "resend",
+            FakeResend(verified_domains=()),
+            lambda f: setattr(f, "verified_domains", ("papers.example",)),
+            "error: resend: HTTP 403: validation_error: The papers.example domain is not verified.",
+        ),
+    ],
+)
+def test_cli_account_wide_error_is_one_line_then_the_rerun_sends_everyone_once(
+    backend: str,
+    fake: FakeProvider,
+    fix: Callable[[FakeProvider], None],
+    said: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in list(__import__("os").environ):
+        if name.startswith("NEWSLETTER_"):
+            monkeypatch.delenv(name)
+    people = readers(150)
+    monkeypatch.setattr("newsletter.send.load_due_subscribers", lambda settings: people)
+    with serve(fake) as url:
+        for name, value in {
+            "BACKEND": backend,
+            "BASE_URL": url,
+            "API_KEY": KEY,
+            "DOMAIN": "mg.papers.example",
+            "MAX_ATTEMPTS": "2",
+        }.items():
+            monkeypatch.setenv(f"NEWSLETTER_DELIVERY__{name}", value)
+        monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret")
+        monkeypatch.setenv("NEWSLETTER_SENDER__FROM", "Daily Papers <digest@papers.example>")
+        monkeypatch.setenv("NEWSLETTER_STATE", f"sqlite:///{tmp_path / 'state.db'}")
+        first = CliRunner().invoke(cli, ["send", "--date", "2026-11-25"])
+        assert first.exit_code == 2, first.output
+        errors = [line for line in first.output.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and errors[0].startswith(said), first.output
+        assert "Traceback" not in first.output
+        assert KEY not in first.output
+        fix(fake)
+        second = CliRunner().invoke(cli, ["send", "--date", "2026-11-25"])
+    assert second.exit_code == 0, second.output
+    assert "sent=150" in second.output or "queued=150" in second.output, second.output
+    assert sorted(fake.delivered) == sorted(p.email for p in people)
+    assert set(fake.delivered.values()) == {1}

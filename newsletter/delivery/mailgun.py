@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 
 from newsletter.config import Settings
-from newsletter.delivery.http import HttpBackend, HttpRequest
+from newsletter.delivery.http import MAX_ERROR_CHARS, HttpBackend, HttpRequest
 from newsletter.errors import ConfigError, DeliveryError
 from newsletter.message import (
     ONE_CLICK,
@@ -143,5 +143,6 @@ class MailgunBackend(HttpBackend):
         except (ValueError, KeyError, TypeError):
             return self.unknown_outcome(batch, f"HTTP {response.status_code} without an id")
         if not (isinstance(message, str) and message.startswith("Queued")):
-            return self.unknown_outcome(batch, f"HTTP {response.status_code}: {message!r}")
+            said = str(message)[:MAX_ERROR_CHARS]
+            return self.unknown_outcome(batch, f"HTTP {response.status_code}: {said!r}")
         return [SendResult(r.email, SendStatus.QUEUED, message_id=str(message_id)) for r in batch]
