@@ -433,6 +433,18 @@ def _shape(backend: HttpBackend, tpl: MessageTemplate, batch: Sequence[Recipient
     return {"method": spec.method, "url": spec.url, "json": spec.json, "data": spec.data}
 
 
+def test_the_size_that_fitted_is_kept_for_the_rest_of_the_run() -> None:
+    fake = FakeResend()
+    tpl = template()
+    people = recipients(tpl, 300)
+    with resend(fake) as backend:
+        full = len(backend.client.build_request(**_shape(backend, tpl, people[:100])).content)
+        fake.max_bytes = int(full * 0.6)  # 50 fit, 100 do not
+        results = backend.send(tpl, people)
+    assert [len(json.loads(r.content)) for r in fake.requests] == [100, 50, 50, 50, 50, 50, 50]
+    assert len(results) == 300 and set(fake.delivered.values()) == {1}
+
+
 def test_a_single_message_over_the_limit_fails_alone() -> None:
     fake = FakeResend()
     fake.max_bytes = 10

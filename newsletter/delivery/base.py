@@ -31,7 +31,7 @@ import dataclasses
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -149,6 +149,8 @@ class Backend(abc.ABC):
         )
         self._deadline_at: float | None = None
         self._on_accepted: ResultCallback | None = None
+        self._batch_cap: int | None = None
+        """Most recipients per batch learned from a BatchTooLarge in this run."""
 
     # -- the hooks --------------------------------------------------------------
 
@@ -229,7 +231,12 @@ class Backend(abc.ABC):
             if on_result is not None:
                 on_result(result)
 
-        for batch in chunks(recipients, self.batch_size):
+        start = 0
+        while start < len(recipients):
+            # a batch the provider found too large lowers the size of the following ones
+            size = min(self.batch_size, self._batch_cap or self.batch_size)
+            batch = recipients[start : start + size]
+            start += size
             if stop is not None and stop.is_set():
                 for r in batch:
                     report(SendResult(r.email, SendStatus.SKIPPED, error="run stopped", attempts=0))
@@ -321,6 +328,7 @@ class Backend(abc.ABC):
                 report(SendResult(r.email, SendStatus.FAILED, error=str(exc), attempts=attempt))
             return
         half = (len(rest) + 1) // 2
+        self._batch_cap = min(self._batch_cap or half, half)
         for part in (rest[:half], rest[half:]):
             self._send_with_retries(template, part, report, on_attempt, stop, done)
 
@@ -336,11 +344,6 @@ class Backend(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def chunks(items: Sequence[Recipient], size: int) -> Iterator[Sequence[Recipient]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _float(value: str | None) -> float | None:
