@@ -80,9 +80,15 @@ class DeliverySettings:
     """Seconds a sender's claim on a subscriber's row lasts unless renewed (a live sender
     renews it every third of this); a dead sender's rows are taken over after it."""
     dkim_key: str | None = None
-    """Path of a PEM private key; signing is on when set."""
+    """Path of a PEM private key; signing is on when set (smtp, ses, outbox; the HTTP API
+    backends refuse it: the provider signs)."""
     dkim_selector: str | None = None
     dkim_domain: str | None = None
+    message_stream: str = "broadcast"
+    """Postmark: the id of the message stream to send through (ids are per server)."""
+    postmark_unsubscribe: Literal["ours", "postmark"] = "ours"
+    """Postmark: ``ours`` (the stream's unsubscribe handling must be Custom, checked at the
+    start of a run) or ``postmark`` (Postmark replaces List-Unsubscribe with its own)."""
 
 
 @dataclass(frozen=True)

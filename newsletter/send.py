@@ -664,7 +664,7 @@ def send_day(
         try:
             backend_name = "memory" if dry_run else settings.delivery.backend
             secret = link_secret(settings, offline=backend_name in OFFLINE_BACKENDS)
-            dkim = _dkim(settings)
+            dkim = chosen.dkim_signer(_dkim(settings))  # the headers this provider keeps
 
             values_for = values_maker(base_url=settings.digest.base_url, secret=secret)
 

@@ -229,7 +229,8 @@ def test_mailgun_eu_region_and_500_retry(tmp_path: Any) -> None:
         },
     )
     rec = Recorder(
-        httpx.Response(500, text="Internal Server Error"), httpx.Response(200, json={"id": "<x>"})
+        httpx.Response(500, text="Internal Server Error"),
+        httpx.Response(200, json={"id": "<x>", "message": "Queued. Thank you."}),
     )
     sleeps: list[float] = []
     client = httpx.Client(transport=httpx.MockTransport(rec))
@@ -281,7 +282,7 @@ def test_postmark_wire_format_and_per_message_errors_on_200() -> None:
     rec = Recorder(answer)
     tpl = template()
     people = recipients(tpl, 4)
-    with build(PostmarkBackend, rec, []) as backend:
+    with build(PostmarkBackend, rec, [], unsubscribe="postmark") as backend:
         results = backend.send(tpl, people)
     (request,) = rec.requests
     assert str(request.url) == "https://api.postmarkapp.com/email/batch"
@@ -329,7 +330,7 @@ def test_postmark_batches_of_500_and_per_message_rate_limit_retried() -> None:
     rec = Recorder(answer)
     sleeps: list[float] = []
     tpl = template()
-    with build(PostmarkBackend, rec, sleeps) as backend:
+    with build(PostmarkBackend, rec, sleeps, unsubscribe="postmark") as backend:
         results = backend.send(tpl, recipients(tpl, 501))
     assert [len(body(r)) for r in rec.requests] == [500, 1, 1]
     assert len(sleeps) == 1
@@ -340,7 +341,7 @@ def test_postmark_batches_of_500_and_per_message_rate_limit_retried() -> None:
 def test_postmark_422_whole_request() -> None:
     rec = Recorder(httpx.Response(422, json={"ErrorCode": 300, "Message": "Invalid email request"}))
     tpl = template()
-    with build(PostmarkBackend, rec, []) as backend:
+    with build(PostmarkBackend, rec, [], unsubscribe="postmark") as backend:
         results = backend.send(tpl, recipients(tpl, 2))
     assert all(
         r.status == SendStatus.INVALID and r.error == "HTTP 422: 300: Invalid email request"
@@ -354,7 +355,7 @@ def test_postmark_bad_token() -> None:
     )
     tpl = template()
     with (
-        build(PostmarkBackend, rec, []) as backend,
+        build(PostmarkBackend, rec, [], unsubscribe="postmark") as backend,
         pytest.raises(AuthError, match="Bad or missing"),
     ):
         backend.send(tpl, recipients(tpl, 1))

@@ -13,7 +13,11 @@ Errors a hook may raise:
 
 * :class:`~newsletter.errors.TransientError` - the whole batch may succeed later;
 * :class:`~newsletter.errors.AuthError` - bad credentials: :meth:`send` stops at once;
-* :class:`~newsletter.errors.DeliveryError` - the backend cannot be used: stops too.
+* :class:`~newsletter.errors.DeliveryError` - the backend cannot be used: stops too;
+* :class:`BatchTooLarge` - the provider refused the batch for its size (HTTP 413, or
+  a request over the provider's byte limit, found before sending): the flow splits
+  the batch in two and sends each half; a single message that is too large fails
+  permanently. Every backend that batches gets this from the base.
 
 A provider returns per-recipient :class:`~newsletter.models.SendResult` values; a
 per-recipient transient failure (SMTP 451 for one address, a provider's per-message
@@ -27,14 +31,14 @@ import dataclasses
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
 from newsletter.config import Settings
 from newsletter.errors import DeliveryError, TransientError
-from newsletter.message import InvalidRecipient, MessageTemplate, Recipient
+from newsletter.message import DkimSigner, InvalidRecipient, MessageTemplate, Recipient
 from newsletter.models import DELIVERED, SendResult, SendStatus
 
 DEFAULT_BASE_DELAY = 1.0
@@ -55,6 +59,18 @@ AttemptCallback = Callable[[Sequence[Recipient]], None]
 def unsupported_feature(backend: str, feature: str) -> DeliveryError:
     """The error for a feature a provider cannot do (raised, never silently dropped)."""
     return DeliveryError(f"{backend} backend does not support {feature}")
+
+
+class BatchTooLarge(DeliveryError):
+    """The provider refuses a batch this big; :meth:`Backend.send` splits it and retries.
+
+    ``sent`` is False when the backend found out before sending (nothing reached the
+    provider, so the split halves do not count it as an attempt).
+    """
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,8 @@ class Backend(abc.ABC):
     name: ClassVar[str] = "base"
     batch_size: ClassVar[int] = 100
     """Most recipients handed to one :meth:`send_batch` call (the provider's batch limit)."""
+    dkim_unsigned: ClassVar[frozenset[str]] = frozenset()
+    """Headers the provider rewrites, left out of our DKIM signature (lower case)."""
 
     def __init__(self, *, options: BackendOptions | None = None) -> None:
         self.options = options or BackendOptions()
@@ -131,6 +149,8 @@ class Backend(abc.ABC):
         )
         self._deadline_at: float | None = None
         self._on_accepted: ResultCallback | None = None
+        self._batch_cap: int | None = None
+        """Most recipients per batch learned from a BatchTooLarge in this run."""
 
     # -- the hooks --------------------------------------------------------------
 
@@ -142,6 +162,15 @@ class Backend(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release connections; the backend may not be used afterwards."""
+
+    def dkim_signer(self, signer: DkimSigner | None) -> DkimSigner | None:
+        """The signer for this backend's messages: ``delivery.dkim_key``'s signer without
+        the headers the provider rewrites (a signature over them would fail), or a
+        ConfigError when the backend cannot carry our signature at all."""
+        if signer is None or not self.dkim_unsigned:
+            return signer
+        kept = tuple(h for h in signer.headers if h.lower() not in self.dkim_unsigned)
+        return dataclasses.replace(signer, headers=kept)
 
     @staticmethod
     def fill(template: MessageTemplate, recipient: Recipient) -> bytes | SendResult:
@@ -202,7 +231,12 @@ class Backend(abc.ABC):
             if on_result is not None:
                 on_result(result)
 
-        for batch in chunks(recipients, self.batch_size):
+        start = 0
+        while start < len(recipients):
+            # a batch the provider found too large lowers the size of the following ones
+            size = min(self.batch_size, self._batch_cap or self.batch_size)
+            batch = recipients[start : start + size]
+            start += size
             if stop is not None and stop.is_set():
                 for r in batch:
                     report(SendResult(r.email, SendStatus.SKIPPED, error="run stopped", attempts=0))
@@ -217,10 +251,11 @@ class Backend(abc.ABC):
         report: ResultCallback,
         on_attempt: AttemptCallback | None,
         stop: threading.Event | None,
+        first_attempt: int = 0,
     ) -> None:
         policy = self.options.retry
         todo = list(batch)
-        attempt = 0
+        attempt = first_attempt
         while todo:
             attempt += 1
             if on_attempt is not None:
@@ -240,6 +275,11 @@ class Backend(abc.ABC):
             except TransientError as exc:
                 retry_after = _max(retry_after, exc.retry_after)
                 error = str(exc)
+            except BatchTooLarge as exc:
+                again = {r.email for r in retry}
+                rest = [r for r in todo if r.email not in seen or r.email in again]
+                self._split(template, rest, report, on_attempt, stop, exc, attempt)
+                return
             else:
                 error = "no result from backend"
             retry.extend(  # everyone the batch gave no result for
@@ -271,6 +311,27 @@ class Backend(abc.ABC):
             self.options.sleep(delay)
             todo = [by_email[r.email] for r in retry if r.email in by_email]
 
+    def _split(
+        self,
+        template: MessageTemplate,
+        rest: Sequence[Recipient],
+        report: ResultCallback,
+        on_attempt: AttemptCallback | None,
+        stop: threading.Event | None,
+        exc: BatchTooLarge,
+        attempt: int,
+    ) -> None:
+        """Send the two halves of a batch the provider found too large (see BatchTooLarge)."""
+        done = attempt if exc.sent else attempt - 1
+        if len(rest) <= 1:
+            for r in rest:
+                report(SendResult(r.email, SendStatus.FAILED, error=str(exc), attempts=attempt))
+            return
+        half = (len(rest) + 1) // 2
+        self._batch_cap = min(self._batch_cap or half, half)
+        for part in (rest[:half], rest[half:]):
+            self._send_with_retries(template, part, report, on_attempt, stop, done)
+
     # -- context manager ---------------------------------------------------------
 
     def __enter__(self) -> Self:
@@ -283,11 +344,6 @@ class Backend(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def chunks(items: Sequence[Recipient], size: int) -> Iterator[Sequence[Recipient]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _float(value: str | None) -> float | None:

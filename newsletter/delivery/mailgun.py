@@ -7,7 +7,22 @@ parts and in ``h:`` headers. Success is ``200 {"id": "<...>", "message": "Queued
 every recipient is ``queued`` with that id. Errors are ``{"message": "..."}`` (a plain
 ``Forbidden`` for a bad key). EU domains use ``delivery.region: eu``.
 
-Not possible in a batch: a per-recipient Message-ID (Mailgun assigns its own).
+Following Mailgun's "Messages" API reference and django-anymail's Mailgun backend:
+
+* success is only the documented ``{"id", "message": "Queued. Thank you."}``; a 200
+  "Mailgun Magnificent API" page (the answer of a wrong URL, e.g. a domain holding a
+  ``/``) stops the run, any other 200 is an unknown outcome (not resent: no
+  idempotency key); a ``/`` in ``delivery.domain`` is refused up front (anymail too);
+* 404 "Domain not found" stops the run with one line: the domain is not set up at
+  Mailgun, or it lives in the other region (``delivery.region: eu`` for EU domains);
+* ``h:Message-Id`` from a recipient variable gives each reader's copy our stable
+  Message-ID (so a resend after a crash is the same message to the receiver);
+* ``o:tracking``, ``o:tracking-clicks`` and ``o:tracking-opens`` are ``no`` on every
+  message, so Mailgun rewrites no link and adds no pixel. Mailgun's unsubscribe
+  tracking is a domain setting with no per-message switch: keep it off for the domain
+  (it would add Mailgun's own footer link).
+* 413 splits the batch (the base flow); a request is kept under the documented 25 MB
+  message size.
 """
 
 from __future__ import annotations
@@ -19,8 +34,8 @@ from typing import Any
 import httpx
 
 from newsletter.config import Settings
-from newsletter.delivery.http import HttpBackend, HttpRequest
-from newsletter.errors import ConfigError
+from newsletter.delivery.http import MAX_ERROR_CHARS, HttpBackend, HttpRequest
+from newsletter.errors import ConfigError, DeliveryError
 from newsletter.message import (
     ONE_CLICK,
     SLOTS,
@@ -35,6 +50,9 @@ MAILGUN_EU_URL = "https://api.eu.mailgun.net"
 MAILGUN_BATCH = 1000
 """Recipients per request (the documented batch-sending maximum)."""
 
+MAILGUN_MAX_BYTES = 25_000_000
+"""The documented maximum message size (25 MB), for the whole form."""
+
 
 def variable(kind: str, slot: str) -> str:
     """The recipient-variable name of a slot in one part (h: html, t: text)."""
@@ -45,10 +63,16 @@ class MailgunBackend(HttpBackend):
     name = "mailgun"
     batch_size = MAILGUN_BATCH
     default_base_url = MAILGUN_URL
+    max_request_bytes = MAILGUN_MAX_BYTES
 
     def __init__(self, *, domain: str | None, **kwargs: Any) -> None:
         if not domain:
             raise ConfigError("delivery.domain: the Mailgun sending domain is required")
+        if "/" in domain or "%2f" in domain.lower():
+            raise ConfigError(
+                f"delivery.domain: {domain!r} is not a bare domain (Mailgun answers a URL "
+                "with a '/' in it with a page, not an error)"
+            )
         super().__init__(**kwargs)
         self.domain = domain
 
@@ -69,7 +93,9 @@ class MailgunBackend(HttpBackend):
             for slot in SLOTS:
                 values[variable("html", slot)] = r.html_values[slot]
                 values[variable("text", slot)] = r.values[slot]
-            values["list_unsubscribe"] = template.headers(r)["List-Unsubscribe"]
+            headers = template.headers(r)
+            values["list_unsubscribe"] = headers["List-Unsubscribe"]
+            values["message_id"] = headers["Message-ID"]
             variables[r.email] = values
         data: dict[str, Any] = {
             "from": display_mailbox(template.sender_name, template.sender_address),
@@ -81,6 +107,10 @@ class MailgunBackend(HttpBackend):
             "h:List-Id": template.list_id,
             "h:List-Unsubscribe": "%recipient.list_unsubscribe%",
             "h:List-Unsubscribe-Post": ONE_CLICK,
+            "h:Message-Id": "%recipient.message_id%",
+            "o:tracking": "no",
+            "o:tracking-clicks": "no",
+            "o:tracking-opens": "no",
         }
         if template.reply_to:
             data["h:Reply-To"] = template.reply_to
@@ -91,11 +121,28 @@ class MailgunBackend(HttpBackend):
             auth=("api", self._api_key),
         )
 
+    def read_error(self, response: httpx.Response) -> DeliveryError | None:
+        if response.status_code == 404 and "domain not found" in response.text.lower():
+            return DeliveryError(
+                f"mailgun: domain {self.domain!r} not found at {self.base_url}: check that it "
+                "is set up in Mailgun and that delivery.region (us or eu) is the domain's region"
+            )
+        return None
+
     def parse_response(
         self, response: httpx.Response, template: MessageTemplate, batch: Sequence[Recipient]
     ) -> Iterable[SendResult]:
+        if "Mailgun Magnificent API" in response.text:
+            raise DeliveryError(
+                f"mailgun: {response.url} is not the messages API (it answered 'Mailgun "
+                "Magnificent API'): check delivery.domain and delivery.base_url"
+            )
         try:
-            message_id = response.json().get("id")
-        except (ValueError, AttributeError):
-            message_id = None
-        return [SendResult(r.email, SendStatus.QUEUED, message_id=message_id) for r in batch]
+            body = response.json()
+            message_id, message = body["id"], body["message"]
+        except (ValueError, KeyError, TypeError):
+            return self.unknown_outcome(batch, f"HTTP {response.status_code} without an id")
+        if not (isinstance(message, str) and message.startswith("Queued")):
+            said = str(message)[:MAX_ERROR_CHARS]
+            return self.unknown_outcome(batch, f"HTTP {response.status_code}: {said!r}")
+        return [SendResult(r.email, SendStatus.QUEUED, message_id=str(message_id)) for r in batch]

@@ -5,6 +5,20 @@ personalizations; the content is sent once with substitution tags for the slots 
 each personalization carries that subscriber's values and headers (List-Unsubscribe,
 Message-ID). Success is ``202 Accepted`` with an ``X-Message-Id`` header: every
 recipient is then ``queued``. Errors are ``{"errors": [{"message", "field", "help"}]}``.
+
+Following SendGrid's "Mail Send" v3 reference (and django-anymail's SendGrid backend):
+
+* ``tracking_settings`` switch click, open, subscription and Google Analytics tracking
+  off for every message: subscription tracking would add SendGrid's own
+  List-Unsubscribe and footer, click tracking would rewrite our signed links.
+* 403 with ``field: from`` ("does not match a verified Sender Identity") stops the run
+  with one line saying the sender is not verified; any other 403 ("access forbidden":
+  the key lacks the Mail Send permission) and 401 stop it as an AuthError that quotes
+  SendGrid.
+* 429 carries ``X-RateLimit-Reset`` (a Unix time, per "Rate Limits" in the v3 docs):
+  we wait until then, or for ``Retry-After`` if that is longer.
+* 413 ("content size limit exceeded") splits the batch (the base flow), and a batch is
+  kept under the documented 30 MB total message size before sending.
 """
 
 from __future__ import annotations
@@ -14,7 +28,14 @@ from typing import Any
 
 import httpx
 
-from newsletter.delivery.http import MAX_ERROR_CHARS, HttpBackend, HttpRequest
+from newsletter.delivery.http import (
+    MAX_ERROR_CHARS,
+    HttpBackend,
+    HttpRequest,
+    reset_seconds,
+    retry_after_seconds,
+)
+from newsletter.errors import DeliveryError
 from newsletter.message import ONE_CLICK, SLOTS, MessageTemplate, Recipient
 from newsletter.models import SendResult, SendStatus
 
@@ -23,6 +44,17 @@ SENDGRID_URL = "https://api.sendgrid.com"
 
 SENDGRID_BATCH = 1000
 """Personalizations per request (the documented maximum)."""
+
+SENDGRID_MAX_BYTES = 30_000_000
+"""The documented limit on the total size of one Mail Send request (30 MB)."""
+
+TRACKING_OFF: dict[str, dict[str, bool]] = {
+    "click_tracking": {"enable": False, "enable_text": False},
+    "open_tracking": {"enable": False},
+    "subscription_tracking": {"enable": False},
+    "ganalytics": {"enable": False},
+}
+"""``tracking_settings``: SendGrid adds nothing to our messages and rewrites no link."""
 
 
 def tag(kind: str, slot: str) -> str:
@@ -38,6 +70,7 @@ class SendGridBackend(HttpBackend):
     name = "sendgrid"
     batch_size = SENDGRID_BATCH
     default_base_url = SENDGRID_URL
+    max_request_bytes = SENDGRID_MAX_BYTES
 
     def build_request(self, template: MessageTemplate, batch: Sequence[Recipient]) -> HttpRequest:
         html, text = template.parts_with_tags(tag)
@@ -70,6 +103,7 @@ class SendGridBackend(HttpBackend):
                 "List-Id": template.list_id,
                 "List-Unsubscribe-Post": ONE_CLICK,
             },
+            "tracking_settings": TRACKING_OFF,
         }
         if template.reply_to:
             body["reply_to"] = {"email": _reply_address(template.reply_to)}
@@ -86,6 +120,21 @@ class SendGridBackend(HttpBackend):
         message_id = response.headers.get("X-Message-Id")
         return [SendResult(r.email, SendStatus.QUEUED, message_id=message_id) for r in batch]
 
+    def read_error(self, response: httpx.Response) -> DeliveryError | None:
+        if response.status_code == 403 and _sender_refused(response):
+            return DeliveryError(
+                f"sendgrid: the sender is not verified: {self.error_message(response)}"
+            )
+        return None
+
+    def retry_after(self, response: httpx.Response) -> float | None:
+        waits = [
+            retry_after_seconds(response.headers.get("Retry-After")),
+            reset_seconds(response.headers.get("X-RateLimit-Reset")),
+        ]
+        known = [w for w in waits if w is not None]
+        return max(known) if known else None
+
     def error_message(self, response: httpx.Response) -> str:
         try:
             errors = response.json().get("errors")
@@ -100,3 +149,14 @@ class SendGridBackend(HttpBackend):
 
 def _reply_address(header: str) -> str:
     return header.rsplit("<", 1)[-1].rstrip(">") if "<" in header else header
+
+
+def _sender_refused(response: httpx.Response) -> bool:
+    """A 403 about the From address (an unverified Sender Identity), not the key."""
+    try:
+        errors = response.json().get("errors") or []
+        return any(
+            e.get("field") == "from" or "Sender Identity" in str(e.get("message")) for e in errors
+        )
+    except (ValueError, AttributeError, TypeError):
+        return False

@@ -7,11 +7,31 @@ picks the AWS region. boto3 is imported only when this backend is built.
 
 Error codes (``ClientError.response["Error"]["Code"]``) map to results:
 throttling / 5xx -> transient; ``MessageRejected`` and other 4xx -> permanent;
-credential errors -> :class:`AuthError`; a paused or suspended account -> DeliveryError.
+credential errors -> :class:`AuthError`; account-wide errors -> DeliveryError, which
+stops the run with one line instead of failing every reader: a paused or suspended
+account, ``MailFromDomainNotVerifiedException`` (the custom MAIL FROM domain's MX/SPF
+records are missing), ``NotFoundException`` (an identity or configuration set that does
+not exist), and ``MessageRejected`` "Email address is not verified" naming our sender.
+
+DKIM and Message-ID, following Amazon SES's "Amazon SES header fields" and "Manual DKIM
+signing" pages: SES replaces the ``Message-ID`` and ``Date`` headers of every message
+(the new Message-ID is ``<MessageId@region.amazonses.com>``), so a signature over them
+fails; :attr:`dkim_unsigned` leaves them out of our signature when ``delivery.dkim_key``
+is set (SES's Easy DKIM, if set up for the domain, adds its own signature anyway). The
+``MessageId`` SES returns is the result's ``message_id``, so the ledger keeps it as
+``provider_id`` and SES bounce and complaint notifications (which carry it as
+``mail.messageId``) map back to the reader. Our stable Message-ID does not survive SES,
+so a resend after a crash is a new message to the receiver.
+
+Tracking: SES adds open/click tracking and List-Unsubscribe only through a
+configuration set (event destinations with tracking, or ``ListManagementOptions``); we
+send with neither, so nothing is added (a default configuration set attached to the
+identity in SES would still apply: leave tracking off there).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -35,7 +55,6 @@ _AUTH_CODES = frozenset(
         "MissingAuthenticationTokenException",
     }
 )
-_STOP_CODES = frozenset({"AccountSuspendedException", "SendingPausedException"})
 _TRANSIENT_CODES = frozenset(
     {
         "TooManyRequestsException",
@@ -45,14 +64,22 @@ _TRANSIENT_CODES = frozenset(
         "ServiceUnavailable",
     }
 )
-_INVALID_CODES = frozenset(
-    {"BadRequestException", "MailFromDomainNotVerifiedException", "NotFoundException"}
+_STOP_CODES = frozenset(
+    {
+        "AccountSuspendedException",
+        "SendingPausedException",
+        "MailFromDomainNotVerifiedException",
+        "NotFoundException",
+    }
 )
+"""Account-wide: nothing in the run can be sent."""
+_INVALID_CODES = frozenset({"BadRequestException"})
 
 
 class SesBackend(Backend):
     name = "ses"
     batch_size = SES_BATCH
+    dkim_unsigned = frozenset({"message-id", "date"})
 
     def __init__(
         self, *, client: Any, from_address: str, options: BackendOptions | None = None
@@ -99,7 +126,10 @@ class SesBackend(Backend):
             )
         except Exception as exc:  # botocore's errors, without importing botocore
             return self._failure(email, exc)
-        return SendResult(email, SendStatus.QUEUED, message_id=str(answer.get("MessageId")))
+        message_id = answer.get("MessageId") if isinstance(answer, dict) else None
+        return SendResult(
+            email, SendStatus.QUEUED, message_id=str(message_id) if message_id else None
+        )
 
     def _failure(self, email: str, exc: Exception) -> SendResult:
         response = getattr(exc, "response", None)
@@ -126,7 +156,18 @@ class SesBackend(Backend):
         if code in _TRANSIENT_CODES or status == 429 or status >= 500:
             return SendResult(email, SendStatus.FAILED, error=message, transient=True)
         if code == "MessageRejected":
+            if self._sender_unverified(str(error.get("Message", ""))):
+                raise DeliveryError(f"{message} (the sender {self.from_address} is not verified)")
             return SendResult(email, SendStatus.REJECTED, error=message)
         if code in _INVALID_CODES:
             return SendResult(email, SendStatus.INVALID, error=message)
         return SendResult(email, SendStatus.FAILED, error=message)
+
+    def _sender_unverified(self, text: str) -> bool:
+        """SES's "Email address is not verified" names the identities that failed the
+        check: our From address or its domain there means nobody can be sent to."""
+        if "not verified" not in text:
+            return False
+        sender = self.from_address.lower()
+        named = {word.strip(".") for word in re.split(r"[\s,:;]+", text.lower())}
+        return sender in named or sender.rsplit("@", 1)[-1] in named

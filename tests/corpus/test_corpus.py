@@ -685,7 +685,7 @@ HTML_502 = (
 )
 
 PROVIDERS: dict[str, tuple[type[HttpBackend], dict[str, str]]] = {
-    "postmark": (PostmarkBackend, {}),
+    "postmark": (PostmarkBackend, {"unsubscribe": "postmark"}),  # no stream check here
     "resend": (ResendBackend, {}),
     "mailgun": (MailgunBackend, {"domain": "mg.example.org"}),
     "sendgrid": (SendGridBackend, {}),
@@ -701,7 +701,9 @@ def _provider(name: str, handler: Handler) -> HttpBackend:
     return cls(api_key="key-not-shown", client=client, options=options, **extra)
 
 
-def _send(tmp_path: Path, backend: HttpBackend, people: int = 3) -> RunReport:
+def _send(
+    tmp_path: Path, backend: HttpBackend, people: int = 3, *, retry_failed: bool = False
+) -> RunReport:
     settings = load_settings(
         None,
         env={
@@ -717,6 +719,7 @@ def _send(tmp_path: Path, backend: HttpBackend, people: int = 3) -> RunReport:
         backend=backend,
         subscribers=subscribers,
         now=lambda: SEND_NOW,
+        retry_failed=retry_failed,
     )
 
 
@@ -726,30 +729,6 @@ def _ledger(tmp_path: Path) -> dict[str, str]:
 
 
 PROVIDER_GARBAGE = [
-    pytest.param(
-        "postmark",
-        httpx.Response(200, text="OK, sent!"),
-        "postmark: HTTP 200 with a body that is not JSON (gave up after 2 attempt(s))",
-        id="postmark-non-json-200",
-    ),
-    pytest.param(
-        "postmark",
-        httpx.Response(200, json={"Status": "fine"}),
-        "postmark: batch answer does not match the request (gave up after 2 attempt(s))",
-        id="postmark-200-object-not-batch",
-    ),
-    pytest.param(
-        "postmark",
-        httpx.Response(200, json=["ok", "ok", "ok"]),
-        "postmark: batch answer does not match the request (gave up after 2 attempt(s))",
-        id="postmark-200-list-of-strings",
-    ),
-    pytest.param(
-        "postmark",
-        httpx.Response(200, json=[{"ErrorCode": "zero", "Message": "OK"}] * 3),
-        "postmark: batch answer does not match the request (gave up after 2 attempt(s))",
-        id="postmark-200-error-code-not-a-number",
-    ),
     pytest.param(
         "resend",
         httpx.Response(200, text="<html>ok</html>"),
@@ -774,6 +753,35 @@ PROVIDER_GARBAGE = [
 ]
 
 
+POSTMARK_UNREADABLE = [
+    pytest.param(
+        "postmark",
+        httpx.Response(200, text="OK, sent!"),
+        "HTTP 200 with a body that is not JSON",
+        id="postmark-non-json-200",
+    ),
+    pytest.param(
+        "postmark",
+        httpx.Response(200, json={"Status": "fine"}),
+        "the batch answer does not match the request",
+        id="postmark-200-object-not-batch",
+    ),
+    pytest.param(
+        "postmark",
+        httpx.Response(200, json=["ok", "ok", "ok"]),
+        "the batch answer does not match the request",
+        id="postmark-200-list-of-strings",
+    ),
+    pytest.param(
+        "postmark",
+        httpx.Response(200, json=[{"ErrorCode": "zero", "Message": "OK"}] * 3),
+        "the batch answer does not match the request",
+        id="postmark-200-error-code-not-a-number",
+    ),
+]
+"""Postmark answers 200 but not in its batch shape: it may have taken the messages."""
+
+
 @pytest.mark.parametrize(("name", "response", "error"), PROVIDER_GARBAGE)
 def test_provider_garbage_fails_each_recipient_in_one_line(
     name: str, response: httpx.Response, error: str, tmp_path: Path
@@ -795,6 +803,34 @@ def test_provider_garbage_fails_each_recipient_in_one_line(
     ok = _provider(name, lambda request: _accepting(name, request))
     again = _send(tmp_path, ok)
     assert sorted(r.email for r in again.results) == [f"u{i}@example.org" for i in range(3)]
+    assert again.delivered == 3
+
+
+@pytest.mark.parametrize(("name", "response", "why"), POSTMARK_UNREADABLE)
+def test_postmark_unreadable_200_is_recorded_unknown_and_not_resent(
+    name: str, response: httpx.Response, why: str, tmp_path: Path
+) -> None:
+    """No idempotency key at Postmark: a resend could deliver twice, so the readers are
+    failed permanently as "outcome unknown" and only --retry-failed sends again."""
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return response
+
+    report = _send(tmp_path, _provider(name, handler))
+    assert len(calls) == 1
+    assert all(
+        r.status == SendStatus.FAILED
+        and not r.transient
+        and (r.error or "").startswith(f"postmark: outcome unknown: {why}; not resent")
+        for r in report.results
+    )
+    assert len(report.results) == 3
+    assert _ledger(tmp_path) == {f"u{i}@example.org": "failed" for i in range(3)}
+    ok = _provider(name, lambda request: _accepting(name, request))
+    assert _send(tmp_path, ok).results == ()  # a plain rerun leaves them alone
+    again = _send(tmp_path, ok, retry_failed=True)
     assert again.delivered == 3
 
 
