@@ -801,7 +801,8 @@ def test_cli_account_wide_error_is_one_line_then_the_rerun_sends_everyone_once(
         if name.startswith("NEWSLETTER_"):
             monkeypatch.delenv(name)
     people = readers(150)
-    monkeypatch.setattr("newsletter.send.load_due_subscribers", lambda settings: people)
+    listing = "".join(f"  - email: {p.email}\n    name: {p.name}\n" for p in people)
+    (tmp_path / "subscribers.yaml").write_text(f"subscribers:\n{listing}", encoding="utf-8")
     with serve(fake) as url:
         for name, value in {
             "BACKEND": backend,
