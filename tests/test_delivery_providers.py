@@ -371,6 +371,10 @@ def test_postmark_garbled_200_is_not_resent_blindly() -> None:
     [
         (400, "The 'From' address you supplied is not a Sender Signature on your account."),
         (401, "Sender signature not confirmed."),
+        (
+            300,
+            "Invalid 'From' address: 'digest@papers.example' is not a verified sender signature.",
+        ),
         (412, "Account is pending approval."),
         (1235, "The 'MessageStream' provided does not exist on this server."),
     ],

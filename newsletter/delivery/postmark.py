@@ -13,11 +13,12 @@ Postmark backend:
 * an item with a ``MessageID`` and ``ErrorCode`` 0 *or absent* is accepted:
   "Message accepted, but delivery may be delayed." comes without an ErrorCode during
   Postmark service delays (anymail issue #392); it is ``queued``;
-* account-wide codes (400/401 sender signature not found / not confirmed, 405 not
-  allowed to send, 412 account pending, 413 account may not send, 1235 message stream
-  not found, 1236 stream cannot send), in an item or a whole-request 422, stop the
-  run with one line instead of failing every reader; 406 (inactive recipient) stays
-  per reader (``rejected``);
+* account-wide codes (400/401 sender signature not found / not confirmed, 300 naming
+  the From address as not a verified sender signature, 405 not allowed to send, 412
+  account pending, 413 account may not send, 1235 message stream not found, 1236
+  stream cannot send), in an item or a whole-request 422, stop the run with one line
+  instead of failing every reader; 406 (inactive recipient) stays per reader
+  (``rejected``);
 * batches are sized by bytes as well as count: a request over 50 MB is split before it
   is sent, and a 413 or ErrorCode 410 (too many batch messages) splits it too (the
   base flow);
@@ -170,7 +171,7 @@ class PostmarkBackend(HttpBackend):
 
     def read_error(self, response: httpx.Response) -> DeliveryError | None:
         code = _error_code(response)
-        if code in _ACCOUNT_CODES:
+        if code in _ACCOUNT_CODES or _sender_refused(code, self.error_message(response)):
             return DeliveryError(f"postmark: {self.error_message(response)}")
         if code == _TOO_MANY_CODE:
             return BatchTooLarge(f"postmark: {self.error_message(response)}", sent=True)
@@ -212,7 +213,7 @@ class PostmarkBackend(HttpBackend):
                 results.extend(self.unknown_outcome([r], f"accepted without a MessageID: {text}"))
             elif code in _AUTH_CODES:
                 stop = stop or AuthError(f"postmark refused the server token: {text}")
-            elif code in _ACCOUNT_CODES:
+            elif code in _ACCOUNT_CODES or _sender_refused(code, text):
                 stop = stop or DeliveryError(f"postmark: {code}: {text}")
             elif code in _TRANSIENT_CODES:
                 results.append(
@@ -242,3 +243,10 @@ def _error_code(response: httpx.Response) -> int | None:
     except (ValueError, AttributeError):
         return None
     return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def _sender_refused(code: int | None, text: str) -> bool:
+    """ErrorCode 300 about our From address ("Invalid 'From' address: ... is not a verified
+    sender signature", Postmark's "Troubleshooting 422" article): no message can go."""
+    lowered = text.lower()
+    return code == 300 and ("'from'" in lowered or "sender signature" in lowered)
