@@ -290,9 +290,8 @@ def join_only(variants: Sequence[Variant]) -> int:
     total = 0
     for variant in variants:
         template = build_template(variant.rendered, sender=SENDER, date=DATE, now=NOW)
-        fixed = [seg for seg in template.segments if isinstance(seg, bytes)]
         for _ in variant.subscribers:
-            total += len(b"".join(fixed))
+            total += len(b"".join(template.fixed))
     return total
 
 

@@ -27,7 +27,6 @@ import httpx
 import pytest
 from click.testing import Result
 
-from benchmarks.bench_smtp import free_port
 from newsletter import scheduler
 from newsletter.config import load_settings
 from newsletter.delivery.base import BackendOptions
@@ -56,6 +55,7 @@ from tests.corpus.helpers import (
     summary,
     titles,
 )
+from tests.doubles import free_port
 
 
 @pytest.fixture(autouse=True)
