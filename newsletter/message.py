@@ -40,11 +40,11 @@ from email.header import Header
 from email.message import Message, MIMEPart
 from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
-from typing import Protocol
 
 from newsletter import slots
 from newsletter.config import SenderSettings
 from newsletter.errors import ConfigError
+from newsletter.render import RenderedDigest
 from newsletter.slots import MAX_NAME_CHARS, MAX_SLOT_BYTES
 from newsletter.slots import SLOTS as SLOTS  # the backends name the slots through here
 
@@ -55,16 +55,8 @@ QP_LINE_CHARS = 76
 """RFC 2045 limit on an encoded quoted-printable line, without CRLF."""
 
 DKIM_HEADERS: tuple[str, ...] = (
-    "from",
-    "to",
-    "subject",
-    "date",
-    "message-id",
-    "list-id",
-    "list-unsubscribe",
-    "list-unsubscribe-post",
-    "mime-version",
-    "content-type",
+    *("from", "to", "subject", "date", "message-id", "list-id"),
+    *("list-unsubscribe", "list-unsubscribe-post", "mime-version", "content-type"),
 )
 """Headers covered by the DKIM signature (``h=``); RFC 8058 asks for both List-Unsubscribe
 ones. :class:`DkimSigner` takes another list as its ``headers``."""
@@ -96,20 +88,8 @@ _TO_WORD_CHARS = 78 - len("To: ")
 """The longest single encoded word ``Header`` leaves unfolded in a To header."""
 
 
-class RenderedLike(Protocol):
-    """What the message needs of ``newsletter.render.RenderedDigest``."""
-
-    @property
-    def subject(self) -> str: ...
-
-    @property
-    def html(self) -> str: ...
-
-    @property
-    def text(self) -> str: ...
-
-    @property
-    def nonce(self) -> str: ...
+RenderedLike = RenderedDigest
+"""What a message is built from (``newsletter.render.RenderedDigest``)."""
 
 
 class InvalidRecipient(ValueError):
@@ -270,18 +250,12 @@ class DkimSigner:
         return signature.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + message
 
 
-_PIECES: tuple[tuple[str, str], ...] = (
-    ("header", "To"),
-    ("header", "Message-ID"),
-    ("header", "List-Unsubscribe"),
-    *(("html", slot) for slot in SLOTS),
-    *(("text", slot) for slot in SLOTS),
-)
+_PIECES: tuple[tuple[str, str], ...] = tuple(
+    (kind, name)
+    for kind, names in (("header", ("To", "Message-ID", "List-Unsubscribe")), ("html", SLOTS))
+    for name in names
+) + tuple(("text", slot) for slot in SLOTS)
 """Every kind of hole, in the order :meth:`MessageTemplate.fill` makes their bytes."""
-
-
-def _one(index: int) -> Callable[[tuple[bytes, ...]], Sequence[bytes]]:
-    return lambda pieces: (pieces[index],)
 
 
 @dataclass(frozen=True)
@@ -319,8 +293,7 @@ class MessageTemplate:
     def __post_init__(self) -> None:
         text_slots = frozenset(name for kind, name in self.holes if kind == "text")
         object.__setattr__(self, "_text_slots", text_slots)
-        indexes = [_PIECES.index(hole) for hole in self.holes]
-        pick = operator.itemgetter(*indexes) if len(indexes) > 1 else _one(indexes[0])
+        pick = operator.itemgetter(*(_PIECES.index(hole) for hole in self.holes))  # 3 or more
         object.__setattr__(self, "_pick", pick)
 
     @property
@@ -414,13 +387,39 @@ def build_template(
     msg["Date"] = format_datetime(now if now.tzinfo else now.replace(tzinfo=dt.UTC))
     msg["Message-ID"] = hole("header", "Message-ID")
     msg["List-Id"] = header("List-Id", sender.list_id)  # type: ignore[assignment]
-    msg["List-Unsubscribe"] = f"<{hole('header', 'List-Unsubscribe')}>, " + (
-        f"<mailto:{mailto}?subject=unsubscribe>"
-    )
+    unsubscribe = hole("header", "List-Unsubscribe")
+    msg["List-Unsubscribe"] = f"<{unsubscribe}>, <mailto:{mailto}?subject=unsubscribe>"
     msg["List-Unsubscribe-Post"] = ONE_CLICK
+    fixed, holes = _generated(msg, nonce, html_segments, text_segments, hole)
+    return MessageTemplate(
+        subject=clean_text(rendered.subject),
+        sender_name=name,
+        sender_address=address,
+        reply_to=reply_to,
+        list_id=sender.list_id,
+        date=date,
+        domain=address.rsplit("@", 1)[1],
+        mailto=mailto,
+        fixed=fixed,
+        holes=holes,
+        html_segments=html_segments,
+        text_segments=text_segments,
+        dkim=dkim,
+    )
+
+
+def _generated(
+    msg: Message,
+    nonce: str,
+    html_segments: tuple[str, ...],
+    text_segments: tuple[str, ...],
+    hole: Callable[[str, str], str],
+) -> tuple[tuple[bytes, ...], tuple[tuple[str, str], ...]]:
+    """``msg`` with both parts, generated and split at the holes (each text hole alone on
+    its soft-broken line): MessageTemplate's ``fixed`` and ``holes``."""
     msg["MIME-Version"] = "1.0"
     msg["Content-Type"] = "multipart/alternative"
-    text = MIMEPart(policy=TEXT_POLICY)  # each slot alone on its line: see the module doc
+    text = MIMEPart(policy=TEXT_POLICY)
     text.set_content(
         _joined(text_segments, lambda slot: f"\n{hole('text', slot)}\n"), cte="quoted-printable"
     )
@@ -432,30 +431,10 @@ def build_template(
     BytesGenerator(out, mangle_from_=False, policy=HEADER_POLICY).flatten(msg)
     raw = re.sub(rf"\r\n(%%{nonce}\.text\.\w+%%)\r\n".encode(), rb"=\r\n\1", out.getvalue())
     pieces = re.split(rf"%%{nonce}\.(\w+)\.([\w-]+)%%".encode(), raw)
-    return MessageTemplate(
-        subject=clean_text(rendered.subject),
-        sender_name=name,
-        sender_address=address,
-        reply_to=reply_to,
-        list_id=sender.list_id,
-        date=date,
-        domain=address.rsplit("@", 1)[1],
-        mailto=mailto,
-        fixed=_interleaved(pieces[::3]),
-        holes=tuple(
-            (kind.decode(), name.decode())
-            for kind, name in zip(pieces[1::3], pieces[2::3], strict=True)
-        ),
-        html_segments=html_segments,
-        text_segments=text_segments,
-        dkim=dkim,
-    )
-
-
-def _interleaved(fixed: list[bytes]) -> tuple[bytes, ...]:
-    out = [b""] * (2 * len(fixed) - 1)
-    out[::2] = fixed
-    return tuple(out)
+    fixed = [b""] * (2 * len(pieces[::3]) - 1)
+    fixed[::2] = pieces[::3]
+    holes = zip(pieces[1::3], pieces[2::3], strict=True)
+    return tuple(fixed), tuple((kind.decode(), name.decode()) for kind, name in holes)
 
 
 def _joined(segments: tuple[str, ...], hole: Callable[[str], str]) -> str:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.scale_helpers import RecordingSink
 from newsletter.config import SenderSettings
 from newsletter.delivery.base import BackendOptions, RetryPolicy
 from newsletter.delivery.smtp import SmtpBackend
@@ -21,6 +20,7 @@ from newsletter.models import SendResult, SendStatus, Subscriber
 from newsletter.render import RenderedDigest
 from newsletter.send import LedgerWriter, deliver_variants, subscriber_values
 from tests.doubles import sample_rendered, smtp_server
+from tests.scale_helpers import RecordingSink
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)

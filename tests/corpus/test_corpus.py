@@ -46,6 +46,7 @@ from newsletter.web import WebApp
 from tests.corpus.helpers import (
     DATE,
     INPUTS,
+    PYTHON_WORDS,
     Markup,
     assert_ok,
     assert_one_line_error,
@@ -80,12 +81,12 @@ SOURCE_ERRORS = [
     ),
     pytest.param(
         "hf_truncated.json",
-        "hf_truncated.json: truncated JSON (Unterminated string starting at line 64 column 14)",
+        f"hf_truncated.json: truncated JSON ({PYTHON_WORDS})",
         id="truncated-json",
     ),
     pytest.param(
         "hf_invalid.json",
-        "hf_invalid.json: invalid JSON (Expecting value at line 1 column 64): "
+        f"hf_invalid.json: invalid JSON ({PYTHON_WORDS}): "
         '\'[{"paper": {"id": "2611.00004", "title": "T", "summary": "S"}},]\'',
         id="invalid-json-trailing-comma",
     ),
@@ -437,8 +438,7 @@ def _serve_hf(monkeypatch: pytest.MonkeyPatch, handler: Handler) -> list[httpx.R
 HF_GARBAGE = [
     pytest.param(
         httpx.Response(200, text="Service temporarily unavailable, try again later"),
-        "invalid JSON (Expecting value at line 1 column 1): "
-        "'Service temporarily unavailable, try again later'",
+        f"invalid JSON ({PYTHON_WORDS}): 'Service temporarily unavailable, try again later'",
         1,
         id="non-json-200",
     ),
@@ -1285,7 +1285,7 @@ def test_hf_day_broken_on_page_two_sends_nothing(
     people = _copy("subs_bom.yaml", tmp_path)
     result = invoke(["send", "--date", DATE, "--source", "hf", "--subscribers", str(people)])
     assert_one_line_error(
-        result, f"error: {HF_URL}?date={DATE}&limit=100&p=1: truncated JSON (Unterminated string"
+        result, f"error: {HF_URL}?date={DATE}&limit=100&p=1: truncated JSON ({PYTHON_WORDS})"
     )
     assert _outbox(tmp_path) == []  # never a digest of the first 100 papers only
 
