@@ -308,9 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         f"message size            {size:>16}  "
         f"({args.messages} messages, {args.connections} connections)"
     )
-    print(
-        f"build per subscriber    fill {fills:>9,.0f}/s"
-    )
+    print(f"build per subscriber    fill {fills:>9,.0f}/s")
     print(f"smtp-source             {best_theirs:>10,.0f} msg/s  (rounds: {rounds_theirs})")
     print(f"newsletter SmtpBackend  {best_ours:>10,.0f} msg/s  (rounds: {rounds_ours})")
     print(f"  with SQLite ledger    {with_ledger:>10,.0f} msg/s")

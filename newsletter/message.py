@@ -180,11 +180,6 @@ def message_id_for(list_id: str, date: dt.date, email: str, domain: str) -> str:
     return f"<{digest.hexdigest()[:32]}@{domain}>"
 
 
-def list_unsubscribe(url: str, mailto: str) -> str:
-    """The List-Unsubscribe value: the https one-click URL, then a mailto fallback."""
-    return f"<{check_url(url)}>, <mailto:{mailto}?subject=unsubscribe>"
-
-
 def qp_value(value: str) -> bytes:
     """A text slot value (one line) as its own quoted-printable lines, ending in a soft
     line break: ``binascii.b2a_qp`` of its UTF-8, the last line cut once more when it
@@ -256,6 +251,7 @@ _PIECES: tuple[tuple[str, str], ...] = tuple(
     for name in names
 ) + tuple(("text", slot) for slot in SLOTS)
 """Every kind of hole, in the order :meth:`MessageTemplate.fill` makes their bytes."""
+assert SLOTS == ("name", "email", "unsubscribe_url", "preferences_url")  # fill spells them out
 
 
 @dataclass(frozen=True)
@@ -296,10 +292,6 @@ class MessageTemplate:
         pick = operator.itemgetter(*(_PIECES.index(hole) for hole in self.holes))  # 3 or more
         object.__setattr__(self, "_pick", pick)
 
-    @property
-    def from_header(self) -> str:
-        return format_mailbox(self.sender_name, self.sender_address)
-
     def recipient(self, email: str, name: str, values: Mapping[str, str]) -> Recipient:
         """A Recipient with its stable Message-ID; InvalidRecipient for an unusable address
         or slot value (a link that is not a plain URL, a value the renderer refuses)."""
@@ -320,20 +312,27 @@ class MessageTemplate:
         return {
             "Message-ID": recipient.message_id,
             "List-Id": clean_text(self.list_id),
-            "List-Unsubscribe": list_unsubscribe(recipient.values["unsubscribe_url"], self.mailto),
+            "List-Unsubscribe": f"<{check_url(recipient.values['unsubscribe_url'])}>, "
+            f"<mailto:{self.mailto}?subject=unsubscribe>",
             "List-Unsubscribe-Post": ONE_CLICK,
         }
 
     def fill(self, recipient: Recipient) -> bytes:
         """The complete message for one subscriber (signed when DKIM is configured)."""
-        values, html_values = recipient.values, recipient.html_values
+        values, html = recipient.values, recipient.html_values
         text = self._text_slots
         pieces = (  # in the order of _PIECES
             _mailbox(recipient.name, recipient.email).encode("ascii"),
             recipient.message_id.encode("ascii"),
             values["unsubscribe_url"].encode("ascii"),
-            *(html_values[slot].encode("ascii") for slot in SLOTS),
-            *(qp_value(values[slot]) if slot in text else b"" for slot in SLOTS),
+            html["name"].encode("ascii"),
+            html["email"].encode("ascii"),
+            html["unsubscribe_url"].encode("ascii"),
+            html["preferences_url"].encode("ascii"),
+            qp_value(values["name"]) if "name" in text else b"",
+            qp_value(values["email"]) if "email" in text else b"",
+            qp_value(values["unsubscribe_url"]) if "unsubscribe_url" in text else b"",
+            qp_value(values["preferences_url"]) if "preferences_url" in text else b"",
         )
         out = list(self.fixed)
         out[1::2] = self._pick(pieces)

@@ -41,6 +41,7 @@ from newsletter.ledger import Ledger
 from newsletter.models import SendStatus, Subscriber
 from newsletter.prefs import PrefsStore
 from newsletter.send import RunReport, send_day
+from newsletter.slots import MAX_NAME_CHARS
 from newsletter.tokens import make_token
 from newsletter.web import WebApp
 from tests.corpus.helpers import (
@@ -1000,7 +1001,7 @@ def test_header_tricks_in_names_are_sent_safely(tmp_path: Path) -> None:
         "zw@example.org": "Zero\u200bWidth\u200d\ufeffJoiner",
         "homoglyph@example.org": "Аda Lоvelace",
         "script@example.org": "<script>alert(1)</script> {{ 7*7 }} {% if 1 %}x{% endif %}",
-        "long@example.org": ("Very Long " + "Name " * 1000)[:200].strip(),
+        "long@example.org": ("Very Long " + "Name " * 1000)[:MAX_NAME_CHARS].strip(),
         "encoded@example.org": "=?utf-8?q?Support_Team?=",
         "quote@example.org": 'O\'Brien "The Boss" <boss@evil.org>, Other',
     }
