@@ -184,6 +184,9 @@ def qp_value(value: str) -> bytes:
     """A text slot value (one line) as its own quoted-printable lines, ending in a soft
     line break: ``binascii.b2a_qp`` of its UTF-8, the last line cut once more when it
     leaves no room for the closing ``=`` (RFC 2045: at most 76 characters a line)."""
+    kept = value.isascii() and value.isprintable() and "=" not in value  # as b2a_qp keeps it
+    if kept and len(value) < QP_LINE_CHARS and value[-1:] != " " and value != ".":
+        return value.encode("ascii") + b"=\r\n"  # a short one (a name, an address)
     encoded = binascii.b2a_qp(value.encode("utf-8"), istext=True)
     start = encoded.rfind(b"\n") + 1
     if len(encoded) - start >= QP_LINE_CHARS:  # cut before column 75, never inside =XX
