@@ -32,7 +32,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any, Literal
 
 import httpx
@@ -219,24 +219,14 @@ class Page:
         return base64.b64decode(result["data"])
 
 
-class Browser:
+class Browser(contextlib.closing["Browser"]):
     """A running headless Chromium and its first tab; close it (or use ``with``)."""
 
     def __init__(self, process: subprocess.Popen[bytes], profile: str, page: Page) -> None:
+        super().__init__(self)  # ``with`` gives this Browser and closes it
         self._process = process
         self._profile = profile
         self.page = page
-
-    def __enter__(self) -> Browser:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the tab, stop the browser, remove its profile."""
