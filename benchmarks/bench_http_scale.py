@@ -2,7 +2,7 @@
 
     python3 -m benchmarks.bench_http_scale [--subscribers N] [--variants V] [--rate-limit R]
 
-The fake SendGrid (``benchmarks.scale_helpers``, in its own process on 127.0.0.1) checks
+The fake SendGrid (``tests.scale_helpers``, in its own process on 127.0.0.1) checks
 ``Authorization: Bearer``, the JSON body and at most 1,000 personalizations, answers
 ``202``, and above its rate limit (R requests/second, bursts of R) answers ``429`` with
 ``Retry-After``. The same subscribers and variants as ``bench_scale`` go through the
@@ -38,13 +38,6 @@ import httpx
 
 from benchmarks.bench_scale import DATE, NOW, PAGE_DAY, SECRET, SENDER, SUBSCRIBERS
 from benchmarks.bench_smtp import free_port
-from benchmarks.scale_helpers import (
-    DEFAULT_VARIANTS,
-    SENDGRID_MAX_PERSONALIZATIONS,
-    serve_fake_sendgrid,
-    subscribers_yaml,
-    synthetic_subscribers,
-)
 from newsletter.config import Settings, SourceSettings
 from newsletter.delivery.base import BackendOptions, RetryPolicy
 from newsletter.delivery.sendgrid import SendGridBackend
@@ -54,6 +47,13 @@ from newsletter.pipeline import Variant, prepare_day
 from newsletter.send import deliver_variants, values_maker
 from newsletter.subscribers import load_subscribers
 from newsletter.topics import load_taxonomy
+from tests.scale_helpers import (
+    DEFAULT_VARIANTS,
+    SENDGRID_MAX_PERSONALIZATIONS,
+    serve_fake_sendgrid,
+    subscribers_yaml,
+    synthetic_subscribers,
+)
 
 RATE_LIMIT = 10.0
 """The fake provider's limit, requests per second (``--rate-limit``)."""

@@ -40,14 +40,14 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 
 from benchmarks.bench_smtp import free_port
-from benchmarks.scale_helpers import (
+from newsletter.ledger import Ledger
+from newsletter.topics import load_taxonomy
+from tests.scale_helpers import (
     RecordingSink,
     copies_per_recipient,
     subscribers_yaml,
     synthetic_subscribers,
 )
-from newsletter.ledger import Ledger
-from newsletter.topics import load_taxonomy
 
 TRIALS = 20
 SUBSCRIBERS = 1000

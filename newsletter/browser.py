@@ -13,8 +13,10 @@
 Chromium is started with ``--remote-debugging-port=0`` in a throw-away profile; the
 port it picked is read from the profile's ``DevToolsActivePort`` file and the first
 tab is driven over one WebSocket (websocket-client). Used by ``newsletter preview
---screenshot`` and by the browser tests. A missing or failing browser raises
-:class:`~newsletter.errors.BrowserError` with what to install.
+--screenshot`` and by the browser tests. websocket-client is the optional extra
+``newsletter[browser]``: a plain install has no browser client. A missing extra, or a
+missing or failing browser, raises :class:`~newsletter.errors.BrowserError` with what to
+install.
 """
 
 from __future__ import annotations
@@ -30,11 +32,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType
 from typing import Any, Literal
 
 import httpx
-import websocket
 
 from newsletter.errors import BrowserError
 
@@ -84,6 +85,21 @@ ColorScheme = Literal["light", "dark"]
 """What ``prefers-color-scheme`` can answer."""
 
 
+EXTRA_HINT = "pip install 'newsletter[browser]'"
+"""How to get the browser client (websocket-client), an optional extra."""
+
+
+def _websocket() -> ModuleType:
+    """websocket-client, or BrowserError saying how to install the extra."""
+    try:
+        import websocket
+    except ImportError:
+        raise BrowserError(
+            f"screenshots need the browser client, which is not installed: {EXTRA_HINT}"
+        ) from None
+    return websocket
+
+
 def find_chromium(binary: str | None = None) -> str:
     """The browser executable: ``binary`` if given, else the first of :data:`CHROMIUM_NAMES`."""
     for name in (binary,) if binary else CHROMIUM_NAMES:
@@ -99,7 +115,8 @@ class Page:
 
     def __init__(self, ws_url: str, *, timeout: float = STEP_SECONDS) -> None:
         self._timeout = timeout
-        self._ws = websocket.create_connection(ws_url, timeout=timeout, suppress_origin=True)
+        self._websocket = _websocket()
+        self._ws = self._websocket.create_connection(ws_url, timeout=timeout, suppress_origin=True)
         self._ids = itertools.count(1)
         self._events: list[dict[str, Any]] = []
 
@@ -132,9 +149,9 @@ class Page:
     def _receive(self) -> dict[str, Any]:
         try:
             message = json.loads(self._ws.recv())
-        except websocket.WebSocketTimeoutException:
+        except self._websocket.WebSocketTimeoutException:
             raise BrowserError(f"Chromium did not answer within {self._timeout:g} s") from None
-        except websocket.WebSocketException as exc:
+        except self._websocket.WebSocketException as exc:
             raise BrowserError(f"lost the connection to Chromium: {exc}") from None
         return dict(message)
 
@@ -202,24 +219,14 @@ class Page:
         return base64.b64decode(result["data"])
 
 
-class Browser:
+class Browser(contextlib.closing["Browser"]):
     """A running headless Chromium and its first tab; close it (or use ``with``)."""
 
     def __init__(self, process: subprocess.Popen[bytes], profile: str, page: Page) -> None:
+        super().__init__(self)  # ``with`` gives this Browser and closes it
         self._process = process
         self._profile = profile
         self.page = page
-
-    def __enter__(self) -> Browser:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the tab, stop the browser, remove its profile."""
@@ -237,6 +244,7 @@ def launch(
     timeout: float = STEP_SECONDS,
 ) -> Browser:
     """Start headless Chromium in a temporary profile and connect to its first tab."""
+    websocket = _websocket()
     executable = find_chromium(binary)
     profile = tempfile.mkdtemp(prefix="newsletter-chromium-")
     try:

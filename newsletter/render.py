@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import html as htmlmod
 import importlib.resources
-import logging
 import re
 import secrets
 import textwrap
@@ -43,15 +41,20 @@ from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
 
 import jinja2
 import mjml
-from premailer import Premailer
 
+from newsletter import slots
 from newsletter.config import DigestSettings
 from newsletter.errors import ConfigError, TemplateError
+from newsletter.htmlpart import inline_css, postprocess
 from newsletter.models import Digest, Paper, RankedPaper, SummaryStyle
+from newsletter.slots import CONTROL as _CONTROL
+from newsletter.slots import MAX_SLOT_BYTES, SLOTS, placeholder, placeholder_pattern
+from newsletter.slots import close_bidi as _close_bidi
+from newsletter.slots import cut as _cut
+from newsletter.slots import safe_url as _safe_url
 
 __all__ = [
     "SLOTS",
@@ -61,16 +64,8 @@ __all__ = [
     "Templates",
     "encoded_size",
     "load_templates",
-    "normalize_slots",
     "render",
 ]
-
-SLOTS: tuple[str, ...] = ("name", "email", "unsubscribe_url", "preferences_url")
-"""The per-subscriber parts, filled by :meth:`RenderedDigest.fill`."""
-
-_SLOT_SET = frozenset(SLOTS)
-URL_SLOTS = frozenset({"unsubscribe_url", "preferences_url"})
-"""Slots that are links: their values must be http(s) URLs."""
 
 TEMPLATE_PACKAGE = "newsletter.templates"
 """The package whose files are the shipped templates (the top-level templates/ folder)."""
@@ -84,29 +79,14 @@ TEXT_TEMPLATE = "digest.txt.j2"
 SUBJECT_TEMPLATE = "subject.txt.j2"
 """The template of the subject line (whitespace collapsed to one line)."""
 
-MAX_LINE_BYTES = 900
-"""Longest HTML line, so the part goes out as 7bit (limit 998) with no re-encoding."""
-
 TEXT_WIDTH = 78
 """Plain-text lines are reflowed to this width; only a lone long URL may exceed it."""
-
-MAX_URL_CHARS = 800
-"""Longer links are not made into links (they could not stay on one HTML line)."""
 
 MAX_TITLE_CHARS = 300
 """Titles are cut (with an ellipsis) beyond this many characters."""
 
-MAX_SLOT_BYTES = 512
-"""Longest slot value, HTML-escaped; the size budget and line wrapping assume it."""
-
 COMPACT_TITLE_CHARS = 90
 """Titles in the compact "More papers" list are cut (with an ellipsis) beyond this."""
-
-MAX_NAME_CHARS = 60
-"""A longer subscriber name is cut (with an ellipsis) in the greeting."""
-
-DEFAULT_NAME = "there"
-"""What the greeting says ("Hi there,") for a subscriber without a name."""
 
 AUTHORS_SHOWN = 3
 """Authors named before "+N"."""
@@ -123,47 +103,15 @@ PREHEADER_PAPERS = 3
 PREHEADER_CHARS = 150
 """Longest preheader."""
 
-ELLIPSIS = "\u2026"
-
 NONCE_BYTES = 8
 """Random bytes in each render's placeholder nonce."""
-
-SAFE_URL_CHARS = "!#$%&'()*+,-./:;=?@[]~_"
-"""Characters left as they are when a link is percent-encoded."""
 
 FALLBACK_PAPER_URL = "https://arxiv.org/abs/{id}"
 """The page a paper links to when the source gave no usable URL but an arXiv id."""
 
 _ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}(v\d+)?")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(\[])")
-_PDF = "\u202c"
-_PDI = "\u2069"
-_BIDI_EMBEDS = frozenset("\u202a\u202b\u202d\u202e")
-"""LRE, RLE, LRO, RLO: each open until a PDF."""
-_BIDI_ISOLATES = frozenset("\u2066\u2067\u2068")
-"""LRI, RLI, FSI: each open until a PDI."""
-_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
-"""Characters never shown: C0/C1 controls, line/paragraph separators, lone surrogates."""
-_STYLE_BLOCK = re.compile(r"(<style\b[^>]*>)(.*?)(</style>)", re.S | re.I)
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _BULLET = re.compile(r"\s*[*-] ")
-_SPACE = re.compile(r"\s")
-"""Any character ``str.isspace`` calls whitespace (the same Unicode set)."""
-_PLAIN_URL = re.compile(
-    r"https?://[A-Za-z0-9.-]+(:\d+)?([/?#][\w!#$%&'()*+,./:;=?@\[\]~-]*)?", re.A
-)
-"""A link slot value that is certainly fit for an href (the fast path of fill)."""
-_QUIET_URL = re.compile(
-    r"https?://[A-Za-z0-9.-]++(?::[0-9]++)?+(?:[/?#][A-Za-z0-9_!#$%()*+,./:;=?@\[\]~-]*+)?+"
-)
-"""A plain URL (``_PLAIN_URL``) with nothing HTML-escaping changes: no ``&`` or ``'``."""
-_QUIET_WORDS = re.compile(r"[!#-%(-;=?-~]++(?: [!#-%(-;=?-~]++)*+")
-"""Printable ASCII words, single-spaced, without ``"&'<>``: a value fill substitutes as it
-is, in the text and the html alike."""
-_MJML_RESET_STYLE = re.compile(r"<style type=\"text/css\">(?=\s*#outlook a)")
-"""MJML's own reset rules (table, td, p, img...): they stay in the head, as MJML means
-them; inlining them into every table cell would cost ~400 bytes per section."""
 _DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTH_NAMES = (
     "January",
@@ -229,7 +177,7 @@ class Templates:
         default_factory=dict, repr=False, compare=False, hash=False
     )
     """Premailer's parsed style rules per (stylesheet text, index), kept across renders:
-    every variant of a day carries the same stylesheet (see :class:`_CachedRulesPremailer`)."""
+    every variant of a day carries the same stylesheet (``htmlpart.CachedRulesPremailer``)."""
     wrapped_lines: dict[tuple[str, int], list[str]] = field(
         default_factory=dict, repr=False, compare=False, hash=False
     )
@@ -342,20 +290,6 @@ class _Plan:
 # --------------------------------------------------------------------------- output
 
 
-def quiet_slots(name: str, email: str, unsubscribe_url: str, preferences_url: str) -> bool:
-    """Whether :func:`normalize_slots` takes these slot values as they are, in the text
-    and the html alike: single-spaced printable ASCII with nothing to escape, a name of
-    at most MAX_NAME_CHARS, links plain http(s) URLs, none over MAX_SLOT_BYTES."""
-    return bool(
-        len(name) <= MAX_NAME_CHARS
-        and max(len(email), len(unsubscribe_url), len(preferences_url)) <= MAX_SLOT_BYTES
-        and _QUIET_WORDS.fullmatch(name)
-        and _QUIET_WORDS.fullmatch(email)
-        and _QUIET_URL.fullmatch(unsubscribe_url)
-        and _QUIET_URL.fullmatch(preferences_url)
-    )
-
-
 @dataclass(frozen=True)
 class RenderedDigest:
     """One variant rendered, with placeholders for the per-subscriber slots."""
@@ -375,13 +309,6 @@ class RenderedDigest:
     compact_papers: int
     """How many papers are in the compact "More papers" list."""
     warnings: tuple[str, ...] = ()
-    _html_parts: tuple[str, ...] = field(init=False, repr=False, compare=False)
-    _text_parts: tuple[str, ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        pattern = _placeholder_pattern(self.nonce)
-        object.__setattr__(self, "_html_parts", tuple(pattern.split(self.html)))
-        object.__setattr__(self, "_text_parts", tuple(pattern.split(self.text)))
 
     @property
     def fits(self) -> bool:
@@ -389,101 +316,14 @@ class RenderedDigest:
 
     def placeholder(self, slot: str) -> str:
         """The placeholder that stands for ``slot`` in this render."""
-        return _placeholder(self.nonce, slot)
-
-    quiet = staticmethod(quiet_slots)
-    """Whether :meth:`fill` takes four slot values (in SLOTS order) as they are."""
-
-    def normalize(self, values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-        """``(raw, escaped)`` slot values exactly as :meth:`fill` substitutes them."""
-        return normalize_slots(values)
+        return placeholder(self.nonce, slot)
 
     def fill(self, values: Mapping[str, str]) -> tuple[str, str]:
-        """Substitute one subscriber's slot values: ``(html, text)``.
-
-        ``values`` has every name of :data:`SLOTS`. Values are HTML-escaped (and
-        non-ASCII written as character references) for the html, raw for the text;
-        link slots must be http(s) URLs; a name is cut to MAX_NAME_CHARS and an empty
-        one greets "there". A value over MAX_SLOT_BYTES raises ValueError
-        (see :func:`normalize_slots`).
-        """
-        raw, escaped = normalize_slots(values)
-        return _join(self._html_parts, escaped), _join(self._text_parts, raw)
-
-
-def normalize_slots(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """One subscriber's slot values as :meth:`RenderedDigest.fill` substitutes them:
-    ``(raw, escaped)``, raw for the text part and HTML-escaped ASCII for the html part.
-
-    ``values`` has every name of :data:`SLOTS` and no other. Controls are dropped and
-    whitespace runs become one space; a name is cut to MAX_NAME_CHARS with open bidi
-    controls closed, and an empty one greets "there"; link slots must be plain http(s)
-    URLs. A missing or unknown slot, a bad link or a value over MAX_SLOT_BYTES raises
-    ValueError.
-
-    When every value goes in as it is (single-spaced printable ASCII with nothing to
-    escape, links plain http(s) URLs: the common case), one dict is returned as both, so
-    a caller can tell the text and html values are the very same strings.
-    """
-    if values.keys() != _SLOT_SET:
-        missing = [s for s in SLOTS if s not in values]
-        unknown = [k for k in values if k not in SLOTS]
-        raise ValueError(f"fill: missing slots {missing}, unknown slots {unknown}")
-    name, email = values["name"], values["email"]
-    unsubscribe, preferences = values["unsubscribe_url"], values["preferences_url"]
-    if quiet_slots(name, email, unsubscribe, preferences):  # the common case: as they are
-        quiet = {
-            "name": name,
-            "email": email,
-            "unsubscribe_url": unsubscribe,
-            "preferences_url": preferences,
-        }
-        return quiet, quiet  # one dict for both: see the docstring
-    raw: dict[str, str] = {}
-    escaped: dict[str, str] = {}
-    for slot in SLOTS:
-        given = values[slot]
-        if slot in URL_SLOTS:
-            quiet_value = len(given) <= MAX_SLOT_BYTES and _QUIET_URL.fullmatch(given)
-        else:
-            limit = MAX_NAME_CHARS if slot == "name" else MAX_SLOT_BYTES
-            quiet_value = len(given) <= limit and _QUIET_WORDS.fullmatch(given)
-        if quiet_value:  # this one goes in as it is (a link beside a non-ASCII name)
-            raw[slot] = escaped[slot] = given
-            continue
-        # printable ASCII (the common case) has no controls, no bidi and escapes to ASCII
-        plain = given.isascii() and given.isprintable()
-        value = " ".join((given if plain else _CONTROL.sub("", given)).split())
-        if slot == "name":
-            value = (
-                _cut(value, MAX_NAME_CHARS) if plain else _close_bidi(_cut(value, MAX_NAME_CHARS))
-            ) or DEFAULT_NAME
-        if slot in URL_SLOTS and not (_PLAIN_URL.fullmatch(value) or _safe_url(value) == value):
-            raise ValueError(f"fill: {slot} is not a plain http(s) URL: {value!r}")
-        html_value = htmlmod.escape(value, quote=True)
-        if not html_value.isascii():  # a non-ASCII value, or a name cut with an ellipsis
-            html_value = _ascii_refs(html_value)
-        if len(html_value) > MAX_SLOT_BYTES:
-            raise ValueError(f"fill: {slot} is longer than {MAX_SLOT_BYTES} bytes")
-        raw[slot] = value
-        escaped[slot] = html_value
-    return raw, escaped
-
-
-def _join(parts: tuple[str, ...], values: Mapping[str, str]) -> str:
-    out = list(parts)
-    for i in range(1, len(out), 2):
-        out[i] = values[out[i]]
-    return "".join(out)
-
-
-def _placeholder(nonce: str, slot: str) -> str:
-    return f"%%{nonce}.{slot}%%"
-
-
-def _placeholder_pattern(nonce: str) -> re.Pattern[str]:
-    names = "|".join(re.escape(s) for s in SLOTS)
-    return re.compile(re.escape(f"%%{nonce}.") + f"({names})" + re.escape("%%"))
+        """``(html, text)`` with one subscriber's slot values, as
+        :func:`newsletter.slots.normalize` makes them (ValueError for a refused value)."""
+        text_values, html_values = slots.normalize(values)
+        html = slots.join(slots.split(self.html, self.nonce), html_values)
+        return html, slots.join(slots.split(self.text, self.nonce), text_values)
 
 
 def encoded_size(html: str) -> int:
@@ -575,13 +415,13 @@ def _render_plan(
         raw_html = mjml.mjml2html(source, fonts={}, disable_comments=True)
     except ValueError as exc:
         raise TemplateError(f"{HTML_TEMPLATE}: invalid MJML: {exc}") from None
-    html = _postprocess(_inline_css(raw_html, rules=templates.css_rules), nonce)
-    unsubscribe = _placeholder(nonce, "unsubscribe_url")
+    html = postprocess(inline_css(raw_html, rules=templates.css_rules), nonce)
+    unsubscribe = placeholder(nonce, "unsubscribe_url")
     for part, name in ((html, HTML_TEMPLATE), (text, TEXT_TEMPLATE)):
         if unsubscribe not in part:
             raise TemplateError(f"{name}: the email has no unsubscribe link (slot.unsubscribe_url)")
-    placeholders = len(_placeholder_pattern(nonce).findall(html))
-    growth = placeholders * (MAX_SLOT_BYTES - len(_placeholder(nonce, "name")))
+    placeholders = len(placeholder_pattern(nonce).findall(html))
+    growth = placeholders * (MAX_SLOT_BYTES - len(placeholder(nonce, "name")))
     warnings: list[str] = []
     if plan.compact:
         warnings.append(f"{len(plan.compact)} papers moved to the compact list to fit the budget")
@@ -655,7 +495,7 @@ def _context(
         and plan.summary_chars < (_base_chars(style, settings) or 0),
         "empty": digest.is_empty,
         "web_url": web_url.strip() if web_url else None,
-        "slot": {slot: _placeholder(nonce, slot) for slot in SLOTS},
+        "slot": {slot: placeholder(nonce, slot) for slot in SLOTS},
     }
 
 
@@ -738,36 +578,6 @@ def _clean(text: str) -> str:
     return _close_bidi(" ".join(_CONTROL.sub(" ", unicodedata.normalize("NFC", text)).split()))
 
 
-def _close_bidi(text: str) -> str:
-    """``text`` with every open LRE/RLE/LRO/RLO (closed by PDF) and LRI/RLI/FSI (closed by
-    PDI) closed at its end, so it cannot reorder what a mail client shows after it."""
-    if not _BIDI.search(text):
-        return text
-    stack: list[str] = []
-    for ch in text:
-        if ch in _BIDI_EMBEDS:
-            stack.append(_PDF)
-        elif ch in _BIDI_ISOLATES:
-            stack.append(_PDI)
-        elif ch == _PDF and stack and stack[-1] == _PDF:
-            stack.pop()
-        elif ch == _PDI and _PDI in stack:
-            while stack.pop() != _PDI:
-                pass
-    return text + "".join(reversed(stack))
-
-
-def _cut(text: str, limit: int) -> str:
-    """``text`` cut at a word boundary to at most ``limit`` characters, with an ellipsis."""
-    if len(text) <= limit:
-        return text
-    head = text[: max(limit - 1, 1)]
-    space = head.rfind(" ")
-    if space >= limit // 2:
-        head = head[:space]
-    return _close_bidi(head.rstrip(" ,;:-") + ELLIPSIS)
-
-
 def _trim(text: str, limit: int) -> str:
     """The first sentences of ``text`` that fit in ``limit`` characters.
 
@@ -796,157 +606,6 @@ def _short_authors(authors: Iterable[str]) -> str:
 
 def _long_date(day: dt.date) -> str:
     return f"{_DAY_NAMES[day.weekday()]}, {day.day} {_MONTH_NAMES[day.month - 1]} {day.year}"
-
-
-def _safe_url(url: str | None) -> str | None:
-    """``url`` if it is an absolute http(s) URL fit for an href, else None.
-
-    Non-ASCII and unsafe characters are percent-encoded; a URL with whitespace or
-    control characters inside, another scheme (``javascript:``, ``data:``) or no
-    host is refused.
-    """
-    if not url:
-        return None
-    url = url.strip()
-    if not url or _CONTROL.search(url) or _SPACE.search(url):
-        return None
-    url = quote(url, safe=SAFE_URL_CHARS)
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    if len(url) > MAX_URL_CHARS:
-        return None
-    return url
-
-
-# --------------------------------------------------------------------------- html post-processing
-
-
-class _CachedRulesPremailer(Premailer):  # type: ignore[misc]  # premailer is untyped
-    """Premailer reusing the parsed rules of a stylesheet it has seen before.
-
-    ``_parse_style_rules`` depends only on the stylesheet text, its index and the
-    options (the same on every call here); ``transform`` only reads what it returns.
-    Premailer already caches the cssutils parse; this also skips turning the parsed
-    sheet into rule strings again, most of the inlining time for a day's variants.
-    """
-
-    def __init__(
-        self, html: str, *, rules: dict[tuple[str | None, int], Any], **options: Any
-    ) -> None:
-        super().__init__(html, **options)
-        self._rules_cache = rules
-
-    def _parse_style_rules(self, css_body: str | None, ruleset_index: int) -> Any:
-        key = (css_body, ruleset_index)
-        found = self._rules_cache.get(key)
-        if found is None:
-            found = super()._parse_style_rules(css_body, ruleset_index)
-            self._rules_cache[key] = found
-        return found
-
-
-def _inline_css(html: str, *, rules: dict[tuple[str | None, int], Any] | None = None) -> str:
-    """Inline our <style> rules (kept in the head too, for media queries); never fetch.
-
-    ``rules`` caches the parsed stylesheets across calls (``Templates.css_rules``).
-    """
-    html = _MJML_RESET_STYLE.sub('<style type="text/css" data-premailer="ignore">', html, 1)
-    try:
-        inliner = _CachedRulesPremailer(
-            html,
-            rules={} if rules is None else rules,
-            allow_network=False,
-            allow_loading_external_files=False,
-            keep_style_tags=True,
-            strip_important=False,
-            disable_validation=True,
-            disable_link_rewrites=True,
-            cssutils_logging_level=logging.CRITICAL,
-        )
-        out: str = inliner.transform(pretty_print=False)
-    except Exception as exc:  # premailer raises bare library errors (cssutils, lxml)
-        raise TemplateError(f"CSS inlining failed: {type(exc).__name__}: {exc}") from None
-    return out
-
-
-def _postprocess(html: str, nonce: str) -> str:
-    if not html.lstrip()[:9].lower().startswith("<!doctype"):
-        html = "<!doctype html>\n" + html
-    html = _STYLE_BLOCK.sub(
-        lambda m: m.group(1) + _NON_ASCII.sub(_css_escape, m.group(2)) + m.group(3), html
-    )
-    return _wrap_lines(_ascii_refs(html), nonce)
-
-
-def _css_escape(match: re.Match[str]) -> str:
-    return f"\\{ord(match.group(0)):06x}"
-
-
-def _ascii_refs(text: str) -> str:
-    return text.encode("ascii", "xmlcharrefreplace").decode("ascii")
-
-
-def _wrap_lines(html: str, nonce: str, limit: int = MAX_LINE_BYTES) -> str:
-    """Break lines over ``limit`` bytes, counting each placeholder at MAX_SLOT_BYTES.
-
-    A break replaces a space with a newline (same meaning in HTML outside <pre>),
-    preferring the last space that fits; a line without one is broken after a tag
-    (or, failing that, in text before a character reference). The placeholders of a
-    long line are found once, not again after every break.
-    """
-    pattern = _placeholder_pattern(nonce)
-    extra = MAX_SLOT_BYTES - len(_placeholder(nonce, "name"))
-    out: list[str] = []
-    for line in html.split("\n"):
-        spans = [match.span() for match in pattern.finditer(line)]
-        pos = first = 0  # the rest of the line is line[pos:]; spans[first:] lie in it
-        while len(line) - pos + (len(spans) - first) * extra > limit:
-            window = _window(spans, first, pos, extra, limit)
-            cut = line.rfind(" ", pos + 1, pos + window + 1)
-            if cut > pos:
-                out.append(line[pos:cut])
-                pos = cut + 1
-            else:
-                cut = pos + _hard_break(line[pos : pos + window + 1], window)
-                out.append(line[pos:cut])
-                pos = cut
-            while first < len(spans) and spans[first][0] < pos:
-                first += 1  # passed (a placeholder broken in two no longer matches either)
-        out.append(line[pos:])
-    return "\n".join(out)
-
-
-def _window(spans: Sequence[tuple[int, int]], first: int, pos: int, extra: int, limit: int) -> int:
-    """The longest prefix of ``line[pos:]`` whose cost (placeholders weighted) is <= limit;
-    ``spans[first:]`` are the placeholders in it, as (start, end) in ``line``."""
-    count, low, best = 0, 0, 0
-    for index in range(first, len(spans)):
-        end = spans[index][1] - pos
-        # Prefixes of length low..end-1 hold `count` whole placeholders.
-        cap = limit - extra * count
-        if cap < low:
-            return best
-        if cap < end:
-            return cap
-        best, count, low = end - 1, count + 1, end
-    cap = limit - extra * count
-    return best if cap < low else cap
-
-
-def _hard_break(line: str, window: int) -> int:
-    """A position <= window to break a line that has no space: after a tag, else in text."""
-    gt = line.rfind(">", 0, window - 1)
-    if gt > 0:
-        return gt + 1
-    # No tag ends in the window: the window is text, maybe with character references.
-    amp = line.rfind("&", 0, window)
-    if amp > 0 and line.find(";", amp, window) < 0:
-        return amp
-    return max(window - 1, 1)
 
 
 def _reflow(

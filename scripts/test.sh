@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Install the package with its test extras, then lint, type-check and run the tests.
+# Install the package with its test and browser extras, then lint, type-check and run
+# the tests (the browser tests drive Debian's chromium through the `browser` extra).
 # pytest's exit code 5 (no tests collected) is a failure here, not a pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q -e '.[test]'
+python3 -m pip install -q -e '.[test,browser]'
 python3 -m ruff check newsletter tests benchmarks
 python3 -m ruff format --check newsletter tests benchmarks
 python3 -m mypy

@@ -1,6 +1,8 @@
 """Test doubles and servers shared by the tests.
 
-- ``FakeRendered`` / ``sample_rendered``: a stand-in for newsletter.render.RenderedDigest.
+- ``hand_rendered`` / ``sample_rendered``: a RenderedDigest of hand-written parts.
+- ``free_port``: a free TCP port on loopback.
+- ``slot_values``: every slot's value for one address.
 - ``smtp_server``: an aiosmtpd server on loopback for the duration of a ``with`` block.
 - ``serving``: a WSGI app (the web app) served in a thread on loopback, the same way.
 - ``EXAMPLE_LIST`` / ``EXAMPLE_TOPICS``: the shipped example subscriber list and its topics.
@@ -8,18 +10,17 @@
 
 from __future__ import annotations
 
-import html as html_lib
+import socket
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from benchmarks.bench_smtp import free_port
-from newsletter.message import SLOTS
+from newsletter.render import RenderedDigest, encoded_size
+from newsletter.slots import SLOTS, placeholder
 from newsletter.web import WSGIApp, make_server
 
 EXAMPLE_LIST = Path(__file__).resolve().parent.parent / "subscribers.example.yaml"
@@ -35,26 +36,39 @@ EXAMPLE_TOPICS = (
 """The topics the example subscriber list uses, in the default taxonomy's order."""
 
 
-@dataclass(frozen=True)
-class FakeRendered:
-    """Same attributes as RenderedDigest: slots written as {{slot}} in html and text."""
-
-    subject: str
-    html: str
-    text: str
-    preheader: str = ""
-
-    def fill(self, values: Mapping[str, str]) -> tuple[str, str]:
-        html, text = self.html, self.text
-        for slot in SLOTS:
-            value = values.get(slot, "")
-            escaped = html_lib.escape(value, quote=True).encode("ascii", "xmlcharrefreplace")
-            html = html.replace("{{" + slot + "}}", escaped.decode("ascii"))
-            text = text.replace("{{" + slot + "}}", value)
-        return html, text
+HAND_NONCE = "0123456789abcdef"
+"""The placeholder nonce of :func:`hand_rendered`'s digests."""
 
 
-def sample_rendered(subject: str = "Daily Papers — 2026-11-25: Robotics") -> FakeRendered:
+def hand_rendered(subject: str, html: str, text: str, preheader: str = "") -> RenderedDigest:
+    """A RenderedDigest of hand-written parts whose slots are written ``{{slot}}``."""
+    for slot in SLOTS:
+        html = html.replace("{{" + slot + "}}", placeholder(HAND_NONCE, slot))
+        text = text.replace("{{" + slot + "}}", placeholder(HAND_NONCE, slot))
+    return RenderedDigest(
+        subject=subject,
+        html=html,
+        text=text,
+        preheader=preheader,
+        nonce=HAND_NONCE,
+        html_bytes=encoded_size(html),
+        budget=10**9,
+        summary_chars=None,
+        compact_papers=0,
+    )
+
+
+def slot_values(email: str, name: str = "", **links: str) -> dict[str, str]:
+    """Every slot's value for ``email``: the given links, else https ones made from it."""
+    return {
+        "name": name,
+        "email": email,
+        "unsubscribe_url": links.get("unsubscribe_url", f"https://p.example/u?t={email}"),
+        "preferences_url": links.get("preferences_url", f"https://p.example/p?t={email}"),
+    }
+
+
+def sample_rendered(subject: str = "Daily Papers — 2026-11-25: Robotics") -> RenderedDigest:
     html = (
         "<!doctype html>\n<html><body>\n"
         "<p>Hello {{name}},</p>\n"
@@ -63,7 +77,7 @@ def sample_rendered(subject: str = "Daily Papers — 2026-11-25: Robotics") -> F
             f'<p>Paper {i}: <a href="https://hf.co/papers/2511.{i:05d}">title {i}</a></p>\n'
             for i in range(30)
         )
-        + '<p><a href="{{unsubscribe_url}}">Unsubscribe</a> | '
+        + '<p><a href="{{unsubscribe_url}}">Unsubscribe</a> |\n'
         '<a href="{{preferences_url}}">Preferences</a></p>\n'
         "</body></html>\n"
     )
@@ -78,7 +92,15 @@ def sample_rendered(subject: str = "Daily Papers — 2026-11-25: Robotics") -> F
         ".leading dot\n"
         "Unsubscribe: {{unsubscribe_url}}\nPreferences: {{preferences_url}}\n"
     )
-    return FakeRendered(subject=subject, html=html, text=text, preheader="Top: robotics")
+    return hand_rendered(subject=subject, html=html, text=text, preheader="Top: robotics")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 @contextmanager

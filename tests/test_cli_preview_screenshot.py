@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,19 @@ def test_preview_without_screenshot_starts_no_browser(
     result = CliRunner().invoke(cli, preview("sample", "2026-03-02", out))
     assert result.exit_code == 0, result.output
     assert not list(out.glob("*.png"))
+
+
+def test_without_the_browser_extra_screenshot_is_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """websocket-client is the optional extra newsletter[browser]: without it (an import
+    that fails, as in a plain `pip install .`), the CLI says what to install."""
+    monkeypatch.setitem(sys.modules, "websocket", None)  # `import websocket` raises
+    result = CliRunner().invoke(
+        cli, preview("sample", "2026-03-02", tmp_path / "out", "--screenshot")
+    )
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        "error: screenshots need the browser client, which is not installed: "
+        "pip install 'newsletter[browser]'"
+    ]

@@ -16,7 +16,7 @@ from newsletter.delivery.outbox import OutboxBackend, eml_name
 from newsletter.errors import ConfigError
 from newsletter.message import build_template
 from newsletter.models import SendStatus
-from tests.doubles import sample_rendered
+from tests.doubles import sample_rendered, slot_values
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
@@ -25,10 +25,7 @@ SENDER = SenderSettings(from_="Daily Papers <digest@papers.example>")
 
 def test_outbox_writes_one_eml_per_message_and_a_rerun_replaces_it(tmp_path: Path) -> None:
     tpl = build_template(sample_rendered(), sender=SENDER, date=DATE, now=NOW)
-    people = [
-        tpl.recipient(f"u{i}@x.org", "", {"unsubscribe_url": "https://p.example/u"})
-        for i in range(3)
-    ]
+    people = [tpl.recipient(f"u{i}@x.org", "", slot_values(f"u{i}@x.org")) for i in range(3)]
     backend = OutboxBackend(tmp_path / "outbox")
     results = backend.send(tpl, people)
     results += backend.send(tpl, people[:1])
@@ -51,7 +48,7 @@ def test_outbox_name_hides_the_address() -> None:
 def test_memory_backend_keeps_messages() -> None:
     tpl = build_template(sample_rendered(), sender=SENDER, date=DATE, now=NOW)
     backend = MemoryBackend()
-    backend.send(tpl, [tpl.recipient("a@x.org", "A", {"unsubscribe_url": "https://p.example/u"})])
+    backend.send(tpl, [tpl.recipient("a@x.org", "A", slot_values("a@x.org"))])
     (sent,) = backend.outbox
     assert sent.email == "a@x.org" and sent.raw.startswith(b"From: ")
 

@@ -44,8 +44,9 @@ from newsletter.errors import AuthError, ConfigError, DeliveryError
 from newsletter.ledger import Ledger
 from newsletter.message import DkimSigner, MessageTemplate, Recipient, build_template
 from newsletter.models import DELIVERED, SendStatus, Subscriber
+from newsletter.render import RenderedDigest
 from newsletter.send import deliver_variants, send_day, values_maker
-from tests.doubles import FakeRendered, sample_rendered
+from tests.doubles import hand_rendered, sample_rendered
 from tests.providers import (
     KEY,
     SENDGRID_MAIL_SEND_SCHEMA,
@@ -67,7 +68,7 @@ SENDER = SenderSettings(
 )
 
 
-def template(rendered: FakeRendered | None = None) -> MessageTemplate:
+def template(rendered: RenderedDigest | None = None) -> MessageTemplate:
     return build_template(rendered or sample_rendered(), sender=SENDER, date=DATE, now=NOW)
 
 
@@ -334,10 +335,13 @@ def test_postmark_managed_unsubscribes_stop_the_run_unless_chosen() -> None:
         postmark(FakePostmark(), message_stream="nope").send(tpl, recipients(tpl, 1))
 
 
-def big_rendered(html_bytes: int) -> FakeRendered:
+def big_rendered(html_bytes: int) -> RenderedDigest:
     base = sample_rendered()
-    filler = "<p>" + "abstract text " * (html_bytes // 14) + "</p>\n"
-    return FakeRendered(base.subject, base.html.replace("<p>Hello", filler + "<p>Hello"), base.text)
+    line = "abstract text " * 50  # lines the renderer would keep (under 900 bytes)
+    filler = "<p>" + "\n".join([line] * max(1, html_bytes // len(line))) + "</p>\n"
+    return hand_rendered(
+        base.subject, base.html.replace("<p>Hello", filler + "<p>Hello"), base.text
+    )
 
 
 def test_postmark_batches_stay_under_50_mb() -> None:
@@ -648,7 +652,7 @@ def test_http_backends_refuse_our_dkim_key(name: str, tmp_path: Path) -> None:
 
 @dataclass(frozen=True)
 class Variant:
-    rendered: FakeRendered
+    rendered: RenderedDigest
     subscribers: tuple[Subscriber, ...]
 
 

@@ -17,7 +17,7 @@ from newsletter.delivery.ses import SesBackend
 from newsletter.errors import AuthError, DeliveryError
 from newsletter.message import MessageTemplate, Recipient, build_template
 from newsletter.models import SendStatus
-from tests.doubles import sample_rendered
+from tests.doubles import sample_rendered, slot_values
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
@@ -29,10 +29,7 @@ def template() -> MessageTemplate:
 
 
 def people(tpl: MessageTemplate, *addresses: str) -> list[Recipient]:
-    return [
-        tpl.recipient(a, "", {"email": a, "unsubscribe_url": f"https://p.example/u?t={a}"})
-        for a in addresses
-    ]
+    return [tpl.recipient(a, "", slot_values(a)) for a in addresses]
 
 
 def client_error(code: str, status: int) -> ClientError:

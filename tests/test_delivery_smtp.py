@@ -22,15 +22,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from benchmarks.bench_smtp import free_port
 from newsletter.config import SenderSettings
 from newsletter.delivery.base import BackendOptions, RetryPolicy
 from newsletter.delivery.smtp import SmtpBackend
 from newsletter.errors import AuthError
 from newsletter.ledger import Ledger
 from newsletter.models import SendStatus, Subscriber
+from newsletter.render import RenderedDigest
 from newsletter.send import RunReport, deliver_variants
-from tests.doubles import FakeRendered, sample_rendered, smtp_server
+from tests.doubles import free_port, sample_rendered, smtp_server
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
@@ -202,7 +202,7 @@ def make_backend(
 
 @dataclass(frozen=True)
 class Variant:
-    rendered: FakeRendered
+    rendered: RenderedDigest
     subscribers: tuple[Subscriber, ...]
 
 

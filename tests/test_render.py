@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 
 from newsletter.config import DigestSettings
 from newsletter.errors import ConfigError, TemplateError
+from newsletter.htmlpart import MAX_LINE_BYTES
 from newsletter.models import Digest, Paper, Profile, RankedPaper, SummaryStyle, TopicGroup
 from newsletter.render import (
-    MAX_LINE_BYTES,
     MAX_SLOT_BYTES,
     SLOTS,
     TEXT_WIDTH,

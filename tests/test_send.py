@@ -29,8 +29,9 @@ from newsletter.models import (
     Subscriber,
     TopicGroup,
 )
+from newsletter.render import RenderedDigest
 from newsletter.send import send_day, subscriber_values
-from tests.doubles import FakeRendered, sample_rendered, smtp_server
+from tests.doubles import sample_rendered, smtp_server
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
@@ -42,7 +43,7 @@ PAPERS = (
 
 @dataclass(frozen=True)
 class Variant:
-    rendered: FakeRendered
+    rendered: RenderedDigest
     subscribers: tuple[Subscriber, ...]
     digest: Digest
 

@@ -11,15 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.scale_helpers import RecordingSink
 from newsletter.config import SenderSettings
 from newsletter.delivery.base import BackendOptions, RetryPolicy
 from newsletter.delivery.smtp import SmtpBackend
 from newsletter.errors import LedgerError
 from newsletter.ledger import Ledger
 from newsletter.models import SendResult, SendStatus, Subscriber
+from newsletter.render import RenderedDigest
 from newsletter.send import LedgerWriter, deliver_variants, subscriber_values
-from tests.doubles import FakeRendered, sample_rendered, smtp_server
+from tests.doubles import sample_rendered, smtp_server
+from tests.scale_helpers import RecordingSink
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
@@ -71,7 +72,7 @@ def test_close_writes_the_rest_and_reraises_a_ledger_error(tmp_path: Path) -> No
 
 @dataclass(frozen=True)
 class OneVariant:
-    rendered: FakeRendered
+    rendered: RenderedDigest
     subscribers: tuple[Subscriber, ...]
 
 

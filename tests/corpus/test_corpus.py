@@ -27,7 +27,6 @@ import httpx
 import pytest
 from click.testing import Result
 
-from benchmarks.bench_smtp import free_port
 from newsletter import scheduler
 from newsletter.config import load_settings
 from newsletter.delivery.base import BackendOptions
@@ -42,11 +41,13 @@ from newsletter.ledger import Ledger
 from newsletter.models import SendStatus, Subscriber
 from newsletter.prefs import PrefsStore
 from newsletter.send import RunReport, send_day
+from newsletter.slots import MAX_NAME_CHARS
 from newsletter.tokens import make_token
 from newsletter.web import WebApp
 from tests.corpus.helpers import (
     DATE,
     INPUTS,
+    PYTHON_WORDS,
     Markup,
     assert_ok,
     assert_one_line_error,
@@ -56,6 +57,7 @@ from tests.corpus.helpers import (
     summary,
     titles,
 )
+from tests.doubles import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -80,12 +82,12 @@ SOURCE_ERRORS = [
     ),
     pytest.param(
         "hf_truncated.json",
-        "hf_truncated.json: truncated JSON (Unterminated string starting at line 64 column 14)",
+        f"hf_truncated.json: truncated JSON ({PYTHON_WORDS})",
         id="truncated-json",
     ),
     pytest.param(
         "hf_invalid.json",
-        "hf_invalid.json: invalid JSON (Expecting value at line 1 column 64): "
+        f"hf_invalid.json: invalid JSON ({PYTHON_WORDS}): "
         '\'[{"paper": {"id": "2611.00004", "title": "T", "summary": "S"}},]\'',
         id="invalid-json-trailing-comma",
     ),
@@ -437,8 +439,7 @@ def _serve_hf(monkeypatch: pytest.MonkeyPatch, handler: Handler) -> list[httpx.R
 HF_GARBAGE = [
     pytest.param(
         httpx.Response(200, text="Service temporarily unavailable, try again later"),
-        "invalid JSON (Expecting value at line 1 column 1): "
-        "'Service temporarily unavailable, try again later'",
+        f"invalid JSON ({PYTHON_WORDS}): 'Service temporarily unavailable, try again later'",
         1,
         id="non-json-200",
     ),
@@ -1000,7 +1001,7 @@ def test_header_tricks_in_names_are_sent_safely(tmp_path: Path) -> None:
         "zw@example.org": "Zero\u200bWidth\u200d\ufeffJoiner",
         "homoglyph@example.org": "Аda Lоvelace",
         "script@example.org": "<script>alert(1)</script> {{ 7*7 }} {% if 1 %}x{% endif %}",
-        "long@example.org": ("Very Long " + "Name " * 1000)[:200].strip(),
+        "long@example.org": ("Very Long " + "Name " * 1000)[:MAX_NAME_CHARS].strip(),
         "encoded@example.org": "=?utf-8?q?Support_Team?=",
         "quote@example.org": 'O\'Brien "The Boss" <boss@evil.org>, Other',
     }
@@ -1285,7 +1286,7 @@ def test_hf_day_broken_on_page_two_sends_nothing(
     people = _copy("subs_bom.yaml", tmp_path)
     result = invoke(["send", "--date", DATE, "--source", "hf", "--subscribers", str(people)])
     assert_one_line_error(
-        result, f"error: {HF_URL}?date={DATE}&limit=100&p=1: truncated JSON (Unterminated string"
+        result, f"error: {HF_URL}?date={DATE}&limit=100&p=1: truncated JSON ({PYTHON_WORDS})"
     )
     assert _outbox(tmp_path) == []  # never a digest of the first 100 papers only
 

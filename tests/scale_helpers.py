@@ -1,4 +1,5 @@
-"""Helpers shared by the scale benchmarks and the crash trials (tested in test_bench_helpers).
+"""Helpers shared by the tests and the scale benchmarks (tested in test_scale_helpers;
+the benchmarks import them from here, the tests never import from benchmarks/).
 
 * :func:`synthetic_subscribers` - N subscribers over a chosen number of distinct
   preference profiles (so as many render variants), sizes skewed like a real list;
@@ -122,7 +123,7 @@ def _flow(items: Iterable[str]) -> str:
 
 def subscribers_yaml(subscribers: Iterable[Subscriber]) -> str:
     """The list as a ``subscribers.yaml`` document (JSON-quoted strings are valid YAML)."""
-    lines = ["# synthetic subscriber list written by benchmarks.scale_helpers", "subscribers:"]
+    lines = ["# synthetic subscriber list written by tests.scale_helpers", "subscribers:"]
     for s in subscribers:
         lines.append(f"  - email: {s.email}")
         if s.name:

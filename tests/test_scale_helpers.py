@@ -11,7 +11,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from benchmarks.scale_helpers import (
+from newsletter.config import SenderSettings
+from newsletter.delivery.base import BackendOptions, RetryPolicy
+from newsletter.delivery.sendgrid import SendGridBackend
+from newsletter.errors import AuthError
+from newsletter.message import build_template
+from newsletter.models import SendStatus
+from newsletter.subscribers import load_subscribers
+from tests.doubles import sample_rendered, smtp_server
+from tests.scale_helpers import (
     RecordingSink,
     TokenBucket,
     check_mail_send,
@@ -22,14 +30,6 @@ from benchmarks.scale_helpers import (
     synthetic_subscribers,
     variant_sizes,
 )
-from newsletter.config import SenderSettings
-from newsletter.delivery.base import BackendOptions, RetryPolicy
-from newsletter.delivery.sendgrid import SendGridBackend
-from newsletter.errors import AuthError
-from newsletter.message import build_template
-from newsletter.models import SendStatus
-from newsletter.subscribers import load_subscribers
-from tests.doubles import sample_rendered, smtp_server
 
 TOPICS = ("Robotics & embodied AI", "Multimodal LLMs", "Agents & tool use", "Speech & audio")
 SENDER = SenderSettings(from_="Daily Papers <digest@papers.example>")
@@ -236,54 +236,3 @@ def test_recording_sink_keeps_recipients_and_message_ids() -> None:
     assert copies_per_recipient(received) == {"a@example.org": 2, "b@example.org": 1}
     sink.clear()
     assert sink.snapshot() == []
-
-
-# --------------------------------------------------------------------------- the scripts
-
-
-def test_crash_trials_script_on_a_small_list(capsys: pytest.CaptureFixture[str]) -> None:
-    from benchmarks import crash_trials
-
-    assert crash_trials.main(["--trials", "1", "--subscribers", "30", "--seed", "3"]) == 0
-    out = capsys.readouterr().out
-    assert "missing subscribers: 0 (must be 0)" in out
-    assert "ledger rows left pending: 0 (must be 0)" in out
-    assert "distinct Message-IDs per trial == subscribers: 1 of 1" in out
-
-
-def test_http_scale_script_on_a_small_list(capsys: pytest.CaptureFixture[str]) -> None:
-    from benchmarks import bench_http_scale
-
-    code = bench_http_scale.main(
-        ["--subscribers", "2100", "--variants", "3", "--rate-limit", "50", "--runs", "one"]
-    )
-    out = capsys.readouterr().out
-    assert code == 0
-    row = next(line for line in out.splitlines() if line.startswith("one variant"))
-    variants, requests, accepted, floor, throttled, recipients = row.split()[2:8]
-    assert (variants, requests, accepted, floor, throttled) == ("1", "3", "3", "3", "0")
-    assert recipients == "2,100"
-
-
-def test_scale_script_stages_on_a_small_list(capsys: pytest.CaptureFixture[str]) -> None:
-    from benchmarks import bench_scale
-
-    args = ["--subscribers", "300", "--variants", "4", "--no-smtp", "--repeat", "2"]
-    assert bench_scale.main(args) == 0
-    out = capsys.readouterr().out
-    assert "messages made 300 (invalid 0)" in out
-    runs = [line for line in out.splitlines() if ", run " in line]
-    assert [line.split(", run ")[1][:2] for line in runs] == ["1:", "2:"]
-    assert "of 2 runs (target <= 5 s on the median: met)" in out
-    assert "x the bare copy" in out
-
-
-def test_render_mime_lines_hold_the_median_against_the_target() -> None:
-    from benchmarks.bench_scale import render_mime_lines
-
-    slow_median = render_mime_lines([(1.0, 3.0), (1.0, 5.0), (1.0, 4.5)], 10, 10, 100, 0.5)
-    assert "median 5.50 s, best 4.00 s of 3 runs" in slow_median[-2]
-    assert slow_median[-2].endswith("NOT met)")
-    assert slow_median[-1].endswith("6.0x the bare copy")
-    fast = render_mime_lines([(1.0, 2.0)], 10, 10, 100, 0.5)
-    assert fast[-2].endswith("of 1 runs (target <= 5 s on the median: met)")
