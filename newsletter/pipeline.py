@@ -4,6 +4,11 @@
 
     fetch_day (I/O) -> assign_topics -> per variant: rank -> group -> render
 
+Every variant of a day is ranked as of the day's own send time
+(:func:`newsletter.rank.as_of` of the date at ``schedule.time`` in ``schedule.timezone``),
+not the wall clock: a preview, a catch-up or a re-send of a past day orders and scores its
+papers as that day's send did.
+
 A *variant* is one distinct :class:`~newsletter.models.Profile`: subscribers who asked
 for the same thing share one ranked, grouped and rendered digest, so the cost of a day
 grows with the number of variants, not with the number of subscribers. Everything here
@@ -30,7 +35,7 @@ from newsletter.models import (
     TopicDef,
     profile_key,
 )
-from newsletter.rank import rank
+from newsletter.rank import as_of, rank
 from newsletter.render import RenderedDigest, Templates, load_templates, render
 from newsletter.sources import fetch_day
 from newsletter.topics import assign_topics, group, load_taxonomy
@@ -62,7 +67,6 @@ def prepare_day(
     *,
     source: str | None,
     subscribers: Sequence[Subscriber],
-    now: dt.datetime,
     client: httpx.Client | None = None,
     exclude: Collection[str] = (),
     web_url: str | None = None,
@@ -77,7 +81,6 @@ def prepare_day(
         settings=settings,
         taxonomy=load_taxonomy(settings.digest.taxonomy),
         templates=load_templates(settings.digest.templates),
-        now=now,
         exclude=exclude,
         web_url=web_url,
     )
@@ -90,7 +93,6 @@ def plan_day(
     settings: Settings,
     taxonomy: Sequence[TopicDef],
     templates: Templates,
-    now: dt.datetime,
     exclude: Collection[str] = (),
     web_url: str | None = None,
 ) -> PreparedDay:
@@ -101,6 +103,7 @@ def plan_day(
     The full digest is rendered first, so a broken template fails before any email.
     """
     topics = assign_topics(day.papers, taxonomy)
+    now = as_of(day.date, at=settings.schedule.time, zone=settings.schedule.timezone)
 
     skip = set(exclude)
     subscriber_pool = tuple(p for p in day.papers if p.key not in skip) if skip else day.papers
@@ -109,7 +112,7 @@ def plan_day(
         ranked = rank(pool, profile, topics=topics, now=now)
         digest = Digest(
             date=day.date,
-            topics=group(ranked, taxonomy),
+            topics=group(ranked, taxonomy, max_sections=settings.digest.max_sections),
             profile=profile,
             total_papers=len(day.papers),
         )

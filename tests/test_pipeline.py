@@ -28,7 +28,7 @@ def _subscribers() -> list[Subscriber]:
 
 
 def test_one_variant_per_distinct_profile() -> None:
-    prepared = prepare_day(Settings(), DAY, source="sample", subscribers=_subscribers(), now=NOW)
+    prepared = prepare_day(Settings(), DAY, source="sample", subscribers=_subscribers())
     assert len(prepared.variants) == 3
     sizes = sorted(len(v.subscribers) for v in prepared.variants)
     assert sizes == [1, 2, 2]
@@ -40,7 +40,7 @@ def test_one_variant_per_distinct_profile() -> None:
 
 
 def test_full_digest_lists_every_paper_under_one_topic() -> None:
-    prepared = prepare_day(Settings(), DAY, source="sample", subscribers=[], now=NOW)
+    prepared = prepare_day(Settings(), DAY, source="sample", subscribers=[])
     keys = [rp.paper.key for rp in prepared.full.digest.papers]
     assert sorted(keys) == sorted(p.key for p in prepared.day.papers)
     assert len(set(keys)) == len(keys)
@@ -55,7 +55,6 @@ def test_excluded_papers_leave_subscriber_digests_but_not_the_full_one() -> None
         settings=Settings(),
         taxonomy=load_taxonomy(None),
         templates=load_templates(None),
-        now=NOW,
         exclude=gone,
     )
     (variant,) = prepared.variants

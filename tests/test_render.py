@@ -307,8 +307,11 @@ def test_layout_has_dark_mode_lang_preheader_toc_and_mobile_rules(templates: Tem
     assert "overflow-wrap:anywhere" in html and "word-break:break-word" in html
     # MJML's reset rules stay in the head instead of being inlined into every cell.
     assert html.count("mso-table-lspace") == 1
-    # Table of contents: one link per topic, each to a heading's id.
-    toc = [h[1:] for h in links.hrefs if h.startswith("#")]
+    # Table of contents: no in-message #anchor (dead in many mail apps); with an archive,
+    # one link per topic to that section of the day's web page.
+    assert not [h for h in links.hrefs if h.startswith("#")]
+    page = "https://archive.example.org/2026-11-25.html#"
+    toc = [h.removeprefix(page) for h in links.hrefs if h.startswith(page)]
     assert len(toc) == 4 and set(toc) <= set(links.ids)
     assert "Topic A &amp; friends" in html
     # The preheader names the top paper and is hidden.
@@ -345,8 +348,10 @@ def test_paper_details_tldr_authors_votes_links_and_reasons(templates: Templates
     assert "https://github.com/lab/dp" in links.hrefs
     assert "https://lab.github.io/dp" in links.hrefs
     assert "matches: diffusion policy; author: Name1 Surname" in html
-    # TL;DR: whole sentences up to tldr_chars.
-    assert "First sentence is here. Second sentence follows it.</p>" in html
+    # TL;DR: whole sentences of the abstract within tldr_chars.
+    tldr = re.search(r'<p class="s"[^>]*>([^<]*)</p>', html)
+    assert tldr is not None and 0 < len(tldr.group(1)) <= 60
+    assert tldr.group(1) in paper.abstract and tldr.group(1).endswith(".")
     assert "View in browser" not in html
     assert "Name0 Surname, Name1 Surname, Name2 Surname +12" in text
     assert "Code: https://github.com/lab/dp" in text

@@ -146,7 +146,6 @@ def render_full_day(
         date,
         source=None,
         subscribers=(),
-        now=now,
         web_url=archive_mod.web_url(settings, date),
     )
     if prepared.day.is_empty:
