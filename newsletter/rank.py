@@ -5,7 +5,8 @@ The trending score
 ::
 
     votes    = upvotes + COMMENT_WEIGHT * comments
-    age      = hours from the paper's submitted_at (else published_at) to ``now``,
+    age      = hours from the paper's submitted_at (else published_at) to ``now``, less
+               FRESH_HOURS (a digest covers one day: the day's papers are all fresh),
                0 when neither is known or the time lies in the future
     now      = the digest's own send time, :func:`as_of` (never the wall clock), so a
                preview, a catch-up or a re-send of a past day scores as that day's send did
@@ -18,8 +19,10 @@ paper without votes a positive score, so freshness still orders those. A half-li
 rather than Hacker News' ``(age + 2) ** 1.8`` gravity because our papers are not
 competing minute by minute: a digest covers one day, and the decay only has to push
 papers a source reports late (arXiv listings, replacements) gently below fresh ones;
-after one half-life a paper keeps half its score. Both parts are strictly monotone:
-more upvotes (or comments) score higher, older scores lower.
+after one half-life a paper keeps half its score. Within a day, the time of listing
+does not count (``FRESH_HOURS``): the day's list is ordered by its votes, not by whether a
+paper came in at 01:00 or 07:00. Both parts are monotone: more upvotes (or comments)
+score higher, older (beyond the day) scores lower.
 
 Personal boosts (added, in the same units)
 ------------------------------------------
@@ -56,7 +59,10 @@ COMMENT_WEIGHT = 1.0
 """A comment counts as much as an upvote."""
 
 HALF_LIFE_HOURS = 36.0
-"""After this many hours a paper keeps half of its trending score."""
+"""After this many hours (beyond FRESH_HOURS) a paper keeps half of its trending score."""
+
+FRESH_HOURS = 24.0
+"""A paper listed within this many hours before the send is as fresh as one listed at it."""
 
 KEYWORD_BOOST = 4.0
 """Added per subscriber keyword the paper matches."""
@@ -90,7 +96,8 @@ def trending_score(paper: Paper, *, now: dt.datetime) -> float:
     """The paper's trending score before personal boosts (see the module docstring)."""
     votes = max(paper.upvotes, 0) + COMMENT_WEIGHT * max(paper.comments, 0)
     popularity = 1.0 + math.log2(1.0 + votes)
-    decay = math.exp(-math.log(2.0) * age_hours(paper, now=now) / HALF_LIFE_HOURS)
+    stale = max(age_hours(paper, now=now) - FRESH_HOURS, 0.0)
+    decay = math.exp(-math.log(2.0) * stale / HALF_LIFE_HOURS)
     return popularity * decay
 
 

@@ -54,7 +54,6 @@ from newsletter.errors import ConfigError, TemplateError
 from newsletter.models import Digest, Paper, RankedPaper, SummaryStyle
 from newsletter.summarize import cut
 from newsletter.summarize import summary as paper_summary
-from newsletter.topics import ALSO_TODAY
 
 __all__ = [
     "SLOTS",
@@ -338,7 +337,7 @@ class SectionView:
     description: str
     papers: tuple[PaperView, ...]
     mixed: bool = False
-    """The gathered "Also today" section: each paper shows its own topic."""
+    """A section of papers from several topics ("Also today"): each shows its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -638,7 +637,7 @@ def _context(
     compact: list[PaperView] = []
     for group in digest.topics:
         full: list[PaperView] = []
-        mixed = group.name == ALSO_TODAY
+        mixed = any(rp.topic != group.name for rp in group.papers)  # "Also today"
         for rp in group.papers:
             view = _paper_view(rp, style, plan.summary_chars, views, section=group.name)
             if rp.paper.key in plan.compact:

@@ -141,11 +141,11 @@ def sentences(text: str) -> list[str]:
     out: list[str] = []
     start = 0
     for match in _SENTENCE_END.finditer(text):
-        head = text[start : match.start() + 1]
-        last = head.rsplit(" ", 1)[-1]
+        head = text[start : match.start()]  # up to the quote or space after the stop
+        last = head.rsplit(" ", 1)[-1].rstrip("\"')]")
         if _ABBREVIATIONS.search(last) or re.fullmatch(r"\(?[A-Z]\.", last):
             continue
-        out.append(head.strip())
+        out.append(text[start : match.end()].strip())
         start = match.end()
     tail = text[start:].strip()
     if tail:
@@ -173,11 +173,10 @@ def tldr(abstract: str, chars: int, *, title: str = "") -> str:
     for score, position in scored[1:]:
         if score < MIN_SECOND_SCORE:
             break
-        if len(parts[position]) + 1 <= budget:
+        if len(_lead_trimmed(parts[position])) + 1 <= budget:
             chosen.append(position)
             break
-    text = " ".join(_lead_trimmed(parts[i]) if i == best else parts[i] for i in sorted(chosen))
-    return trim(text, chars)
+    return trim(" ".join(_lead_trimmed(parts[i]) for i in sorted(chosen)), chars)
 
 
 def _method_name(title: str) -> str | None:

@@ -734,10 +734,11 @@ def group(
     and then by name, with "Other" always last. Inside a section papers keep the
     order of ``ranked`` sorted by score (stable), so equal scores keep rank's order.
 
-    With ``max_sections``, a day with more sections than that keeps its topics with two
-    or more papers (the lowest of them too, when even those are too many) and the
-    best one-paper topics while room is left, and gathers the rest, "Other" included,
-    into one last section, :data:`ALSO_TODAY`. Its papers keep their own ``topic``.
+    With ``max_sections``, a day with more sections than that keeps every topic with two
+    or more papers and the best one-paper topics while room is left, and gathers the
+    other one-paper topics and "Other" into one last section, :data:`ALSO_TODAY`. Its
+    papers keep their own ``topic``. (A busy day may so have more sections than
+    ``max_sections``; only single papers are gathered, never a real topic.)
     """
     order = {t.name: i for i, t in enumerate(taxonomy)}
     descriptions = {t.name: t.description for t in taxonomy}
@@ -754,12 +755,10 @@ def group(
     if max_sections is not None and len(names) > max(max_sections, MIN_SECTIONS):
         room = max(max_sections, MIN_SECTIONS) - 1  # one place for "Also today"
         named = [n for n in names if n != OTHER]
-        keep = [n for n in named if len(members[n]) > 1][:room]
-        for name in named:
-            if len(keep) >= room:
-                break
-            if name not in keep:
-                keep.append(name)
+        keep = {n for n in named if len(members[n]) > 1}
+        for name in named:  # the best one-paper topics, while there is room
+            if len(keep) < room:
+                keep.add(name)
         gathered = [n for n in names if n not in keep]
         names = [n for n in names if n in keep]
 

@@ -11,6 +11,7 @@ from newsletter.errors import ConfigError
 from newsletter.models import FULL_PROFILE, Paper, Profile
 from newsletter.rank import (
     AUTHOR_BOOST,
+    FRESH_HOURS,
     HALF_LIFE_HOURS,
     KEYWORD_BOOST,
     MAX_KEYWORD_BOOSTS,
@@ -42,16 +43,22 @@ def test_more_upvotes_score_higher(upvotes: int, more: int, comments: int) -> No
 
 
 @given(st.integers(0, 10_000), st.floats(0, 500), st.floats(0.01, 500))
-def test_older_papers_score_lower(upvotes: int, age: float, older: float) -> None:
-    fresh = paper(upvotes=upvotes, submitted_at=NOW - dt.timedelta(hours=age))
-    stale = paper(upvotes=upvotes, submitted_at=NOW - dt.timedelta(hours=age + older))
+def test_papers_older_than_a_day_score_lower(upvotes: int, age: float, older: float) -> None:
+    fresh = paper(upvotes=upvotes, submitted_at=NOW - dt.timedelta(hours=FRESH_HOURS + age))
+    stale = paper(upvotes=upvotes, submitted_at=NOW - dt.timedelta(hours=FRESH_HOURS + age + older))
     assert trending_score(stale, now=NOW) < trending_score(fresh, now=NOW)
+
+
+@given(st.integers(0, 10_000), st.floats(0, FRESH_HOURS))
+def test_the_hour_of_listing_within_the_day_does_not_count(upvotes: int, age: float) -> None:
+    listed = paper(upvotes=upvotes, submitted_at=NOW - dt.timedelta(hours=age))
+    assert trending_score(listed, now=NOW) == trending_score(paper(upvotes=upvotes), now=NOW)
 
 
 def test_comments_count_and_the_formula_is_as_documented() -> None:
     p = paper(upvotes=6, comments=1)  # no timestamps: no decay
     assert trending_score(p, now=NOW) == 1 + 3  # 1 + log2(1 + 7)
-    half = paper(upvotes=6, comments=1, submitted_at=NOW - HALF_LIFE_HOURS * HOUR)
+    half = paper(upvotes=6, comments=1, submitted_at=NOW - (FRESH_HOURS + HALF_LIFE_HOURS) * HOUR)
     assert abs(trending_score(half, now=NOW) - 2.0) < 1e-9
 
 

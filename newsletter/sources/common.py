@@ -29,6 +29,9 @@ _TEX_SPECIALS = re.compile(r"(?<!\\)([%&#])")
 """Characters TeX would take as a comment, an alignment or a parameter: escaped first,
 since abstracts write "25%" and "R&D" literally."""
 
+_FONT_SWITCHES = ("em", "bf", "it", "rm", "sc", "sf", "tt", "sl", "bfseries", "itshape", "upshape")
+"""Old-style font switches (``{\\em word}``): dropped, their text kept."""
+
 MAX_TEX_CHARS = 20_000
 """Longer texts are left as they are (the converter's time grows with the text)."""
 
@@ -38,6 +41,11 @@ def _tex_converter() -> LatexNodes2Text:
     """pylatexenc with math as text ("$O(n^2)$" -> "O(n^2)", "\\alpha" -> "α") and an
     unknown macro kept as its name (``\\minerupro`` -> "minerupro", not dropped)."""
     db = get_default_latex_context_db()
+    db.add_context_category(
+        "newsletter-font-switches",
+        macros=[MacroTextSpec(name, simplify_repl="") for name in _FONT_SWITCHES],
+        prepend=True,
+    )
     db.set_unknown_macro_spec(
         MacroTextSpec("", simplify_repl=lambda node: node.macroname + node.macro_post_space)
     )
