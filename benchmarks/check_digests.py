@@ -7,9 +7,9 @@ responses (``DIR/arxiv/*.xml``) and the Daily Papers page text, the full digest 
 planned as ``preview`` plans it (default settings, ranked as of the day's send time) and
 printed: papers, sections (with their sizes), the subject and its length, the longest
 TL;DR against ``digest.tldr_chars``, and whether the scores follow the votes (Kendall's
-tau between score and upvotes, and upvotes + comments, which the score counts alike). Exit 1 when a subject exceeds
-MAX_SUBJECT_CHARS, a TL;DR its limit, or a day of up to 20 papers has more than
-MAX_SECTIONS_20 sections.
+tau between score and upvotes, and upvotes + comments, which the score counts alike).
+Exit 1 when a subject exceeds MAX_SUBJECT_CHARS, a TL;DR its limit, or a day of up to
+20 papers has more than MAX_SECTIONS_20 sections.
 """
 
 from __future__ import annotations

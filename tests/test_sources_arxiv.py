@@ -335,7 +335,8 @@ Abstract: We compute the Cram\\'er-Rao bound at 25% of the cost, $\\mathcal{O}(n
  <arxiv:announce_type>new</arxiv:announce_type>
  <dc:creator>M. R. Nirmal (Department of Chemistry, IIT Madras, Chennai, India, Centre for
  Quantum Information, Communication, and Computing, IIT Madras), Jakob G\\"unther,
- Michal Hajdu\\v{s}ek (Keio University, Fujisawa, Japan), S{\\o}ren Stobbe and Stanis{\\l}aw Nowak</dc:creator>
+ Michal Hajdu\\v{s}ek (Keio University, Fujisawa, Japan), S{\\o}ren Stobbe
+ and Stanis{\\l}aw Nowak</dc:creator>
 </item>
 </channel></rss>
 """
