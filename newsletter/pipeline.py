@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -102,21 +102,12 @@ def plan_day(
     are left out of the subscribers' digests but stay in the full digest.
     The full digest is rendered first, so a broken template fails before any email.
     """
-    topics = assign_topics(day.papers, taxonomy)
-    now = as_of(day.date, at=settings.schedule.time, zone=settings.schedule.timezone)
-
+    plan = _DayPlan.of(day, settings=settings, taxonomy=taxonomy, templates=templates)
     skip = set(exclude)
     subscriber_pool = tuple(p for p in day.papers if p.key not in skip) if skip else day.papers
 
     def build(profile: Profile, members: Sequence[Subscriber], pool: Sequence[Paper]) -> Variant:
-        ranked = rank(pool, profile, topics=topics, now=now)
-        digest = Digest(
-            date=day.date,
-            topics=group(ranked, taxonomy, max_sections=settings.digest.max_sections),
-            profile=profile,
-            total_papers=len(day.papers),
-        )
-        rendered = render(digest, settings=settings.digest, templates=templates, web_url=web_url)
+        digest, rendered = plan.render(profile, pool, web_url=web_url)
         return Variant(profile, digest, rendered, tuple(members))
 
     full = build(FULL_PROFILE, (), day.papers)
@@ -136,3 +127,66 @@ def plan_day(
         for profile, members in by_profile.items()
     )
     return PreparedDay(day=day, variants=variants, full=full)
+
+
+def plan_page(
+    day: Day,
+    *,
+    settings: Settings,
+    taxonomy: Sequence[TopicDef],
+    templates: Templates,
+) -> Variant:
+    """The day's full digest as its web page (the archive's day page): every paper, ranked
+    and grouped as the day's send did, rendered without greeting or per-reader parts."""
+    plan = _DayPlan.of(day, settings=settings, taxonomy=taxonomy, templates=templates)
+    digest, rendered = plan.render(FULL_PROFILE, day.papers, page=True)
+    return Variant(FULL_PROFILE, digest, rendered, ())
+
+
+@dataclass(frozen=True, slots=True)
+class _DayPlan:
+    """What every variant of a day shares: its topics and the moment it is ranked at."""
+
+    day: Day
+    topics: Mapping[str, str]
+    now: dt.datetime
+    settings: Settings
+    taxonomy: Sequence[TopicDef]
+    templates: Templates
+
+    @classmethod
+    def of(
+        cls,
+        day: Day,
+        *,
+        settings: Settings,
+        taxonomy: Sequence[TopicDef],
+        templates: Templates,
+    ) -> _DayPlan:
+        topics = assign_topics(day.papers, taxonomy)
+        now = as_of(day.date, at=settings.schedule.time, zone=settings.schedule.timezone)
+        return cls(day, topics, now, settings, taxonomy, templates)
+
+    def render(
+        self,
+        profile: Profile,
+        pool: Sequence[Paper],
+        *,
+        web_url: str | None = None,
+        page: bool = False,
+    ) -> tuple[Digest, RenderedDigest]:
+        ranked = rank(pool, profile, topics=self.topics, now=self.now)
+        digest = Digest(
+            date=self.day.date,
+            topics=group(ranked, self.taxonomy, max_sections=self.settings.digest.max_sections),
+            profile=profile,
+            total_papers=len(self.day.papers),
+        )
+        rendered = render(
+            digest,
+            settings=self.settings.digest,
+            templates=self.templates,
+            web_url=web_url,
+            page=page,
+        )
+        return digest, rendered
