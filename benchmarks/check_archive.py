@@ -42,7 +42,14 @@ SUBSCRIBERS = """subscribers:
     max_papers: 5
 """
 
-PERSONAL = ("Ada", "ada@example.org", "Hi ", "Unsubscribe", "unsubscribe", "preferences?token")
+PERSONAL = (
+    "Ada Lovelace",
+    "ada@example.org",
+    "Hi ",
+    "Unsubscribe",
+    "unsubscribe",
+    "preferences?token",
+)
 """Text that must not be on a public page."""
 
 

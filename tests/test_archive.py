@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from newsletter.archive import (
     ATOM_NS,
@@ -22,6 +23,7 @@ from newsletter.archive import (
     web_url,
     write_archive,
 )
+from newsletter.cli import cli
 from newsletter.config import DigestSettings, Settings
 from newsletter.pipeline import plan_page
 from newsletter.render import load_templates
@@ -232,3 +234,46 @@ def test_the_index_shares_the_emails_look_and_fits_a_phone(tmp_path: Path) -> No
     assert "max-width:640px" in index and "Helvetica,Arial,sans-serif" in index
     assert "prefers-color-scheme:dark" in index
     assert "Monday, 30 March 2026" in index
+
+
+def test_send_then_archive_publishes_that_days_papers_and_nothing_personal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page is the day as sent from its file, not whatever the default source has."""
+    monkeypatch.chdir(tmp_path)
+    entries = [
+        {
+            "paper": {
+                "id": f"2604.0000{i}",
+                "title": f'Made-up paper {i} on G\\"odel machines',
+                "summary": f"We propose machine {i}. It works.",
+                "authors": [{"name": "Zo\\'e Example"}],
+                "upvotes": 10 * i,
+                "submittedOnDailyAt": "2026-04-07T02:00:00.000Z",
+            }
+        }
+        for i in range(1, 4)
+    ]
+    day_file = tmp_path / "2026-04-07.json"
+    day_file.write_text(json.dumps(entries), encoding="utf-8")
+    (tmp_path / "subscribers.yaml").write_text(
+        "subscribers:\n  - email: zed@example.org\n    name: Zed Reader\n", encoding="utf-8"
+    )
+    env = {
+        "NEWSLETTER_SOURCE__DEFAULT": "http://127.0.0.1:9/never-asked",
+        "NEWSLETTER_DIGEST__ARCHIVE_URL": "https://papers.example.org/archive",
+    }
+    runner = CliRunner()
+    sent = runner.invoke(cli, ["send", "--date", "2026-04-07", "--source", str(day_file)], env=env)
+    assert sent.exit_code == 0, sent.output
+    done = runner.invoke(cli, ["archive"], env=env)
+    assert done.exit_code == 0, done.output
+    page = html.unescape((tmp_path / "archive" / "2026-04-07.html").read_text(encoding="utf-8"))
+    titles = re.findall(r'class="t"[^>]*>([^<]+)<', page)
+    assert sorted(titles) == [f"Made-up paper {i} on Gödel machines" for i in (1, 2, 3)]
+    assert titles[0] == "Made-up paper 3 on Gödel machines"  # the day's votes order it
+    for personal in ("Zed", "zed@example.org", "Hi ", "Unsubscribe", "token="):
+        assert personal not in page
+    # a day that was never sent has no page (nothing is fetched for it)
+    other = runner.invoke(cli, ["archive", "--date", "2026-04-08"], env=env)
+    assert other.exit_code == 0 and "2026-04-08: no papers, no page" in other.output
