@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         yaml_path.write_text(subscribers_yaml(made), encoding="utf-8")
         del made
         people = load_subscribers(yaml_path)
-        prepared = prepare_day(settings, DATE, source=source, subscribers=people, now=NOW)
+        prepared = prepare_day(settings, DATE, source=source, subscribers=people)
         limit = args.rate_limit
         runs: list[dict[str, Any]] = []
         if "one" in wanted:

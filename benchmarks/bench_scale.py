@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             people = load_subscribers(yaml_path)
 
         with stages.stage("prepare_day (fetch..render)"):
-            prepared = prepare_day(settings, DATE, source=source, subscribers=people, now=NOW)
+            prepared = prepare_day(settings, DATE, source=source, subscribers=people)
         timed = [(stages.seconds("prepare_day (fetch..render)"), 0.0)]
         variants = prepared.variants
         day = prepared.day
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             people = load_subscribers(yaml_path)
         for _ in range(args.repeat - 1):
             started = time.perf_counter()
-            again = prepare_day(settings, DATE, source=source, subscribers=people, now=NOW)
+            again = prepare_day(settings, DATE, source=source, subscribers=people)
             middle = time.perf_counter()
             make_messages(again.variants, settings)
             timed.append((middle - started, time.perf_counter() - middle))

@@ -4,9 +4,12 @@ Any web server can serve the folder as it is; every link in it is relative, so i
 live at any path. Layout::
 
     archive/
-      2026-03-30.html   the day's full digest, as the web version of the email
-      index.html        every day, newest first, linking the pages and the feed
-      feed.xml          Atom (RFC 4287): the latest FEED_ENTRIES days
+      2026-03-30.html   the day's full digest as it was sent (the papers the state
+                        database kept when the day was prepared), as a web page: the
+                        email's look, no greeting, no per-reader footer or links
+      index.html        every day, newest first, in the email's look, readable on a phone
+      feed.xml          Atom (RFC 4287): the latest FEED_ENTRIES days, each entry carrying
+                        the day's papers (titles, links, summaries) as its content
       archive.json      what the index and feed are built from (kept between runs)
 
 Writing is a refresh: days already in the folder stay, a day given again replaces its
@@ -25,15 +28,21 @@ import hashlib
 import html
 import json
 import os
+import re
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
+from newsletter.models import Digest
+from newsletter.render import summary_text
+
+if TYPE_CHECKING:
+    from newsletter.pipeline import Variant
 
 INDEX_FILE = "index.html"
 FEED_FILE = "feed.xml"
@@ -45,7 +54,25 @@ FEED_ENTRIES = 30
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 
-MANIFEST_VERSION = 1
+_HTTP_URL = re.compile(r"https?://[^\s\"<>]+")
+
+MANIFEST_VERSION = 2
+"""Version 2 keeps each day's feed content; version 1 manifests are read (content empty)."""
+
+INDEX_STYLE = (
+    "body{margin:0;background:#ffffff;color:#1f2328;"
+    "font:15px/1.45 Helvetica,Arial,sans-serif}"
+    "main{max-width:640px;margin:0 auto;padding:16px}"
+    "h1{font-size:24px;margin:0 0 4px}"
+    ".m{font-size:13px;color:#59636e}"
+    "ol{list-style:none;padding:0;margin:16px 0}"
+    "li{margin:0 0 14px;padding-top:8px;border-top:2px solid #d0d7de}"
+    "a{color:#0b57d0;text-decoration:none}"
+    ".t{font-size:16px;font-weight:bold;overflow-wrap:anywhere}"
+    "@media (prefers-color-scheme:dark){body{background:#0d1117;color:#e6edf3}"
+    "a{color:#7cb7ff}.m{color:#9da7b3}li{border-top-color:#30363d}}"
+)
+"""The index page's look: the email's fonts, colours, widths and dark mode."""
 
 
 class ArchiveError(NewsletterError):
@@ -63,6 +90,8 @@ class ArchiveDay:
     """The full digest as a complete HTML document (per-subscriber slots filled)."""
     summary: str = ""
     """One or two sentences for the index and the feed (the preheader)."""
+    content: str = ""
+    """The day's papers as an HTML fragment: the feed entry's content."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +101,7 @@ class ManifestEntry:
     summary: str
     updated: dt.datetime
     sha256: str
+    content: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +150,14 @@ def write_archive(
             page = root / page_name(day.date)
             if old is not None and old.sha256 == digest and page.exists():
                 unchanged.append(day.date)
-                manifest[day.date] = dataclasses.replace(old, title=day.title, summary=day.summary)
+                manifest[day.date] = dataclasses.replace(
+                    old, title=day.title, summary=day.summary, content=day.content
+                )
                 continue
             _write_atomic(page, day.html)
-            manifest[day.date] = ManifestEntry(day.date, day.title, day.summary, now, digest)
+            manifest[day.date] = ManifestEntry(
+                day.date, day.title, day.summary, now, digest, day.content
+            )
             written.append(day.date)
         entries = sorted(manifest.values(), key=lambda e: e.date, reverse=True)
         _write_atomic(root / INDEX_FILE, render_index(entries, title=title))
@@ -150,6 +184,7 @@ def read_manifest(root: Path) -> dict[dt.date, ManifestEntry]:
                 summary=str(item.get("summary", "")),
                 updated=dt.datetime.fromisoformat(item["updated"]),
                 sha256=str(item["sha256"]),
+                content=str(item.get("content", "")),
             )
             out[entry.date] = entry
     except (ValueError, KeyError, TypeError) as exc:
@@ -165,6 +200,7 @@ def dump_manifest(entries: Sequence[ManifestEntry]) -> str:
             "summary": e.summary,
             "updated": e.updated.isoformat(),
             "sha256": e.sha256,
+            "content": e.content,
         }
         for e in entries
     ]
@@ -172,33 +208,41 @@ def dump_manifest(entries: Sequence[ManifestEntry]) -> str:
 
 
 def render_index(entries: Sequence[ManifestEntry], *, title: str) -> str:
-    """The index page: every day, newest first, with relative links."""
+    """The index page: every day, newest first, with relative links, in the email's look."""
     esc = html.escape
     items = "\n".join(
-        f'      <li><a href="{esc(page_name(e.date))}"><time datetime="{e.date.isoformat()}">'
-        f"{e.date.isoformat()}</time> &#8212; {esc(e.title)}</a>"
-        + (f"<br><small>{esc(e.summary)}</small>" if e.summary else "")
+        f'      <li><div class="m"><time datetime="{e.date.isoformat()}">'
+        f"{_long_date(e.date)}</time></div>"
+        f'<a class="t" href="{esc(page_name(e.date))}">{esc(e.title)}</a>'
+        + (f'<div class="m">{esc(e.summary)}</div>' if e.summary else "")
         + "</li>"
         for e in entries
     )
-    body = f"    <ol reversed>\n{items}\n    </ol>" if entries else "    <p>Nothing yet.</p>"
+    body = f"    <ol>\n{items}\n    </ol>" if entries else "    <p>Nothing yet.</p>"
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n'
         "  <head>\n"
         '    <meta charset="utf-8">\n'
         '    <meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '    <meta name="color-scheme" content="light dark">\n'
         f"    <title>{esc(title)} &#8212; archive</title>\n"
         f'    <link rel="alternate" type="application/atom+xml" title="{esc(title)}" '
         f'href="{FEED_FILE}">\n'
+        f"    <style>{INDEX_STYLE}</style>\n"
         "  </head>\n"
-        "  <body>\n"
+        "  <body><main>\n"
         f"    <h1>{esc(title)}</h1>\n"
-        f'    <p><a href="{FEED_FILE}">Atom feed</a></p>\n'
+        f'    <div class="m">Every issue, newest first &#183; <a href="{FEED_FILE}">Atom feed</a>'
+        "</div>\n"
         f"{body}\n"
-        "  </body>\n"
+        "  </main></body>\n"
         "</html>\n"
     )
+
+
+def _long_date(day: dt.date) -> str:
+    return f"{day:%A}, {day.day} {day:%B %Y}"
 
 
 def render_feed(
@@ -231,6 +275,8 @@ def render_feed(
         _link(item, prefix + page_name(entry.date), rel="alternate", type_="text/html")
         if entry.summary:
             _text(item, "summary", entry.summary)
+        if entry.content:
+            ET.SubElement(item, _atom("content"), {"type": "html"}).text = entry.content
     ET.indent(feed, space=" ")
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(feed, encoding="unicode") + "\n"
 
@@ -264,15 +310,31 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def archive_day_from_rendered(
-    rendered: Any, *, date: dt.date, fill: Mapping[str, str]
-) -> ArchiveDay:
-    """An :class:`ArchiveDay` from a ``newsletter.render.RenderedDigest`` of the full digest.
-
-    ``fill`` gives the per-subscriber slots their values on the public page (no name, no
-    address, the generic preferences page instead of a personal unsubscribe link).
-    """
-    page, _text_part = rendered.fill(fill)
+def archive_day(variant: Variant) -> ArchiveDay:
+    """An :class:`ArchiveDay` from the day's web page (``newsletter.pipeline.plan_page``):
+    the page as rendered, its subject and preheader, and its papers as the feed content."""
+    digest, rendered = variant.digest, variant.rendered
     return ArchiveDay(
-        date=date, title=str(rendered.subject), html=str(page), summary=str(rendered.preheader)
+        date=digest.date,
+        title=rendered.subject,
+        html=rendered.html,
+        summary=rendered.preheader,
+        content=feed_content(digest, summary_chars=rendered.summary_chars),
     )
+
+
+def feed_content(digest: Digest, *, summary_chars: int | None) -> str:
+    """The day's papers as a small HTML fragment for a feed reader: a heading per section,
+    each paper's title (a link when it has an http(s) page) and the summary it shows."""
+    esc = html.escape
+    parts = []
+    for group in digest.topics:
+        items = []
+        for rp in group.papers:
+            url = rp.paper.url if rp.paper.url and _HTTP_URL.fullmatch(rp.paper.url) else None
+            title = esc(" ".join(rp.paper.title.split()))
+            head = f'<a href="{esc(url)}">{title}</a>' if url else f"<b>{title}</b>"
+            summary = summary_text(rp.paper, digest.profile.summary, summary_chars)
+            items.append(f"<li>{head}" + (f"<br>{esc(summary)}" if summary else "") + "</li>")
+        parts.append(f"<h2>{esc(group.name)}</h2><ul>{''.join(items)}</ul>")
+    return "".join(parts)

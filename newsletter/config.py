@@ -97,6 +97,8 @@ class DigestSettings:
     tldr_chars: int = 280
     """Longest TL;DR, in characters, before it is trimmed at a sentence or word."""
     abstract_chars: int = 1200
+    max_sections: int = 6
+    """Most sections in a digest: beyond it, one-paper topics are gathered in "Also today"."""
     max_html_bytes: int = 100_000
     """Budget for the HTML part as encoded (Gmail clips at 102 KB)."""
     empty_day: EmptyDayPolicy = "skip"

@@ -4,6 +4,11 @@
 
     fetch_day (I/O) -> assign_topics -> per variant: rank -> group -> render
 
+Every variant of a day is ranked as of the day's own send time
+(:func:`newsletter.rank.as_of` of the date at ``schedule.time`` in ``schedule.timezone``),
+not the wall clock: a preview, a catch-up or a re-send of a past day orders and scores its
+papers as that day's send did.
+
 A *variant* is one distinct :class:`~newsletter.models.Profile`: subscribers who asked
 for the same thing share one ranked, grouped and rendered digest, so the cost of a day
 grows with the number of variants, not with the number of subscribers. Everything here
@@ -14,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -30,7 +35,7 @@ from newsletter.models import (
     TopicDef,
     profile_key,
 )
-from newsletter.rank import rank
+from newsletter.rank import as_of, rank
 from newsletter.render import RenderedDigest, Templates, load_templates, render
 from newsletter.sources import fetch_day
 from newsletter.topics import assign_topics, group, load_taxonomy
@@ -62,7 +67,6 @@ def prepare_day(
     *,
     source: str | None,
     subscribers: Sequence[Subscriber],
-    now: dt.datetime,
     client: httpx.Client | None = None,
     exclude: Collection[str] = (),
     web_url: str | None = None,
@@ -77,7 +81,6 @@ def prepare_day(
         settings=settings,
         taxonomy=load_taxonomy(settings.digest.taxonomy),
         templates=load_templates(settings.digest.templates),
-        now=now,
         exclude=exclude,
         web_url=web_url,
     )
@@ -90,7 +93,6 @@ def plan_day(
     settings: Settings,
     taxonomy: Sequence[TopicDef],
     templates: Templates,
-    now: dt.datetime,
     exclude: Collection[str] = (),
     web_url: str | None = None,
 ) -> PreparedDay:
@@ -100,20 +102,12 @@ def plan_day(
     are left out of the subscribers' digests but stay in the full digest.
     The full digest is rendered first, so a broken template fails before any email.
     """
-    topics = assign_topics(day.papers, taxonomy)
-
+    plan = _DayPlan.of(day, settings=settings, taxonomy=taxonomy, templates=templates)
     skip = set(exclude)
     subscriber_pool = tuple(p for p in day.papers if p.key not in skip) if skip else day.papers
 
     def build(profile: Profile, members: Sequence[Subscriber], pool: Sequence[Paper]) -> Variant:
-        ranked = rank(pool, profile, topics=topics, now=now)
-        digest = Digest(
-            date=day.date,
-            topics=group(ranked, taxonomy),
-            profile=profile,
-            total_papers=len(day.papers),
-        )
-        rendered = render(digest, settings=settings.digest, templates=templates, web_url=web_url)
+        digest, rendered = plan.render(profile, pool, web_url=web_url)
         return Variant(profile, digest, rendered, tuple(members))
 
     full = build(FULL_PROFILE, (), day.papers)
@@ -133,3 +127,66 @@ def plan_day(
         for profile, members in by_profile.items()
     )
     return PreparedDay(day=day, variants=variants, full=full)
+
+
+def plan_page(
+    day: Day,
+    *,
+    settings: Settings,
+    taxonomy: Sequence[TopicDef],
+    templates: Templates,
+) -> Variant:
+    """The day's full digest as its web page (the archive's day page): every paper, ranked
+    and grouped as the day's send did, rendered without greeting or per-reader parts."""
+    plan = _DayPlan.of(day, settings=settings, taxonomy=taxonomy, templates=templates)
+    digest, rendered = plan.render(FULL_PROFILE, day.papers, page=True)
+    return Variant(FULL_PROFILE, digest, rendered, ())
+
+
+@dataclass(frozen=True, slots=True)
+class _DayPlan:
+    """What every variant of a day shares: its topics and the moment it is ranked at."""
+
+    day: Day
+    topics: Mapping[str, str]
+    now: dt.datetime
+    settings: Settings
+    taxonomy: Sequence[TopicDef]
+    templates: Templates
+
+    @classmethod
+    def of(
+        cls,
+        day: Day,
+        *,
+        settings: Settings,
+        taxonomy: Sequence[TopicDef],
+        templates: Templates,
+    ) -> _DayPlan:
+        topics = assign_topics(day.papers, taxonomy)
+        now = as_of(day.date, at=settings.schedule.time, zone=settings.schedule.timezone)
+        return cls(day, topics, now, settings, taxonomy, templates)
+
+    def render(
+        self,
+        profile: Profile,
+        pool: Sequence[Paper],
+        *,
+        web_url: str | None = None,
+        page: bool = False,
+    ) -> tuple[Digest, RenderedDigest]:
+        ranked = rank(pool, profile, topics=self.topics, now=self.now)
+        digest = Digest(
+            date=self.day.date,
+            topics=group(ranked, self.taxonomy, max_sections=self.settings.digest.max_sections),
+            profile=profile,
+            total_papers=len(self.day.papers),
+        )
+        rendered = render(
+            digest,
+            settings=self.settings.digest,
+            templates=self.templates,
+            web_url=web_url,
+            page=page,
+        )
+        return digest, rendered

@@ -5,8 +5,11 @@ The trending score
 ::
 
     votes    = upvotes + COMMENT_WEIGHT * comments
-    age      = hours from the paper's submitted_at (else published_at) to ``now``,
+    age      = hours from the paper's submitted_at (else published_at) to ``now``, less
+               FRESH_HOURS (a digest covers one day: the day's papers are all fresh),
                0 when neither is known or the time lies in the future
+    now      = the digest's own send time, :func:`as_of` (never the wall clock), so a
+               preview, a catch-up or a re-send of a past day scores as that day's send did
     trending = (1 + log2(1 + votes)) * 0.5 ** (age / HALF_LIFE_HOURS)
 
 Why this shape: upvotes on the Hugging Face list are heavy-tailed (a day runs from 0 to
@@ -16,8 +19,10 @@ paper without votes a positive score, so freshness still orders those. A half-li
 rather than Hacker News' ``(age + 2) ** 1.8`` gravity because our papers are not
 competing minute by minute: a digest covers one day, and the decay only has to push
 papers a source reports late (arXiv listings, replacements) gently below fresh ones;
-after one half-life a paper keeps half its score. Both parts are strictly monotone:
-more upvotes (or comments) score higher, older scores lower.
+after one half-life a paper keeps half its score. Within a day, the time of listing
+does not count (``FRESH_HOURS``): the day's list is ordered by its votes, not by whether a
+paper came in at 01:00 or 07:00. Both parts are monotone: more upvotes (or comments)
+score higher, older (beyond the day) scores lower.
 
 Personal boosts (added, in the same units)
 ------------------------------------------
@@ -32,8 +37,9 @@ Filters, in this order: ``min_score`` (on the final score), ``only_topics`` (kee
 chosen topics; ignored when none are chosen), then ``max_papers`` (the best N).
 
 Ties keep a stable order: score, then upvotes, then the order the source gave.
-Every picked paper carries its reasons, e.g. ``("matches: diffusion policy",
-"author: Jane Doe", "topic: Robotics & embodied AI", "trending: 143 upvotes")``.
+Every picked paper carries the reasons that are personal to the reader, e.g.
+``("matches: diffusion policy", "author: Jane Doe", "topic: Robotics & embodied AI")``;
+the counts are not repeated as a reason (the email shows them beside each paper).
 """
 
 from __future__ import annotations
@@ -43,7 +49,9 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from newsletter.errors import ConfigError
 from newsletter.models import Paper, Profile, RankedPaper
 from newsletter.topics import OTHER, Phrase, fold
 
@@ -51,7 +59,10 @@ COMMENT_WEIGHT = 1.0
 """A comment counts as much as an upvote."""
 
 HALF_LIFE_HOURS = 36.0
-"""After this many hours a paper keeps half of its trending score."""
+"""After this many hours (beyond FRESH_HOURS) a paper keeps half of its trending score."""
+
+FRESH_HOURS = 24.0
+"""A paper listed within this many hours before the send is as fresh as one listed at it."""
 
 KEYWORD_BOOST = 4.0
 """Added per subscriber keyword the paper matches."""
@@ -65,15 +76,28 @@ AUTHOR_BOOST = 5.0
 TOPIC_BOOST = 2.0
 """Added when the paper's topic is one the subscriber chose."""
 
-TRENDING_REASON_MIN_UPVOTES = 10
-"""From this many upvotes a paper says "trending: N upvotes" among its reasons."""
+
+def as_of(date: dt.date, *, at: str = "08:00", zone: str = "UTC") -> dt.datetime:
+    """The moment a digest of ``date`` is ranked at: its send time (``schedule.time`` in
+    ``schedule.timezone``), in UTC. Raises ConfigError for a bad time or zone."""
+    try:
+        hours, minutes = at.strip().split(":")
+        clock = dt.time(int(hours), int(minutes))
+    except ValueError:
+        raise ConfigError(f"schedule.time: {at!r} is not a time of day as HH:MM") from None
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"schedule.timezone: {zone!r} is not an IANA time zone") from None
+    return dt.datetime.combine(date, clock, tz).astimezone(dt.UTC)
 
 
 def trending_score(paper: Paper, *, now: dt.datetime) -> float:
     """The paper's trending score before personal boosts (see the module docstring)."""
     votes = max(paper.upvotes, 0) + COMMENT_WEIGHT * max(paper.comments, 0)
     popularity = 1.0 + math.log2(1.0 + votes)
-    decay = math.exp(-math.log(2.0) * age_hours(paper, now=now) / HALF_LIFE_HOURS)
+    stale = max(age_hours(paper, now=now) - FRESH_HOURS, 0.0)
+    decay = math.exp(-math.log(2.0) * stale / HALF_LIFE_HOURS)
     return popularity * decay
 
 
@@ -197,10 +221,6 @@ def _matched_authors(paper: Paper, wants: _Wants) -> list[str]:
     return found
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
 def _score(
     paper: Paper, wants: _Wants, *, topic: str, now: dt.datetime
 ) -> tuple[float, tuple[str, ...]]:
@@ -215,8 +235,6 @@ def _score(
     if topic.casefold() in wants.topics:
         score += TOPIC_BOOST
         reasons.append(f"topic: {topic}")
-    if paper.upvotes >= TRENDING_REASON_MIN_UPVOTES or (not reasons and paper.upvotes > 0):
-        reasons.append(f"trending: {_plural(paper.upvotes, 'upvote')}")
     return score, tuple(reasons)
 
 

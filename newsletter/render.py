@@ -55,6 +55,7 @@ from newsletter.slots import MAX_SLOT_BYTES, SLOTS, placeholder, placeholder_pat
 from newsletter.slots import close_bidi as _close_bidi
 from newsletter.slots import cut as _cut
 from newsletter.slots import safe_url as _safe_url
+from newsletter.summarize import summary as paper_summary
 
 __all__ = [
     "SLOTS",
@@ -94,8 +95,15 @@ AUTHORS_SHOWN = 3
 SUMMARY_SHRINK: tuple[float, ...] = (0.75, 0.5, 0.3)
 """Fractions of the configured summary length tried, in turn, when the HTML is too big."""
 
-SUBJECT_TITLE_CHARS = 60
-"""The top paper's title in the subject line is cut beyond this."""
+SUBJECT_CHARS = 70
+"""The subject line aims at this many characters: the top paper's title is cut to fit
+(phones show about that much in the inbox list)."""
+
+MAX_SUBJECT_CHARS = 78
+"""No subject is longer than this, whatever the template makes of it."""
+
+MIN_SUBJECT_TITLE_CHARS = 24
+"""When less than this is left for the top paper's title, the subject names its topic."""
 
 PREHEADER_PAPERS = 3
 """How many top paper titles the preheader (inbox preview text) names."""
@@ -110,7 +118,6 @@ FALLBACK_PAPER_URL = "https://arxiv.org/abs/{id}"
 """The page a paper links to when the source gave no usable URL but an arXiv id."""
 
 _ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}(v\d+)?")
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(\[])")
 _BULLET = re.compile(r"\s*[*-] ")
 _DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTH_NAMES = (
@@ -276,6 +283,8 @@ class SectionView:
     anchor: str
     description: str
     papers: tuple[PaperView, ...]
+    mixed: bool = False
+    """A section of papers from several topics ("Also today"): each shows its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,11 +350,16 @@ def render(
     templates: Templates,
     web_url: str | None = None,
     nonce: str | None = None,
+    page: bool = False,
 ) -> RenderedDigest:
     """Render ``digest`` to a subject, an HTML part and a text part, within the size budget.
 
-    ``web_url`` adds a "View in browser" link. ``nonce`` fixes the placeholder nonce
-    (tests); by default each render draws a random one.
+    ``web_url`` (the day's archive page) adds a "View in browser" link, and the contents
+    link to its sections (in-message ``#anchor`` links do not work in many mail apps:
+    without ``web_url`` the contents are plain section names). ``page`` renders the
+    web page of the day instead of an email: no greeting, no per-reader footer, no
+    slots, contents linking to the page's own sections. ``nonce`` fixes the
+    placeholder nonce (tests); by default each render draws a random one.
     """
     if web_url is not None and _safe_url(web_url) != web_url.strip():
         raise ConfigError(f"web_url must be an http(s) URL: {web_url!r}")
@@ -356,7 +370,7 @@ def render(
     ranked = sorted(digest.papers, key=lambda rp: -rp.score)  # stable: ties keep order
 
     def attempt(plan: _Plan) -> RenderedDigest:
-        return _render_plan(digest, plan, settings, templates, web_url, nonce, budget)
+        return _render_plan(digest, plan, settings, templates, web_url, nonce, budget, page)
 
     steps: list[int | None] = [None]
     if base_chars is not None:
@@ -403,12 +417,13 @@ def _render_plan(
     web_url: str | None,
     nonce: str,
     budget: int,
+    page: bool = False,
 ) -> RenderedDigest:
-    context = _context(digest, plan, settings, web_url, nonce, templates.paper_views)
+    context = _context(digest, plan, settings, web_url, nonce, templates.paper_views, page)
     try:
         source = templates.html.render(context)
         text = templates.text.render(context)
-        subject = " ".join(templates.subject.render(context).split())
+        subject = _cut(" ".join(templates.subject.render(context).split()), MAX_SUBJECT_CHARS)
     except jinja2.TemplateError as exc:
         raise TemplateError(f"template does not render: {_jinja_error(exc)}") from None
     try:
@@ -418,7 +433,7 @@ def _render_plan(
     html = postprocess(inline_css(raw_html, rules=templates.css_rules), nonce)
     unsubscribe = placeholder(nonce, "unsubscribe_url")
     for part, name in ((html, HTML_TEMPLATE), (text, TEXT_TEMPLATE)):
-        if unsubscribe not in part:
+        if unsubscribe not in part and not page:
             raise TemplateError(f"{name}: the email has no unsubscribe link (slot.unsubscribe_url)")
     placeholders = len(placeholder_pattern(nonce).findall(html))
     growth = placeholders * (MAX_SLOT_BYTES - len(placeholder(nonce, "name")))
@@ -453,6 +468,7 @@ def _context(
     web_url: str | None,
     nonce: str,
     views: dict[tuple[Paper, str, int | None], PaperView],
+    page: bool = False,
 ) -> dict[str, Any]:
     style = digest.profile.summary
     anchors: set[str] = set()
@@ -460,8 +476,9 @@ def _context(
     compact: list[PaperView] = []
     for group in digest.topics:
         full: list[PaperView] = []
+        mixed = any(rp.topic != group.name for rp in group.papers)  # "Also today"
         for rp in group.papers:
-            view = _paper_view(rp, style, plan.summary_chars, views)
+            view = _paper_view(rp, style, plan.summary_chars, views, section=group.name)
             if rp.paper.key in plan.compact:
                 compact.append(
                     dataclasses.replace(view, title=_cut(view.title, COMPACT_TITLE_CHARS))
@@ -472,15 +489,25 @@ def _context(
             anchor = _unique(group.anchor, anchors)
             anchors.add(anchor)
             name, about = _clean(group.name), _clean(group.description)
-            sections.append(SectionView(name, anchor, about, tuple(full)))
+            sections.append(SectionView(name, anchor, about, tuple(full), mixed))
     compact.sort(key=lambda view: -view.score)
     ranked = sorted(digest.papers, key=lambda rp: -rp.score)
     shown = len(digest.papers)
+    web = web_url.strip() if web_url else None
+    title = _clean(settings.title)
+    date_short = f"{digest.date.day} {_MONTH_NAMES[digest.date.month - 1][:3]}"
+    top_title, top_topic = "", _clean(digest.top_topic or "")
+    if ranked:
+        more = f" +{shown - 1}" if shown > 1 else ""
+        room = SUBJECT_CHARS - len(f"{title} {date_short}: ") - len(more)
+        top_title = _cut(_clean(ranked[0].paper.title), max(room, MIN_SUBJECT_TITLE_CHARS))
+        if room < MIN_SUBJECT_TITLE_CHARS:
+            top_title = _cut(top_topic, MIN_SUBJECT_TITLE_CHARS)
     return {
-        "title": _clean(settings.title),
+        "title": title,
         "date": digest.date,
         "date_text": _long_date(digest.date),
-        "date_short": f"{digest.date.day} {_MONTH_NAMES[digest.date.month - 1][:3]}",
+        "date_short": date_short,
         "lang": _clean(settings.lang) or "en",
         "preheader": _preheader(ranked, shown),
         "sections": tuple(sections),
@@ -488,13 +515,15 @@ def _context(
         "more_anchor": _unique("more-papers", anchors),
         "shown": shown,
         "total": max(digest.total_papers, shown),
-        "top_topic": _clean(digest.top_topic or ""),
-        "top_title": _cut(_clean(ranked[0].paper.title), SUBJECT_TITLE_CHARS) if ranked else "",
+        "top_topic": top_topic,
+        "top_title": top_title,
         "style": style,
         "shortened": plan.summary_chars is not None
         and plan.summary_chars < (_base_chars(style, settings) or 0),
         "empty": digest.is_empty,
-        "web_url": web_url.strip() if web_url else None,
+        "web_url": None if page else web,
+        "page": page,
+        "toc_base": "" if page else web,
         "slot": {slot: placeholder(nonce, slot) for slot in SLOTS},
     }
 
@@ -516,15 +545,21 @@ def _paper_view(
     style: SummaryStyle,
     chars: int | None,
     views: dict[tuple[Paper, str, int | None], PaperView],
+    *,
+    section: str = "",
 ) -> PaperView:
-    """``rp`` as the templates see it; the paper's part comes from ``views`` when there."""
+    """``rp`` as the templates see it; the paper's part comes from ``views`` when there.
+
+    Its reasons leave out what the reader already sees: the topic of the section the
+    paper is in."""
     key = (rp.paper, style, chars)
     view = views.get(key)
     if view is None:
         view = views[key] = _plain_paper_view(rp.paper, style, chars)
+    visible = f"topic: {section}".casefold()
     return dataclasses.replace(
         view,
-        reasons=tuple(r for r in (_clean(r) for r in rp.reasons) if r),
+        reasons=tuple(r for r in (_clean(r) for r in rp.reasons) if r and r.casefold() != visible),
         topic=_clean(rp.topic),
         score=rp.score,
     )
@@ -535,12 +570,7 @@ def _plain_paper_view(paper: Paper, style: SummaryStyle, chars: int | None) -> P
     url = _safe_url(paper.url)
     if url is None and paper.id and _ARXIV_ID.fullmatch(paper.id):
         url = FALLBACK_PAPER_URL.format(id=paper.id)
-    summary = ""
-    if style != "titles" and chars is not None:
-        if style == "tldr" and paper.ai_summary and paper.ai_summary.strip():
-            summary = _trim(_clean(paper.ai_summary), chars)
-        else:
-            summary = _trim(_clean(paper.abstract), chars)
+    summary = summary_text(paper, style, chars)
     code = paper.github_repo.strip() if paper.github_repo else None
     if code and re.fullmatch(r"[\w.-]+/[\w.-]+", code):
         code = f"https://github.com/{code}"
@@ -560,6 +590,19 @@ def _plain_paper_view(paper: Paper, style: SummaryStyle, chars: int | None) -> P
     )
 
 
+def summary_text(paper: Paper, style: SummaryStyle, chars: int | None) -> str:
+    """The summary the reader sees (:func:`newsletter.summarize.summary` of the cleaned
+    text): the source's TL;DR or the abstract's key sentence, the abstract, or nothing."""
+    if style == "titles" or chars is None:
+        return ""
+    clean = dataclasses.replace(
+        paper,
+        abstract=_clean(paper.abstract),
+        ai_summary=_clean(paper.ai_summary) if paper.ai_summary else None,
+    )
+    return _close_bidi(paper_summary(clean, style, chars))
+
+
 def _preheader(ranked: Sequence[RankedPaper], shown: int) -> str:
     if not ranked:
         return "No new papers today."
@@ -576,25 +619,6 @@ def _clean(text: str) -> str:
     """One line of text: control characters gone, runs of whitespace (CR/LF too) one space,
     bidi embeddings, overrides and isolates it leaves open closed at its end."""
     return _close_bidi(" ".join(_CONTROL.sub(" ", unicodedata.normalize("NFC", text)).split()))
-
-
-def _trim(text: str, limit: int) -> str:
-    """The first sentences of ``text`` that fit in ``limit`` characters.
-
-    When even the first sentence is longer, it is cut at a word boundary with an
-    ellipsis.
-    """
-    if len(text) <= limit:
-        return text
-    end = 0
-    for match in _SENTENCE_END.finditer(text):
-        stop = match.start() + len(match.group(0).rstrip())
-        if stop > limit:
-            break
-        end = stop
-    if end >= limit // 3:
-        return _close_bidi(text[:end].rstrip())
-    return _cut(text, limit)
 
 
 def _short_authors(authors: Iterable[str]) -> str:

@@ -676,7 +676,6 @@ def send_day(
                 date,
                 source=source,
                 subscribers=due,
-                now=clock_now(),
                 web_url=web_url(settings, date),
                 **extra,
             )

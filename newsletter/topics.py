@@ -28,7 +28,9 @@ How a paper gets its topic (deterministic: no randomness, no dependence on hash 
    such as "method" or "novel", and rare in the rest of the day), or an acronym in at
    least two of their titles. The greedy choice takes the term covering most papers,
    weighted by its specificity to the leftovers; the cluster is named from the term in
-   the papers' own spelling ("Graph neural networks", "ISAC").
+   the papers' own spelling ("Graph neural networks", "ISAC"). A cluster whose name is a
+   near-duplicate of an earlier one or of a topic (:func:`name_key`: "Quantum computer"
+   and "Quantum computing") joins it.
 3. **Other.** Whatever is left, last in the digest.
 
 A taxonomy topic left with a single, weakly matched paper (below
@@ -58,6 +60,13 @@ from newsletter.models import Paper, RankedPaper, TopicDef, TopicGroup
 
 OTHER = "Other"
 """The name of the catch-all section, always last."""
+
+ALSO_TODAY = "Also today"
+"""The section gathering one-paper topics beyond ``digest.max_sections`` (papers keep their
+own topic, which the email shows beside each of them)."""
+
+MIN_SECTIONS = 2
+"""``max_sections`` below this is taken as this (one topic and "Also today")."""
 
 DEFAULT_TAXONOMY_RESOURCE = "taxonomy.yaml"
 """The default taxonomy, shipped in ``newsletter/data``."""
@@ -537,9 +546,9 @@ def assign_topics(papers: Sequence[Paper], taxonomy: Sequence[TopicDef]) -> dict
     busy = len(ranked_choices) >= SINGLETON_DAY_SIZE
     _merge_weak_singletons(assigned, best_score, ranked_choices, leftovers, busy=busy)
 
-    taken = {t.name.casefold(): t.name for t in compiled.topics}
+    taken = {name_key(t.name): t.name for t in compiled.topics}
     for name, members in _cluster(leftovers, texts):
-        final = taken.get(name.casefold(), name)
+        final = taken.setdefault(name_key(name), name)  # "Quantum computer" joins "...computing"
         for key in members:
             assigned[key] = final
     for key in leftovers:
@@ -688,6 +697,22 @@ def _term_name(term: tuple[str, ...], texts: Sequence[_PaperText]) -> str:
     return name[:1].upper() + name[1:]
 
 
+_SUFFIXES = ("ations", "ation", "ings", "ing", "ers", "er", "ies", "es", "ed", "s", "al")
+
+
+def name_key(name: str) -> str:
+    """What two section names are compared by: folded words without common suffixes, so
+    near-duplicates ("Quantum computer", "Quantum computing", "Quantum computation") meet."""
+    out = []
+    for word in _TOKEN_RE.findall(fold(name)):
+        for suffix in _SUFFIXES:
+            if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+                word = word[: -len(suffix)]
+                break
+        out.append(word)
+    return " ".join(out)
+
+
 def _case(word: str) -> str:
     """Keep acronyms and mixed case ("GNN", "LoRA"); lowercase plain and title case."""
     return word if any(ch.isupper() for ch in word[1:]) else word.lower()
@@ -696,13 +721,24 @@ def _case(word: str) -> str:
 # --------------------------------------------------------------------------- grouping
 
 
-def group(ranked: Sequence[RankedPaper], taxonomy: Sequence[TopicDef]) -> tuple[TopicGroup, ...]:
-    """The digest's sections: every ranked paper under exactly one topic.
+def group(
+    ranked: Sequence[RankedPaper],
+    taxonomy: Sequence[TopicDef],
+    *,
+    max_sections: int | None = None,
+) -> tuple[TopicGroup, ...]:
+    """The digest's sections: every ranked paper under exactly one section.
 
     A section is named by its papers' ``topic``. Sections come in the order of their
     best paper's score (the day's top story opens the digest), ties in taxonomy order
     and then by name, with "Other" always last. Inside a section papers keep the
     order of ``ranked`` sorted by score (stable), so equal scores keep rank's order.
+
+    With ``max_sections``, a day with more sections than that keeps every topic with two
+    or more papers and the best one-paper topics while room is left, and gathers the
+    other one-paper topics and "Other" into one last section, :data:`ALSO_TODAY`. Its
+    papers keep their own ``topic``. (A busy day may so have more sections than
+    ``max_sections``; only single papers are gathered, never a real topic.)
     """
     order = {t.name: i for i, t in enumerate(taxonomy)}
     descriptions = {t.name: t.description for t in taxonomy}
@@ -714,14 +750,33 @@ def group(ranked: Sequence[RankedPaper], taxonomy: Sequence[TopicDef]) -> tuple[
         best = max(rp.score for _, rp in members[name])
         return (name == OTHER, -best, order.get(name, len(order)), name)
 
-    groups = []
-    for name in sorted(members, key=section_key):
-        papers = sorted(members[name], key=lambda item: (-item[1].score, item[0]))
-        groups.append(
-            TopicGroup(
-                name=name,
-                papers=tuple(rp for _, rp in papers),
-                description=descriptions.get(name, ""),
-            )
-        )
+    names = sorted(members, key=section_key)
+    gathered: list[str] = []
+    if max_sections is not None and len(names) > max(max_sections, MIN_SECTIONS):
+        room = max(max_sections, MIN_SECTIONS) - 1  # one place for "Also today"
+        named = [n for n in names if n != OTHER]
+        keep = {n for n in named if len(members[n]) > 1}
+        for name in named:  # the best one-paper topics, while there is room
+            if len(keep) < room:
+                keep.add(name)
+        gathered = [n for n in names if n not in keep]
+        names = [n for n in names if n in keep]
+
+    def section(name: str, items: list[tuple[int, RankedPaper]], about: str) -> TopicGroup:
+        papers = sorted(items, key=lambda item: (-item[1].score, item[0]))
+        return TopicGroup(name=name, papers=tuple(rp for _, rp in papers), description=about)
+
+    groups = [section(name, members[name], descriptions.get(name, "")) for name in names]
+    if gathered:
+        rest = [item for name in gathered for item in members[name]]
+        groups.append(section(_free_name(ALSO_TODAY, names), rest, ""))
     return tuple(groups)
+
+
+def _free_name(name: str, taken: Sequence[str]) -> str:
+    """``name``, or ``name (2)`` when a topic of the day already has it."""
+    used = {n.casefold() for n in taken}
+    out, n = name, 2
+    while out.casefold() in used:
+        out, n = f"{name} ({n})", n + 1
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import html
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -11,17 +12,23 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from newsletter.archive import (
     ATOM_NS,
     FEED_ENTRIES,
     ArchiveDay,
     ArchiveError,
-    archive_day_from_rendered,
+    archive_day,
     web_url,
     write_archive,
 )
+from newsletter.cli import cli
 from newsletter.config import DigestSettings, Settings
+from newsletter.pipeline import plan_page
+from newsletter.render import load_templates
+from newsletter.sources import load_sample_day
+from newsletter.topics import load_taxonomy
 
 A = f"{{{ATOM_NS}}}"
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
@@ -180,17 +187,93 @@ def test_web_url() -> None:
     assert web_url(settings, date) == "https://x.org/2026-03-30.html"
 
 
-def test_a_page_from_a_rendered_digest_fills_the_public_slots() -> None:
-    class Rendered:
-        subject = "Daily Papers: world models"
-        preheader = "12 papers"
-
-        def fill(self, values: dict[str, str]) -> tuple[str, str]:
-            return f"<p>{values['unsubscribe_url']}|{values['name']}</p>", "text"
-
-    day = archive_day_from_rendered(
-        Rendered(), date=dt.date(2026, 3, 30), fill={"unsubscribe_url": "https://n/", "name": ""}
+def _sample_page(date: dt.date) -> ArchiveDay:
+    day = load_sample_day(date)
+    variant = plan_page(
+        day, settings=Settings(), taxonomy=load_taxonomy(None), templates=load_templates(None)
     )
-    assert day == ArchiveDay(
-        dt.date(2026, 3, 30), "Daily Papers: world models", "<p>https://n/|</p>", "12 papers"
+    return archive_day(variant)
+
+
+def test_a_day_page_is_the_full_digest_without_personal_text() -> None:
+    date = dt.date(2026, 3, 30)
+    day = _sample_page(date)
+    text = re.sub(r"\s+", " ", day.html)
+    for personal in ("Hi ", "You receive this", "Unsubscribe", "Preferences", "%%"):
+        assert personal not in text
+    for paper in load_sample_day(date).papers:
+        title = html.escape(paper.title, quote=False)
+        assert title.encode("ascii", "xmlcharrefreplace").decode() in text
+    assert day.title.startswith("Daily Papers 30 Mar: ")
+    assert 'href="index.html"' in text and 'href="feed.xml"' in text
+    assert not re.search(r'href="https?://localhost', text)  # no bare base-URL links
+
+
+def test_feed_entries_carry_the_days_papers(tmp_path: Path) -> None:
+    date = dt.date(2026, 3, 30)
+    day = _sample_page(date)
+    write_archive(tmp_path, [day], title="Daily Papers", now=NOW)
+    feed = check_atom(tmp_path / "feed.xml")
+    (entry,) = feed.findall(f"{A}entry")
+    content = entry.find(f"{A}content")
+    assert content is not None and content.get("type") == "html"
+    body = content.text or ""
+    papers = load_sample_day(date).papers
+    assert body.count("<li>") == len(papers)
+    assert f'<a href="{papers[0].url}">' in body
+    # the content survives a refresh that only rebuilds the index and feed
+    write_archive(tmp_path, [page(dt.date(2026, 3, 31))], title="Daily Papers", now=LATER)
+    again = ET.parse(tmp_path / "feed.xml").getroot().findall(f"{A}entry")
+    assert [e.find(f"{A}content") is not None for e in again] == [False, True]
+
+
+def test_the_index_shares_the_emails_look_and_fits_a_phone(tmp_path: Path) -> None:
+    write_archive(tmp_path, [page(dt.date(2026, 3, 30))], title="Daily Papers", now=NOW)
+    index = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert 'name="viewport" content="width=device-width, initial-scale=1"' in index
+    assert "max-width:640px" in index and "Helvetica,Arial,sans-serif" in index
+    assert "prefers-color-scheme:dark" in index
+    assert "Monday, 30 March 2026" in index
+
+
+def test_send_then_archive_publishes_that_days_papers_and_nothing_personal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page is the day as sent from its file, not whatever the default source has."""
+    monkeypatch.chdir(tmp_path)
+    entries = [
+        {
+            "paper": {
+                "id": f"2604.0000{i}",
+                "title": f'Made-up paper {i} on G\\"odel machines',
+                "summary": f"We propose machine {i}. It works.",
+                "authors": [{"name": "Zo\\'e Example"}],
+                "upvotes": 10 * i,
+                "submittedOnDailyAt": "2026-04-07T02:00:00.000Z",
+            }
+        }
+        for i in range(1, 4)
+    ]
+    day_file = tmp_path / "2026-04-07.json"
+    day_file.write_text(json.dumps(entries), encoding="utf-8")
+    (tmp_path / "subscribers.yaml").write_text(
+        "subscribers:\n  - email: zed@example.org\n    name: Zed Reader\n", encoding="utf-8"
     )
+    env = {
+        "NEWSLETTER_SOURCE__DEFAULT": "http://127.0.0.1:9/never-asked",
+        "NEWSLETTER_DIGEST__ARCHIVE_URL": "https://papers.example.org/archive",
+    }
+    runner = CliRunner()
+    sent = runner.invoke(cli, ["send", "--date", "2026-04-07", "--source", str(day_file)], env=env)
+    assert sent.exit_code == 0, sent.output
+    done = runner.invoke(cli, ["archive"], env=env)
+    assert done.exit_code == 0, done.output
+    page = html.unescape((tmp_path / "archive" / "2026-04-07.html").read_text(encoding="utf-8"))
+    titles = re.findall(r'class="t"[^>]*>([^<]+)<', page)
+    assert sorted(titles) == [f"Made-up paper {i} on Gödel machines" for i in (1, 2, 3)]
+    assert titles[0] == "Made-up paper 3 on Gödel machines"  # the day's votes order it
+    for personal in ("Zed", "zed@example.org", "Hi ", "Unsubscribe", "token="):
+        assert personal not in page
+    # a day that was never sent has no page (nothing is fetched for it)
+    other = runner.invoke(cli, ["archive", "--date", "2026-04-08"], env=env)
+    assert other.exit_code == 0 and "2026-04-08: no papers, no page" in other.output

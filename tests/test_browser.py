@@ -25,7 +25,9 @@ from newsletter.browser import Browser, Page, launch
 from newsletter.cli.preview import preview_slots
 from newsletter.config import DigestSettings, Settings
 from newsletter.errors import BrowserError
-from newsletter.pipeline import prepare_day
+from newsletter.pipeline import plan_page, prepare_day
+from newsletter.render import load_templates
+from newsletter.topics import load_taxonomy
 
 WIDTHS = (375, 640)
 """A phone, and the email's own width."""
@@ -164,10 +166,17 @@ def page_day_text(n: int) -> str:
 
 
 def render_page(settings: Settings, source: str, date: dt.date, out: Path) -> DigestPage:
-    prepared = prepare_day(settings, date, source=source, subscribers=[], now=NOW)
+    prepared = prepare_day(settings, date, source=source, subscribers=[])
     variant = prepared.full
     html, _ = variant.rendered.fill(preview_slots(settings, "reader@example.org"))
     out.write_text(html, encoding="utf-8")
+    web = plan_page(
+        prepared.day,
+        settings=settings,
+        taxonomy=load_taxonomy(None),
+        templates=load_templates(settings.digest.templates),
+    )
+    out.with_name(f"{out.stem}-web.html").write_text(web.rendered.html, encoding="utf-8")
     papers = tuple((rp.paper.url, rp.paper.title) for rp in variant.digest.papers)
     assert len(papers) == len(prepared.day.papers)
     return DigestPage(out.stem, out, papers)
@@ -268,7 +277,12 @@ def test_every_paper_link_is_visible_and_clickable(
 def test_contents_links_land_on_their_sections(
     browser: Browser, pages: dict[str, DigestPage], name: str
 ) -> None:
-    tab = open_page(browser, pages[name], WIDTHS[0])
+    """In the email the contents are plain names (mail apps do not follow #anchors); on
+    the day's web page (the archive) each name links to its section."""
+    email = open_page(browser, pages[name], WIDTHS[0]).evaluate(CONTENTS_JS)
+    assert email["links"] == [] and len(email["sections"]) >= 2
+    web = pages[name].path.with_name(f"{pages[name].name}-web.html")
+    tab = open_page(browser, DigestPage(name, web, pages[name].papers), WIDTHS[0])
     found = tab.evaluate(CONTENTS_JS)
     assert found["problems"] == []
     names = [link.rsplit("(", 1)[0].strip() for link in found["links"]]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -13,7 +14,6 @@ from newsletter.render import load_templates
 from newsletter.sources import load_sample_day
 from newsletter.topics import load_taxonomy
 
-NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
 DAY = dt.date(2026, 11, 25)
 
 
@@ -28,7 +28,7 @@ def _subscribers() -> list[Subscriber]:
 
 
 def test_one_variant_per_distinct_profile() -> None:
-    prepared = prepare_day(Settings(), DAY, source="sample", subscribers=_subscribers(), now=NOW)
+    prepared = prepare_day(Settings(), DAY, source="sample", subscribers=_subscribers())
     assert len(prepared.variants) == 3
     sizes = sorted(len(v.subscribers) for v in prepared.variants)
     assert sizes == [1, 2, 2]
@@ -40,7 +40,7 @@ def test_one_variant_per_distinct_profile() -> None:
 
 
 def test_full_digest_lists_every_paper_under_one_topic() -> None:
-    prepared = prepare_day(Settings(), DAY, source="sample", subscribers=[], now=NOW)
+    prepared = prepare_day(Settings(), DAY, source="sample", subscribers=[])
     keys = [rp.paper.key for rp in prepared.full.digest.papers]
     assert sorted(keys) == sorted(p.key for p in prepared.day.papers)
     assert len(set(keys)) == len(keys)
@@ -55,7 +55,6 @@ def test_excluded_papers_leave_subscriber_digests_but_not_the_full_one() -> None
         settings=Settings(),
         taxonomy=load_taxonomy(None),
         templates=load_templates(None),
-        now=NOW,
         exclude=gone,
     )
     (variant,) = prepared.variants
@@ -67,3 +66,36 @@ def test_broken_template_fails_before_anything_is_planned(tmp_path: Path) -> Non
     (tmp_path / "digest.txt.j2").write_text("{% for x in %}")
     with pytest.raises(TemplateError):
         load_templates(str(tmp_path))
+
+
+@pytest.mark.parametrize("day", [dt.date(2026, 11, 25), dt.date(2024, 2, 29), dt.date(2031, 6, 2)])
+def test_the_sample_day_is_fresh_on_any_day_and_ordered_by_its_votes(day: dt.date) -> None:
+    """Ranked as of the day's send time, the sample day scores alike whenever it is sent."""
+    sample = load_sample_day(day)
+    assert max(p.submitted_at for p in sample.papers if p.submitted_at).date() == day
+    prepared = prepare_day(Settings(), day, source="sample", subscribers=[])
+    ranked = sorted(prepared.full.digest.papers, key=lambda rp: -rp.score)
+    assert ranked[0].paper.upvotes == max(p.upvotes for p in sample.papers)
+    assert prepared.full.digest.topics[0].papers[0] is ranked[0]  # its section opens the day
+    scores = sorted(round(rp.score, 9) for rp in ranked)
+    again = prepare_day(Settings(), DAY, source="sample", subscribers=[])
+    assert scores == sorted(round(rp.score, 9) for rp in again.full.digest.papers)
+
+
+def test_a_day_is_ranked_as_of_its_own_date_not_the_clock() -> None:
+    """The same papers sent as a later day's digest are older there and score lower."""
+    day = load_sample_day(DAY)
+
+    def scores(date: dt.date) -> list[float]:
+        prepared = plan_day(
+            dataclasses.replace(day, date=date),
+            (),
+            settings=Settings(),
+            taxonomy=load_taxonomy(None),
+            templates=load_templates(None),
+        )
+        return sorted(rp.score for rp in prepared.full.digest.papers)
+
+    own, later = scores(DAY), scores(DAY + dt.timedelta(days=3))
+    assert own == scores(DAY)  # no clock: the same day scores the same whenever planned
+    assert all(b < a for a, b in zip(own, later, strict=True))

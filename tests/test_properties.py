@@ -29,7 +29,7 @@ from newsletter.errors import SourceFormatError
 from newsletter.message import build_template, clean_text, header
 from newsletter.slots import MAX_NAME_CHARS
 from newsletter.sources.arxiv import parse_atom
-from newsletter.sources.common import squash
+from newsletter.sources.common import detex, squash
 from newsletter.sources.files import parse_document, parse_page_text
 from newsletter.sources.hf_daily import load_entries, parse_entries
 from tests.doubles import sample_rendered
@@ -94,9 +94,9 @@ def test_hf_entries_round_trip(entries: list[dict[str, Any]], ascii_only: bool) 
     for paper, entry in zip(papers, entries, strict=True):
         raw = entry["paper"]
         assert paper.id == raw["id"]
-        assert paper.title == squash(raw["title"])
-        assert paper.abstract == squash(raw["summary"])
-        assert paper.authors == tuple(squash(a["name"]) for a in raw["authors"])
+        assert paper.title == detex(raw["title"])  # TeX as Unicode, else squashed
+        assert paper.abstract == detex(raw["summary"])
+        assert paper.authors == tuple(detex(a["name"]) for a in raw["authors"])
         assert paper.upvotes == raw["upvotes"]
         assert paper.comments == entry.get("numComments", 0)
         assert paper.ai_summary == (squash(raw["ai_summary"]) if "ai_summary" in raw else None)
@@ -202,10 +202,10 @@ def test_atom_round_trips(entries: list[dict[str, Any]]) -> None:
         feed = parse_atom(doc, origin="feed.xml")
         papers = [item.paper for item in feed.items]
         assert [p.id for p in papers] == [e["id"].split("v")[0] for e in entries]
-        assert [p.title for p in papers] == [squash(e["title"]) for e in entries]
-        assert [p.abstract for p in papers] == [squash(e["summary"]) for e in entries]
+        assert [p.title for p in papers] == [detex(e["title"]) for e in entries]
+        assert [p.abstract for p in papers] == [detex(e["summary"]) for e in entries]
         assert [p.authors for p in papers] == [
-            tuple(squash(a) for a in e["authors"]) for e in entries
+            tuple(detex(a) for a in e["authors"]) for e in entries
         ]
         assert [p.categories[0] for p in papers] == [e["category"] for e in entries]
         assert {item.kind for item in feed.items} <= {"new", "replace"}

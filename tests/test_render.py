@@ -57,6 +57,7 @@ OUR_TAGS = frozenset(
         "h2",
         "p",
         "b",
+        "i",
         "br",
         "ul",
         "li",
@@ -307,8 +308,11 @@ def test_layout_has_dark_mode_lang_preheader_toc_and_mobile_rules(templates: Tem
     assert "overflow-wrap:anywhere" in html and "word-break:break-word" in html
     # MJML's reset rules stay in the head instead of being inlined into every cell.
     assert html.count("mso-table-lspace") == 1
-    # Table of contents: one link per topic, each to a heading's id.
-    toc = [h[1:] for h in links.hrefs if h.startswith("#")]
+    # Table of contents: no in-message #anchor (dead in many mail apps); with an archive,
+    # one link per topic to that section of the day's web page.
+    assert not [h for h in links.hrefs if h.startswith("#")]
+    page = "https://archive.example.org/2026-11-25.html#"
+    toc = [h.removeprefix(page) for h in links.hrefs if h.startswith(page)]
     assert len(toc) == 4 and set(toc) <= set(links.ids)
     assert "Topic A &amp; friends" in html
     # The preheader names the top paper and is hidden.
@@ -345,8 +349,10 @@ def test_paper_details_tldr_authors_votes_links_and_reasons(templates: Templates
     assert "https://github.com/lab/dp" in links.hrefs
     assert "https://lab.github.io/dp" in links.hrefs
     assert "matches: diffusion policy; author: Name1 Surname" in html
-    # TL;DR: whole sentences up to tldr_chars.
-    assert "First sentence is here. Second sentence follows it.</p>" in html
+    # TL;DR: whole sentences of the abstract within tldr_chars.
+    tldr = re.search(r'<p class="s"[^>]*>([^<]*)</p>', html)
+    assert tldr is not None and 0 < len(tldr.group(1)) <= 60
+    assert tldr.group(1) in paper.abstract and tldr.group(1).endswith(".")
     assert "View in browser" not in html
     assert "Name0 Surname, Name1 Surname, Name2 Surname +12" in text
     assert "Code: https://github.com/lab/dp" in text
@@ -666,3 +672,75 @@ def test_an_open_bidi_override_in_a_name_is_closed_in_the_greeting() -> None:
     }
     _html, text = rendered.fill(values)
     assert "\u202eevil\u202c" in text
+
+
+# --------------------------------------------------------------------------- what the reader sees
+
+
+def _one_section(papers: Sequence[Paper], name: str, topics: Sequence[str]) -> Digest:
+    ranked = tuple(
+        RankedPaper(p, score=100.0 - k, topic=t, reasons=(f"topic: {t}", "author: Ada Lovelace"))
+        for k, (p, t) in enumerate(zip(papers, topics, strict=True))
+    )
+    return Digest(date=DATE, topics=(TopicGroup(name, ranked),), total_papers=len(ranked))
+
+
+def test_reasons_leave_out_the_section_the_paper_is_already_in(templates: Templates) -> None:
+    papers = _hf_papers(2)
+    rendered = render(
+        _one_section(papers, "Robots", ["Robots", "Vision"]), settings=SETTINGS, templates=templates
+    )
+    html, text = _filled(rendered)
+    assert "topic: Robots" not in html and "topic: Robots" not in text
+    assert "topic: Vision" in html and "author: Ada Lovelace" in html
+    assert "trending:" not in html
+
+
+def test_a_gathered_section_shows_each_papers_topic(templates: Templates) -> None:
+    papers = _hf_papers(2)
+    digest = _one_section(papers, "Also today", ["Speech", "Theory"])
+    html, text = _filled(render(digest, settings=SETTINGS, templates=templates))
+    assert "<i>Speech</i>" in html and "<i>Theory</i>" in html
+    assert "Speech | " in text and "Theory | " in text
+
+
+def test_contents_are_plain_names_without_an_archive(templates: Templates) -> None:
+    html, text = _filled(
+        render(_digest(_hf_papers(6), topics=3), settings=SETTINGS, templates=templates)
+    )
+    links = _links(html)
+    assert not [h for h in links.hrefs if h.startswith("#")]
+    assert "In this issue: <b>Topic A &amp; friends</b>" in html
+    assert "  - Topic A & friends (2)" in text
+
+
+@pytest.mark.parametrize(
+    "title", ["Daily Papers", "The Extremely Long Newsletter Title of Our Lab"]
+)
+@pytest.mark.parametrize("paper_title", ["Short", "A" * 40 + " " + "very long words " * 20])
+def test_subjects_fit_a_phone(templates: Templates, title: str, paper_title: str) -> None:
+    papers = [dataclasses.replace(p, title=paper_title) for p in _hf_papers(30)]
+    settings = dataclasses.replace(SETTINGS, title=title)
+    subject = render(_digest(papers, topics=3), settings=settings, templates=templates).subject
+    assert len(subject) <= 78
+    assert subject.endswith(" +29") and "25 Nov" in subject
+    if title == "Daily Papers":
+        assert len(subject) <= 70
+        assert subject.startswith(f"Daily Papers 25 Nov: {paper_title[:10]}")
+
+
+def test_the_web_page_has_no_greeting_footer_or_slots(templates: Templates) -> None:
+    rendered = render(
+        _digest(_hf_papers(6), topics=3),
+        settings=SETTINGS,
+        templates=templates,
+        web_url="https://archive.example.org/2026-11-25.html",
+        page=True,
+    )
+    html = _flat(rendered.html)
+    assert "Hi " not in html and "Unsubscribe" not in html and "You receive this" not in html
+    assert "View in browser" not in html and "%%" not in html
+    links = _links(html)
+    toc = [h[1:] for h in links.hrefs if h.startswith("#")]
+    assert len(toc) == 3 and set(toc) <= set(links.ids)
+    assert "Unsubscribe" not in rendered.text and "Hi " not in rendered.text

@@ -69,7 +69,6 @@ class FakePipeline:
         *,
         source: str | None,
         subscribers: Sequence[Subscriber],
-        now: dt.datetime,
         client: Any = None,
         exclude: Collection[str] = (),
         web_url: str | None = None,

@@ -20,8 +20,10 @@ from newsletter.sources.arxiv import (
     parse_categories,
     parse_rss,
     select,
+    split_authors,
     split_id,
 )
+from newsletter.sources.common import detex
 from newsletter.sources.http import USER_AGENT
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sources"
@@ -315,3 +317,66 @@ def test_an_api_that_keeps_answering_empty_pages_is_unavailable() -> None:
 def test_an_empty_api_answer_for_another_day_is_an_empty_day() -> None:
     day = _fetch(_serve([], api_pages=[_read("arxiv_api_empty.xml")]), dt.date(2026, 11, 22))
     assert day.papers == () and day.source == "arxiv:cs.RO,cs.CV (api)"
+
+
+RSS_TEX = b"""<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0" xmlns:arxiv="http://arxiv.org/schemas/atom"
+     xmlns:dc="http://purl.org/dc/elements/1.1/">
+<channel><title>quant-ph updates on arXiv.org</title>
+<pubDate>Wed, 25 Nov 2026 00:00:00 -0500</pubDate>
+<item>
+ <title>Holevo Cram\\'er-Rao bounds for $N$ qubits</title>
+ <link>https://arxiv.org/abs/2611.30001</link>
+ <description>arXiv:2611.30001v1 Announce Type: new
+Abstract: We compute the Cram\\'er-Rao bound at 25% of the cost, $\\mathcal{O}(n^2)$ \\cite{x}.
+</description>
+ <guid isPermaLink="false">oai:arXiv.org:2611.30001v1</guid>
+ <category>quant-ph</category>
+ <arxiv:announce_type>new</arxiv:announce_type>
+ <dc:creator>M. R. Nirmal (Department of Chemistry, IIT Madras, Chennai, India, Centre for
+ Quantum Information, Communication, and Computing, IIT Madras), Jakob G\\"unther,
+ Michal Hajdu\\v{s}ek (Keio University, Fujisawa, Japan), S{\\o}ren Stobbe
+ and Stanis{\\l}aw Nowak</dc:creator>
+</item>
+</channel></rss>
+"""
+
+
+def test_rss_names_and_text_come_as_unicode_without_affiliations() -> None:
+    (item,) = parse_rss(RSS_TEX, origin="rss").items
+    assert item.paper.authors == (
+        "M. R. Nirmal",
+        "Jakob Günther",
+        "Michal Hajdušek",
+        "Søren Stobbe",
+        "Stanisław Nowak",
+    )
+    assert item.paper.title == "Holevo Cramér-Rao bounds for N qubits"
+    assert item.paper.abstract.startswith("We compute the Cramér-Rao bound at 25% of the cost, ")
+    assert "\\" not in item.paper.abstract and "$" not in item.paper.abstract
+    assert "𝒪(n^2)" in item.paper.abstract
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('Jakob G\\"unther', "Jakob Günther"),
+        ("R\\'{e}nyi entropy", "Rényi entropy"),
+        ("we present \\minerupro, which", "we present minerupro, which"),
+        ("costs $5 and $10, 50% R&D", "costs $5 and $10, 50% R&D"),
+        ("plain text <b>", "plain text <b>"),
+        ("unbalanced {\\em braces", "unbalanced braces"),
+        ("$\\alpha$-divergence", "α-divergence"),
+    ],
+)
+def test_detex(text: str, expected: str) -> None:
+    assert detex(text) == expected
+
+
+def test_split_authors_handles_nested_parentheses_and_a_final_and() -> None:
+    assert split_authors("A. One (Lab (West), Univ), B. Two, and C. Three") == (
+        "A. One",
+        "B. Two",
+        "C. Three",
+    )
+    assert split_authors("") == ()

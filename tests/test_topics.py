@@ -16,6 +16,7 @@ from newsletter.errors import ConfigError
 from newsletter.models import FULL_PROFILE, Paper, RankedPaper, TopicDef
 from newsletter.rank import rank
 from newsletter.topics import (
+    ALSO_TODAY,
     OTHER,
     Phrase,
     Text,
@@ -23,6 +24,7 @@ from newsletter.topics import (
     explain,
     group,
     load_taxonomy,
+    name_key,
     parse_taxonomy,
 )
 
@@ -457,3 +459,70 @@ def test_a_weak_singleton_joins_a_close_runner_up_on_any_day() -> None:
     assert assign_topics([*vision, weak], SMALL)["w"] == "Vision"
     alone = paper("Translation", "Nothing else here.", id="a")
     assert assign_topics([*vision, alone], SMALL)["a"] == "Language"
+
+
+# --------------------------------------------------------------------------- readable sections
+
+
+def test_near_duplicate_cluster_names_are_one_section() -> None:
+    assert name_key("Quantum computer") == name_key("Quantum computing")
+    assert name_key("Quantum computation") == name_key("quantum computers")
+    assert name_key("Graph neural networks") != name_key("Graph neural fields")
+    papers = [
+        paper("Quantum computer architectures", "Superconducting chips.", id="a"),
+        paper("Error rates of a quantum computer", "Surface codes.", id="b"),
+        paper("Quantum computing with ions", "Trapped ions.", id="c"),
+        paper("Fault-tolerant quantum computing", "Magic states.", id="d"),
+        paper("Quantum computing benchmarks", "Volume.", id="e"),
+    ]
+    names = set(assign_topics(papers, SMALL).values())
+    assert len(names) == 1 and names <= {"Quantum computer", "Quantum computing"}
+
+
+def test_one_paper_topics_beyond_max_sections_are_gathered_in_also_today() -> None:
+    ranked = [
+        _ranked("r1", 9.0, "Robots"),
+        _ranked("r2", 8.0, "Robots"),
+        _ranked("s1", 8.5, "Singleton one"),
+        _ranked("s2", 7.5, "Singleton two"),
+        _ranked("s3", 7.0, "Singleton three"),
+        _ranked("v1", 3.0, "Vision"),
+        _ranked("v2", 2.0, "Vision"),
+        _ranked("o", 6.0, OTHER),
+    ]
+    groups = group(ranked, SMALL, max_sections=4)
+    assert [g.name for g in groups] == ["Robots", "Singleton one", "Vision", ALSO_TODAY]
+    gathered = groups[-1].papers
+    assert [rp.paper.title for rp in gathered] == ["s2", "s3", "o"]
+    assert [rp.topic for rp in gathered] == ["Singleton two", "Singleton three", OTHER]
+    # room enough: nothing is gathered, and without a limit neither
+    assert len(group(ranked, SMALL, max_sections=6)) == 6
+    assert ALSO_TODAY not in [g.name for g in group(ranked, SMALL)]
+
+
+def test_topics_with_several_papers_are_never_gathered() -> None:
+    ranked = [_ranked(f"{t}{i}", 10.0 - t, f"Topic {t}") for t in range(5) for i in range(2)]
+    ranked.append(_ranked("lone", 1.0, "Lone"))
+    groups = group(ranked, SMALL, max_sections=3)
+    assert [g.name for g in groups] == [*(f"Topic {t}" for t in range(5)), ALSO_TODAY]
+
+
+def test_also_today_does_not_take_the_name_of_a_topic_of_the_day() -> None:
+    ranked = [
+        _ranked("a", 9.0, ALSO_TODAY),
+        _ranked("b", 8.0, ALSO_TODAY),
+        _ranked("c", 7.0, "One"),
+        _ranked("d", 6.0, "Two"),
+    ]
+    names = [g.name for g in group(ranked, SMALL, max_sections=2)]
+    assert names == [ALSO_TODAY, f"{ALSO_TODAY} (2)"]
+
+
+def test_a_twenty_paper_day_reads_in_at_most_eight_sections() -> None:
+    papers = [p for p in _day()]
+    papers += [
+        paper(f"Unrelated study number {i}", f"Topic {i} alone.", id=f"u{i}") for i in range(20)
+    ]
+    papers = papers[:20]
+    ranked = rank(papers, FULL_PROFILE, topics=assign_topics(papers, SMALL), now=NOW)
+    assert len(group(ranked, SMALL, max_sections=6)) <= 6

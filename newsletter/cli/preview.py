@@ -1,4 +1,10 @@
-"""``newsletter preview``: render a day's digest to files for the operator to look at."""
+"""``newsletter preview``: render a day's digest to files for the operator to look at.
+
+What it writes is the email: the full digest greets neutrally ("Hi there,") with links that
+carry no valid token; ``--subscriber`` renders exactly that subscriber's email (their
+variant, name and signed links, as ``send`` makes them). Both carry "View in browser"
+when ``digest.archive_url`` is set, and the date defaults as ``send``'s does (today, UTC).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +16,14 @@ from typing import Any
 
 import click
 
+from newsletter.archive import web_url
 from newsletter.browser import ColorScheme, launch
 from newsletter.config import Settings, load_settings
 from newsletter.errors import ConfigError
 from newsletter.message import build_preview_eml
 from newsletter.models import Digest, Subscriber
 from newsletter.pipeline import Variant, prepare_day
+from newsletter.render import summary_text
 from newsletter.tokens import PREFERENCES, UNSUBSCRIBE, link
 
 GMAIL_CLIP_BYTES = 102_000
@@ -42,9 +50,11 @@ def register(group: click.Group) -> None:
 
 
 @click.command()
-@click.option("--date", "date_", type=click.DateTime(["%Y-%m-%d"]), help="Day (default: today).")
+@click.option(
+    "--date", "date_", type=click.DateTime(["%Y-%m-%d"]), help="Day (default: today, UTC)."
+)
 @click.option("--source", help="hf, arxiv:CATS, sample, a file path or an http(s) URL.")
-@click.option("--subscriber", help="Render this subscriber's variant instead of the full digest.")
+@click.option("--subscriber", help="Render this subscriber's email (variant, name, links) instead.")
 @click.option("--subscribers", "subscribers_path", help="Subscriber list (default from config).")
 @click.option("--out", default="preview", show_default=True, type=click.Path(file_okay=False))
 @click.option("--open", "open_", is_flag=True, help="Open the HTML in the browser.")
@@ -77,17 +87,17 @@ def preview(
     375 and 640 px wide.
     """
     settings = load_settings(config_path, overrides={"subscribers": subscribers_path})
-    day = date_.date() if date_ else dt.date.today()
+    day = date_.date() if date_ else dt.datetime.now(dt.UTC).date()
     chosen = _find_subscriber(settings, subscriber) if subscriber else None
     prepared = prepare_day(
         settings,
         day,
         source=source,
         subscribers=[chosen] if chosen else [],
-        now=dt.datetime.now(dt.UTC),
+        web_url=web_url(settings, day),
     )
     variant = prepared.variants[0] if chosen else prepared.full
-    paths = write_preview(settings, variant, Path(out), email=chosen.email if chosen else None)
+    paths = write_preview(settings, variant, Path(out), subscriber=chosen)
     if screenshot or dark:
         paths += write_screenshots(paths[0], dark=dark)
     for path in paths:
@@ -106,17 +116,24 @@ def preview(
 
 
 def write_preview(
-    settings: Settings, variant: Variant, out: Path, *, email: str | None
+    settings: Settings, variant: Variant, out: Path, *, subscriber: Subscriber | None = None
 ) -> list[Path]:
-    """Write the four preview files; return their paths, the HTML first."""
+    """Write the four preview files; return their paths, the HTML first.
+
+    Without ``subscriber``: the full digest's neutral preview (:func:`preview_slots`);
+    with one, that subscriber's own slot values, as ``send`` fills them.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    recipient = email or PREVIEW_EMAIL
-    slots = preview_slots(settings, recipient)
+    if subscriber is None:
+        recipient, slots = PREVIEW_EMAIL, preview_slots(settings, PREVIEW_EMAIL)
+    else:
+        recipient, slots = subscriber.email, subscriber_slots(settings, subscriber)
     html, text = variant.rendered.fill(slots)
+    summary = digest_summary(variant.digest, summary_chars=variant.rendered.summary_chars)
     files = {
         "digest.html": html,
         "digest.txt": text,
-        "digest.json": json.dumps(digest_summary(variant.digest), indent=2, ensure_ascii=False),
+        "digest.json": json.dumps(summary, indent=2, ensure_ascii=False),
     }
     paths = []
     for name, content in files.items():
@@ -160,18 +177,30 @@ def write_screenshots(html: Path, *, dark: bool = False) -> list[Path]:
 
 
 def preview_slots(settings: Settings, email: str) -> dict[str, str]:
-    """Per-subscriber values for a preview: real-looking links that carry no valid token."""
+    """Per-subscriber values for a preview: no name (a neutral greeting), real-looking
+    links that carry no valid token."""
     base = settings.digest.base_url
     return {
-        "name": email.split("@", 1)[0],
+        "name": "",
         "email": email,
         "unsubscribe_url": link(base, UNSUBSCRIBE, PREVIEW_TOKEN),
         "preferences_url": link(base, PREFERENCES, PREVIEW_TOKEN),
     }
 
 
-def digest_summary(digest: Digest) -> dict[str, Any]:
-    """The machine-readable digest: every paper under exactly one topic."""
+def subscriber_slots(settings: Settings, subscriber: Subscriber) -> dict[str, str]:
+    """The slot values ``send`` gives ``subscriber``: name, address, signed links."""
+    from newsletter.send import OFFLINE_BACKENDS, link_secret, subscriber_values
+
+    offline = settings.delivery.backend in OFFLINE_BACKENDS
+    secret = link_secret(settings, offline=offline)
+    return subscriber_values(subscriber, base_url=settings.digest.base_url, secret=secret)
+
+
+def digest_summary(digest: Digest, *, summary_chars: int | None = None) -> dict[str, Any]:
+    """The machine-readable digest: every paper under exactly one topic, with the
+    ``summary`` the reader sees at ``summary_chars`` (the rendered length)."""
+    style = digest.profile.summary
     return {
         "date": digest.date.isoformat(),
         "total_papers": digest.total_papers,
@@ -183,7 +212,9 @@ def digest_summary(digest: Digest) -> dict[str, Any]:
                         "id": rp.paper.id,
                         "title": rp.paper.title,
                         "url": rp.paper.url,
+                        "topic": rp.topic,
                         "score": round(rp.score, 6),
+                        "summary": summary_text(rp.paper, style, summary_chars),
                         "reasons": list(rp.reasons),
                     }
                     for rp in group.papers

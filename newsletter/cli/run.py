@@ -9,7 +9,8 @@ The defaults: the subscriber list through ``newsletter.send.load_due_subscribers
 plus preference overlay), the delivery ledger (``newsletter.ledger``: the newest day's
 counts for ``status``; a zone's day is done when each of its subscribers' rows is sent or
 failed for good; ``archive`` takes the days with a sent row), ``newsletter.prefs`` for the
-suppressed count, ``newsletter.pipeline.prepare_day``'s full digest for archive pages.
+suppressed count; archive pages are ``newsletter.pipeline.plan_page`` of the day's papers as
+the state database kept them when the day was prepared for sending.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ from newsletter.config import Settings, load_settings, secret_values
 from newsletter.errors import NewsletterError
 from newsletter.locking import holder, lock_path_for
 from newsletter.logs import LOG_FORMATS, setup_logging
-from newsletter.models import Subscriber
-from newsletter.pipeline import prepare_day
+from newsletter.models import Day, Subscriber
+from newsletter.pipeline import plan_page
+from newsletter.render import load_templates
 from newsletter.send import load_due_subscribers
 from newsletter.state import State
+from newsletter.topics import load_taxonomy
 
 log = logging.getLogger(__name__)
 
@@ -140,20 +143,32 @@ def prefs_suppressed(settings: Settings) -> int:
 def render_full_day(
     settings: Settings, date: dt.date, now: dt.datetime
 ) -> archive_mod.ArchiveDay | None:
-    """The full digest of ``date`` as an archive page, or None for a day without papers."""
-    prepared = prepare_day(
-        settings,
-        date,
-        source=None,
-        subscribers=(),
-        now=now,
-        web_url=archive_mod.web_url(settings, date),
-    )
-    if prepared.day.is_empty:
+    """The day's page as it was sent, or None for a day without papers.
+
+    The papers are the ones kept when the day was prepared for sending, ranked and
+    grouped as that send did (as of its send time), never fetched again.
+    """
+    day = sent_day(settings, date)
+    if day is None or day.is_empty:
         return None
-    base = settings.digest.base_url.rstrip("/")
-    public = {"name": "", "email": "", "unsubscribe_url": base, "preferences_url": base}
-    return archive_mod.archive_day_from_rendered(prepared.full.rendered, date=date, fill=public)
+    variant = plan_page(
+        day,
+        settings=settings,
+        taxonomy=load_taxonomy(settings.digest.taxonomy),
+        templates=load_templates(settings.digest.templates),
+    )
+    return archive_mod.archive_day(variant)
+
+
+def sent_day(settings: Settings, date: dt.date) -> Day | None:
+    """The papers of ``date`` as the state database kept them when the day was prepared
+    for sending (None: never prepared, or no database yet)."""
+    state = _existing(settings)
+    if state is None:
+        return None
+    with state:
+        stored = state.load_day(date)
+    return stored.day if stored is not None else None
 
 
 @dataclass(frozen=True)

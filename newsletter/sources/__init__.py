@@ -5,7 +5,8 @@ rest of the package uses. ``spec`` is one of:
 
 =====================  ==========================================================
 ``sample``             the bundled fictional day (newsletter/data/sample_day.json),
-                       dated with whatever date is asked for; no network
+                       moved to whatever date is asked for (its papers' times too,
+                       so they are as fresh on that day as on their own); no network
 ``hf``                 the Hugging Face Daily Papers API (:mod:`.hf_daily`)
 ``arxiv:cs.RO,cs.CV``  arXiv categories, RSS for the feed's own day, else the API
                        (:mod:`.arxiv`)
@@ -22,6 +23,7 @@ are one-line :class:`~newsletter.errors.SourceError` (format, unavailable) or
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib.resources
 import time
@@ -94,11 +96,23 @@ def fetch_day(
 
 
 def load_sample_day(date: dt.date) -> Day:
-    """The bundled fictional day, dated ``date``."""
+    """The bundled fictional day, moved to ``date``: every paper's times shift by the days
+    between the sample's own day (its latest ``submittedOnDailyAt``) and ``date``."""
     resource = importlib.resources.files("newsletter.data").joinpath(SAMPLE_RESOURCE)
     papers = hf_daily.parse_hf_json(
         resource.read_bytes(), origin=f"newsletter/data/{SAMPLE_RESOURCE}"
     )
+    listed = [p.submitted_at for p in papers if p.submitted_at is not None]
+    if listed:
+        shift = date - max(listed).date()
+        papers = tuple(
+            dataclasses.replace(
+                p,
+                submitted_at=p.submitted_at + shift if p.submitted_at else None,
+                published_at=p.published_at + shift if p.published_at else None,
+            )
+            for p in papers
+        )
     return Day(date=date, papers=merge_duplicates(papers), source="sample")
 
 

@@ -19,6 +19,12 @@ Announce types: ``new`` papers are kept; ``cross`` (cross-lists) only with
 type is inferred: a primary category outside the requested ones is a cross-list, a
 version above 1 a replacement.
 
+Text is given as Unicode: TeX accents, macros and inline math in titles, abstracts and
+names are converted (:func:`newsletter.sources.common.detex`). The RSS feed lists a
+paper's authors in one ``<dc:creator>``, each maybe followed by affiliations in
+parentheses that hold commas of their own; :func:`split_authors` splits at the commas
+(and a final "and") outside parentheses and leaves the affiliations out.
+
 XML is parsed with the standard library. A document type declaration is refused before
 parsing (arXiv never sends one), so no entity can be declared or expanded.
 """
@@ -39,7 +45,7 @@ import httpx
 from newsletter.config import SourceSettings
 from newsletter.errors import ConfigError, SourceFormatError, SourceUnavailable
 from newsletter.models import Day, Paper
-from newsletter.sources.common import excerpt, merge_duplicates, squash
+from newsletter.sources.common import detex, excerpt, merge_duplicates, squash
 from newsletter.sources.http import RetryPolicy, get
 
 log = logging.getLogger(__name__)
@@ -239,6 +245,33 @@ def split_id(text: str) -> tuple[str | None, int | None]:
     return match.group(1), version
 
 
+def split_authors(text: str) -> tuple[str, ...]:
+    """Author names of an RSS ``<dc:creator>``: split at commas and "and" outside
+    parentheses, affiliations (in parentheses) left out, TeX converted."""
+    names: list[str] = []
+    depth = 0
+    current: list[str] = []
+    for ch in text:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(depth - 1, 0)
+        elif depth == 0:
+            if ch == ",":
+                names.append("".join(current))
+                current = []
+            else:
+                current.append(ch)
+    names.append("".join(current))
+    out: list[str] = []
+    for chunk in names:
+        for part in re.split(r"\s+and\s+", chunk.strip()):
+            name = detex(re.sub(r"^and\s+", "", part.strip()))
+            if name:
+                out.append(name)
+    return tuple(out)
+
+
 def _text(element: ET.Element | None) -> str:
     return squash(element.text or "") if element is not None else ""
 
@@ -288,7 +321,9 @@ def parse_atom(body: bytes | str, *, origin: str, categories: Sequence[str] = ()
         cats = [c.get("term", "") for c in entry.findall(f"{ATOM}category")]
         ordered = tuple(dict.fromkeys(c for c in (primary, *cats) if c))
         authors = tuple(
-            name for a in entry.findall(f"{ATOM}author") if (name := _text(a.find(f"{ATOM}name")))
+            name
+            for a in entry.findall(f"{ATOM}author")
+            if (name := detex(_text(a.find(f"{ATOM}name"))))
         )
         published = _iso(_text(entry.find(f"{ATOM}published")))
         cross = bool(requested) and bool(ordered) and ordered[0] not in requested
@@ -300,8 +335,8 @@ def parse_atom(body: bytes | str, *, origin: str, categories: Sequence[str] = ()
             (True, True): "replace-cross",
         }[(cross, replaced)]
         paper = Paper(
-            title=title,
-            abstract=_text(entry.find(f"{ATOM}summary")),
+            title=detex(title),
+            abstract=detex(_text(entry.find(f"{ATOM}summary"))),
             id=paper_id,
             authors=authors,
             url=ABS_URL + paper_id if paper_id else None,
@@ -338,12 +373,13 @@ def parse_rss(body: bytes | str, *, origin: str) -> RssFeed:
                 "%s: item %d (%s): unknown announce type %r; skipped", origin, index, paper_id, kind
             )
             continue
-        creators = ", ".join(_text(c) for c in item.findall(f"{DC}creator"))
-        authors = tuple(name for a in creators.split(",") if (name := squash(a)))
-        abstract = _RSS_PREFIX_RE.sub("", _text(item.find("description")), count=1)
+        authors = tuple(
+            name for c in item.findall(f"{DC}creator") for name in split_authors(_text(c))
+        )
+        abstract = detex(_RSS_PREFIX_RE.sub("", _text(item.find("description")), count=1))
         cats = tuple(dict.fromkeys(c for el in item.findall("category") if (c := _text(el))))
         paper = Paper(
-            title=title,
+            title=detex(title),
             abstract=abstract,
             id=paper_id,
             authors=authors,

@@ -1,9 +1,14 @@
-"""Helpers every source parser shares: whitespace, error excerpts, merging duplicates."""
+"""Helpers every source parser shares: whitespace, TeX, error excerpts, merging duplicates."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
 from collections.abc import Iterable
+
+from pylatexenc.latex2text import LatexNodes2Text, MacroTextSpec, get_default_latex_context_db
+from pylatexenc.latexwalker import LatexWalkerError
 
 from newsletter.models import Paper
 
@@ -14,6 +19,53 @@ EXCERPT_CHARS = 80
 def squash(text: str) -> str:
     """Collapse runs of whitespace (the APIs wrap abstracts with newlines) into one space."""
     return " ".join(text.split())
+
+
+_TEX_HINT = re.compile(r"\\[A-Za-z\"'`^~=.vuHcdbkr]|\$[^\s$](?:[^$]*[^\s$])?\$")
+"""Text worth handing to the TeX converter: a backslash command or accent, or ``$x$``
+math (no space inside the dollars, so "$5 and $10" is left alone)."""
+
+_TEX_SPECIALS = re.compile(r"(?<!\\)([%&#])")
+"""Characters TeX would take as a comment, an alignment or a parameter: escaped first,
+since abstracts write "25%" and "R&D" literally."""
+
+_FONT_SWITCHES = ("em", "bf", "it", "rm", "sc", "sf", "tt", "sl", "bfseries", "itshape", "upshape")
+"""Old-style font switches (``{\\em word}``): dropped, their text kept."""
+
+MAX_TEX_CHARS = 20_000
+"""Longer texts are left as they are (the converter's time grows with the text)."""
+
+
+@functools.cache
+def _tex_converter() -> LatexNodes2Text:
+    """pylatexenc with math as text ("$O(n^2)$" -> "O(n^2)", "\\alpha" -> "α") and an
+    unknown macro kept as its name (``\\minerupro`` -> "minerupro", not dropped)."""
+    db = get_default_latex_context_db()
+    db.add_context_category(
+        "newsletter-font-switches",
+        macros=[MacroTextSpec(name, simplify_repl="") for name in _FONT_SWITCHES],
+        prepend=True,
+    )
+    db.set_unknown_macro_spec(
+        MacroTextSpec("", simplify_repl=lambda node: node.macroname + node.macro_post_space)
+    )
+    return LatexNodes2Text(latex_context=db, math_mode="text", strict_latex_spaces=True)
+
+
+def detex(text: str) -> str:
+    """TeX accents, common macros and inline math as Unicode text, whitespace squashed:
+    ``G\\"unther`` -> "Günther", ``Hajdu\\v{s}ek`` -> "Hajdušek", ``Cram\\'er`` -> "Cramér".
+
+    Text without TeX is returned squashed and otherwise unchanged; text the converter
+    cannot read is returned as it was.
+    """
+    if len(text) > MAX_TEX_CHARS or not _TEX_HINT.search(text):
+        return squash(text)
+    try:
+        out = _tex_converter().latex_to_text(_TEX_SPECIALS.sub(r"\\\1", text))
+    except (LatexWalkerError, ValueError, IndexError, RecursionError):
+        return squash(text)
+    return squash(out.replace("\xa0", " "))
 
 
 def excerpt(body: bytes | str, *, limit: int = EXCERPT_CHARS) -> str:

@@ -28,7 +28,7 @@ from newsletter.config import SourceSettings
 from newsletter.errors import SourceFormatError, SourceUnavailable
 from newsletter.models import Paper
 from newsletter.sources import arxiv, hf_daily
-from newsletter.sources.common import excerpt, squash
+from newsletter.sources.common import detex, excerpt, squash
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +192,8 @@ def parse_page_text(text: str, *, origin: str = "page text") -> tuple[Paper, ...
             abstract = squash(" ".join(blocks[index + 1]))
             papers.append(
                 Paper(
-                    title=title,
-                    abstract=abstract,
+                    title=detex(title),
+                    abstract=detex(abstract),
                     id=None,
                     url=hf_daily.paper_url(None, title),
                     source=SOURCE_NAME,

@@ -33,7 +33,7 @@ import httpx
 from newsletter.config import SourceSettings
 from newsletter.errors import SourceFormatError
 from newsletter.models import Day, Paper
-from newsletter.sources.common import excerpt, merge_duplicates, squash
+from newsletter.sources.common import detex, excerpt, merge_duplicates, squash
 from newsletter.sources.http import RetryPolicy, get
 
 log = logging.getLogger(__name__)
@@ -260,10 +260,10 @@ def _parse_entry(entry: Mapping[str, Any], read: _Reader) -> Paper | None:
         read.warn("no summary; listed with an empty abstract")
         abstract = ""
     return Paper(
-        title=title,
-        abstract=abstract,
+        title=detex(title),
+        abstract=detex(abstract),
         id=paper_id,
-        authors=read.authors(nested),
+        authors=tuple(detex(name) for name in read.authors(nested)),
         url=paper_url(paper_id, title),
         upvotes=read.integer(nested, "upvotes") or 0,
         comments=read.integer(entry, "numComments") or 0,
