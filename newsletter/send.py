@@ -685,6 +685,9 @@ def send_day(
             if prepared.day.is_empty and settings.digest.empty_day == "skip":
                 reason = f"no papers for {date} from {prepared.day.source} (digest.empty_day: skip)"
                 log.info("%s", reason)
+                if not dry_run:  # status then knows the day was not forgotten
+                    skipped_run = ledger.start_run(date, command=command, owner=owner)
+                    ledger.finish_run(skipped_run, {}, outcome="empty day")
                 return _report(
                     date,
                     [],
