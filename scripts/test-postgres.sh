@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Print the PostgreSQL URL the tests use (NEWSLETTER_TEST_POSTGRES_URL), starting the local
+# Print the PostgreSQL URL the tests use (TEST_POSTGRES_URL), starting the local
 # Debian cluster when it is installed and not running, and creating the test role once.
 # Each test session then creates (and drops) its own uniquely named database with it.
 set -euo pipefail
-if [ -n "${NEWSLETTER_TEST_POSTGRES_URL:-}" ]; then
-    echo "$NEWSLETTER_TEST_POSTGRES_URL"
+if [ -n "${TEST_POSTGRES_URL:-}" ]; then
+    echo "$TEST_POSTGRES_URL"
     exit 0
 fi
 if ! command -v pg_lsclusters >/dev/null 2>&1; then
     echo "error: PostgreSQL is not installed (apt-get install postgresql) and" \
-        "NEWSLETTER_TEST_POSTGRES_URL is not set" >&2
+        "TEST_POSTGRES_URL is not set" >&2
     exit 1
 fi
 read -r version cluster port status _ < <(pg_lsclusters -h | head -n 1)

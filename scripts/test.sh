@@ -9,7 +9,7 @@ python3 -m ruff format --check newsletter tests benchmarks
 python3 -m mypy
 # The PostgreSQL tests need a server: start the local cluster if it is installed.
 if url="$(bash scripts/test-postgres.sh)"; then
-    export NEWSLETTER_TEST_POSTGRES_URL="$url"
+    export TEST_POSTGRES_URL="$url"
 else
     echo "warning: no PostgreSQL for the tests: they will fail" >&2
 fi

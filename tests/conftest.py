@@ -25,7 +25,7 @@ def _restore_logging() -> Iterator[None]:
         logger.setLevel(level)
 
 
-POSTGRES_ENV = "NEWSLETTER_TEST_POSTGRES_URL"
+POSTGRES_ENV = "TEST_POSTGRES_URL"
 """A PostgreSQL URL whose role may CREATE DATABASE (scripts/test.sh sets it)."""
 
 
@@ -35,7 +35,7 @@ def postgres_server() -> Iterator[str]:
     same time against the same server), dropped at the end.
 
     The PostgreSQL tests fail, never skip, without a server: run ``scripts/test.sh``
-    (which starts the local cluster) or set NEWSLETTER_TEST_POSTGRES_URL.
+    (which starts the local cluster) or set TEST_POSTGRES_URL.
     """
     import os
     import secrets
