@@ -2,7 +2,7 @@
 
     python3 -m benchmarks.bench_scale [--subscribers N] [--variants V] [--connections C]
                                       [--baseline-messages M] [--repeat R] [--tracemalloc]
-                                      [--no-smtp]
+                                      [--no-smtp] [--state URL]
 
 On the page day (/work/shared/data/daily-papers-page.txt through
 ``newsletter.sources.fetch_day``; the bundled sample day, with a note, when it is absent):
@@ -12,7 +12,9 @@ On the page day (/work/shared/data/daily-papers-page.txt through
    MIME (``build_template`` per variant, link tokens + ``recipient`` + ``fill`` per
    subscriber, bytes counted and dropped);
 2. the real thing: ``newsletter.send.send_day`` with ``delivery.backend: smtp`` to
-   Postfix's smtp-sink on loopback and the SQLite ledger in a temporary folder;
+   Postfix's smtp-sink on loopback and the state database: SQLite in a temporary folder,
+   or with ``--state postgresql://USER:PW@HOST/DB`` a fresh database made on that server
+   for the run (the role needs CREATEDB) and dropped after it;
 3. the baseline: Postfix's smtp-source sending the same number of messages of the mean
    message size over the same number of connections into the same sink.
 
@@ -52,6 +54,7 @@ from newsletter.pipeline import Variant, prepare_day
 from newsletter.rank import rank
 from newsletter.render import load_templates, render
 from newsletter.send import long_lived_frozen, recipients_for, send_day, values_maker
+from newsletter.state import parse_state_url
 from newsletter.subscribers import load_subscribers
 from newsletter.topics import assign_topics, group, load_taxonomy
 from tests.scale_helpers import (
@@ -136,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracemalloc", action="store_true", help="also trace Python heap peaks")
     parser.add_argument("--no-smtp", action="store_true", help="stages only, no delivery")
     parser.add_argument(
+        "--state",
+        default=None,
+        help="postgresql://... server to make a scratch database on (default: SQLite file)",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=3,
@@ -155,16 +163,20 @@ def main(argv: list[str] | None = None) -> int:
         tracemalloc.start()
     stages = Stages(trace=args.tracemalloc)
 
-    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp,
+        scratch_state(args.state, Path(tmp)) as state_url,
+    ):
         workdir = Path(tmp)
         yaml_path = workdir / "subscribers.yaml"
         settings = Settings(
             sender=SENDER,
             source=SourceSettings(default=source),
             subscribers=str(yaml_path),
-            state=f"sqlite:///{workdir / 'state.db'}",
+            state=state_url,
             secret_key=SECRET,
         )
+        print(f"state database: {parse_state_url(state_url).engine}")
         taxonomy = load_taxonomy(settings.digest.taxonomy)
         topic_names = [t.name for t in taxonomy]
 
@@ -254,6 +266,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.tracemalloc:
         print(f"Python heap peak (tracemalloc) {tracemalloc.get_traced_memory()[1] / 2**20:.0f} MB")
     return 0
+
+
+@contextmanager
+def scratch_state(server: str | None, workdir: Path) -> Iterator[str]:
+    """The state URL for the run: a SQLite file in ``workdir``, or a database made on the
+    PostgreSQL ``server`` for this run and dropped afterwards."""
+    if server is None:
+        yield f"sqlite:///{workdir / 'state.db'}"
+        return
+    import os
+    import secrets
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"bench_scale_{os.getpid()}_{secrets.token_hex(3)}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(server)._replace(path="/" + name))
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def make_messages(

@@ -6,7 +6,9 @@ Lookup order, first found wins:
 2. the environment: ``NEWSLETTER_<KEY>`` with ``__`` between levels
    (``NEWSLETTER_DELIVERY__PORT=2525`` sets ``delivery.port``),
 3. the YAML config file (``--config``, default ``newsletter.yaml`` in the working
-   directory; a missing default file is fine, a missing named file is an error),
+   directory; a missing default file is fine, a missing named file is an error);
+   relative paths in it (PATH_KEYS, and a SQLite ``state``) are taken relative to the
+   folder of that file, not the working directory,
 4. the defaults below: the offline default sends to a local outbox folder and keeps
    its state in a SQLite file.
 
@@ -174,6 +176,7 @@ def load_settings(
             if key in SECRET_KEYS:
                 var = env_var(key)
                 raise ConfigError(f"{where}: {key}: secrets come from the environment; set {var}")
+        _resolve_paths(data, config_file.resolve().parent, where)
     elif path is not None:
         raise ConfigError(f"{config_file}: config file not found")
     for name, value in env.items():
@@ -185,6 +188,42 @@ def load_settings(
             _set_dotted(data, dotted, value)
     settings: Settings = _build(Settings, data, where, "")
     return dataclasses.replace(settings, config_path=where if where != "defaults" else None)
+
+
+PATH_KEYS = (
+    "subscribers",
+    "archive",
+    "delivery.outbox",
+    "delivery.dkim_key",
+    "digest.templates",
+    "digest.taxonomy",
+)
+"""Settings holding a file or folder: relative ones in a config file are taken relative to
+that file's folder (``state`` too, when it names a SQLite file)."""
+
+
+def _resolve_paths(data: dict[str, Any], base: Path, where: str) -> None:
+    """Make the relative paths of a config file's ``data`` absolute against ``base``, so
+    ``newsletter status -c /etc/newsletter/newsletter.yaml`` works from any folder."""
+    from newsletter.errors import LedgerError
+    from newsletter.state import resolve_state_url
+
+    for dotted in PATH_KEYS:
+        node: Any = data
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        value = node.get(last)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            node[last] = str(base / value)
+    state = data.get("state")
+    if isinstance(state, str) and state:
+        try:
+            data["state"] = resolve_state_url(state, base=base)
+        except LedgerError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
 
 
 def require_secret(settings: Settings, key: str) -> str:

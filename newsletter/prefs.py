@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from newsletter.config import Settings
 from newsletter.models import Subscriber
-from newsletter.state import Overlay, Signup, State, Suppression
+from newsletter.state import Overlay, Signup, State, Suppression, apply_choices
 
 
 def _utcnow() -> dt.datetime:
@@ -52,7 +52,10 @@ def next_send_subscribers_counted(settings: Settings) -> tuple[list[Subscriber],
 
     known = roster.default_topic_names(settings.digest.taxonomy)
     subscribers = roster.load_subscribers(settings.subscribers, known_topics=known)
-    with State(settings.state) as state:
+    existing = State.open_existing(settings.state)  # reading the list creates no database
+    if existing is None:
+        return apply_choices(subscribers, {}, {})
+    with existing as state:
         return state.apply_counted(subscribers)
 
 

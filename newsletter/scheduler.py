@@ -19,6 +19,9 @@ sent lives in the delivery ledger, which is the final guard against sending twic
   ``coalesce=True`` and ``max_instances=1``. A daemon that was down at the run time and
   comes back within the grace window schedules the missed run at once (unless the ledger
   says that day is done for that zone), and coalescing makes several missed runs one.
+  Only runs due after a daemon *first* started against the state database are caught
+  up: the first start of a new install sends nothing that was due before it
+  (``newsletter status`` shows a pending catch-up before it is sent).
 - **Which papers.** :func:`paper_date`: the run's local date ("today") or the weekday
   before it ("previous_weekday").
 - **A late source.** Before sending, the source is asked whether the day's list is out;
@@ -88,6 +91,9 @@ DAEMON_SIGNALS: frozenset[signal.Signals] = STOP_SIGNALS | {RELOAD_SIGNAL}
 
 WORKERS_MIN = 4
 """Threads running jobs, at least (a job waiting for a late source holds one)."""
+
+DAEMON_BEAT_SECONDS = 60.0
+"""How often the daemon records that it is alive (``status`` reports one that stopped)."""
 
 ZONE_SYNC_SECONDS = 900.0
 """How often the daemon re-reads the subscriber list for time zones come or gone."""
@@ -283,6 +289,17 @@ def last_fire_time(
     now = now.astimezone(dt.UTC)
     times = fire_times(trigger, start=now - within, end=now)
     return times[-1] if times else None
+
+
+def missed_runs(
+    trigger: DailyTrigger, now: dt.datetime, *, grace: float, since: dt.datetime | None
+) -> list[dt.datetime]:
+    """Fire times within ``grace`` seconds before ``now``, and not before ``since`` (the
+    daemon's first start against this state database): the runs a start catches up."""
+    start = now - dt.timedelta(seconds=grace)
+    if since is not None:
+        start = max(start, since.astimezone(dt.UTC))
+    return fire_times(trigger, start=start, end=now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -515,6 +532,9 @@ class Wiring:
     stop: threading.Event = field(default_factory=threading.Event)
     wait: Wait | None = None
     after: AfterRun | None = None
+    first_started: dt.datetime | None = None
+    """When a daemon first started against this state database: no catch-up of runs
+    that were due before it (None: no limit)."""
 
     @property
     def grace(self) -> int:
@@ -551,7 +571,7 @@ class Wiring:
         run = self.daily_run(zone)
         options: dict[str, Any] = {}
         now = self.clock().astimezone(dt.UTC)
-        missed = fire_times(run.trigger, start=now - dt.timedelta(seconds=self.grace), end=now)
+        missed = missed_runs(run.trigger, now, grace=self.grace, since=self.first_started)
         data = {"data": {"zone": zone}}
         if catch_up and missed:
             day = paper_date(missed[-1].date(), self.settings.schedule.paper_day)
@@ -613,8 +633,10 @@ def build_scheduler(
     stop: threading.Event | None = None,
     wait: Wait | None = None,
     after: AfterRun | None = None,
+    first_started: dt.datetime | None = None,
 ) -> BackgroundScheduler:
-    """A scheduler (not started) with one job per zone, catching up a run missed within grace."""
+    """A scheduler (not started) with one job per zone, catching up a run missed within
+    grace (and not before ``first_started``)."""
     wiring = Wiring(
         settings,
         job=job,
@@ -624,6 +646,7 @@ def build_scheduler(
         stop=stop if stop is not None else threading.Event(),
         wait=wait,
         after=after,
+        first_started=first_started,
     )
     return _build(wiring, subscribers)
 
@@ -651,6 +674,9 @@ def run_daemon(
     lock_path: str | os.PathLike[str] | None = None,
     signals: Iterable[signal.Signals] = DAEMON_SIGNALS,
     after: AfterRun | None = None,
+    started: Callable[[], dt.datetime | None] | None = None,
+    beat: Callable[[], object] | None = None,
+    stopped: Callable[[], object] | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or ``stop`` is set); returns the exit code, 0.
 
@@ -658,6 +684,11 @@ def run_daemon(
     ZONE_SYNC_SECONDS and on SIGHUP. Raises :class:`~newsletter.locking.AlreadyRunning`
     when another daemon holds the lock. Call it from the main thread when ``signals`` is
     not empty.
+
+    Once the lock is held, ``started()`` records the start in the state database and
+    returns when a daemon *first* started against it (runs due before that are not
+    caught up); ``beat()`` runs every DAEMON_BEAT_SECONDS (the liveness ``status``
+    checks) and ``stopped()`` after a clean stop.
     """
     wiring = Wiring(
         settings,
@@ -676,6 +707,8 @@ def run_daemon(
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, wanted) if wanted else None
     try:
         with lock:
+            if started is not None:
+                wiring.first_started = started()
             scheduler = _build(wiring, subscribers)
             scheduler.start()
             log.info("daemon started", extra={"data": {"pid": os.getpid(), "lock": str(lock.path)}})
@@ -694,6 +727,14 @@ def run_daemon(
                 scheduler.add_job(
                     resync, "interval", seconds=ZONE_SYNC_SECONDS, id="zones", name="zone sync"
                 )
+            if beat is not None:
+                scheduler.add_job(
+                    _quietly(beat),
+                    "interval",
+                    seconds=DAEMON_BEAT_SECONDS,
+                    id="beat",
+                    name="liveness",
+                )
             while not wiring.stop.is_set():
                 if not wanted:
                     wiring.stop.wait(SIGNAL_POLL_SECONDS)
@@ -710,11 +751,26 @@ def run_daemon(
                 wiring.stop.set()
             scheduler.pause()
             scheduler.shutdown(wait=True)
+            if stopped is not None:
+                _quietly(stopped)()
     finally:
         if old_mask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     log.info("daemon stopped")
     return 0
+
+
+def _quietly(action: Callable[[], object]) -> Callable[[], None]:
+    """``action``, logging a NewsletterError instead of raising it (a liveness record
+    that cannot be written must not stop the daemon)."""
+
+    def run() -> None:
+        try:
+            action()
+        except NewsletterError as exc:
+            log.warning("state database: %s", exc)
+
+    return run
 
 
 def _log_next_runs(settings: Settings, subscribers: Sequence[Subscriber], now: dt.datetime) -> None:

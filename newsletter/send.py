@@ -575,6 +575,78 @@ class LedgerWriter:
             raise self._error
 
 
+# --------------------------------------------------------------------------- progress
+
+
+PROGRESS_LOG_SECONDS = 5.0
+"""How often a running send logs one INFO line of progress."""
+
+
+class ProgressLog:
+    """The log side of a send's progress: each address at DEBUG (failures at WARNING),
+    and one INFO line every PROGRESS_LOG_SECONDS with sent / failed / remaining and the
+    rate, instead of one INFO line per address."""
+
+    def __init__(
+        self,
+        total: int,
+        *,
+        every: float = PROGRESS_LOG_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total = total
+        self.every = every
+        self.clock = clock
+        self.started = clock()
+        self.last = self.started
+        self.sent = 0
+        self.failed = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, result: SendResult) -> None:
+        if result.status in DELIVERED:
+            log.debug("%s %s", result.status, result.email)
+        elif result.status == SendStatus.SKIPPED:
+            log.debug("skipped %s: %s", result.email, result.error)
+        else:
+            kind = "retry later" if result.transient else "permanent"
+            log.warning("%s %s (%s): %s", result.status, result.email, kind, result.error)
+        with self.lock:
+            if result.status in DELIVERED:
+                self.sent += 1
+            elif result.status != SendStatus.SKIPPED:
+                self.failed += 1
+            now = self.clock()
+            due = now - self.last >= self.every
+            if due:
+                self.last = now
+        if due:
+            self.log_line(now)
+
+    def log_line(self, now: float | None = None) -> None:
+        now = self.clock() if now is None else now
+        elapsed = max(now - self.started, 1e-9)
+        done = self.sent + self.failed
+        log.info(
+            "progress: sent %d, failed %d, remaining %d of %d, %.1f msg/s",
+            self.sent,
+            self.failed,
+            max(self.total - done, 0),
+            self.total,
+            self.sent / elapsed,
+        )
+
+
+def _chain(*callbacks: Progress | None) -> Progress:
+    chosen = [c for c in callbacks if c is not None]
+
+    def progress(result: SendResult) -> None:
+        for callback in chosen:
+            callback(result)
+
+    return progress
+
+
 # --------------------------------------------------------------------------- the day
 
 
@@ -684,6 +756,9 @@ def send_day(
             if prepared.day.is_empty and settings.digest.empty_day == "skip":
                 reason = f"no papers for {date} from {prepared.day.source} (digest.empty_day: skip)"
                 log.info("%s", reason)
+                if not dry_run:  # status then knows the day was not forgotten
+                    skipped_run = ledger.start_run(date, command=command, owner=owner)
+                    ledger.finish_run(skipped_run, {}, outcome="empty day")
                 return _report(
                     date,
                     [],
@@ -692,8 +767,11 @@ def send_day(
                     skipped_reason=reason,
                     skipped_readers=left_out,
                 )
+            total = sum(len(v.subscribers) for v in prepared.variants)
             if on_start is not None:
-                on_start(sum(len(v.subscribers) for v in prepared.variants))
+                on_start(total)
+            log.info("sending to %d subscribers", total)
+            progress_log = ProgressLog(total)
             if not dry_run:
                 run_id = ledger.start_run(date, command=command, owner=owner)
             report = deliver_variants(
@@ -706,12 +784,13 @@ def send_day(
                 ledger=None if dry_run else ledger,
                 dkim=dkim,
                 stop=stop,
-                progress=progress,
+                progress=_chain(progress_log, progress),
                 owner=owner,
                 lease=settings.delivery.claim_lease,
                 retry_failed=retry_failed,
                 wait_for_others=settings.delivery.deadline if wait_for_others else 0.0,
             )
+            progress_log.log_line()
         except BaseException:
             if run_id is not None:
                 with contextlib.suppress(NewsletterError):

@@ -178,13 +178,15 @@ class StateURL:
         return urlunsplit(parts._replace(netloc=netloc))
 
 
-def parse_state_url(url: str, *, base: str | os.PathLike[str] | None = None) -> StateURL:
+def parse_state_url(
+    url: str | os.PathLike[str], *, base: str | os.PathLike[str] | None = None
+) -> StateURL:
     """The one parser of ``state`` URLs (see the module doc); LedgerError when unusable.
 
     A relative SQLite path is taken relative to ``base`` when given (the folder of the
     config file that named it).
     """
-    text = url.strip()
+    text = os.fspath(url).strip()
     if not text:
         raise LedgerError("state: empty URL (e.g. sqlite:///newsletter.db)")
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
@@ -211,6 +213,15 @@ def parse_state_url(url: str, *, base: str | os.PathLike[str] | None = None) -> 
     if base is not None and not file.is_absolute():
         file = Path(base) / file
     return StateURL("sqlite", str(file))
+
+
+def resolve_state_url(url: str, *, base: str | os.PathLike[str]) -> str:
+    """``url`` with a relative SQLite path made absolute against ``base``
+    (``sqlite:///s.db`` -> ``sqlite:////etc/newsletter/s.db``); others unchanged."""
+    parsed = parse_state_url(url, base=base)
+    if parsed.path is None:
+        return url.strip()
+    return SQLITE_PREFIX + str(parsed.path)
 
 
 def _redact(text: str) -> str:
@@ -455,6 +466,40 @@ class RunRecord:
     counts: Mapping[str, int]
 
 
+def apply_choices(
+    subscribers: Iterable[Subscriber],
+    suppressed: Mapping[str, str],
+    overlays: Mapping[str, Overlay],
+) -> tuple[list[Subscriber], dict[str, int]]:
+    """Who gets the next send (see :meth:`State.apply_counted`), from the suppressed keys
+    (casefolded address -> reason) and the overlays (casefolded address -> Overlay)."""
+    out: list[Subscriber] = []
+    skipped: dict[str, int] = {}
+    for sub in subscribers:
+        key = email_key(sub.email)
+        why: str | None = None
+        overlay = overlays.get(key)
+        if not sub.active:
+            why = "inactive"
+        elif key in suppressed:
+            why = "unsubscribed" if suppressed[key] == "unsubscribe" else "suppressed"
+        elif overlay is not None and overlay.paused:
+            why = "paused"
+        if why is not None:
+            skipped[why] = skipped.get(why, 0) + 1
+            continue
+        if overlay is not None:
+            changes: dict[str, Any] = {}
+            if overlay.topics is not None:
+                changes["topics"] = overlay.topics
+            if overlay.summary is not None:
+                changes["summary"] = overlay.summary
+            if changes:
+                sub = dataclasses.replace(sub, **changes)
+        out.append(sub)
+    return out, skipped
+
+
 def new_owner(command: str = "send") -> str:
     """A claim owner unique to this process and run: ``host:pid:command:random``."""
     return f"{socket.gethostname()}:{os.getpid()}:{command}:{secrets.token_hex(4)}"
@@ -506,7 +551,7 @@ class State:
 
     def __init__(
         self,
-        url: str | StateURL,
+        url: str | os.PathLike[str] | StateURL,
         *,
         base: str | os.PathLike[str] | None = None,
         now: Now | None = None,
@@ -550,7 +595,7 @@ class State:
     @classmethod
     def open(
         cls,
-        url: str | StateURL,
+        url: str | os.PathLike[str] | StateURL,
         *,
         base: str | os.PathLike[str] | None = None,
         now: Now | None = None,
@@ -562,7 +607,7 @@ class State:
     @classmethod
     def open_existing(
         cls,
-        url: str | StateURL,
+        url: str | os.PathLike[str] | StateURL,
         *,
         base: str | os.PathLike[str] | None = None,
         now: Now | None = None,
@@ -1190,33 +1235,7 @@ class State:
     ) -> tuple[list[Subscriber], dict[str, int]]:
         """:meth:`apply`, and how many were left out why (``inactive``, ``unsubscribed``,
         ``suppressed``, ``paused``; only reasons that occurred)."""
-        suppressed = self.suppressed_keys()
-        overlays = self.overlays()
-        out: list[Subscriber] = []
-        skipped: dict[str, int] = {}
-        for sub in subscribers:
-            key = email_key(sub.email)
-            why: str | None = None
-            overlay = overlays.get(key)
-            if not sub.active:
-                why = "inactive"
-            elif key in suppressed:
-                why = "unsubscribed" if suppressed[key] == "unsubscribe" else "suppressed"
-            elif overlay is not None and overlay.paused:
-                why = "paused"
-            if why is not None:
-                skipped[why] = skipped.get(why, 0) + 1
-                continue
-            if overlay is not None:
-                changes: dict[str, Any] = {}
-                if overlay.topics is not None:
-                    changes["topics"] = overlay.topics
-                if overlay.summary is not None:
-                    changes["summary"] = overlay.summary
-                if changes:
-                    sub = dataclasses.replace(sub, **changes)
-            out.append(sub)
-        return out, skipped
+        return apply_choices(subscribers, self.suppressed_keys(), self.overlays())
 
     def add_signup(self, email: str, *, name: str = "", topics: Iterable[str] = ()) -> None:
         """Remember a sign-up until its confirmation link is clicked."""

@@ -8,6 +8,12 @@ python3 -m pip install -q -e '.[test,browser]'
 python3 -m ruff check newsletter tests benchmarks
 python3 -m ruff format --check newsletter tests benchmarks
 python3 -m mypy
+# The PostgreSQL tests need a server: start the local cluster if it is installed.
+if url="$(bash scripts/test-postgres.sh)"; then
+    export TEST_POSTGRES_URL="$url"
+else
+    echo "warning: no PostgreSQL for the tests: they will fail" >&2
+fi
 set +e
 python3 -m pytest -W error -q "$@"
 status=$?

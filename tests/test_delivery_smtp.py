@@ -386,3 +386,50 @@ def test_rate_limit_spaces_messages(server_factory: Any, cert: Cert) -> None:
         _deliver(backend, [Subscriber(email=f"u{i}@example.org") for i in range(5)])
     # the clock stands still, so each message waits 0.1 s longer than the one before
     assert [round(w, 3) for w in waits] == [0.1, 0.2, 0.3, 0.4]
+
+
+def test_a_dead_server_fails_the_run_fast(cert: Cert) -> None:
+    port = free_port()  # nobody listens: every connect is refused
+    sleeps: list[float] = []
+    people = [Subscriber(email=f"u{i}@example.org") for i in range(8)]
+    with make_backend(port, cert, sleeps=sleeps, connections=2) as backend:
+        report = _deliver(backend, people)
+        assert backend.down is not None and "3 connection attempts in a row" in backend.down
+    assert sleeps == []  # no backoff: nobody is retried against a server that is down
+    assert len(report.results) == 8
+    assert all(r.status == SendStatus.FAILED and r.transient for r in report.results)
+    assert report.failed_permanently == 0
+
+
+def test_one_failed_connect_among_good_ones_does_not_stop_the_run(
+    server_factory: Any, cert: Cert
+) -> None:
+    handler = FaultyHandler(close_421_at_mail=2)
+    port = server_factory(handler)
+    people = [Subscriber(email=f"u{i}@example.org") for i in range(6)]
+    with make_backend(port, cert, connections=1) as backend:
+        report = _deliver(backend, people)
+        assert backend.down is None
+    assert report.delivered == 6
+
+
+def test_552_at_rcpt_is_transient(server_factory: Any, cert: Cert) -> None:
+    class TooMany(FaultyHandler):
+        calls = 0
+
+        async def handle_RCPT(
+            self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+        ) -> str:
+            TooMany.calls += 1
+            if TooMany.calls == 1:
+                return "552 5.5.3 Too many recipients"  # RFC 5321 4.5.3.1.10: temporary
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+    handler = TooMany()
+    port = server_factory(handler)
+    sleeps: list[float] = []
+    with make_backend(port, cert, sleeps=sleeps, connections=1) as backend:
+        report = _deliver(backend, [Subscriber(email="a@example.org")])
+    (result,) = report.results
+    assert result.status == SendStatus.SENT and result.attempts == 2 and len(sleeps) == 1

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from newsletter.archive import ArchiveDay
 from newsletter.cli import cli
 from newsletter.cli.run import (
+    FIRST_START_KEY,
     LastRun,
     Ops,
     archive_refresher,
@@ -35,6 +36,7 @@ from newsletter.locking import InstanceLock
 from newsletter.models import SendResult, SendStatus, Subscriber
 from newsletter.prefs import PrefsStore
 from newsletter.send import load_due_subscribers
+from newsletter.state import RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = dt.datetime(2026, 3, 28, 13, 0, tzinfo=dt.UTC)  # a Saturday
@@ -73,8 +75,21 @@ def fake_ops(**changes: object) -> Ops:
             counts={"sent": 118, "failed": 1, "pending": 0},
         ),
         suppressed=lambda s: 4,
+        runs_for=lambda s, d: [RUN_0327] if d == RUN_0327.day else [],
     )
     return dataclasses.replace(ops, **changes)  # type: ignore[arg-type]
+
+
+RUN_0327 = RunRecord(
+    id="3f2a9c1d",
+    day=dt.date(2026, 3, 27),
+    command="run",
+    owner="host:1:run:x",
+    started_at="2026-03-27T07:00:02.000+00:00",
+    finished_at="2026-03-27T07:01:10.000+00:00",
+    outcome="transient",
+    counts={"sent": 118, "failed": 1},
+)
 
 
 @pytest.mark.parametrize("command", ["run", "status", "archive"])
@@ -117,7 +132,10 @@ def test_status_names_the_running_daemon(tmp_path: Path) -> None:
     assert report["daemon_pid"] == os.getpid()
     assert [r["zone"] for r in report["next_runs"]] == ["Europe/Berlin", "America/New_York"]
     assert report["last_run"]["counts"] == {"sent": 118, "failed": 1, "pending": 0}
-    assert report["problems"] == []
+    assert report["problems"] == [
+        "papers of 2026-03-27: 1 deliveries failed (0 permanent, 1 transient: "
+        "`newsletter send --date 2026-03-27` retries the transient ones)"
+    ]
 
 
 def test_status_survives_a_broken_ledger_and_list(tmp_path: Path) -> None:
@@ -264,6 +282,8 @@ def test_the_run_command_in_a_real_process_catches_up_and_stops_on_sigterm(tmp_p
         f"state: sqlite:///{tmp_path / 'state.db'}\n"
         f"schedule:\n  time: '{due:%H:%M}'\n  timezone: UTC\n  days: [mon-sun]\n"
     )
+    with Ledger(f"sqlite:///{tmp_path / 'state.db'}") as state:  # first started a day ago
+        state.set_meta(FIRST_START_KEY, (due - dt.timedelta(days=1)).isoformat())
     daemon = subprocess.Popen(
         [sys.executable, "-c", RUN_COMMAND, str(tmp_path), str(config)],
         stderr=subprocess.PIPE,

@@ -387,8 +387,31 @@ def test_cli_plain_log_lines_otherwise(cli_env: Path) -> None:
     result = CliRunner().invoke(cli, ["send", "--date", "2026-11-25"])
     assert result.exit_code == 0, result.output
     assert "sending to 3 subscribers" in result.output
-    line = next(x for x in result.output.splitlines() if "sent u0@example.org" in x)
-    assert "run=" in line
+    line = next(x for x in result.output.splitlines() if "progress: " in x)
+    assert "run=" in line and "sent 3, failed 0, remaining 0 of 3" in line
+    assert "u0@example.org" not in result.output  # per-address lines are DEBUG
+
+
+def test_progress_log_every_few_seconds_and_failures_at_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from newsletter.send import ProgressLog
+
+    caplog.set_level("DEBUG", logger="newsletter.send")
+    now = [0.0]
+    progress = ProgressLog(4, every=5.0, clock=lambda: now[0])
+    progress(SendResult("a@x.org", SendStatus.SENT))
+    now[0] = 6.0
+    progress(SendResult("b@x.org", SendStatus.REJECTED, error="RCPT TO: 550 no such user"))
+    now[0] = 7.0
+    progress(SendResult("c@x.org", SendStatus.FAILED, error="451 later", transient=True))
+    levels = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert levels == [
+        ("DEBUG", "sent a@x.org"),
+        ("WARNING", "rejected b@x.org (permanent): RCPT TO: 550 no such user"),
+        ("INFO", "progress: sent 1, failed 1, remaining 2 of 4, 0.2 msg/s"),
+        ("WARNING", "failed c@x.org (retry later): 451 later"),
+    ]
 
 
 def test_dedupe_days_passes_recently_sent_papers_to_the_pipeline(

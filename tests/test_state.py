@@ -219,9 +219,9 @@ def test_open_existing_creates_nothing(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- claims
 
 
-def test_a_claim_is_exclusive_until_its_lease_runs_out(tmp_path: Path) -> None:
+def test_a_claim_is_exclusive_until_its_lease_runs_out(state_url: str) -> None:
     clock = Clock()
-    url = f"sqlite:///{tmp_path / 's.db'}"
+    url = state_url
     emails = [f"u{i}@x.org" for i in range(5)]
     with State(url, now=clock) as a, State(url, now=clock) as b:
         first = a.claim(DAY, emails[:3], owner="A", lease=60)
@@ -242,9 +242,9 @@ def test_a_claim_is_exclusive_until_its_lease_runs_out(tmp_path: Path) -> None:
         assert rows[emails[2]].claim_owner == "B"
 
 
-def test_a_live_sender_renews_its_lease(tmp_path: Path) -> None:
+def test_a_live_sender_renews_its_lease(state_url: str) -> None:
     clock = Clock()
-    with State(f"sqlite:///{tmp_path / 's.db'}", now=clock) as state:
+    with State(state_url, now=clock) as state:
         state.claim(DAY, ["a@x.org"], owner="A", lease=10)
         for _ in range(5):
             clock.advance(8)
@@ -252,8 +252,8 @@ def test_a_live_sender_renews_its_lease(tmp_path: Path) -> None:
             assert state.claim(DAY, ["a@x.org"], owner="B", lease=10).busy == ("a@x.org",)
 
 
-def test_unsubscribed_and_paused_readers_are_skipped_at_claim_time(tmp_path: Path) -> None:
-    with State(f"sqlite:///{tmp_path / 's.db'}") as state:
+def test_unsubscribed_and_paused_readers_are_skipped_at_claim_time(state_url: str) -> None:
+    with State(state_url) as state:
         state.suppress("Gone@X.org")
         state.suppress("bounced@x.org", reason="bounce", source="dsn")
         state.set_preferences("away@x.org", paused=True)
@@ -268,8 +268,8 @@ def test_unsubscribed_and_paused_readers_are_skipped_at_claim_time(tmp_path: Pat
         }
 
 
-def test_permanent_failures_are_claimed_again_only_when_asked(tmp_path: Path) -> None:
-    with State(f"sqlite:///{tmp_path / 's.db'}") as state:
+def test_permanent_failures_are_claimed_again_only_when_asked(state_url: str) -> None:
+    with State(state_url) as state:
         state.claim(DAY, ["p@x.org", "t@x.org"], owner="A")
         state.record(
             DAY,
@@ -292,8 +292,8 @@ def _claim_all(url: str, owner: str, emails: list[str], out: multiprocessing.Que
     out.put(got)
 
 
-def test_processes_claiming_at_once_split_the_list_without_overlap(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 's.db'}"
+def test_processes_claiming_at_once_split_the_list_without_overlap(state_url: str) -> None:
+    url = state_url
     State(url).close()
     emails = [f"u{i:03}@x.org" for i in range(300)]
     ctx = multiprocessing.get_context("spawn")
@@ -311,8 +311,8 @@ def test_processes_claiming_at_once_split_the_list_without_overlap(tmp_path: Pat
 # --------------------------------------------------------------------------- papers and days
 
 
-def test_variants_store_their_papers_once_and_readers_can_be_asked(tmp_path: Path) -> None:
-    with State(f"sqlite:///{tmp_path / 's.db'}") as state:
+def test_variants_store_their_papers_once_and_readers_can_be_asked(state_url: str) -> None:
+    with State(state_url) as state:
         keys = ["2511.00001", "2511.00002"]
         key = variant_key(keys)
         state.save_variant(DAY, key, keys)
@@ -328,7 +328,7 @@ def test_variants_store_their_papers_once_and_readers_can_be_asked(tmp_path: Pat
         assert state.papers_received("r@x.org", since=DAY + dt.timedelta(days=1)) == set()
 
 
-def test_prepared_days_round_trip(tmp_path: Path) -> None:
+def test_prepared_days_round_trip(state_url: str) -> None:
     paper = Paper(
         title="A paper",
         abstract="Abstract.",
@@ -339,7 +339,7 @@ def test_prepared_days_round_trip(tmp_path: Path) -> None:
         upvotes=3,
         source="hf",
     )
-    with State(f"sqlite:///{tmp_path / 's.db'}") as state:
+    with State(state_url) as state:
         state.save_day(Day(DAY, (paper,), "hf"), prepared_at=T0)
         state.save_day(Day(DAY + dt.timedelta(days=1), (), "hf"), prepared_at=T0)
         stored = state.load_day(DAY)
@@ -350,9 +350,9 @@ def test_prepared_days_round_trip(tmp_path: Path) -> None:
         assert [s.day.date for s in span] == [DAY, DAY + dt.timedelta(days=1)]
 
 
-def test_runs_and_meta(tmp_path: Path) -> None:
+def test_runs_and_meta(state_url: str) -> None:
     clock = Clock()
-    with State(f"sqlite:///{tmp_path / 's.db'}", now=clock) as state:
+    with State(state_url, now=clock) as state:
         run = state.start_run(DAY, command="send", owner="A")
         clock.advance(5)
         state.finish_run(run, {"sent": 3, "failed": 1}, outcome="transient")

@@ -188,7 +188,7 @@ def test_list_file_and_config_options(
     assert "1 subscriber (1 active)" in result.output
     result = run("list", "--config", str(other / "conf.yaml"))
     assert result.output.startswith("z@example.org")
-    assert (other / "s.db").exists()
+    assert not (other / "s.db").exists()  # a listing creates no state database
 
 
 def test_clearable_fields_follow_the_list_fields() -> None:

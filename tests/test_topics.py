@@ -430,7 +430,7 @@ def test_taxonomy_command_lists_the_default_and_a_configured_file(
     result = CliRunner().invoke(cli, ["taxonomy", "--config", "n.yaml", "--keywords"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
-        "taxonomy.yaml: 1 topic",
+        f"{tmp_path.resolve() / 'taxonomy.yaml'}: 1 topic",  # relative to the config's folder
         "- Graphs (2 keywords)",
         "    G.",
         "    keywords: graph, gnn",

@@ -18,6 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +33,11 @@ from newsletter.config import Settings, load_settings, secret_values
 from newsletter.errors import NewsletterError
 from newsletter.locking import holder, lock_path_for
 from newsletter.logs import LOG_FORMATS, setup_logging
-from newsletter.models import Day, Subscriber
+from newsletter.models import Day, Subscriber, email_key
 from newsletter.pipeline import plan_page
 from newsletter.render import load_templates
 from newsletter.send import load_due_subscribers
-from newsletter.state import State
+from newsletter.state import RunRecord, State
 from newsletter.topics import load_taxonomy
 
 log = logging.getLogger(__name__)
@@ -140,6 +142,85 @@ def prefs_suppressed(settings: Settings) -> int:
         return state.suppressed_count()
 
 
+DAEMON_KEY = "daemon"
+"""state_meta key of the daemon's liveness record (JSON: host, pid, times)."""
+
+FIRST_START_KEY = "daemon.first_started"
+"""state_meta key: when a daemon first started against this database (never replaced)."""
+
+DAEMON_STALE_SECONDS = 3 * scheduler.DAEMON_BEAT_SECONDS
+"""A daemon on another host whose record is older than this is taken for dead."""
+
+DUE_SLACK = dt.timedelta(minutes=15)
+"""A scheduled run counts as due-but-unsent only this long after its time."""
+
+LOOKBACK = dt.timedelta(days=7)
+"""How far back ``status`` looks for a scheduled day that was not sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonRecord:
+    """What the daemon last recorded about itself in the state database."""
+
+    host: str
+    pid: int
+    started_at: dt.datetime
+    beat_at: dt.datetime
+    stopped_at: dt.datetime | None
+    first_started: dt.datetime | None
+
+
+def daemon_record(settings: Settings) -> DaemonRecord | None:
+    """The daemon's liveness record, or None when no daemon ever started here."""
+    state = _existing(settings)
+    if state is None:
+        return None
+    with state:
+        raw = state.meta(DAEMON_KEY)
+        first = state.meta(FIRST_START_KEY)
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    return DaemonRecord(
+        host=str(data["host"]),
+        pid=int(data["pid"]),
+        started_at=dt.datetime.fromisoformat(data["started_at"]),
+        beat_at=dt.datetime.fromisoformat(data["beat_at"]),
+        stopped_at=dt.datetime.fromisoformat(data["stopped_at"]) if data["stopped_at"] else None,
+        first_started=dt.datetime.fromisoformat(first) if first else None,
+    )
+
+
+def record_daemon(settings: Settings, event: str, now: dt.datetime) -> dt.datetime | None:
+    """Record the daemon's ``start``, ``beat`` or ``stop``; returns its first start."""
+    stamp = now.astimezone(dt.UTC).isoformat(timespec="seconds")
+    with State(settings.state) as state:
+        first = state.set_meta(FIRST_START_KEY, stamp, replace=False)
+        raw = state.meta(DAEMON_KEY)
+        data = json.loads(raw) if raw and event != "start" else {}
+        if event == "start" or not data:
+            data = {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "started_at": stamp,
+                "stopped_at": None,
+            }
+        data["beat_at"] = stamp
+        if event == "stop":
+            data["stopped_at"] = stamp
+        state.set_meta(DAEMON_KEY, json.dumps(data, sort_keys=True))
+    return dt.datetime.fromisoformat(first)
+
+
+def runs_for(settings: Settings, date: dt.date) -> list[RunRecord]:
+    """The run records of ``date``'s papers."""
+    state = _existing(settings)
+    if state is None:
+        return []
+    with state:
+        return state.runs_for(date)
+
+
 def render_full_day(
     settings: Settings, date: dt.date, now: dt.datetime
 ) -> archive_mod.ArchiveDay | None:
@@ -186,6 +267,9 @@ class Ops:
     )
     job: scheduler.Job = scheduler.default_job
     probe: scheduler.Probe = scheduler.source_has_papers
+    daemon: Callable[[Settings], DaemonRecord | None] = daemon_record
+    record_daemon: Callable[[Settings, str, dt.datetime], dt.datetime | None] = record_daemon
+    runs_for: Callable[[Settings, dt.date], list[RunRecord]] = runs_for
 
 
 def zone_done_check(
@@ -306,6 +390,9 @@ def run_command(
         probe=ops.probe,
         is_done=zone_done_check(settings, subscribers, ops),
         after=archive_refresher(ops) if archive else None,
+        started=lambda: ops.record_daemon(settings, "start", ops.clock()),
+        beat=lambda: ops.record_daemon(settings, "beat", ops.clock()),
+        stopped=lambda: ops.record_daemon(settings, "stop", ops.clock()),
     )
     ctx.exit(code)
 
@@ -346,16 +433,34 @@ def status_report(settings: Settings, ops: Ops) -> dict[str, Any]:
             "date": found.date.isoformat(),
             "started_at": found.started_at.isoformat() if found.started_at else None,
             "finished_at": found.finished_at.isoformat() if found.finished_at else None,
+            "outcome": found.outcome,
             "counts": dict(found.counts),
+            "run_counts": dict(found.run_counts),
         }
+        problems.extend(last_run_problems(found))
     try:
         suppressed: int | None = ops.suppressed(settings)
     except NewsletterError as exc:
         problems.append(f"preferences: {exc}")
         suppressed = None
     lock = lock_path_for(settings.state)
+    pid = holder(lock)
+    try:
+        daemon = ops.daemon(settings)
+    except NewsletterError as exc:
+        problems.append(f"daemon record: {exc}")
+        daemon = None
+    problems.extend(daemon_problems(daemon, pid, now))
+    catch_up: list[dict[str, Any]] = []
+    try:
+        catch_up, unsent = due_runs(settings, subscribers, zones, daemon, ops, now)
+    except NewsletterError as exc:
+        problems.append(f"ledger: {exc}")
+        unsent = []
+    problems.extend(unsent)
     return {
-        "daemon_pid": holder(lock),
+        "daemon_pid": pid,
+        "daemon": _daemon_json(daemon),
         "lock": str(lock),
         "schedule": {
             "time": settings.schedule.time,
@@ -364,10 +469,119 @@ def status_report(settings: Settings, ops: Ops) -> dict[str, Any]:
             "paper_day": settings.schedule.paper_day,
         },
         "next_runs": runs,
+        "catch_up": catch_up,
         "last_run": last,
         "suppressed": suppressed,
         "problems": problems,
     }
+
+
+def last_run_problems(last: LastRun) -> list[str]:
+    """The latest day's failures and leftovers, as ``problems`` lines."""
+    out: list[str] = []
+    counts = last.counts
+    failed = int(counts.get("failed", 0))
+    if failed:
+        permanent = int(counts.get("failed_permanent", 0))
+        out.append(
+            f"papers of {last.date}: {failed} deliveries failed ({permanent} permanent, "
+            f"{failed - permanent} transient: `newsletter send --date {last.date}` retries "
+            "the transient ones)"
+        )
+    if last.outcome == "crashed":
+        out.append(f"papers of {last.date}: the run {last.run_id} crashed")
+    pending = int(counts.get("pending", 0))
+    if pending and (last.outcome is not None or last.run_id is None):
+        out.append(
+            f"papers of {last.date}: {pending} deliveries pending after the run ended "
+            "(a killed sender; a rerun sends them once their claims expire)"
+        )
+    return out
+
+
+def daemon_problems(record: DaemonRecord | None, pid: int | None, now: dt.datetime) -> list[str]:
+    """A daemon that stopped without saying so (killed, crashed, host gone)."""
+    if record is None or record.stopped_at is not None or pid is not None:
+        return []
+    if record.host == socket.gethostname():
+        alive = False  # on this host the lock says it all: nobody holds it
+    else:
+        alive = (now - record.beat_at).total_seconds() < DAEMON_STALE_SECONDS
+    if alive:
+        return []
+    return [
+        f"the daemon (pid {record.pid} on {record.host}, started "
+        f"{record.started_at.isoformat()}) died: last seen {record.beat_at.isoformat()}"
+    ]
+
+
+def _daemon_json(record: DaemonRecord | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return {
+        "host": record.host,
+        "pid": record.pid,
+        "started_at": record.started_at.isoformat(),
+        "last_seen": record.beat_at.isoformat(),
+        "stopped_at": record.stopped_at.isoformat() if record.stopped_at else None,
+        "first_started": record.first_started.isoformat() if record.first_started else None,
+    }
+
+
+def due_runs(
+    settings: Settings,
+    subscribers: Sequence[Subscriber],
+    zones: Sequence[str],
+    daemon: DaemonRecord | None,
+    ops: Ops,
+    now: dt.datetime,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The runs a daemon start would catch up now, and the scheduled days not sent.
+
+    Per zone, the last scheduled run in LOOKBACK (and DUE_SLACK ago or more): when its
+    papers have no run record and some of the zone's subscribers have not got them, it is
+    a problem; when it is also within the misfire grace and after the daemon's first
+    start, the daemon catches it up at its next start (a ``catch_up`` entry).
+    """
+    catch_up: list[dict[str, Any]] = []
+    unsent: list[str] = []
+    first = daemon.first_started if daemon is not None else None
+    grace = max(1, settings.schedule.misfire_grace_seconds)
+    for zone in zones:
+        trigger = scheduler.build_trigger(settings.schedule, zone)
+        at = scheduler.last_fire_time(trigger, now, within=LOOKBACK)
+        if at is None or now - at < DUE_SLACK:
+            continue
+        day = scheduler.paper_date(
+            at.astimezone(scheduler.zone_info(zone)).date(), settings.schedule.paper_day
+        )
+        emails = {
+            email_key(s.email)
+            for s in scheduler.in_zone(subscribers, zone, default=settings.schedule.timezone)
+            if s.active
+        }
+        if not emails or ops.runs_for(settings, day):
+            continue
+        missing = emails - ops.final_recipients(settings, day)
+        if not missing:
+            continue
+        entry = {
+            "zone": zone,
+            "due_at": at.isoformat(),
+            "paper_date": day.isoformat(),
+            "subscribers": len(missing),
+        }
+        catchable = scheduler.missed_runs(trigger, now, grace=grace, since=first)
+        if first is not None and catchable:
+            catch_up.append(entry)
+            why = "the daemon catches it up when it starts"
+        else:
+            why = "`newsletter send --date " + day.isoformat() + "` sends it"
+        unsent.append(
+            f"papers of {day} were due {scheduler.format_when(at)} ({zone}) and "
+            f"{len(missing)} subscribers have not got them; {why}"
+        )
+    return catch_up, unsent
 
 
 def format_status(report: Mapping[str, Any]) -> str:
@@ -386,6 +600,11 @@ def format_status(report: Mapping[str, Any]) -> str:
         lines.append(
             f"  {run['zone']:<{width}}  {run['when']}  papers of {run['paper_date']}"
             f"  ({run['subscribers']} subscribers)"
+        )
+    for entry in report.get("catch_up", []):
+        lines.append(
+            f"catch-up pending: papers of {entry['paper_date']} ({entry['zone']}, due "
+            f"{entry['due_at'].replace('T', ' ')}), {entry['subscribers']} subscribers"
         )
     last = report["last_run"]
     if last is None:

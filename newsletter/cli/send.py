@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import logging
 import sys
-from typing import Any
 
 import click
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from newsletter.config import load_settings, secret_values
 from newsletter.logs import run_context, setup_logging
-from newsletter.models import SendResult, SendStatus
+from newsletter.models import DELIVERED, SendResult, SendStatus
 from newsletter.send import RunReport, send_day
-
-log = logging.getLogger("newsletter.send")
 
 EXIT_TEMPFAIL = 75
 """Exit code when some deliveries failed transiently and none for good: rerun later."""
@@ -51,6 +48,58 @@ def _print_report(report: RunReport) -> None:
         for result in report.results:
             if result.status in (SendStatus.SENT, SendStatus.QUEUED):
                 click.echo(f"  would send to {result.email} ({result.message_id})")
+
+
+class ProgressBar:
+    """The terminal's progress bar (rich): sent / failed / remaining and the rate."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            TextColumn("sending"),
+            BarColumn(),
+            TextColumn(
+                "sent {task.fields[sent]}  failed {task.fields[failed]}  "
+                "remaining {task.fields[remaining]}"
+            ),
+            TextColumn("{task.fields[rate]:.1f} msg/s"),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self._task: TaskID | None = None
+        self._sent = 0
+        self._failed = 0
+        self._total = 0
+
+    def __enter__(self) -> ProgressBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def start(self, total: int) -> None:
+        self._total = total
+        self._task = self._progress.add_task(
+            "send", total=total, sent=0, failed=0, remaining=total, rate=0.0
+        )
+
+    def advance(self, result: SendResult) -> None:
+        if self._task is None:
+            return
+        if result.status in DELIVERED:
+            self._sent += 1
+        elif result.status != SendStatus.SKIPPED:
+            self._failed += 1
+        task = self._progress.tasks[self._task]
+        elapsed = task.elapsed or 0.0
+        self._progress.update(
+            self._task,
+            advance=1,
+            sent=self._sent,
+            failed=self._failed,
+            remaining=max(self._total - self._sent - self._failed, 0),
+            rate=self._sent / elapsed if elapsed > 0 else 0.0,
+        )
 
 
 @click.command("send")
@@ -99,32 +148,18 @@ def send_command(
     tty = _stdout_is_tty()
     setup_logging(level="WARNING" if tty else "INFO", secrets_=secret_values(settings))
 
-    bars: list[Any] = []
-    stack = contextlib.ExitStack()
-
-    def start(total: int) -> None:
-        if tty:
-            bars.append(stack.enter_context(click.progressbar(length=total, label="sending")))
-        else:
-            log.info("sending to %d subscribers", total)
-
-    def advance(result: SendResult) -> None:
-        if bars:
-            bars[0].update(1)
-        else:
-            log.info(
-                "%s %s%s", result.status, result.email, f": {result.error}" if result.error else ""
-            )
-
-    with stack, run_context():
+    bar = ProgressBar() if tty else None
+    with contextlib.ExitStack() as stack, run_context():
+        if bar is not None:
+            stack.enter_context(bar)
         report = send_day(
             settings,
             date,
             source=source,
             only=only,
             dry_run=dry_run,
-            progress=advance,
-            on_start=start,
+            progress=bar.advance if bar is not None else None,
+            on_start=bar.start if bar is not None else None,
             retry_failed=retry_failed,
             wait_for_others=True,
         )

@@ -24,6 +24,7 @@ from newsletter.config import Settings, load_settings
 from newsletter.errors import SubscribersError
 from newsletter.models import SUMMARY_STYLES, Subscriber, email_key
 from newsletter.prefs import PrefsStore
+from newsletter.state import Overlay, State, Suppression
 
 CLEARABLE_FIELDS: tuple[str, ...] = tuple(f for f in roster.FIELDS if f not in ("email", "added"))
 """Fields ``set --clear`` may remove (every field but email and added)."""
@@ -187,10 +188,16 @@ def validate_cmd(env: _Env) -> None:
 def list_cmd(env: _Env, as_json: bool) -> None:
     """Show every subscriber with their state: active, inactive, unsubscribed, paused."""
     subs = roster.load_subscribers(env.path, known_topics=env.topics())
-    store = env.store()
-    suppressed = {email_key(s.email): s for s in store.suppressions()}
-    overlays = store.overlays()
-    receiving = {email_key(s.email) for s in store.apply(subs)}
+    existing = State.open_existing(env.settings.state)  # a listing creates no database
+    if existing is None:
+        suppressed: dict[str, Suppression] = {}
+        overlays: dict[str, Overlay] = {}
+        receiving = {email_key(s.email) for s in subs if s.active}
+    else:
+        with existing as store:
+            suppressed = {email_key(s.email): s for s in store.suppressions()}
+            overlays = store.overlays()
+            receiving = {email_key(s.email) for s in store.apply(subs)}
     rows: list[dict[str, Any]] = []
     for sub in subs:
         key = email_key(sub.email)

@@ -151,6 +151,17 @@ class Backend(abc.ABC):
         self._on_accepted: ResultCallback | None = None
         self._batch_cap: int | None = None
         """Most recipients per batch learned from a BatchTooLarge in this run."""
+        self._down: str | None = None
+
+    @property
+    def down(self) -> str | None:
+        """Why the backend gave up on the server for this run (None while it has not)."""
+        return self._down
+
+    def mark_down(self, reason: str) -> None:
+        """Give up on the server for this run: nothing more is attempted or retried, and
+        every recipient left gets a transient ``failed`` result saying ``reason``."""
+        self._down = self._down or reason
 
     # -- the hooks --------------------------------------------------------------
 
@@ -241,6 +252,18 @@ class Backend(abc.ABC):
                 for r in batch:
                     report(SendResult(r.email, SendStatus.SKIPPED, error="run stopped", attempts=0))
                 continue
+            if self._down is not None:
+                for r in batch:
+                    report(
+                        SendResult(
+                            r.email,
+                            SendStatus.FAILED,
+                            error=f"not attempted: {self._down}",
+                            transient=True,
+                            attempts=0,
+                        )
+                    )
+                continue
             self._send_with_retries(template, batch, report, on_attempt, stop)
         return results
 
@@ -295,9 +318,16 @@ class Backend(abc.ABC):
             if (
                 attempt >= policy.max_attempts
                 or stopped
+                or self._down is not None
                 or self.options.clock() + delay > deadline_at
             ):
-                why = "stopped" if stopped else f"gave up after {attempt} attempt(s)"
+                why = (
+                    "stopped"
+                    if stopped
+                    else "server down"
+                    if self._down is not None
+                    else f"gave up after {attempt} attempt(s)"
+                )
                 for result in retry:
                     report(
                         dataclasses.replace(

@@ -8,7 +8,10 @@ results like this:
 =====================================  ==========================================
 2xx after DATA                         ``sent`` (the server's reply kept as the id)
 4xx on MAIL/RCPT/DATA, 421, a drop,    transient: retried by the base flow
-a timeout, a refused connection
+a timeout, a refused connection,
+552 at RCPT (RFC 5321 4.5.3.1.10)
+FAIL_FAST_AFTER connects failed in a   the server is down for this run: everyone
+row                                    left is a transient failure at once
 5xx for the recipient or the data      ``rejected``: recorded, not retried
 535 (or any 5xx) on AUTH               :class:`AuthError`: the run stops
 =====================================  ==========================================
@@ -41,6 +44,11 @@ DEFAULT_TIMEOUT = 30.0
 
 DEFAULT_CONNECTIONS = 2
 """Parallel connections (worker threads)."""
+
+FAIL_FAST_AFTER = 3
+"""Consecutive failed connection attempts (refused, timed out, dropped before EHLO)
+after which the run gives up on the server: the rest are recorded as transient
+failures at once instead of each being retried with backoff."""
 
 _DONE = object()
 
@@ -92,6 +100,9 @@ class SmtpBackend(Backend):
         self._auth_lock = threading.Lock()
         self.connects = 0
         """How many connections were opened (reconnects included)."""
+        self.fail_fast_after = FAIL_FAST_AFTER
+        self._connect_failures = 0
+        self._connect_lock = threading.Lock()
 
     @classmethod
     def from_settings(
@@ -153,6 +164,27 @@ class SmtpBackend(Backend):
             _quietly_close(conn)
             raise
         self.connects += 1
+        return conn
+
+    def _connect_counted(self) -> smtplib.SMTP:
+        """:meth:`_connect`, counting consecutive failures: after ``fail_fast_after`` of
+        them the server is taken for down for the rest of the run (:meth:`mark_down`)."""
+        try:
+            conn = self._connect()
+        except (AuthError, DeliveryError):
+            raise
+        except (smtplib.SMTPException, OSError) as exc:
+            with self._connect_lock:
+                self._connect_failures += 1
+                failures = self._connect_failures
+            if failures >= self.fail_fast_after:
+                self.mark_down(
+                    f"SMTP server {self.host}:{self.port} unreachable: {failures} connection "
+                    f"attempts in a row failed (last: {type(exc).__name__}: {exc})"
+                )
+            raise
+        with self._connect_lock:
+            self._connect_failures = 0
         return conn
 
     def _login(self, conn: smtplib.SMTP) -> None:
@@ -242,11 +274,15 @@ class SmtpBackend(Backend):
         raw = self.fill(template, recipient)
         if isinstance(raw, SendResult):
             return raw
+        if self.down is not None:
+            return SendResult(
+                email, SendStatus.FAILED, error=f"not attempted: {self.down}", transient=True
+            )
         self.limiter.acquire()
         try:
             conn = self._conns[slot]
             if conn is None:
-                conn = self._conns[slot] = self._connect()
+                conn = self._conns[slot] = self._connect_counted()
             stage, code, reply = self._transaction(conn, email, raw)
             if stage:
                 return self._refused(
@@ -347,7 +383,9 @@ def dot_stuff(raw: bytes) -> bytes:
 
 def _result(email: str, stage: str, code: int, reply: bytes | str) -> SendResult:
     text = f"{stage}: {code} {_reply_text(reply)}"
-    if 400 <= code < 500 or code < 0:
+    # RFC 5321 4.5.3.1.10: a 552 to RCPT ("too many recipients") is to be taken as
+    # temporary, however its first digit reads.
+    if 400 <= code < 500 or code < 0 or (stage == "RCPT TO" and code == 552):
         return SendResult(email, SendStatus.FAILED, error=text, transient=True)
     return SendResult(email, SendStatus.REJECTED, error=text)
 
