@@ -39,7 +39,6 @@ from newsletter.slots import cut
 
 __all__ = ["sentences", "summary", "tldr", "trim"]
 
-
 CONTRIBUTION_CUE = 3.0
 """Added when a sentence says what the paper does ("we propose", "we introduce")."""
 
@@ -229,8 +228,3 @@ def trim(text: str, limit: int) -> str:
     if end >= limit // 3:
         return text[:end].rstrip()
     return cut(text, limit)
-
-
-def first_sentence(abstract: str, chars: int) -> str:
-    """The baseline the benchmark compares with: the abstract's opening, as before."""
-    return trim(" ".join(abstract.split()), chars)

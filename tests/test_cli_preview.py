@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.cli import cli
+from newsletter.state import State
 from newsletter.tokens import UNSUBSCRIBE, verify_token
 
 PAGE_HEADER = (
@@ -157,3 +158,29 @@ def test_the_date_defaults_to_today_in_utc(tmp_path: Path, monkeypatch: pytest.M
     assert json.loads((out / "digest.json").read_text())["date"] == (
         dt.datetime.now(dt.UTC).date().isoformat()
     )
+
+
+def test_subscriber_preview_leaves_out_what_send_would_as_recently_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "subscribers.yaml").write_text(
+        "subscribers:\n  - email: ada@example.org\n    name: Ada\n", encoding="utf-8"
+    )
+    with State(f"sqlite:///{tmp_path / 'state.db'}") as state:
+        state.record_papers(
+            dt.date(2026, 11, 24),
+            ["title:paper number 0: robot manipulation with diffusion policies"],
+        )
+    env = {
+        "NEWSLETTER_DIGEST__DEDUPE_DAYS": "3",
+        "NEWSLETTER_STATE": f"sqlite:///{tmp_path / 'state.db'}",
+    }
+    out = _preview(tmp_path, "--subscriber", "ada@example.org", "--date", "2026-11-25", env=env)
+    titles = [
+        p["title"]
+        for t in json.loads((out / "digest.json").read_text())["topics"]
+        for p in t["papers"]
+    ]
+    assert len(titles) == 5
+    assert "Paper number 0: robot manipulation with diffusion policies" not in titles

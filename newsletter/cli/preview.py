@@ -2,8 +2,9 @@
 
 What it writes is the email: the full digest greets neutrally ("Hi there,") with links that
 carry no valid token; ``--subscriber`` renders exactly that subscriber's email (their
-variant, name and signed links, as ``send`` makes them). Both carry "View in browser"
-when ``digest.archive_url`` is set, and the date defaults as ``send``'s does (today, UTC).
+variant, name and signed links, as ``send`` makes them, without the papers ``send``
+leaves out as recently sent). Both carry "View in browser" when ``digest.archive_url``
+is set, and the date defaults as ``send``'s does (today, UTC).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from newsletter.message import build_preview_eml
 from newsletter.models import Digest, Subscriber
 from newsletter.pipeline import Variant, prepare_day
 from newsletter.render import summary_text
+from newsletter.state import State
 from newsletter.tokens import PREFERENCES, UNSUBSCRIBE, link
 
 GMAIL_CLIP_BYTES = 102_000
@@ -95,6 +97,7 @@ def preview(
         source=source,
         subscribers=[chosen] if chosen else [],
         web_url=web_url(settings, day),
+        exclude=recently_sent(settings, day) if chosen else (),
     )
     variant = prepared.variants[0] if chosen else prepared.full
     paths = write_preview(settings, variant, Path(out), subscriber=chosen)
@@ -186,6 +189,18 @@ def preview_slots(settings: Settings, email: str) -> dict[str, str]:
         "unsubscribe_url": link(base, UNSUBSCRIBE, PREVIEW_TOKEN),
         "preferences_url": link(base, PREFERENCES, PREVIEW_TOKEN),
     }
+
+
+def recently_sent(settings: Settings, day: dt.date) -> set[str]:
+    """The paper keys ``send`` leaves out of a subscriber's digest (``digest.dedupe_days``),
+    from the state database when there is one (a preview creates none)."""
+    if settings.digest.dedupe_days <= 0:
+        return set()
+    state = State.open_existing(settings.state)
+    if state is None:
+        return set()
+    with state:
+        return state.recent_paper_keys(day, settings.digest.dedupe_days)
 
 
 def subscriber_slots(settings: Settings, subscriber: Subscriber) -> dict[str, str]:
