@@ -10,8 +10,9 @@ Lookup order, first found wins:
 4. the defaults below: the offline default sends to a local outbox folder and keeps
    its state in a SQLite file.
 
-Secrets (``delivery.password``, ``delivery.api_key``, ``secret_key``) are read from the
-environment only; a config file that sets one is refused, so no secret lives in a repo.
+Secrets (``delivery.password``, ``delivery.api_key``, ``secret_key``, ``secret_key_old``)
+are read from the environment only; a config file that sets one is refused, so no secret
+lives in a repo.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ DEFAULT_CONFIG_FILE = "newsletter.yaml"
 ENV_PREFIX = "NEWSLETTER_"
 """Environment variables that override settings start with this."""
 
-SECRET_KEYS = frozenset({"delivery.password", "delivery.api_key", "secret_key"})
+SECRET_KEYS = frozenset({"delivery.password", "delivery.api_key", "secret_key", "secret_key_old"})
 """Dotted keys that may only come from the environment."""
 
 EmptyDayPolicy = Literal["skip", "note"]
@@ -149,7 +150,9 @@ class Settings:
     state: str = "sqlite:///newsletter.db"
     archive: str = "archive"
     secret_key: str | None = None
-    """HMAC key for unsubscribe / preferences tokens (environment only)."""
+    """HMAC key for unsubscribe / preferences tokens (environment only, >= 32 bytes)."""
+    secret_key_old: str | None = None
+    """Earlier signing keys, comma-separated, that still verify links (key rotation)."""
     config_path: str | None = None
     """The config file that was read, if any (set by the loader)."""
 
@@ -194,8 +197,11 @@ def require_secret(settings: Settings, key: str) -> str:
 
 
 def secret_values(settings: Settings) -> list[str]:
-    """Every secret that is set (each of SECRET_KEYS), for the logs to redact."""
-    return [str(value) for key in sorted(SECRET_KEYS) if (value := _dotted(settings, key))]
+    """Every secret that is set (each of SECRET_KEYS; each old signing key on its own),
+    for the logs to redact."""
+    values = [str(value) for key in sorted(SECRET_KEYS) if (value := _dotted(settings, key))]
+    old = str(settings.secret_key_old or "")
+    return values + [part.strip() for part in old.split(",") if part.strip() and "," in old]
 
 
 def env_var(key: str) -> str:
