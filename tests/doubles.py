@@ -98,13 +98,10 @@ def serving(app: WSGIApp) -> Iterator[str]:
     """Serve ``app`` with newsletter.web.make_server on 127.0.0.1 at a free port in a daemon
     thread; yields the base URL (``http://127.0.0.1:PORT``) and always shuts the server down."""
     httpd = make_server(app, host="127.0.0.1", port=0)
-    thread = threading.Thread(
-        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}"
     finally:
         httpd.shutdown()
-        httpd.server_close()
         thread.join(timeout=5)
