@@ -542,9 +542,9 @@ class Server:
 
     def shutdown(self) -> None:
         """Close the listening socket and every connection; the loop then returns."""
+        self._inner.task_dispatcher.shutdown()  # running requests finish first
         channels = self._inner._map  # the loop's own map: closed from the loop's thread
         self._inner.trigger.pull_trigger(lambda: wasyncore.close_all(channels))
-        self._inner.task_dispatcher.shutdown()
 
     def server_close(self) -> None:
         """Nothing left to release after :meth:`shutdown` (kept for callers of wsgiref)."""
