@@ -124,6 +124,8 @@ class SourceSettings:
     arxiv_rss_url: str = "https://rss.arxiv.org/rss"
     timeout: float = 30.0
     retries: int = 4
+    max_bytes: int = 32 * 1024 * 1024
+    """Largest answer a source may send, counted after decompression (a gzip bomb stops here)."""
     include_cross_lists: bool = False
     include_replacements: bool = False
 
