@@ -45,8 +45,8 @@ from urllib.parse import urlencode
 
 import jinja2
 import waitress.server
-from waitress import wasyncore
 import werkzeug.wrappers
+from waitress import wasyncore
 from werkzeug.exceptions import (
     ClientDisconnected,
     HTTPException,
@@ -281,8 +281,8 @@ class WebApp:
             return self._page(
                 "413 Content Too Large", "error", heading="Too large", message="Too large."
             )
-        response: _Response = handler(request, **values)
-        return response
+        answer: _Response = handler(request, **values)
+        return answer
 
     # -- pages ------------------------------------------------------------------------
 

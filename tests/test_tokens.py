@@ -106,7 +106,7 @@ def _last_char_twins(token: str) -> list[str]:
     for ch in alphabet:
         other = token[:-1] + ch
         if other != token:
-            body, sig = other.split(".")
+            sig = other.split(".")[1]
             padded = sig + "=" * (-len(sig) % 4)
             if base64.urlsafe_b64decode(padded) == base64.urlsafe_b64decode(
                 token.split(".")[1] + "=" * (-len(sig) % 4)
