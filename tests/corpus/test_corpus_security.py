@@ -8,7 +8,9 @@ nothing leaked, nothing changed.
 
 from __future__ import annotations
 
+import base64
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -17,10 +19,14 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
+from aiosmtpd.smtp import AuthResult
 
 from tests.corpus.helpers import DATE, assert_one_line_error, invoke
+from tests.doubles import smtp_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,15 +44,20 @@ Handler = Callable[[http.server.BaseHTTPRequestHandler], None]
 
 
 @contextmanager
-def http_server(handle: Handler, host: str = "127.0.0.1") -> Iterator[tuple[int, list[str]]]:
-    """A real HTTP server on ``host`` answering every GET with ``handle``; yields its
+def http_server(
+    handle: Handler, host: str = "127.0.0.1", *, methods: tuple[str, ...] = ("GET",)
+) -> Iterator[tuple[int, list[str]]]:
+    """A real HTTP server on ``host`` answering ``methods`` with ``handle``; yields its
     port and the list of paths it was asked for."""
     seen: list[str] = []
 
+    def answer(self: http.server.BaseHTTPRequestHandler) -> None:
+        seen.append(self.path)
+        handle(self)
+
     class Answer(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            handle(self)
+        for _method in methods:
+            locals()[f"do_{_method}"] = answer
 
         def log_message(self, format: str, *args: object) -> None:
             pass
@@ -205,3 +216,220 @@ def test_a_redirect_loop_stops() -> None:
         result = invoke(["fetch", "--source", url, "--date", DATE])
     assert_one_line_error(result, f"error: {url}: more than 5 redirects")
     assert len(seen) == 6
+
+
+# --- servers that echo our credentials back
+
+SMTP_USER = "digest-user"
+SMTP_PASSWORD = "hunter2-Sup3r/Secret+Pass=word"
+API_KEY = "key-0123456789abcdef/+ABCDEFGHij"
+SIGNING_KEY = "signing-key-0123456789abcdef-0123456789"
+SUBSCRIBERS = "subscribers:\n  - email: ada@example.org\n  - email: bob@example.org\n"
+
+
+def leak_forms(secret: str, *, user: str) -> dict[str, bytes]:
+    """Every spelling of ``secret`` that must not appear anywhere, by name."""
+    raw = secret.encode()
+    forms = {
+        "plain": raw,
+        "base64": base64.b64encode(raw),
+        "base64-unpadded": base64.b64encode(raw).rstrip(b"="),
+        "base64url": base64.urlsafe_b64encode(raw).rstrip(b"="),
+        "auth-plain": base64.b64encode(b"\0" + user.encode() + b"\0" + raw),
+        "basic": base64.b64encode(user.encode() + b":" + raw),
+        "url-encoded": quote(secret, safe="").encode(),
+        "form-encoded": quote_plus(secret).encode(),
+    }
+    return forms
+
+
+def assert_no_leak(where: dict[str, bytes], secret: str, *, user: str) -> None:
+    assert where, "nothing to search"
+    for place, content in where.items():
+        for name, form in leak_forms(secret, user=user).items():
+            assert form not in content, f"{name} form of the secret in {place}"
+
+
+def _state_files(folder: Path) -> dict[str, bytes]:
+    """The state database and its journal files, as bytes."""
+    found = {str(p): p.read_bytes() for p in folder.glob("newsletter.db*")}
+    assert found, "no state database was written"
+    return found
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")},
+        "PYTHONPATH": str(ROOT),
+        "NEWSLETTER_SECRET_KEY": SIGNING_KEY,
+        **extra,
+    }
+
+
+def _newsletter(args: list[str], *, cwd: Path, env: dict[str, str]) -> tuple[int, bytes, bytes]:
+    proc = subprocess.run(
+        [sys.executable, "-c", "from newsletter.cli import main; main()", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+class EchoingAuth:
+    """An SMTP server's AUTH that puts what the client sent into its 535 reply: the
+    base64 it received, and that decoded (plain and URL-encoded)."""
+
+    async def auth_PLAIN(self, server: Any, args: list[str]) -> AuthResult:
+        blob = args[1] if len(args) > 1 else ""
+        _authz, user, password = base64.b64decode(blob).decode().split("\0")
+        await server.push(
+            f"535 5.7.8 bad credentials {blob} = {user}:{password} ({quote(password, safe='')})"
+        )
+        return AuthResult(success=False, handled=True)
+
+    async def auth_LOGIN(self, server: Any, args: list[str]) -> AuthResult:
+        password = await server.challenge_auth("Password:")
+        assert isinstance(password, bytes)
+        await server.push(
+            f"535 5.7.8 bad password {base64.b64encode(password).decode()} "
+            f"{password.decode()} {quote(password.decode(), safe='')}"
+        )
+        return AuthResult(success=False, handled=True)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        return "250 OK"
+
+
+JSON_RUN = """\
+import datetime as dt, logging, sys
+from newsletter.config import load_settings, secret_values
+from newsletter.errors import NewsletterError
+from newsletter.logs import run_context, setup_logging
+from newsletter.send import send_day
+
+settings = load_settings()
+setup_logging(fmt="json", secrets_=secret_values(settings))  # as `newsletter run --log-format json`
+log = logging.getLogger("newsletter.scheduler")
+with run_context():
+    try:
+        report = send_day(settings, dt.date.fromisoformat(sys.argv[1]), source="sample")
+        log.info("run finished: %s", report.summary())
+        for result in report.results:
+            log.info("%s %s: %s", result.status, result.email, result.error)
+    except NewsletterError as exc:  # what the daemon's job does with a failed run
+        log.error("run failed: %s", exc)
+        log.exception("run crashed")
+"""
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_an_smtp_server_echoing_the_password_leaves_no_trace(
+    mechanism: str, tmp_path: Path
+) -> None:
+    (tmp_path / "subscribers.yaml").write_text(SUBSCRIBERS, encoding="utf-8")
+    other = "LOGIN" if mechanism == "PLAIN" else "PLAIN"
+    with smtp_server(EchoingAuth(), auth_require_tls=False, auth_exclude_mechanism=[other]) as port:
+        env = _env(
+            NEWSLETTER_DELIVERY__BACKEND="smtp",
+            NEWSLETTER_DELIVERY__HOST="127.0.0.1",
+            NEWSLETTER_DELIVERY__PORT=str(port),
+            NEWSLETTER_DELIVERY__SECURITY="none",
+            NEWSLETTER_DELIVERY__USERNAME=SMTP_USER,
+            NEWSLETTER_DELIVERY__PASSWORD=SMTP_PASSWORD,
+        )
+        code, out, err = _newsletter(
+            ["send", "--date", DATE, "--source", "sample"], cwd=tmp_path, env=env
+        )
+        json_code, json_out, json_err = _newsletter_script(JSON_RUN, DATE, cwd=tmp_path, env=env)
+    assert code == 2, err
+    first = err.decode().splitlines()[-1]
+    assert first.startswith(f"error: SMTP server 127.0.0.1:{port} refused the login"), err
+    assert "535 5.7.8 bad" in first and "[redacted]" in first
+    assert json_code == 0, json_err
+    records = [json.loads(line) for line in json_err.decode().splitlines()]
+    assert any(r["message"].startswith("run failed: SMTP server") for r in records)
+    assert any("exc" in r for r in records)  # the traceback went through the filter too
+    assert_no_leak(
+        {
+            "send stdout": out,
+            "send stderr (summary, log, error)": err,
+            "json log": json_err + json_out,
+            **_state_files(tmp_path),
+        },
+        SMTP_PASSWORD,
+        user=SMTP_USER,
+    )
+
+
+def _newsletter_script(
+    script: str, *args: str, cwd: Path, env: dict[str, str]
+) -> tuple[int, bytes, bytes]:
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def _echoing_provider(status: int) -> Handler:
+    """A provider API that answers every call with ``status`` and a JSON message quoting
+    the Authorization header it got, and the key inside it decoded and URL-encoded."""
+
+    def answer(request: http.server.BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length") or 0)
+        request.rfile.read(length)
+        header = request.headers.get("Authorization", "")
+        decoded = base64.b64decode(header.split()[-1]).decode() if header else ""
+        key = decoded.split(":", 1)[-1]
+        message = f"bad request: Authorization: {header} ({decoded}; {quote(key, safe='')})"
+        body = json.dumps({"message": message}).encode()
+        request.send_response(status)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    return answer
+
+
+@pytest.mark.parametrize("status", [400, 401])
+def test_a_provider_echoing_the_api_key_leaves_no_trace(status: int, tmp_path: Path) -> None:
+    (tmp_path / "subscribers.yaml").write_text(SUBSCRIBERS, encoding="utf-8")
+    handler = _echoing_provider(status)
+    with http_server(handler, methods=("POST",)) as (port, seen):
+        env = _env(
+            NEWSLETTER_DELIVERY__BACKEND="mailgun",
+            NEWSLETTER_DELIVERY__DOMAIN="news.example.org",
+            NEWSLETTER_DELIVERY__BASE_URL=f"http://127.0.0.1:{port}",
+            NEWSLETTER_DELIVERY__API_KEY=API_KEY,
+            NEWSLETTER_DELIVERY__MAX_ATTEMPTS="1",
+        )
+        code, out, err = _newsletter(
+            ["send", "--date", DATE, "--source", "sample"], cwd=tmp_path, env=env
+        )
+        json_code, json_out, json_err = _newsletter_script(JSON_RUN, DATE, cwd=tmp_path, env=env)
+    assert seen, "the provider was called"
+    text = (out + err).decode()
+    if status == 401:
+        assert code == 2 and "refused the API key (HTTP 401: bad request" in text, text
+    else:
+        assert code == 1 and "HTTP 400: bad request: Authorization: Basic [redacted]" in text, text
+    assert "[redacted]" in text
+    assert json_code == 0, json_err
+    assert_no_leak(
+        {
+            "send stdout (summary)": out,
+            "send stderr (log, error)": err,
+            "json log": json_err + json_out,
+            **_state_files(tmp_path),
+        },
+        API_KEY,
+        user="api",
+    )
