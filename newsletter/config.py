@@ -142,12 +142,27 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class SignupSettings:
+    """Limits of ``newsletter serve --allow-signup`` (double opt-in)."""
+
+    interval_minutes: int = 60
+    """At most one confirmation email per address in this many minutes."""
+    per_client_hour: int = 10
+    """Sign-ups one client address may post per hour."""
+    max_pending: int = 1000
+    """Unconfirmed sign-ups kept at once; beyond it /subscribe asks to try again later."""
+    confirm_days: int = 7
+    """How long a confirmation link stays valid."""
+
+
+@dataclass(frozen=True)
 class Settings:
     sender: SenderSettings = field(default_factory=SenderSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     digest: DigestSettings = field(default_factory=DigestSettings)
     source: SourceSettings = field(default_factory=SourceSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    signup: SignupSettings = field(default_factory=SignupSettings)
     subscribers: str = "subscribers.yaml"
     state: str = "sqlite:///newsletter.db"
     archive: str = "archive"

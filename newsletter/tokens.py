@@ -115,19 +115,8 @@ class Signer:
         return f"{_b64(payload)}.{_b64(mac.digest())}"
 
 
-def read_token(
-    secret: bytes | SigningKeys,
-    token: str,
-    purpose: str,
-    *,
-    max_age: dt.timedelta | None = None,
-    today: dt.date | None = None,
-) -> tuple[str, dt.date | None] | None:
-    """(email, issue date) of a genuine token for ``purpose``, else None.
-
-    ``secret`` is one key or :class:`SigningKeys` (the current key, then the old ones).
-    With ``max_age`` a token must carry an issue date no older than that (by ``today``).
-    """
+def _verified_fields(secret: bytes | SigningKeys, token: str) -> list[str] | None:
+    """The payload lines of a token signed with one of the keys, else None."""
     keys = secret.verifying if isinstance(secret, SigningKeys) else (secret,)
     if not all(keys) or not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
         return None
@@ -143,17 +132,70 @@ def read_token(
     if not genuine:
         return None
     try:
-        kind, email, issued_text = payload.decode("utf-8").split("\n")
-        issued = dt.date.fromisoformat(issued_text) if issued_text else None
+        return payload.decode("utf-8").split("\n")
     except ValueError:
         return None
-    if kind != purpose or not email:
-        return None
+
+
+def _issued_within(
+    issued_text: str, max_age: dt.timedelta | None, today: dt.date | None
+) -> tuple[bool, dt.date | None]:
+    """(acceptable, issue date) of a token's date line under ``max_age``."""
+    try:
+        issued = dt.date.fromisoformat(issued_text) if issued_text else None
+    except ValueError:
+        return False, None
     if max_age is not None and (
         issued is None or today is None or today - issued > max_age or issued > today
     ):
+        return False, issued
+    return True, issued
+
+
+def read_token(
+    secret: bytes | SigningKeys,
+    token: str,
+    purpose: str,
+    *,
+    max_age: dt.timedelta | None = None,
+    today: dt.date | None = None,
+) -> tuple[str, dt.date | None] | None:
+    """(email, issue date) of a genuine token for ``purpose``, else None.
+
+    ``secret`` is one key or :class:`SigningKeys` (the current key, then the old ones).
+    With ``max_age`` a token must carry an issue date no older than that (by ``today``).
+    """
+    fields = _verified_fields(secret, token)
+    if fields is None or len(fields) != 3:
         return None
-    return email, issued
+    kind, email, issued_text = fields
+    if kind != purpose or not email:
+        return None
+    fresh, issued = _issued_within(issued_text, max_age, today)
+    return (email, issued) if fresh else None
+
+
+def make_confirmation(secret: bytes, email: str, nonce: str, *, issued: dt.date) -> str:
+    """The sign-up confirmation token: ``email``, the issue date and the ``nonce`` of the
+    pending sign-up it confirms (so it confirms that sign-up only, and only once)."""
+    if "\n" in email or "\n" in nonce or not nonce:
+        raise ValueError("an address or nonce has no line breaks")
+    payload = f"{CONFIRM}\n{email}\n{issued.isoformat()}\n{nonce}".encode()
+    return f"{_b64(payload)}.{_b64(_sign(secret, payload))}"
+
+
+def read_confirmation(
+    secret: bytes | SigningKeys, token: str, *, max_age: dt.timedelta, today: dt.date
+) -> tuple[str, str] | None:
+    """(email, nonce) of a genuine, unexpired confirmation token, else None."""
+    fields = _verified_fields(secret, token)
+    if fields is None or len(fields) != 4:
+        return None
+    kind, email, issued_text, nonce = fields
+    if kind != CONFIRM or not email or not nonce:
+        return None
+    fresh, _issued = _issued_within(issued_text, max_age, today)
+    return (email, nonce) if fresh else None
 
 
 def verify_token(secret: bytes | SigningKeys, token: str, purpose: str) -> str | None:

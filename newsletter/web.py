@@ -13,6 +13,14 @@ Routes (every token is a signed capability from :mod:`newsletter.tokens`)::
     GET  /confirm?token=T       a page with a confirm button (link scanners only GET)
     POST /confirm?token=T       append the address to the YAML through the locked editor
 
+Sign-up abuse limits (the state database holds the pending sign-ups and the attempts):
+at most one confirmation email per address per ``interval`` (a repeated post gets the
+same page and changes nothing), ``per_client_hour`` posts per client address (429),
+``max_pending`` unconfirmed sign-ups (503). A confirmation link carries the random nonce
+of its pending sign-up and works once (the claim deletes it); it never changes an entry
+already in the list, and lifts an unsubscribe only if the reader unsubscribed *before*
+asking to sign up again.
+
 Design: there are no cookies and no sessions, so there is nothing for cross-site request
 forgery to ride on; the token in the URL is the only credential and forms post back to
 the URL they came from. A bad token gets the same answer whatever address it names:
@@ -56,17 +64,18 @@ from werkzeug.exceptions import (
 from werkzeug.routing import Map, Rule
 
 from newsletter import subscribers as roster
+from newsletter.config import SignupSettings
 from newsletter.errors import NewsletterError
 from newsletter.models import SUMMARY_STYLES, Subscriber, email_key
 from newsletter.prefs import PrefsStore
 from newsletter.tokens import (
-    CONFIRM,
     PREFERENCES,
     UNSUBSCRIBE,
     SigningKeys,
     link,
+    make_confirmation,
     make_token,
-    read_token,
+    read_confirmation,
     verify_token,
 )
 
@@ -99,8 +108,17 @@ BACKLOG = 1024
 RESERVED_FILES = 64
 """Open files kept for the database, templates and logs besides the connections."""
 
-CONFIRM_MAX_AGE = dt.timedelta(days=7)
+CONFIRM_MAX_AGE = dt.timedelta(days=SignupSettings.confirm_days)
 """How long a sign-up confirmation link stays valid."""
+
+SIGNUP_INTERVAL = dt.timedelta(minutes=SignupSettings.interval_minutes)
+"""At most one confirmation email per address in this time."""
+
+SIGNUP_PER_CLIENT_HOUR = SignupSettings.per_client_hour
+"""Sign-ups one client address may post per hour (then 429)."""
+
+SIGNUP_MAX_PENDING = SignupSettings.max_pending
+"""Unconfirmed sign-ups kept at once (then 503 until some confirm or expire)."""
 
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     (
@@ -135,7 +153,7 @@ Handler = Callable[..., "_Response"]
 
 @dataclass(frozen=True)
 class SignupOptions:
-    """What sign-up with double opt-in needs."""
+    """What sign-up with double opt-in needs, and its abuse limits."""
 
     list_path: str
     """The subscriber YAML a confirmed address is appended to."""
@@ -144,6 +162,12 @@ class SignupOptions:
     base_url: str
     """The public URL of this server (the confirmation link points here)."""
     max_age: dt.timedelta = CONFIRM_MAX_AGE
+    interval: dt.timedelta = SIGNUP_INTERVAL
+    """At most one confirmation email per address in this time."""
+    per_client_hour: int = SIGNUP_PER_CLIENT_HOUR
+    """Sign-ups one client address may post per hour."""
+    max_pending: int = SIGNUP_MAX_PENDING
+    """Unconfirmed sign-ups kept at once."""
 
 
 @dataclass
@@ -438,60 +462,91 @@ class WebApp:
                 error="That does not look like an email address.",
             )
         chosen = [t for t in self.topics if t in request.form.get("topic", [])]
-        self.store.add_signup(address, name=name, topics=chosen)
-        token = make_token(self._secret, address, CONFIRM, issued=self._today())
-        url = link(self.signup.base_url, "confirm", token)
-        try:
-            self.signup.send_confirmation(address, url)
-        except Exception as exc:  # the backend's own errors: report, never show details
-            log.error("sign-up confirmation could not be sent: %s", type(exc).__name__)
-            return self._page(
-                "503 Service Unavailable",
+        limits = self.signup
+        decision = self.store.request_signup(
+            address,
+            name=name,
+            topics=chosen,
+            client=request.client or "-",
+            interval=limits.interval,
+            per_client_hour=limits.per_client_hour,
+            max_pending=limits.max_pending,
+            max_age=limits.max_age,
+        )
+        if decision.outcome == "client_limit":
+            response = self._page(
+                "429 Too Many Requests",
                 "error",
                 heading="Please try again later",
-                message="The confirmation email could not be sent just now.",
+                message="Too many sign-ups from your network just now.",
             )
+            response.headers.append(("Retry-After", "3600"))
+            return response
+        if decision.outcome == "full":
+            return self._try_later("Sign-ups are paused for a while.")
+        if decision.nonce is not None:  # else a confirmation went out recently: not again
+            token = make_confirmation(self._secret, address, decision.nonce, issued=self._today())
+            try:
+                limits.send_confirmation(address, link(limits.base_url, "confirm", token))
+            except Exception as exc:  # the backend's own errors: report, never show details
+                log.error("sign-up confirmation could not be sent: %s", type(exc).__name__)
+                self.store.cancel_signup(address, decision.nonce)
+                return self._try_later("The confirmation email could not be sent just now.")
+        # the same page whether or not an email went out: it tells nobody who signed up
         return self._page("200 OK", "check-inbox", heading="Check your inbox", email=address)
 
-    def _confirmed_email(self, request: _Request) -> str | None:
-        assert self.signup is not None
-        found = read_token(
-            self._keys,
-            request.value("token"),
-            CONFIRM,
-            max_age=self.signup.max_age,
-            today=self._today(),
+    def _try_later(self, message: str) -> _Response:
+        return self._page(
+            "503 Service Unavailable", "error", heading="Please try again later", message=message
         )
-        return found[0] if found else None
+
+    def _confirmation(self, request: _Request) -> tuple[str, str] | None:
+        assert self.signup is not None
+        return read_confirmation(
+            self._keys, request.value("token"), max_age=self.signup.max_age, today=self._today()
+        )
 
     def _confirm_page(self, request: _Request) -> _Response:
-        address = self._confirmed_email(request)
-        if address is None:
+        found = self._confirmation(request)
+        if found is None:
             return self._invalid()
         return self._page(
-            "200 OK", "confirm", heading="Confirm", email=address, action=self._action(request)
+            "200 OK", "confirm", heading="Confirm", email=found[0], action=self._action(request)
         )
 
     def _confirm(self, request: _Request) -> _Response:
+        """Take the pending sign-up this link names (once: the claim deletes it), then add
+        the address to the list unless it is there already (an entry is never changed)."""
         assert self.signup is not None
-        address = self._confirmed_email(request)
-        if address is None:
+        found = self._confirmation(request)
+        if found is None:
             return self._invalid()
-        pending = self.store.signup(address)
-        if pending is not None:
-            fields: dict[str, Any] = {"email": address, "added": self._today()}
-            if pending.name:
-                fields["name"] = pending.name
-            if pending.topics:
-                fields["topics"] = list(pending.topics)
-            known = self.topics or None
+        address, nonce = found
+        claimed = self.store.claim_signup(address, nonce)
+        if claimed is None:  # used already, replaced by a newer sign-up, or expired
+            return self._page(
+                "400 Bad Request",
+                "error",
+                heading="Link already used",
+                message="This confirmation link was used already or has been replaced by a "
+                "newer one. Nothing was changed.",
+            )
+        fields: dict[str, Any] = {"email": address, "added": self._today()}
+        if claimed.name:
+            fields["name"] = claimed.name
+        if claimed.topics:
+            fields["topics"] = list(claimed.topics)
+        known = self.topics or None
+        try:
             with roster.edit_subscribers(self.signup.list_path, known_topics=known) as doc:
                 if doc.find(address) is None:
                     sub, reasons = roster.check_entry(fields, known_topics=known)
                     if sub is None:
                         raise NewsletterError(f"sign-up of {address} refused: {reasons}")
                     doc.add(fields)
-            self.store.finish_signup(address)
+        except BaseException:
+            self.store.unclaim_signup(claimed)  # the link works again once the list does
+            raise
         return self._page("200 OK", "confirmed", heading="You are subscribed", email=address)
 
 

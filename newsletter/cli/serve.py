@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import smtplib
 import ssl
 import time
@@ -102,10 +103,15 @@ def build_app(settings: Settings, *, allow_signup: bool = False) -> WebApp:
     topics = roster.default_topic_names(settings.digest.taxonomy)
     signup = None
     if allow_signup:
+        limits = settings.signup
         signup = SignupOptions(
             list_path=settings.subscribers,
             send_confirmation=confirmation_sender(settings),
             base_url=settings.digest.base_url,
+            max_age=dt.timedelta(days=limits.confirm_days),
+            interval=dt.timedelta(minutes=limits.interval_minutes),
+            per_client_hour=limits.per_client_hour,
+            max_pending=limits.max_pending,
         )
     return WebApp(
         store=PrefsStore(settings.state),
