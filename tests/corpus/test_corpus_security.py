@@ -9,9 +9,12 @@ nothing leaked, nothing changed.
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -22,9 +25,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+import httpx
 import pytest
 from aiosmtpd.smtp import AuthResult
 
+from newsletter.prefs import PrefsStore
+from newsletter.tokens import UNSUBSCRIBE, make_token
 from tests.corpus.helpers import DATE, assert_one_line_error, invoke
 from tests.doubles import smtp_server
 
@@ -433,3 +439,82 @@ def test_a_provider_echoing_the_api_key_leaves_no_trace(status: int, tmp_path: P
         API_KEY,
         user="api",
     )
+
+
+# --- the real `newsletter serve`, attacked over loopback
+
+
+@contextmanager
+def newsletter_serve(folder: Path, *args: str) -> Iterator[str]:
+    """``newsletter serve --port 0 ARGS`` in ``folder`` (outbox backend); yields its URL."""
+    env = _env(
+        NEWSLETTER_DELIVERY__BACKEND="outbox",
+        NEWSLETTER_DIGEST__BASE_URL="https://news.example.org",
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from newsletter.cli import main; main()",
+            "serve",
+            "--port",
+            "0",
+            *args,
+        ],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("serving on http://127.0.0.1:"), line
+        yield line.split()[2]
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=20)
+        assert "Traceback" not in err, err
+
+
+def test_serve_answers_a_malformed_request_line_with_a_400(tmp_path: Path) -> None:
+    with newsletter_serve(tmp_path) as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"GET /?token=X HTTP/1.1 extra\r\nHost: a\r\n\r\n")
+            answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.0 400 Bad Request\r\n"), answer
+        assert b"\r\nserver:" not in answer.lower()
+        assert httpx.get(f"{base}/", timeout=5).status_code == 200
+
+
+def test_a_signup_flood_sends_one_confirmation_and_a_replay_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "subscribers.yaml").write_text(
+        "subscribers:\n  - email: ada@example.org\n    name: Ada\n", encoding="utf-8"
+    )
+    with (
+        newsletter_serve(tmp_path, "--allow-signup") as base,
+        httpx.Client(base_url=base, timeout=10) as client,
+    ):
+        for _ in range(200):
+            client.post("/subscribe", data={"email": "victim@example.org", "name": "Mallory"})
+        mails = sorted((tmp_path / "outbox").glob("confirm-*.eml"))
+        assert len(mails) == 1
+        message = email.message_from_bytes(mails[0].read_bytes(), policy=email.policy.default)
+        assert message["To"] == "victim@example.org"
+        body = message.get_body(("plain",))
+        assert body is not None
+        url = next(w for w in body.get_content().split() if "/confirm?token=" in w)
+        confirm = "/confirm?" + url.split("?", 1)[1]
+        assert client.post(confirm).status_code == 200
+        listed = (tmp_path / "subscribers.yaml").read_text(encoding="utf-8")
+        assert listed.count("victim@example.org") == 1
+        token = make_token(SIGNING_KEY.encode(), "victim@example.org", UNSUBSCRIBE)
+        client.post("/unsubscribe", params={"token": token}, data={"List-Unsubscribe": "One-Click"})
+        replay = client.post(confirm)
+        assert replay.status_code == 400
+        assert (tmp_path / "subscribers.yaml").read_text(encoding="utf-8") == listed
+    assert PrefsStore(f"sqlite:///{tmp_path}/newsletter.db").is_suppressed("victim@example.org")
