@@ -88,7 +88,11 @@ DEFAULT_PORT = 8080
 """The port of ``newsletter serve`` (matches the default ``digest.base_url``)."""
 
 MAX_BODY_BYTES = 64 * 1024
-"""Larger request bodies are refused (413)."""
+"""Larger form bodies are refused by the app (413)."""
+
+SERVER_MAX_BODY_BYTES = 1024 * 1024
+"""Larger request bodies are refused by the server before the app sees them (413); a
+route may allow up to this much (provider webhooks post batches)."""
 
 MAX_HEADER_BYTES = 16 * 1024
 """Larger request heads (request line and headers) are refused (431 / 400)."""
@@ -640,7 +644,7 @@ def make_server(
         cleanup_interval=max(1, channel_timeout // 6),
         backlog=BACKLOG,
         max_request_header_size=MAX_HEADER_BYTES,
-        max_request_body_size=MAX_BODY_BYTES,
+        max_request_body_size=SERVER_MAX_BODY_BYTES,
         asyncore_use_poll=True,
         ident="",
         expose_tracebacks=False,

@@ -64,7 +64,7 @@ class Site:
         return {s.email: (s.name, s.topics) for s in subs}
 
 
-def _site(tmp_path: Path, **limits: int) -> Iterator[Site]:
+def _site(tmp_path: Path, *, trusted_proxy: str | None = None, **limits: int) -> Iterator[Site]:
     clock = Clock()
     store = PrefsStore(f"sqlite:///{tmp_path}/state.db", now=clock)
     list_path = tmp_path / "subscribers.yaml"
@@ -83,7 +83,10 @@ def _site(tmp_path: Path, **limits: int) -> Iterator[Site]:
     app = WebApp(
         store=store, secret=SECRET, topics=EXAMPLE_TOPICS, today=lambda: TODAY, signup=options
     )
-    with serving(app) as base, httpx.Client(base_url=base, timeout=10) as client:
+    with (
+        serving(app, trusted_proxy=trusted_proxy) as base,
+        httpx.Client(base_url=base, timeout=10) as client,
+    ):
         yield Site(client, store, mailbox, clock, list_path)
 
 
@@ -205,3 +208,26 @@ def test_pending_signups_are_bounded(tmp_path: Path) -> None:
         assert [site.sign_up(f"s{i}@example.org").status_code for i in range(3)] == [200] * 3
     finally:
         sites.close()
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_the_client_is_the_trusted_proxys_forwarded_for_and_nobody_elses(
+    tmp_path: Path, trusted: bool
+) -> None:
+    sites = _site(tmp_path, trusted_proxy="127.0.0.1" if trusted else None, per_client_hour=2)
+    site = next(sites)
+    try:
+
+        def post(i: int, client: str) -> int:
+            headers = {"X-Forwarded-For": client}
+            data = {"email": f"r{i}@example.org"}
+            return site.client.post("/subscribe", data=data, headers=headers).status_code
+
+        answers = [post(0, "203.0.113.5"), post(1, "203.0.113.5"), post(2, "203.0.113.5")]
+        other = post(3, "198.51.100.7")
+    finally:
+        sites.close()
+    assert answers == [200, 200, 429]
+    # behind the trusted proxy each forwarded client has its own limit; without it the
+    # header is ignored and every post comes from 127.0.0.1
+    assert other == (200 if trusted else 429)
