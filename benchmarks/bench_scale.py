@@ -74,7 +74,7 @@ PAGE_DAY = Path("/work/shared/data/daily-papers-page.txt")
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
-SECRET = "bench-scale-secret"
+SECRET = "bench-scale-secret-0123456789abcdef01"
 SENDER = SenderSettings(
     from_="Daily Papers <digest@papers.example>", list_id="Daily Papers <daily.papers.example>"
 )

@@ -139,7 +139,11 @@ def run_trial(
 ) -> Trial:
     state = folder / f"state-{number}.db"
     config = write_config(folder, port, subscribers, state)
-    env = dict(os.environ, PYTHONPATH=str(REPO), NEWSLETTER_SECRET_KEY="crash-trials-secret")
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        NEWSLETTER_SECRET_KEY="crash-trials-secret-0123456789abcdef",
+    )
     command = [sys.executable, "-c", CLI, "send", "--config", str(config), "--date", DATE]
     log = (folder / f"trial-{number}.log").open("ab")
     sink.clear()

@@ -12,8 +12,9 @@ Lookup order, first found wins:
 4. the defaults below: the offline default sends to a local outbox folder and keeps
    its state in a SQLite file.
 
-Secrets (``delivery.password``, ``delivery.api_key``, ``secret_key``) are read from the
-environment only; a config file that sets one is refused, so no secret lives in a repo.
+Secrets (``delivery.password``, ``delivery.api_key``, ``secret_key``, ``secret_key_old``)
+are read from the environment only; a config file that sets one is refused, so no secret
+lives in a repo.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ DEFAULT_CONFIG_FILE = "newsletter.yaml"
 ENV_PREFIX = "NEWSLETTER_"
 """Environment variables that override settings start with this."""
 
-SECRET_KEYS = frozenset({"delivery.password", "delivery.api_key", "secret_key"})
+SECRET_KEYS = frozenset({"delivery.password", "delivery.api_key", "secret_key", "secret_key_old"})
 """Dotted keys that may only come from the environment."""
 
 EmptyDayPolicy = Literal["skip", "note"]
@@ -127,6 +128,8 @@ class SourceSettings:
     arxiv_rss_url: str = "https://rss.arxiv.org/rss"
     timeout: float = 30.0
     retries: int = 4
+    max_bytes: int = 32 * 1024 * 1024
+    """Largest answer a source may send, counted after decompression (a gzip bomb stops here)."""
     include_cross_lists: bool = False
     include_replacements: bool = False
 
@@ -143,17 +146,34 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class SignupSettings:
+    """Limits of ``newsletter serve --allow-signup`` (double opt-in)."""
+
+    interval_minutes: int = 60
+    """At most one confirmation email per address in this many minutes."""
+    per_client_hour: int = 10
+    """Sign-ups one client address may post per hour."""
+    max_pending: int = 1000
+    """Unconfirmed sign-ups kept at once; beyond it /subscribe asks to try again later."""
+    confirm_days: int = 7
+    """How long a confirmation link stays valid."""
+
+
+@dataclass(frozen=True)
 class Settings:
     sender: SenderSettings = field(default_factory=SenderSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     digest: DigestSettings = field(default_factory=DigestSettings)
     source: SourceSettings = field(default_factory=SourceSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    signup: SignupSettings = field(default_factory=SignupSettings)
     subscribers: str = "subscribers.yaml"
     state: str = "sqlite:///newsletter.db"
     archive: str = "archive"
     secret_key: str | None = None
-    """HMAC key for unsubscribe / preferences tokens (environment only)."""
+    """HMAC key for unsubscribe / preferences tokens (environment only, >= 32 bytes)."""
+    secret_key_old: str | None = None
+    """Earlier signing keys, comma-separated, that still verify links (key rotation)."""
     config_path: str | None = None
     """The config file that was read, if any (set by the loader)."""
 
@@ -235,8 +255,11 @@ def require_secret(settings: Settings, key: str) -> str:
 
 
 def secret_values(settings: Settings) -> list[str]:
-    """Every secret that is set (each of SECRET_KEYS), for the logs to redact."""
-    return [str(value) for key in sorted(SECRET_KEYS) if (value := _dotted(settings, key))]
+    """Every secret that is set (each of SECRET_KEYS; each old signing key on its own),
+    for the logs to redact."""
+    values = [str(value) for key in sorted(SECRET_KEYS) if (value := _dotted(settings, key))]
+    old = str(settings.secret_key_old or "")
+    return values + [part.strip() for part in old.split(",") if part.strip() and "," in old]
 
 
 def env_var(key: str) -> str:

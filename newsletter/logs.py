@@ -34,6 +34,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal, TextIO
 
+from newsletter.redact import Redactor
+
 LogFormat = Literal["human", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("human", "json")
 
@@ -43,19 +45,15 @@ DEFAULT_LOG_FORMAT: LogFormat = "human"
 DEFAULT_LEVEL = "INFO"
 """The level when none is asked for."""
 
-LOGGERS = ("newsletter", "apscheduler")
-"""The loggers whose records get our handler (ours, and the scheduler library's)."""
+LOGGERS = ("newsletter", "apscheduler", "waitress")
+"""The loggers whose records get our handler (ours, and the scheduler's and the web
+server's libraries)."""
 
 RUN_ID_BYTES = 4
 """Random bytes in a run id (8 hex characters)."""
 
 NO_RUN = "-"
 """The run id outside any run (daemon start-up, shutdown)."""
-
-REDACTED = "[redacted]"
-
-REDACT_MIN_CHARS = 6
-"""Shorter secret values are not searched for: they would blot out ordinary words."""
 
 _RUN_ID: contextvars.ContextVar[str] = contextvars.ContextVar("newsletter_run_id", default=NO_RUN)
 
@@ -93,30 +91,37 @@ class RunIdFilter(logging.Filter):
 
 
 class RedactFilter(logging.Filter):
-    """Replaces any of the given secret values in a record's message with ``[redacted]``."""
+    """Replaces every spelling of the given secrets (plain, base64, URL-encoded...; see
+    :mod:`newsletter.redact`) in a record's message and data with ``[redacted]``."""
 
-    def __init__(self, values: Iterable[str]) -> None:
+    def __init__(self, values: Iterable[str] | Redactor) -> None:
         super().__init__()
-        chosen = {v for v in values if len(v) >= REDACT_MIN_CHARS}
-        self._values = tuple(sorted(chosen, key=len, reverse=True))
+        self.redact = values if isinstance(values, Redactor) else Redactor(values)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._values:
+        if not self.redact:
             return True
         message = record.getMessage()
-        clean = self._scrub(message)
+        clean = self.redact(message)
         if clean != message:
             record.msg, record.args = clean, None
         data = getattr(record, "data", None)
         if isinstance(data, Mapping):
-            record.data = {k: self._scrub(v) for k, v in data.items()}
+            record.data = {k: self.redact(v) if isinstance(v, str) else v for k, v in data.items()}
         return True
 
-    def _scrub(self, value: object) -> object:
-        if isinstance(value, str):
-            for secret in self._values:
-                value = value.replace(secret, REDACTED)
-        return value
+
+class RedactingFormatter(logging.Formatter):
+    """Another formatter's output with the secrets redacted: the last step before a line
+    is written, so tracebacks and fields a filter cannot see are covered too."""
+
+    def __init__(self, inner: logging.Formatter, redact: Redactor) -> None:
+        super().__init__()
+        self.inner = inner
+        self.redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redact(self.inner.format(record))
 
 
 def _one_line(text: str) -> str:
@@ -181,9 +186,11 @@ def make_handler(
     if fmt not in LOG_FORMATS:
         raise ValueError(f"unknown log format {fmt!r} (known: {', '.join(LOG_FORMATS)})")
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    redact = Redactor(secrets_)
     handler.addFilter(RunIdFilter())
-    handler.addFilter(RedactFilter(secrets_))
-    handler.setFormatter(JsonFormatter() if fmt == "json" else HumanFormatter())
+    handler.addFilter(RedactFilter(redact))
+    inner = JsonFormatter() if fmt == "json" else HumanFormatter()
+    handler.setFormatter(RedactingFormatter(inner, redact) if redact else inner)
     handler.set_name("newsletter")
     return handler
 

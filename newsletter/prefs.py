@@ -9,7 +9,8 @@ Tables::
 
     suppress_list     one row per suppressed address (key = casefolded address)
     prefs_overlay     topics / summary / paused chosen on the preferences page
-    prefs_signups     sign-ups waiting for their confirmation click
+    signup_pending    sign-ups waiting for their confirmation click (with their nonce)
+    signup_attempts   recent sign-up posts per client (the per-client limit)
     prefs_events      every change, in order (an audit trail: nothing is lost silently)
 
 Every write is one short transaction (SQLite ``BEGIN IMMEDIATE``), so several web threads
@@ -24,7 +25,7 @@ from collections.abc import Callable
 
 from newsletter.config import Settings
 from newsletter.models import Subscriber
-from newsletter.state import Overlay, Signup, State, Suppression, apply_choices
+from newsletter.state import Overlay, Signup, SignupDecision, State, Suppression, apply_choices
 
 
 def _utcnow() -> dt.datetime:
@@ -63,6 +64,7 @@ __all__ = [
     "Overlay",
     "PrefsStore",
     "Signup",
+    "SignupDecision",
     "Suppression",
     "next_send_subscribers",
     "next_send_subscribers_counted",

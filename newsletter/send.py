@@ -48,7 +48,7 @@ from newsletter.models import DELIVERED, SendResult, SendStatus, Subscriber
 from newsletter.pipeline import prepare_day
 from newsletter.prefs import next_send_subscribers_counted
 from newsletter.state import CLAIM_BATCH, DEFAULT_LEASE_SECONDS, State, new_owner, variant_key
-from newsletter.tokens import LinkSigner
+from newsletter.tokens import LinkSigner, secret_from
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def _report(date: dt.date, results: Sequence[SendResult], **kwargs: Any) -> RunR
 def link_secret(settings: Settings, *, offline: bool) -> bytes:
     """The HMAC key of the links; ConfigError when missing for a real backend."""
     if settings.secret_key:
-        return settings.secret_key.encode("utf-8")
+        return secret_from(settings)
     if offline:
         log.warning("NEWSLETTER_SECRET_KEY is not set: links use an offline development key")
         return DEV_SECRET

@@ -65,12 +65,13 @@ Papers::
     save_day(day, edition=, prepared_at=) / load_day(date, edition=) /
     load_days(start, end, edition=)    # each prepared day's papers (``days`` table)
 
-Readers' own choices (``suppress_list``, ``prefs_overlay``, ``prefs_signups``,
-``prefs_events``; see :mod:`newsletter.prefs` for their meaning)::
+Readers' own choices (``suppress_list``, ``prefs_overlay``, ``prefs_events``; see
+:mod:`newsletter.prefs` for their meaning) and sign-ups (``signup_pending`` with each
+sign-up's nonce, ``signup_attempts`` per client; see :mod:`newsletter.web`)::
 
     suppress / unsuppress / is_suppressed / suppressions / suppressed_count
     set_preferences / preferences / overlays / apply(subscribers) / skip_reasons(...)
-    add_signup / signup / finish_signup / events
+    request_signup / claim_signup / unclaim_signup / cancel_signup / pending_signup / events
 
 Runs and the daemon (``runs``, ``state_meta``)::
 
@@ -353,9 +354,30 @@ CREATE TABLE state_meta (
 )
 """
 
+_V3 = """
+CREATE TABLE signup_pending (
+    email_key TEXT PRIMARY KEY,
+    email TEXT NOT NULL,
+    name TEXT NOT NULL,
+    topics TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    client TEXT NOT NULL,
+    requested_at TEXT NOT NULL
+);
+CREATE INDEX signup_pending_requested ON signup_pending (requested_at);
+CREATE TABLE signup_attempts (
+    client TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX signup_attempts_client ON signup_attempts (client, at)
+"""
+"""Sign-ups with abuse limits: pending ones with their nonce, and recent posts per client
+(the old ``prefs_signups`` table is no longer read)."""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "ledger and preferences", sqlite=_V1_SQLITE, postgresql=_V1_POSTGRESQL),
     Migration(2, "claims, variants, prepared days, runs", sql=_V2),
+    Migration(3, "sign-ups with nonces and per-client limits", sql=_V3),
 )
 """Every schema step, oldest first. Append new ones at the end (next version)."""
 
@@ -441,6 +463,23 @@ class Signup:
     name: str
     topics: tuple[str, ...]
     requested_at: str
+    nonce: str = ""
+    """Random, in the confirmation link: the link confirms this sign-up only, once."""
+    client: str = ""
+    """The address the sign-up was posted from."""
+
+
+SignupOutcome = Literal["send", "recent", "client_limit", "full"]
+
+
+@dataclass(frozen=True, slots=True)
+class SignupDecision:
+    """What :meth:`State.request_signup` decided: ``send`` a confirmation with ``nonce``;
+    ``recent`` (one went out within the interval: nothing changed); ``client_limit``
+    (that client posted too often); ``full`` (too many sign-ups pending)."""
+
+    outcome: SignupOutcome
+    nonce: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -1237,40 +1276,130 @@ class State:
         ``suppressed``, ``paused``; only reasons that occurred)."""
         return apply_choices(subscribers, self.suppressed_keys(), self.overlays())
 
-    def add_signup(self, email: str, *, name: str = "", topics: Iterable[str] = ()) -> None:
-        """Remember a sign-up until its confirmation link is clicked."""
+    # -- sign-ups with abuse limits (newsletter serve --allow-signup) -----------------
+
+    _SIGNUP_COLUMNS = "email, name, topics, requested_at, nonce, client"
+
+    def request_signup(
+        self,
+        email: str,
+        *,
+        name: str,
+        topics: Iterable[str],
+        client: str,
+        interval: dt.timedelta,
+        per_client_hour: int,
+        max_pending: int,
+        max_age: dt.timedelta,
+    ) -> SignupDecision:
+        """Decide, in one write transaction, whether a sign-up post may send a
+        confirmation; if so it becomes the address's pending sign-up with a new nonce.
+
+        Expired sign-ups and attempts older than an hour are dropped first. A post for an
+        address whose confirmation went out within ``interval`` changes nothing (not even
+        the pending name or topics); every post counts against its ``client``.
+        """
         key = email_key(email)
-        at = self._stamp()
+        now = self._now()
+        at = self._stamp(now)
         with self._tx() as tx:
             tx.execute(
-                "INSERT INTO prefs_signups (email_key, email, name, topics, requested_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (email_key) DO UPDATE SET"
+                "DELETE FROM signup_pending WHERE requested_at < ?", (self._stamp(now - max_age),)
+            )
+            tx.execute(
+                "DELETE FROM signup_attempts WHERE at < ?",
+                (self._stamp(now - dt.timedelta(hours=1)),),
+            )
+            tries = tx.fetch("SELECT COUNT(*) FROM signup_attempts WHERE client = ?", (client,))
+            if int(tries[0][0]) >= per_client_hour:
+                return SignupDecision("client_limit")
+            tx.execute("INSERT INTO signup_attempts (client, at) VALUES (?, ?)", (client, at))
+            rows = tx.fetch("SELECT requested_at FROM signup_pending WHERE email_key = ?", (key,))
+            if rows and str(rows[0][0]) >= self._stamp(now - interval):
+                return SignupDecision("recent")
+            if not rows:
+                pending = tx.fetch("SELECT COUNT(*) FROM signup_pending")
+                if int(pending[0][0]) >= max_pending:
+                    return SignupDecision("full")
+            nonce = secrets.token_urlsafe(16)
+            tx.execute(
+                "INSERT INTO signup_pending"
+                " (email_key, email, name, topics, nonce, client, requested_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (email_key) DO UPDATE SET"
                 " email = excluded.email, name = excluded.name, topics = excluded.topics,"
+                " nonce = excluded.nonce, client = excluded.client,"
                 " requested_at = excluded.requested_at",
-                (key, email.strip(), name, json.dumps(list(topics), ensure_ascii=False), at),
+                (
+                    key,
+                    email.strip(),
+                    name,
+                    json.dumps(list(topics), ensure_ascii=False),
+                    nonce,
+                    client,
+                    at,
+                ),
             )
             self._event(tx, key, "signup", "requested", at)
+            return SignupDecision("send", nonce)
 
-    def signup(self, email: str) -> Signup | None:
-        rows = self._read(
-            "SELECT email, name, topics, requested_at FROM prefs_signups WHERE email_key = ?",
-            (email_key(email),),
-        )
-        if not rows:
-            return None
-        email_, name, topics, requested_at = rows[0]
-        return Signup(email_, name, tuple(json.loads(topics)), requested_at)
+    def cancel_signup(self, email: str, nonce: str) -> None:
+        """Forget the pending sign-up with ``nonce`` (its confirmation could not be sent)."""
+        with self._tx() as tx:
+            tx.execute(
+                "DELETE FROM signup_pending WHERE email_key = ? AND nonce = ?",
+                (email_key(email), nonce),
+            )
 
-    def finish_signup(self, email: str) -> None:
-        """Forget a pending sign-up and lift any earlier suppression (they opted in again)."""
+    def claim_signup(self, email: str, nonce: str) -> Signup | None:
+        """Take the pending sign-up of ``email`` if ``nonce`` is its nonce (deleting it, so
+        a link works once), else None. A suppression is lifted only if it is older than
+        the sign-up request: the reader unsubscribed, then asked to come back."""
         key = email_key(email)
         at = self._stamp()
         with self._tx() as tx:
-            tx.execute("DELETE FROM prefs_signups WHERE email_key = ?", (key,))
-            count = tx.execute("DELETE FROM suppress_list WHERE email_key = ?", (key,))
-            if count:
-                self._event(tx, key, "unsuppress", "confirmed sign-up", at)
+            rows = tx.fetch(
+                f"SELECT {self._SIGNUP_COLUMNS} FROM signup_pending"
+                " WHERE email_key = ? AND nonce = ?",
+                (key, nonce),
+            )
+            if not rows:
+                return None
+            tx.execute("DELETE FROM signup_pending WHERE email_key = ?", (key,))
+            claimed = _signup(rows[0])
+            lifted = tx.execute(
+                "DELETE FROM suppress_list WHERE email_key = ? AND created_at < ?",
+                (key, claimed.requested_at),
+            )
+            if lifted:
+                self._event(tx, key, "unsuppress", "confirmed a later sign-up", at)
             self._event(tx, key, "signup", "confirmed", at)
+            return claimed
+
+    def unclaim_signup(self, signup: Signup) -> None:
+        """Put a claimed sign-up back (adding it to the list failed; its link works again)."""
+        with self._tx() as tx:
+            tx.execute(
+                "INSERT INTO signup_pending"
+                " (email_key, email, name, topics, nonce, client, requested_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (email_key) DO NOTHING",
+                (
+                    email_key(signup.email),
+                    signup.email,
+                    signup.name,
+                    json.dumps(list(signup.topics), ensure_ascii=False),
+                    signup.nonce,
+                    signup.client,
+                    signup.requested_at,
+                ),
+            )
+
+    def pending_signup(self, email: str) -> Signup | None:
+        """The pending sign-up of ``email``, if any."""
+        rows = self._read(
+            f"SELECT {self._SIGNUP_COLUMNS} FROM signup_pending WHERE email_key = ?",
+            (email_key(email),),
+        )
+        return _signup(rows[0]) if rows else None
 
     def events(self, email: str | None = None) -> list[tuple[str, str, str, str]]:
         """(email key, kind, detail, at) of every change, oldest first."""
@@ -1405,6 +1534,11 @@ def _overlay(row: tuple[Any, ...]) -> Overlay:
         paused=bool(paused),
         updated_at=updated_at,
     )
+
+
+def _signup(row: tuple[Any, ...]) -> Signup:
+    email, name, topics, requested_at, nonce, client = row
+    return Signup(email, name, tuple(json.loads(topics)), requested_at, nonce, client)
 
 
 def _stored_day(row: tuple[Any, ...]) -> StoredDay:

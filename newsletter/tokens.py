@@ -6,6 +6,14 @@ newlines; the signature is HMAC-SHA256 over a version tag and the payload, with 
 secret from the environment (``NEWSLETTER_SECRET_KEY``). Verification recomputes the
 signature and compares in constant time; any forged, altered, truncated or wrong-purpose
 token gives ``None``, whether or not the address is on the list (nothing is looked up).
+
+Each token has exactly one spelling: base64 that is not exactly what we would have made
+(padding added, a last character whose unused bits differ, stray characters) is refused.
+
+Keys: the signing key is at least :data:`MIN_KEY_BYTES` long. To rotate it, put the new key
+in ``NEWSLETTER_SECRET_KEY`` and the old one(s) in ``NEWSLETTER_SECRET_KEY_OLD``
+(comma-separated): new links are signed with the new key, links already sent keep
+verifying with the old ones until those are removed (:class:`SigningKeys`).
 """
 
 from __future__ import annotations
@@ -16,9 +24,11 @@ import datetime as dt
 import hashlib
 import hmac
 import re
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from newsletter.config import Settings, require_secret
+from newsletter.config import Settings, env_var, require_secret
+from newsletter.errors import ConfigError
 
 UNSUBSCRIBE = "unsubscribe"
 """Purpose of the unsubscribe link (and the List-Unsubscribe header)."""
@@ -38,6 +48,9 @@ TOKEN_VERSION = b"newsletter-token-v1"
 MAX_TOKEN_CHARS = 2048
 """Longer tokens are refused before any work is done."""
 
+MIN_KEY_BYTES = 32
+"""Shortest signing key accepted (256 bits, the size of the HMAC-SHA256 output)."""
+
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 """Standard to url-safe base64 alphabet (what ``base64.urlsafe_b64encode`` applies)."""
@@ -54,7 +67,15 @@ def _b64_bytes(data: bytes) -> bytes:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """The bytes of unpadded base64url ``text``, if ``text`` is their one canonical spelling.
+
+    ``urlsafe_b64decode`` skips stray characters and ignores the unused low bits of the
+    last character, so several spellings decode alike; re-encoding tells them apart.
+    """
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not the canonical spelling")
+    return data
 
 
 def _sign(secret: bytes, payload: bytes) -> bytes:
@@ -94,8 +115,45 @@ class Signer:
         return f"{_b64(payload)}.{_b64(mac.digest())}"
 
 
+def _verified_fields(secret: bytes | SigningKeys, token: str) -> list[str] | None:
+    """The payload lines of a token signed with one of the keys, else None."""
+    keys = secret.verifying if isinstance(secret, SigningKeys) else (secret,)
+    if not all(keys) or not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
+        return None
+    body, signature = token.split(".")
+    try:
+        payload = _unb64(body)
+        given = _unb64(signature)
+    except (binascii.Error, ValueError):
+        return None
+    genuine = False
+    for key in keys:  # every key is tried, so timing says nothing about which one matched
+        genuine |= hmac.compare_digest(_sign(key, payload), given)
+    if not genuine:
+        return None
+    try:
+        return payload.decode("utf-8").split("\n")
+    except ValueError:
+        return None
+
+
+def _issued_within(
+    issued_text: str, max_age: dt.timedelta | None, today: dt.date | None
+) -> tuple[bool, dt.date | None]:
+    """(acceptable, issue date) of a token's date line under ``max_age``."""
+    try:
+        issued = dt.date.fromisoformat(issued_text) if issued_text else None
+    except ValueError:
+        return False, None
+    if max_age is not None and (
+        issued is None or today is None or today - issued > max_age or issued > today
+    ):
+        return False, issued
+    return True, issued
+
+
 def read_token(
-    secret: bytes,
+    secret: bytes | SigningKeys,
     token: str,
     purpose: str,
     *,
@@ -104,41 +162,87 @@ def read_token(
 ) -> tuple[str, dt.date | None] | None:
     """(email, issue date) of a genuine token for ``purpose``, else None.
 
+    ``secret`` is one key or :class:`SigningKeys` (the current key, then the old ones).
     With ``max_age`` a token must carry an issue date no older than that (by ``today``).
     """
-    if not secret or not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
+    fields = _verified_fields(secret, token)
+    if fields is None or len(fields) != 3:
         return None
-    body, signature = token.split(".")
-    try:
-        payload = _unb64(body)
-        given = _unb64(signature)
-    except (binascii.Error, ValueError):
-        return None
-    if not hmac.compare_digest(_sign(secret, payload), given):
-        return None
-    try:
-        kind, email, issued_text = payload.decode("utf-8").split("\n")
-        issued = dt.date.fromisoformat(issued_text) if issued_text else None
-    except ValueError:
-        return None
+    kind, email, issued_text = fields
     if kind != purpose or not email:
         return None
-    if max_age is not None and (
-        issued is None or today is None or today - issued > max_age or issued > today
-    ):
+    fresh, issued = _issued_within(issued_text, max_age, today)
+    return (email, issued) if fresh else None
+
+
+def make_confirmation(secret: bytes, email: str, nonce: str, *, issued: dt.date) -> str:
+    """The sign-up confirmation token: ``email``, the issue date and the ``nonce`` of the
+    pending sign-up it confirms (so it confirms that sign-up only, and only once)."""
+    if "\n" in email or "\n" in nonce or not nonce:
+        raise ValueError("an address or nonce has no line breaks")
+    payload = f"{CONFIRM}\n{email}\n{issued.isoformat()}\n{nonce}".encode()
+    return f"{_b64(payload)}.{_b64(_sign(secret, payload))}"
+
+
+def read_confirmation(
+    secret: bytes | SigningKeys, token: str, *, max_age: dt.timedelta, today: dt.date
+) -> tuple[str, str] | None:
+    """(email, nonce) of a genuine, unexpired confirmation token, else None."""
+    fields = _verified_fields(secret, token)
+    if fields is None or len(fields) != 4:
         return None
-    return email, issued
+    kind, email, issued_text, nonce = fields
+    if kind != CONFIRM or not email or not nonce:
+        return None
+    fresh, _issued = _issued_within(issued_text, max_age, today)
+    return (email, nonce) if fresh else None
 
 
-def verify_token(secret: bytes, token: str, purpose: str) -> str | None:
+def verify_token(secret: bytes | SigningKeys, token: str, purpose: str) -> str | None:
     """The address of a genuine token for ``purpose``, or None for anything else."""
     found = read_token(secret, token, purpose)
     return found[0] if found else None
 
 
+@dataclass(frozen=True)
+class SigningKeys:
+    """The key new links are signed with, and older keys that still verify links."""
+
+    current: bytes
+    old: tuple[bytes, ...] = ()
+
+    @property
+    def verifying(self) -> tuple[bytes, ...]:
+        """Every key a token may be signed with, the current one first."""
+        return (self.current, *self.old)
+
+
+def check_key(key: bytes, variable: str) -> bytes:
+    """``key`` if it is long enough to sign links, else ConfigError naming ``variable``."""
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(
+            f"{variable} is too short ({len(key)} bytes): use at least {MIN_KEY_BYTES} "
+            'random bytes, e.g. python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+        )
+    return key
+
+
 def secret_from(settings: Settings) -> bytes:
-    """The signing key from the settings (environment only), or ConfigError naming it."""
-    return require_secret(settings, "secret_key").encode("utf-8")
+    """The signing key from the settings (environment only, at least MIN_KEY_BYTES long),
+    or ConfigError naming the variable."""
+    key = require_secret(settings, "secret_key").encode("utf-8")
+    return check_key(key, env_var("secret_key"))
+
+
+def signing_keys(settings: Settings) -> SigningKeys:
+    """The current signing key and the old ones from ``NEWSLETTER_SECRET_KEY_OLD``."""
+    old_text = settings.secret_key_old or ""
+    old = tuple(
+        check_key(part.strip().encode("utf-8"), env_var("secret_key_old"))
+        for part in old_text.split(",")
+        if part.strip()
+    )
+    return SigningKeys(secret_from(settings), old)
 
 
 def link(base_url: str, path: str, token: str) -> str:

@@ -13,6 +13,14 @@ Routes (every token is a signed capability from :mod:`newsletter.tokens`)::
     GET  /confirm?token=T       a page with a confirm button (link scanners only GET)
     POST /confirm?token=T       append the address to the YAML through the locked editor
 
+Sign-up abuse limits (the state database holds the pending sign-ups and the attempts):
+at most one confirmation email per address per ``interval`` (a repeated post gets the
+same page and changes nothing), ``per_client_hour`` posts per client address (429),
+``max_pending`` unconfirmed sign-ups (503). A confirmation link carries the random nonce
+of its pending sign-up and works once (the claim deletes it); it never changes an entry
+already in the list, and lifts an unsubscribe only if the reader unsubscribed *before*
+asking to sign up again.
+
 Design: there are no cookies and no sessions, so there is nothing for cross-site request
 forgery to ride on; the token in the URL is the only credential and forms post back to
 the URL they came from. A bad token gets the same answer whatever address it names:
@@ -22,17 +30,18 @@ autoescape, sent with a strict Content-Security-Policy, ``Referrer-Policy: no-re
 out query strings. Replays are harmless: suppressing twice or saving the same
 preferences again changes nothing.
 
-Served by wsgiref's server with a thread per request (:func:`make_server`).
+Served by waitress (:func:`make_server`): a poll loop holds every connection and a bounded
+pool of threads runs the app; read timeouts, a connection limit and a real listen backlog;
+malformed requests get waitress's 400 and no ``Server`` banner is sent. Requests are
+parsed by werkzeug; the routes are a werkzeug ``Map`` (:meth:`WebApp.routes`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import email.parser
-import email.policy
 import logging
 import os
-import socketserver
+import resource
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,23 +49,33 @@ from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import parse_qs, urlencode
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
-from wsgiref.simple_server import make_server as _wsgiref_make_server
+from urllib.parse import urlencode
 
 import jinja2
+import waitress.server
+import werkzeug.wrappers
+from waitress import wasyncore
+from werkzeug.exceptions import (
+    ClientDisconnected,
+    HTTPException,
+    MethodNotAllowed,
+    RequestEntityTooLarge,
+)
+from werkzeug.routing import Map, Rule
 
 from newsletter import subscribers as roster
+from newsletter.config import SignupSettings
 from newsletter.errors import NewsletterError
 from newsletter.models import SUMMARY_STYLES, Subscriber, email_key
 from newsletter.prefs import PrefsStore
 from newsletter.tokens import (
-    CONFIRM,
     PREFERENCES,
     UNSUBSCRIBE,
+    SigningKeys,
     link,
+    make_confirmation,
     make_token,
-    read_token,
+    read_confirmation,
     verify_token,
 )
 
@@ -69,10 +88,41 @@ DEFAULT_PORT = 8080
 """The port of ``newsletter serve`` (matches the default ``digest.base_url``)."""
 
 MAX_BODY_BYTES = 64 * 1024
-"""Larger request bodies are refused (413)."""
+"""Larger form bodies are refused by the app (413)."""
 
-CONFIRM_MAX_AGE = dt.timedelta(days=7)
+SERVER_MAX_BODY_BYTES = 1024 * 1024
+"""Larger request bodies are refused by the server before the app sees them (413); a
+route may allow up to this much (provider webhooks post batches)."""
+
+MAX_HEADER_BYTES = 16 * 1024
+"""Larger request heads (request line and headers) are refused (431 / 400)."""
+
+DEFAULT_THREADS = 8
+"""Threads running the app; further complete requests wait in the server's queue."""
+
+CONNECTION_LIMIT = 1000
+"""Open connections held at once; beyond it new ones wait in the listen backlog."""
+
+CHANNEL_TIMEOUT = 30
+"""Seconds a connection may sit idle (a half-sent request included) before it is closed."""
+
+BACKLOG = 1024
+"""Connections the kernel queues before the server accepts them (capped by somaxconn)."""
+
+RESERVED_FILES = 64
+"""Open files kept for the database, templates and logs besides the connections."""
+
+CONFIRM_MAX_AGE = dt.timedelta(days=SignupSettings.confirm_days)
 """How long a sign-up confirmation link stays valid."""
+
+SIGNUP_INTERVAL = dt.timedelta(minutes=SignupSettings.interval_minutes)
+"""At most one confirmation email per address in this time."""
+
+SIGNUP_PER_CLIENT_HOUR = SignupSettings.per_client_hour
+"""Sign-ups one client address may post per hour (then 429)."""
+
+SIGNUP_MAX_PENDING = SignupSettings.max_pending
+"""Unconfirmed sign-ups kept at once (then 503 until some confirm or expire)."""
 
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     (
@@ -102,11 +152,12 @@ _INVALID_LINK = (
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+Handler = Callable[..., "_Response"]
 
 
 @dataclass(frozen=True)
 class SignupOptions:
-    """What sign-up with double opt-in needs."""
+    """What sign-up with double opt-in needs, and its abuse limits."""
 
     list_path: str
     """The subscriber YAML a confirmed address is appended to."""
@@ -115,6 +166,12 @@ class SignupOptions:
     base_url: str
     """The public URL of this server (the confirmation link points here)."""
     max_age: dt.timedelta = CONFIRM_MAX_AGE
+    interval: dt.timedelta = SIGNUP_INTERVAL
+    """At most one confirmation email per address in this time."""
+    per_client_hour: int = SIGNUP_PER_CLIENT_HOUR
+    """Sign-ups one client address may post per hour."""
+    max_pending: int = SIGNUP_MAX_PENDING
+    """Unconfirmed sign-ups kept at once."""
 
 
 @dataclass
@@ -124,51 +181,43 @@ class _Response:
     headers: list[tuple[str, str]]
 
 
+class _HttpRequest(werkzeug.wrappers.Request):
+    """werkzeug's request with our body limit (a larger body is a 413, never read)."""
+
+    max_content_length = MAX_BODY_BYTES
+    max_form_memory_size = MAX_BODY_BYTES
+
+
 class _Request:
-    def __init__(self, environ: Mapping[str, Any]) -> None:
-        self.method = str(environ.get("REQUEST_METHOD", "GET")).upper()
-        self.path = str(environ.get("PATH_INFO", "") or "/")
-        self.query = parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
-        self._environ = environ
+    """One request: werkzeug parses the query, the form (urlencoded or multipart) and
+    the headers; handlers read fields as lists of strings (``http`` is werkzeug's request,
+    for the raw body and headers)."""
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        self.http = _HttpRequest(environ)
+        self.method = self.http.method.upper()
+        self.path = self.http.path or "/"
+        args = self.http.args
+        self.query: dict[str, list[str]] = {key: args.getlist(key) for key in args}
         self.form: dict[str, list[str]] = {}
+        self.client = str(environ.get("REMOTE_ADDR") or "")
+        """The peer's address (the proxy's, behind a reverse proxy)."""
 
     def read_form(self) -> bool:
         """Parse the body; False when it is too large."""
         try:
-            length = int(self._environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > MAX_BODY_BYTES:
+            form = self.http.form
+        except RequestEntityTooLarge:
             return False
-        body = self._environ["wsgi.input"].read(length) if length > 0 else b""
-        kind = str(self._environ.get("CONTENT_TYPE", ""))
-        if kind.lower().startswith("multipart/form-data"):
-            self.form = _parse_multipart(kind, body)
-        else:
-            text = body.decode("utf-8", errors="replace")
-            self.form = parse_qs(text, keep_blank_values=True)
+        except ClientDisconnected:  # a body shorter than its Content-Length: no fields
+            return True
+        self.form = {key: form.getlist(key) for key in form}
         return True
 
     def value(self, name: str) -> str:
         """A query or form field (first value), or ""."""
         values = self.query.get(name) or self.form.get(name) or [""]
         return values[0]
-
-
-def _parse_multipart(content_type: str, body: bytes) -> dict[str, list[str]]:
-    """Fields of a multipart/form-data body (what RFC 8058 says senders SHOULD post)."""
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-    form: dict[str, list[str]] = {}
-    if not message.is_multipart():
-        return form
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if name:
-            payload = part.get_payload(decode=True)
-            text = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else ""
-            form.setdefault(str(name), []).append(text)
-    return form
 
 
 class WebApp:
@@ -178,7 +227,7 @@ class WebApp:
         self,
         *,
         store: PrefsStore,
-        secret: bytes,
+        secret: bytes | SigningKeys,
         topics: Sequence[str] = (),
         title: str = "Daily Papers",
         lookup: Callable[[str], Subscriber | None] | None = None,
@@ -188,17 +237,39 @@ class WebApp:
         if not secret:
             raise ValueError("the web app needs the signing secret")
         self.store = store
-        self._secret = secret
+        self._keys = secret if isinstance(secret, SigningKeys) else SigningKeys(secret)
+        self._secret = self._keys.current
+        """New links are signed with the current key; links verify with any of _keys."""
         self.topics = tuple(topics)
         self.title = title
         self._lookup = lookup
         self.signup = signup
         self._today = today
+        self._urls = Map(self.routes(), strict_slashes=False, merge_slashes=False).bind("app")
         env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
         source = resources.files("newsletter.data").joinpath("web.html.j2").read_text("utf-8")
         self._template = env.from_string(source)
 
     # -- WSGI -------------------------------------------------------------------------
+
+    def routes(self) -> list[Rule]:
+        """The route table: one werkzeug ``Rule`` per path and methods, its endpoint the
+        handler, called as ``handler(request, **path_values)``. Add new pages here."""
+        rules = [
+            Rule("/", methods=["GET"], endpoint=self._home),
+            Rule("/unsubscribe", methods=["GET"], endpoint=self._unsubscribe_page),
+            Rule("/unsubscribe", methods=["POST"], endpoint=self._unsubscribe),
+            Rule("/preferences", methods=["GET"], endpoint=self._preferences_page),
+            Rule("/preferences", methods=["POST"], endpoint=self._save_preferences),
+        ]
+        if self.signup is not None:
+            rules += [
+                Rule("/subscribe", methods=["GET"], endpoint=self._subscribe_page),
+                Rule("/subscribe", methods=["POST"], endpoint=self._subscribe),
+                Rule("/confirm", methods=["GET"], endpoint=self._confirm_page),
+                Rule("/confirm", methods=["POST"], endpoint=self._confirm),
+            ]
+        return rules
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request = _Request(environ)
@@ -215,36 +286,31 @@ class WebApp:
                 heading="Please try again later",
                 message="Your request could not be saved just now. Nothing was changed.",
             )
+        log.info("%s %s %s", "HEAD" if head else request.method, request.path, response.status[:3])
         headers = [*response.headers, ("Content-Length", str(len(response.body)))]
         start_response(response.status, headers)
         return [] if head else [response.body]
 
     def _route(self, request: _Request) -> _Response:
-        routes: dict[str, dict[str, Callable[[_Request], _Response]]] = {
-            "/": {"GET": self._home},
-            "/unsubscribe": {"GET": self._unsubscribe_page, "POST": self._unsubscribe},
-            "/preferences": {"GET": self._preferences_page, "POST": self._save_preferences},
-        }
-        if self.signup is not None:
-            routes["/subscribe"] = {"GET": self._subscribe_page, "POST": self._subscribe}
-            routes["/confirm"] = {"GET": self._confirm_page, "POST": self._confirm}
-        handlers = routes.get(request.path.rstrip("/") or "/")
-        if handlers is None:
-            return self._page(
-                "404 Not Found", "error", heading="Not found", message="No such page."
-            )
-        handler = handlers.get(request.method)
-        if handler is None:
+        try:
+            handler, values = self._urls.match(request.path, request.method)
+        except MethodNotAllowed as exc:
             response = self._page(
                 "405 Method Not Allowed", "error", heading="Not allowed", message="Not allowed."
             )
-            response.headers.append(("Allow", ", ".join(sorted(handlers))))
+            allowed = sorted(set(exc.valid_methods or ()) - {"HEAD"})
+            response.headers.append(("Allow", ", ".join(allowed)))
             return response
+        except HTTPException:  # not found, or a path werkzeug would redirect
+            return self._page(
+                "404 Not Found", "error", heading="Not found", message="No such page."
+            )
         if request.method == "POST" and not request.read_form():
             return self._page(
                 "413 Content Too Large", "error", heading="Too large", message="Too large."
             )
-        return handler(request)
+        answer: _Response = handler(request, **values)
+        return answer
 
     # -- pages ------------------------------------------------------------------------
 
@@ -269,7 +335,7 @@ class WebApp:
         )
 
     def _email(self, request: _Request, purpose: str) -> str | None:
-        return verify_token(self._secret, request.value("token"), purpose)
+        return verify_token(self._keys, request.value("token"), purpose)
 
     @staticmethod
     def _action(request: _Request) -> str:
@@ -400,60 +466,91 @@ class WebApp:
                 error="That does not look like an email address.",
             )
         chosen = [t for t in self.topics if t in request.form.get("topic", [])]
-        self.store.add_signup(address, name=name, topics=chosen)
-        token = make_token(self._secret, address, CONFIRM, issued=self._today())
-        url = link(self.signup.base_url, "confirm", token)
-        try:
-            self.signup.send_confirmation(address, url)
-        except Exception as exc:  # the backend's own errors: report, never show details
-            log.error("sign-up confirmation could not be sent: %s", type(exc).__name__)
-            return self._page(
-                "503 Service Unavailable",
+        limits = self.signup
+        decision = self.store.request_signup(
+            address,
+            name=name,
+            topics=chosen,
+            client=request.client or "-",
+            interval=limits.interval,
+            per_client_hour=limits.per_client_hour,
+            max_pending=limits.max_pending,
+            max_age=limits.max_age,
+        )
+        if decision.outcome == "client_limit":
+            response = self._page(
+                "429 Too Many Requests",
                 "error",
                 heading="Please try again later",
-                message="The confirmation email could not be sent just now.",
+                message="Too many sign-ups from your network just now.",
             )
+            response.headers.append(("Retry-After", "3600"))
+            return response
+        if decision.outcome == "full":
+            return self._try_later("Sign-ups are paused for a while.")
+        if decision.nonce is not None:  # else a confirmation went out recently: not again
+            token = make_confirmation(self._secret, address, decision.nonce, issued=self._today())
+            try:
+                limits.send_confirmation(address, link(limits.base_url, "confirm", token))
+            except Exception as exc:  # the backend's own errors: report, never show details
+                log.error("sign-up confirmation could not be sent: %s", type(exc).__name__)
+                self.store.cancel_signup(address, decision.nonce)
+                return self._try_later("The confirmation email could not be sent just now.")
+        # the same page whether or not an email went out: it tells nobody who signed up
         return self._page("200 OK", "check-inbox", heading="Check your inbox", email=address)
 
-    def _confirmed_email(self, request: _Request) -> str | None:
-        assert self.signup is not None
-        found = read_token(
-            self._secret,
-            request.value("token"),
-            CONFIRM,
-            max_age=self.signup.max_age,
-            today=self._today(),
+    def _try_later(self, message: str) -> _Response:
+        return self._page(
+            "503 Service Unavailable", "error", heading="Please try again later", message=message
         )
-        return found[0] if found else None
+
+    def _confirmation(self, request: _Request) -> tuple[str, str] | None:
+        assert self.signup is not None
+        return read_confirmation(
+            self._keys, request.value("token"), max_age=self.signup.max_age, today=self._today()
+        )
 
     def _confirm_page(self, request: _Request) -> _Response:
-        address = self._confirmed_email(request)
-        if address is None:
+        found = self._confirmation(request)
+        if found is None:
             return self._invalid()
         return self._page(
-            "200 OK", "confirm", heading="Confirm", email=address, action=self._action(request)
+            "200 OK", "confirm", heading="Confirm", email=found[0], action=self._action(request)
         )
 
     def _confirm(self, request: _Request) -> _Response:
+        """Take the pending sign-up this link names (once: the claim deletes it), then add
+        the address to the list unless it is there already (an entry is never changed)."""
         assert self.signup is not None
-        address = self._confirmed_email(request)
-        if address is None:
+        found = self._confirmation(request)
+        if found is None:
             return self._invalid()
-        pending = self.store.signup(address)
-        if pending is not None:
-            fields: dict[str, Any] = {"email": address, "added": self._today()}
-            if pending.name:
-                fields["name"] = pending.name
-            if pending.topics:
-                fields["topics"] = list(pending.topics)
-            known = self.topics or None
+        address, nonce = found
+        claimed = self.store.claim_signup(address, nonce)
+        if claimed is None:  # used already, replaced by a newer sign-up, or expired
+            return self._page(
+                "400 Bad Request",
+                "error",
+                heading="Link already used",
+                message="This confirmation link was used already or has been replaced by a "
+                "newer one. Nothing was changed.",
+            )
+        fields: dict[str, Any] = {"email": address, "added": self._today()}
+        if claimed.name:
+            fields["name"] = claimed.name
+        if claimed.topics:
+            fields["topics"] = list(claimed.topics)
+        known = self.topics or None
+        try:
             with roster.edit_subscribers(self.signup.list_path, known_topics=known) as doc:
                 if doc.find(address) is None:
                     sub, reasons = roster.check_entry(fields, known_topics=known)
                     if sub is None:
                         raise NewsletterError(f"sign-up of {address} refused: {reasons}")
                     doc.add(fields)
-            self.store.finish_signup(address)
+        except BaseException:
+            self.store.unclaim_signup(claimed)  # the link works again once the list does
+            raise
         return self._page("200 OK", "confirmed", heading="You are subscribed", email=address)
 
 
@@ -485,24 +582,83 @@ class ListLookup:
 # -- the server --------------------------------------------------------------------------
 
 
-class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class Server:
+    """The web app served by waitress: a select/poll loop owns every connection and a
+    bounded pool of threads runs the app, so a client that sends half a request holds
+    a buffer, never a thread, and is dropped after :data:`CHANNEL_TIMEOUT` seconds."""
+
+    def __init__(self, inner: waitress.server.BaseWSGIServer) -> None:
+        self._inner = inner
+
+    @property
+    def server_address(self) -> tuple[str, int]:
+        """(host, port) actually bound (port 0 asks for a free one)."""
+        return str(self._inner.effective_host), int(self._inner.effective_port)
+
+    def serve_forever(self) -> None:
+        """Serve until :meth:`shutdown` (from another thread) or Ctrl-C."""
+        self._inner.run()
+
+    def shutdown(self) -> None:
+        """Close the listening socket and every connection; the loop then returns."""
+        self._inner.task_dispatcher.shutdown()  # running requests finish first
+        channels = self._inner._map  # the loop's own map: closed from the loop's thread
+        self._inner.trigger.pull_trigger(lambda: wasyncore.close_all(channels))
+
+    def server_close(self) -> None:
+        """Nothing left to release after :meth:`shutdown` (kept for callers of wsgiref)."""
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """Logs method, path and status through logging, never the query (it holds tokens)."""
+def make_server(
+    app: WSGIApp,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    threads: int = DEFAULT_THREADS,
+    connection_limit: int = CONNECTION_LIMIT,
+    channel_timeout: int = CHANNEL_TIMEOUT,
+    trusted_proxy: str | None = None,
+) -> Server:
+    """A waitress server for ``app`` bound to (host, port); port 0 picks a free one.
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        path = self.path.split("?", 1)[0]
-        log.info("%s %s %s", self.command, path, code)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.info("%s", (format % args).split("?", 1)[0])
-
-
-def make_server(app: WSGIApp, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> WSGIServer:
-    """A threaded WSGI server bound to (host, port); port 0 picks a free one."""
-    return _wsgiref_make_server(
-        host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+    ``trusted_proxy`` is the address of a reverse proxy whose ``X-Forwarded-For`` names
+    the real client (for the per-client sign-up limits); others' headers are dropped.
+    """
+    _raise_open_file_limit(connection_limit + RESERVED_FILES)
+    proxy: dict[str, Any] = {}
+    if trusted_proxy:
+        proxy = {
+            "trusted_proxy": trusted_proxy,
+            "trusted_proxy_count": 1,
+            "trusted_proxy_headers": {"x-forwarded-for", "x-forwarded-proto"},
+        }
+    inner = waitress.server.create_server(
+        app,
+        host=host,
+        port=port,
+        ipv6=":" in host,
+        ipv4=":" not in host,
+        threads=threads,
+        connection_limit=connection_limit,
+        channel_timeout=channel_timeout,
+        cleanup_interval=max(1, channel_timeout // 6),
+        backlog=BACKLOG,
+        max_request_header_size=MAX_HEADER_BYTES,
+        max_request_body_size=SERVER_MAX_BODY_BYTES,
+        asyncore_use_poll=True,
+        ident="",
+        expose_tracebacks=False,
+        clear_untrusted_proxy_headers=True,
+        **proxy,
     )
+    assert isinstance(inner, waitress.server.BaseWSGIServer)  # one address, never a multi
+    return Server(inner)
+
+
+def _raise_open_file_limit(wanted: int) -> None:
+    """Let the process hold ``wanted`` open files (up to the hard limit): each connection
+    is one file descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))

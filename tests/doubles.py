@@ -116,17 +116,15 @@ def smtp_server(handler: Any, **controller_kwargs: Any) -> Iterator[int]:
 
 
 @contextmanager
-def serving(app: WSGIApp) -> Iterator[str]:
-    """Serve ``app`` with newsletter.web.make_server on 127.0.0.1 at a free port in a daemon
-    thread; yields the base URL (``http://127.0.0.1:PORT``) and always shuts the server down."""
-    httpd = make_server(app, host="127.0.0.1", port=0)
-    thread = threading.Thread(
-        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
+def serving(app: WSGIApp, **options: Any) -> Iterator[str]:
+    """Serve ``app`` with newsletter.web.make_server (and its ``options``) on 127.0.0.1 at
+    a free port in a daemon thread; yields the base URL (``http://127.0.0.1:PORT``) and
+    always shuts the server down."""
+    httpd = make_server(app, host="127.0.0.1", port=0, **options)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}"
     finally:
         httpd.shutdown()
-        httpd.server_close()
         thread.join(timeout=5)

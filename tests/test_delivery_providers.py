@@ -191,7 +191,7 @@ def test_ses_dkim_signature_survives_ses_rewriting_message_id_and_date(tmp_path:
         None,
         env={
             "NEWSLETTER_STATE": f"sqlite:///{tmp_path / 'state.db'}",
-            "NEWSLETTER_SECRET_KEY": "test-secret",
+            "NEWSLETTER_SECRET_KEY": "test-secret-0123456789abcdef0123456",
             "NEWSLETTER_SENDER__FROM": "Daily Papers <digest@papers.example>",
             "NEWSLETTER_DELIVERY__BACKEND": "ses",
             "NEWSLETTER_DELIVERY__DKIM_KEY": str(tmp_path / "dkim.pem"),
@@ -626,7 +626,7 @@ def test_http_backends_refuse_our_dkim_key(name: str, tmp_path: Path) -> None:
         None,
         env={
             "NEWSLETTER_STATE": f"sqlite:///{tmp_path / 'state.db'}",
-            "NEWSLETTER_SECRET_KEY": "test-secret",
+            "NEWSLETTER_SECRET_KEY": "test-secret-0123456789abcdef0123456",
             "NEWSLETTER_DELIVERY__BACKEND": name,
             "NEWSLETTER_DELIVERY__API_KEY": KEY,
             "NEWSLETTER_DELIVERY__DOMAIN": "mg.papers.example",
@@ -820,7 +820,7 @@ def test_cli_account_wide_error_is_one_line_then_the_rerun_sends_everyone_once(
             "MAX_ATTEMPTS": "2",
         }.items():
             monkeypatch.setenv(f"NEWSLETTER_DELIVERY__{name}", value)
-        monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret")
+        monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-0123456789abcdef0123456")
         monkeypatch.setenv("NEWSLETTER_SENDER__FROM", "Daily Papers <digest@papers.example>")
         monkeypatch.setenv("NEWSLETTER_STATE", f"sqlite:///{tmp_path / 'state.db'}")
         first = CliRunner().invoke(cli, ["send", "--date", "2026-11-25"])

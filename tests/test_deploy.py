@@ -71,10 +71,11 @@ def container_commands() -> list[tuple[str, list[str]]]:
     entrypoint, cmd = json.loads(found["ENTRYPOINT"]), json.loads(found["CMD"])
     assert entrypoint == ["newsletter"]
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
-    service = compose["services"]["newsletter"]
+    services = compose["services"]
     return [
         ("Containerfile CMD", [*entrypoint, *cmd]),
-        ("compose.yaml command", [*entrypoint, *service["command"]]),
+        ("compose.yaml command", [*entrypoint, *services["newsletter"]["command"]]),
+        ("compose.yaml web command", [*entrypoint, *services["web"]["command"]]),
     ]
 
 
@@ -102,7 +103,8 @@ def test_the_units_and_containers_run_commands() -> None:
     assert "newsletter.service ExecStart" in names
     assert "newsletter-send.service ExecStart" in names
     assert "newsletter-send.service ExecStartPost" in names
-    assert len(ALL_COMMANDS) == 5
+    assert "newsletter-web.service ExecStart" in names
+    assert len(ALL_COMMANDS) == 7
 
 
 @pytest.mark.parametrize(("where", "argv"), ALL_COMMANDS, ids=[w for w, _ in ALL_COMMANDS])
@@ -187,6 +189,64 @@ def test_secrets_come_by_environment_and_every_variable_is_a_setting(tmp_path: P
     assert settings.delivery.password == "x"
     blank = load_settings(empty, env=settings_env(example))
     assert blank.delivery.password is None  # an empty line in the env file means "unset"
+
+
+def test_the_web_unit_serves_on_loopback_behind_the_proxy_hardened() -> None:
+    unit = parse_unit(DEPLOY / "newsletter-web.service")
+    service = dict(unit["Service"])
+    (start,) = values(unit, "Service", "ExecStart")
+    argv = shlex.split(start)
+    assert argv[:2] == [BINARY, "serve"]
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+    assert argv[argv.index("--trusted-proxy") + 1] == "127.0.0.1"
+    assert values(unit, "Service", "EnvironmentFile") == ["/etc/newsletter/newsletter.env"]
+    # the daemon's state directory: the unsubscribes recorded here are what the send reads
+    daemon = dict(parse_unit(DEPLOY / "newsletter.service")["Service"])
+    assert service["StateDirectory"] == daemon["StateDirectory"]
+    assert service["WorkingDirectory"] == daemon["WorkingDirectory"]
+    assert int(service["LimitNOFILE"]) > 1000  # the server's connection limit fits
+    for key in ("NoNewPrivileges", "ProtectSystem", "PrivateTmp", "CapabilityBoundingSet"):
+        assert service[key] == daemon[key], key
+
+
+def test_compose_mounts_the_folder_of_the_subscriber_list_not_the_file() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
+    for name in ("newsletter", "web"):
+        service = compose["services"][name]
+        binds = [v.split(":") for v in service["volumes"] if v.startswith("./")]
+        writable = [(host, inside) for host, inside, *mode in binds if mode != ["ro"]]
+        assert ("./data", "/data") in writable, name
+        for host, _inside in writable:
+            assert not Path(host).suffix, f"{name}: {host} is a file bind mount"
+    web = compose["services"]["web"]
+    assert web["ports"] == ["127.0.0.1:8080:8080"]  # published only to the proxy
+    assert web["env_file"] == ["newsletter.env"]
+
+
+def test_the_proxy_example_has_tls_body_and_rate_limits_and_logs_no_query() -> None:
+    text = (DEPLOY / "nginx.conf").read_text(encoding="utf-8")
+    assert "proxy_pass http://newsletter_web;" in text and "server 127.0.0.1:8080;" in text
+    for directive in ("ssl_certificate ", "ssl_certificate_key ", "listen 443 ssl"):
+        assert directive in text, directive
+    assert "client_max_body_size 64k;" in text
+    assert re.search(r"limit_req_zone \$binary_remote_addr .*rate=", text)
+    assert "limit_req zone=newsletter_signup" in text
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in text
+    formats = re.findall(r"log_format\s+(\w+)\s+((?:'[^']*'\s*)+);", text)
+    assert formats, "a log_format of our own"
+    for _name, spec in formats:
+        for leaky in ("$request ", '$request"', "$request_uri", "$args", "$query_string"):
+            assert leaky not in spec, leaky
+    for log_line in re.findall(r"access_log\s+([^;]+);", text):
+        assert log_line.split()[-1] in {name for name, _ in formats}, log_line
+
+
+def test_the_example_config_loads_and_the_readme_installs_it() -> None:
+    settings = load_settings(DEPLOY / "newsletter.yaml", env={})
+    assert settings.digest.base_url.startswith("https://")
+    assert settings.source.max_bytes > 0
+    readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    assert "install -m 0644 deploy/newsletter.yaml /etc/newsletter/newsletter.yaml" in readme
 
 
 def test_the_readme_covers_every_file() -> None:

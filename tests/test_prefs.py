@@ -12,7 +12,7 @@ import pytest
 from newsletter.config import Settings
 from newsletter.errors import LedgerError
 from newsletter.models import Subscriber
-from newsletter.prefs import PrefsStore, next_send_subscribers
+from newsletter.prefs import PrefsStore, SignupDecision, next_send_subscribers
 
 NOW = dt.datetime(2026, 4, 1, 8, 30, tzinfo=dt.UTC)
 SUBS = [
@@ -73,14 +73,34 @@ def test_unsuppress_and_the_event_trail(store: PrefsStore) -> None:
     assert kinds == [("suppress", "unsubscribe via one-click"), ("unsuppress", "via admin")]
 
 
-def test_signups(store: PrefsStore) -> None:
+def test_signups(tmp_path: Path) -> None:
+    now = [dt.datetime(2026, 4, 1, 9, 0, tzinfo=dt.UTC)]
+    store = PrefsStore(f"sqlite:///{tmp_path}/state.db", now=lambda: now[0])
+    limits = {
+        "client": "192.0.2.1",
+        "interval": dt.timedelta(hours=1),
+        "per_client_hour": 10,
+        "max_pending": 10,
+        "max_age": dt.timedelta(days=7),
+    }
     store.suppress("new@example.org")
-    store.add_signup("new@example.org", name="New", topics=["Multimodal LLMs"])
-    signup = store.signup("NEW@example.org")
-    assert signup is not None and signup.topics == ("Multimodal LLMs",)
-    store.finish_signup("new@example.org")
-    assert store.signup("new@example.org") is None
-    assert not store.is_suppressed("new@example.org")
+    now[0] += dt.timedelta(minutes=1)
+    decision = store.request_signup(
+        "new@example.org", name="New", topics=["Multimodal LLMs"], **limits
+    )
+    assert decision.outcome == "send" and decision.nonce
+    again = store.request_signup("new@example.org", name="Other", topics=[], **limits)
+    assert again == SignupDecision("recent")
+    signup = store.pending_signup("NEW@example.org")
+    assert signup is not None and signup.topics == ("Multimodal LLMs",) and signup.name == "New"
+    assert store.claim_signup("new@example.org", "not-the-nonce") is None
+    claimed = store.claim_signup("new@example.org", decision.nonce)
+    assert claimed == signup
+    assert store.claim_signup("new@example.org", decision.nonce) is None  # once
+    assert store.pending_signup("new@example.org") is None
+    assert not store.is_suppressed("new@example.org")  # unsubscribed before asking again
+    store.unclaim_signup(claimed)
+    assert store.pending_signup("new@example.org") == signup
 
 
 def test_state_survives_a_new_store_and_shares_the_file(tmp_path: Path) -> None:

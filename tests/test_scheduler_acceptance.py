@@ -110,7 +110,11 @@ def start(config: Path) -> subprocess.Popen[str]:
         [sys.executable, "-c", DAEMON, str(config)],
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "NEWSLETTER_SECRET_KEY": "test-secret"},
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "NEWSLETTER_SECRET_KEY": "test-secret-0123456789abcdef0123456",
+        },
         cwd=config.parent,
     )
 

@@ -110,7 +110,7 @@ def settings_for(tmp_path: Path, **env: str) -> Settings:
     base = {
         "NEWSLETTER_STATE": f"sqlite:///{tmp_path / 'state.db'}",
         "NEWSLETTER_DELIVERY__OUTBOX": str(tmp_path / "outbox"),
-        "NEWSLETTER_SECRET_KEY": "test-secret",
+        "NEWSLETTER_SECRET_KEY": "test-secret-0123456789abcdef0123456",
         "NEWSLETTER_SENDER__FROM": "Daily Papers <digest@papers.example>",
     }
     return load_settings(None, env={**base, **env})

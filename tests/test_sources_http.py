@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import random
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from newsletter.errors import SourceUnavailable
 from newsletter.sources.http import (
     USER_AGENT,
     RetryPolicy,
+    check_redirect,
     get,
     make_client,
     parse_retry_after,
@@ -167,3 +169,120 @@ def test_backoff_grows_and_is_capped() -> None:
     policy = RetryPolicy(base=1.0, cap=10.0, rng=random.Random(0))
     for retry in range(8):
         assert 0.0 <= policy.backoff(retry) <= min(10.0, 2.0**retry)
+
+
+def _resolver(table: dict[str, list[str]]) -> Callable[[str, int], list[str]]:
+    return lambda host, port: table.get(host, [])
+
+
+REDIRECTS = [
+    # (configured source, redirecting URL, target, resolves to, refusal or None)
+    ("http://127.0.0.1:8/a", "http://127.0.0.1:8/a", "http://127.0.0.1:8/b", [], None),
+    ("https://src.example/a", "https://src.example/a", "https://src.example/b", [], None),
+    ("https://src.example/a", "https://src.example/a", "https://cdn.example/x", ["1.1.1.1"], None),
+    ("https://src.example/a", "https://src.example/a", "http://src.example/b", [], "https to http"),
+    (
+        "https://src.example/a",
+        "https://src.example/a",
+        "http://cdn.example/x",
+        ["1.1.1.1"],
+        "https to http",
+    ),
+    (
+        "http://src.example/a",
+        "http://src.example/a",
+        "http://cdn.example/x",
+        ["1.1.1.1"],
+        "another host over plain http",
+    ),
+    (
+        "https://src.example/a",
+        "https://src.example/a",
+        "https://intra.example/x",
+        ["10.0.0.5"],
+        "private or local address (10.0.0.5)",
+    ),
+    (
+        "https://src.example/a",
+        "https://src.example/a",
+        "https://mixed.example/x",
+        ["1.1.1.1", "127.0.0.1"],
+        "private or local address (127.0.0.1)",
+    ),
+    (
+        "https://src.example/a",
+        "https://src.example/a",
+        "https://169.254.169.254/meta",
+        ["169.254.169.254"],
+        "private or local address",
+    ),
+    (
+        "https://src.example/a",
+        "https://src.example/a",
+        "https://[::1]/x",
+        ["::1"],
+        "private or local address (::1)",
+    ),
+    (
+        "https://src.example/a",
+        "https://src.example/a",
+        "https://mapped.example/x",
+        ["::ffff:192.168.1.1"],
+        "private or local address",
+    ),
+    (
+        "https://src.example/a",
+        "https://src.example/a",
+        "https://gone.example/x",
+        [],
+        "does not resolve",
+    ),
+    (
+        "https://src.example/a",
+        "https://src.example/a",
+        "ftp://src.example/x",
+        [],
+        "not an http(s) URL",
+    ),
+    (
+        "http://127.0.0.1:8/a",
+        "http://127.0.0.1:8/a",
+        "http://127.0.0.1:9/b",
+        [],
+        "another host over plain http",
+    ),
+]
+
+
+@pytest.mark.parametrize(("origin", "current", "target", "addresses", "refusal"), REDIRECTS)
+def test_redirect_policy(
+    origin: str, current: str, target: str, addresses: list[str], refusal: str | None
+) -> None:
+    host = httpx.URL(target).host
+    why = check_redirect(
+        httpx.URL(origin),
+        httpx.URL(current),
+        httpx.URL(target),
+        resolver=_resolver({host: addresses}),
+    )
+    if refusal is None:
+        assert why is None
+    else:
+        assert why is not None and refusal in why
+
+
+def test_a_redirect_to_a_public_https_host_is_followed_and_the_body_bounded() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        if request.url.host == "src.example":
+            return httpx.Response(302, headers={"Location": "https://1.1.1.1/day.json"})
+        return httpx.Response(200, content=b"x" * 2000)
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    response = get(client, "https://src.example/day.json", timeout=5, policy=_policy([]))
+    assert response.content == b"x" * 2000
+    assert seen == ["https://src.example/day.json", "https://1.1.1.1/day.json"]
+    with pytest.raises(SourceUnavailable, match=r"larger than source.max_bytes \(1000 bytes"):
+        get(client, "https://src.example/day.json", timeout=5, policy=_policy([]), max_bytes=1000)

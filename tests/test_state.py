@@ -181,8 +181,8 @@ def test_an_old_database_is_upgraded_in_place_with_its_rows(tmp_path: Path) -> N
         # sent and the permanently failed ones are not
         claim = state.claim(dt.date(2026, 11, 24), ["a@x.org", "b@x.org", "c@x.org"], owner="new")
         assert claim.claimed == ("c@x.org",) and claim.done == ("a@x.org", "b@x.org")
-        state.add_signup("new@x.org", name="N")  # the old tables take new rows
-        assert [kind for _k, kind, _d, _a in state.events()] == ["suppress", "signup"]
+        state.set_preferences("new@x.org", paused=True)  # the old tables take new rows
+        assert [kind for _k, kind, _d, _a in state.events()] == ["suppress", "preferences"]
     versions = sqlite3.connect(db).execute("SELECT version FROM schema_migrations").fetchall()
     assert [v for (v,) in versions] == [m.version for m in MIGRATIONS]
 

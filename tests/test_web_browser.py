@@ -24,7 +24,7 @@ from newsletter.send import send_day
 from newsletter.web import WebApp
 from tests.doubles import EXAMPLE_LIST, serving
 
-SECRET = "browser-test-secret"
+SECRET = "browser-test-secret-0123456789abcdef0"
 DAY1 = dt.date(2026, 3, 2)
 DAY2 = dt.date(2026, 3, 3)
 

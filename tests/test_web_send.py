@@ -23,7 +23,7 @@ from tests.doubles import EXAMPLE_LIST, EXAMPLE_TOPICS, serving
 
 DAY1 = dt.date(2026, 3, 2)
 DAY2 = dt.date(2026, 3, 3)
-SECRET = "send-loop-secret"
+SECRET = "send-loop-secret-0123456789abcdef0123"
 
 
 @dataclass

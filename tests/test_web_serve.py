@@ -48,7 +48,7 @@ def test_serve_runs_for_real_and_takes_a_one_click_post(tmp_path: Path) -> None:
     )
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")},
-        "NEWSLETTER_SECRET_KEY": "serve-secret",
+        "NEWSLETTER_SECRET_KEY": "serve-secret-0123456789abcdef0123456789",
         "PYTHONPATH": str(ROOT),
     }
     proc = subprocess.Popen(
@@ -64,7 +64,9 @@ def test_serve_runs_for_real_and_takes_a_one_click_post(tmp_path: Path) -> None:
         line = proc.stdout.readline()
         assert line.startswith("serving on http://127.0.0.1:"), line
         base = line.split()[2]
-        token = make_token(b"serve-secret", "ada@example.org", UNSUBSCRIBE)
+        token = make_token(
+            b"serve-secret-0123456789abcdef0123456789", "ada@example.org", UNSUBSCRIBE
+        )
         response = httpx.post(
             f"{base}/unsubscribe",
             params={"token": token},
@@ -121,7 +123,7 @@ def test_smtp_confirmation_reaches_a_real_smtp_server() -> None:
 def test_other_backends_are_refused_for_signup(tmp_path: Path) -> None:
     settings = Settings(
         delivery=DeliverySettings(backend="sendgrid"),
-        secret_key="k",
+        secret_key="k" * 32,
         state=f"sqlite:///{tmp_path}/s.db",
     )
     with pytest.raises(ConfigError, match="sign-up confirmations"):
@@ -132,7 +134,7 @@ def test_other_backends_are_refused_for_signup(tmp_path: Path) -> None:
 
 def test_build_app_with_signup(tmp_path: Path) -> None:
     settings = Settings(
-        secret_key="k",
+        secret_key="k" * 32,
         state=f"sqlite:///{tmp_path}/s.db",
         subscribers=str(tmp_path / "subs.yaml"),
         digest=DigestSettings(base_url="https://news.example.org"),

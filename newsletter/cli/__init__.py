@@ -7,12 +7,14 @@ printed as one line (``error: ...``) with exit code 2, never as a traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
 
 from newsletter import __version__
 from newsletter.errors import NewsletterError
+from newsletter.redact import Redactor
 
 
 class _Group(click.Group):
@@ -20,9 +22,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except NewsletterError as exc:
-            click.echo(f"error: {exc}", err=True)
+            redact = Redactor.from_environment(os.environ)  # secrets come from there only
+            click.echo(redact(f"error: {exc}"), err=True)
             for problem in getattr(exc, "problems", []):
-                click.echo(f"  {problem}", err=True)
+                click.echo(redact(f"  {problem}"), err=True)
             ctx.exit(2)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import smtplib
 import ssl
 import time
@@ -18,10 +19,11 @@ from newsletter.config import Settings, load_settings, secret_values
 from newsletter.errors import ConfigError
 from newsletter.logs import setup_logging
 from newsletter.prefs import PrefsStore
-from newsletter.tokens import secret_from
+from newsletter.tokens import signing_keys
 from newsletter.web import (
     DEFAULT_HOST,
     DEFAULT_PORT,
+    DEFAULT_THREADS,
     ListLookup,
     SignupOptions,
     WebApp,
@@ -97,14 +99,19 @@ def confirmation_sender(settings: Settings) -> Callable[[str, str], None]:
 
 def build_app(settings: Settings, *, allow_signup: bool = False) -> WebApp:
     """The web app for these settings (the secret must be in the environment)."""
-    secret = secret_from(settings)
+    secret = signing_keys(settings)
     topics = roster.default_topic_names(settings.digest.taxonomy)
     signup = None
     if allow_signup:
+        limits = settings.signup
         signup = SignupOptions(
             list_path=settings.subscribers,
             send_confirmation=confirmation_sender(settings),
             base_url=settings.digest.base_url,
+            max_age=dt.timedelta(days=limits.confirm_days),
+            interval=dt.timedelta(minutes=limits.interval_minutes),
+            per_client_hour=limits.per_client_hour,
+            max_pending=limits.max_pending,
         )
     return WebApp(
         store=PrefsStore(settings.state),
@@ -125,11 +132,30 @@ def build_app(settings: Settings, *, allow_signup: bool = False) -> WebApp:
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port.")
 @click.option(
+    "--threads",
+    default=DEFAULT_THREADS,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Threads running requests (connections are held by one poll loop).",
+)
+@click.option(
+    "--trusted-proxy",
+    metavar="ADDRESS",
+    help="The reverse proxy's address: its X-Forwarded-For names the client.",
+)
+@click.option(
     "--allow-signup",
     is_flag=True,
     help="Offer /subscribe (double opt-in: a confirmation email, then the list).",
 )
-def serve_cmd(config: str | None, host: str, port: int, allow_signup: bool) -> None:
+def serve_cmd(
+    config: str | None,
+    host: str,
+    port: int,
+    threads: int,
+    trusted_proxy: str | None,
+    allow_signup: bool,
+) -> None:
     """Serve the unsubscribe (RFC 8058 one-click) and preferences pages.
 
     Needs NEWSLETTER_SECRET_KEY (the same as for sending). Unsubscribes and preference
@@ -138,15 +164,16 @@ def serve_cmd(config: str | None, host: str, port: int, allow_signup: bool) -> N
     settings = load_settings(config)
     app = build_app(settings, allow_signup=allow_signup)
     setup_logging(level="INFO", secrets_=secret_values(settings))
-    server = make_server(app, host=host, port=port)
-    bound_host, bound_port = server.server_address[:2]
-    click.echo(f"serving on http://{bound_host!s}:{bound_port} (Ctrl-C stops)")
+    server = make_server(app, host=host, port=port, threads=threads, trusted_proxy=trusted_proxy)
+    bound_host, bound_port = server.server_address
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    click.echo(f"serving on http://{shown}:{bound_port} (Ctrl-C stops)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        server.shutdown()
 
 
 def register(group: click.Group) -> None:

@@ -22,6 +22,11 @@ Errors a hook may raise:
 A provider returns per-recipient :class:`~newsletter.models.SendResult` values; a
 per-recipient transient failure (SMTP 451 for one address, a provider's per-message
 throttling code) has ``transient=True`` and is retried on its own.
+
+Secrets: every result's error text and extras, and every error :meth:`send` raises, pass
+through :attr:`Backend.redact` (:mod:`newsletter.redact`) on their way out, so a server
+that echoes the password or API key (plain, base64 or URL-encoded) in its reply leaves
+no trace in the summary, the logs or the ledger.
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from newsletter.config import Settings
-from newsletter.errors import DeliveryError, TransientError
+from newsletter.config import Settings, secret_values
+from newsletter.errors import DeliveryError, NewsletterError, TransientError
 from newsletter.message import DkimSigner, InvalidRecipient, MessageTemplate, Recipient
 from newsletter.models import DELIVERED, SendResult, SendStatus
+from newsletter.redact import Redactor
 
 DEFAULT_BASE_DELAY = 1.0
 """Seconds before the first retry; doubled for each further attempt."""
@@ -123,12 +129,16 @@ class BackendOptions:
     clock: Clock = time.monotonic
     sleep: Sleep = time.sleep
     rng: random.Random = field(default_factory=random.Random)
+    redact: Redactor = field(default_factory=Redactor)
+    """Removes the secrets from error texts (the settings' secrets, via from_settings)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> BackendOptions:
         d = settings.delivery
         options = cls(
-            retry=RetryPolicy(max_attempts=d.max_attempts, deadline=d.deadline), rate=d.rate
+            retry=RetryPolicy(max_attempts=d.max_attempts, deadline=d.deadline),
+            rate=d.rate,
+            redact=Redactor(secret_values(settings)),
         )
         return dataclasses.replace(options, **overrides)
 
@@ -152,6 +162,8 @@ class Backend(abc.ABC):
         self._batch_cap: int | None = None
         """Most recipients per batch learned from a BatchTooLarge in this run."""
         self._down: str | None = None
+        self.redact = self.options.redact
+        """Applied to every error text leaving the backend; subclasses add their secrets."""
 
     @property
     def down(self) -> str | None:
@@ -217,15 +229,34 @@ class Backend(abc.ABC):
         if self._deadline_at is None:
             self.start_run()
         self._on_accepted = on_accepted
+
+        def clean_result(result: SendResult) -> None:
+            if on_result is not None:
+                on_result(self._clean(result))
+
         try:
-            return self._send(template, recipients, on_attempt, on_result, stop)
+            results = self._send(template, recipients, on_attempt, clean_result, stop)
+        except NewsletterError as exc:  # AuthError, DeliveryError: their text is shown
+            exc.args = tuple(self.redact(a) if isinstance(a, str) else a for a in exc.args)
+            raise
         finally:
             self._on_accepted = None
+        return [self._clean(r) for r in results]
+
+    def _clean(self, result: SendResult) -> SendResult:
+        """``result`` with the secrets redacted from its error text and extras."""
+        if not self.redact:
+            return result
+        error = self.redact(result.error) if result.error else result.error
+        extra = {k: self.redact(v) for k, v in result.extra.items()}
+        if error == result.error and extra == result.extra:
+            return result
+        return dataclasses.replace(result, error=error, extra=extra)
 
     def accepted(self, result: SendResult) -> None:
         """For backends: report a delivered result as early as it is known."""
         if self._on_accepted is not None:
-            self._on_accepted(result)
+            self._on_accepted(self._clean(result))
 
     def _send(
         self,

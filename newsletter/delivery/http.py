@@ -101,6 +101,7 @@ class HttpBackend(Backend):
                 "set the environment variable NEWSLETTER_DELIVERY__API_KEY"
             )
         self._api_key = api_key
+        self.redact = self.redact.adding(api_key)
         self.base_url = (base_url or self.default_base_url).rstrip("/")
         self._own_client = client is None
         self.client = client or httpx.Client(

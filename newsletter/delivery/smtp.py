@@ -16,7 +16,9 @@ row                                    left is a transient failure at once
 535 (or any 5xx) on AUTH               :class:`AuthError`: the run stops
 =====================================  ==========================================
 
-The password is passed to smtplib only; it never appears in an error or a log line.
+The password is passed to smtplib only; it never appears in an error or a log line: a
+server that echoes it back (in a 535 reply, as base64 of ``AUTH PLAIN``...) is redacted
+by the base class (:attr:`Backend.redact`, which knows the password).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class SmtpBackend(Backend):
             raise DeliveryError(
                 "delivery.username is set but no password: set NEWSLETTER_DELIVERY__PASSWORD"
             )
+        self.redact = self.redact.adding(password)
         self.host = host
         self.port = port
         self.envelope_from = envelope_from

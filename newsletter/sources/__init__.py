@@ -133,7 +133,9 @@ def _fetch_url(
     settings: SourceSettings,
     policy: RetryPolicy,
 ) -> Day:
-    response = get(client, url, timeout=settings.timeout, policy=policy)
+    response = get(
+        client, url, timeout=settings.timeout, policy=policy, max_bytes=settings.max_bytes
+    )
     papers = files.parse_document(
         response.content,
         origin=url,

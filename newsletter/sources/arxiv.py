@@ -132,7 +132,9 @@ def fetch_arxiv_day(
     joined = "+".join(categories)
     spec = f"arxiv:{','.join(categories)}"
     rss_url = f"{settings.arxiv_rss_url.rstrip('/')}/{joined}"
-    response = get(client, rss_url, timeout=settings.timeout, policy=policy)
+    response = get(
+        client, rss_url, timeout=settings.timeout, policy=policy, max_bytes=settings.max_bytes
+    )
     feed = parse_rss(response.content, origin=str(response.url))
     if feed.date == date:
         papers = select(feed.items, settings=settings)
@@ -179,6 +181,7 @@ def fetch_api_items(
                 params=params,
                 timeout=settings.timeout,
                 policy=policy,
+                max_bytes=settings.max_bytes,
             )
             feed = parse_atom(response.content, origin=str(response.url), categories=categories)
             # the API now and then answers a page with no entries although its own

@@ -76,7 +76,12 @@ def fetch_hf_day(
     for page in range(MAX_PAGES):
         params: dict[str, str | int] = {"date": date.isoformat(), "limit": PAGE_SIZE, "p": page}
         response = get(
-            client, settings.hf_url, params=params, timeout=settings.timeout, policy=policy
+            client,
+            settings.hf_url,
+            params=params,
+            timeout=settings.timeout,
+            policy=policy,
+            max_bytes=settings.max_bytes,
         )
         origin = str(response.url)
         entries = load_entries(

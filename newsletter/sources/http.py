@@ -8,14 +8,24 @@ delay. Any other 4xx, or a failure after the last retry, raises
 
 The clock, the sleep and the random jitter are injected through :class:`RetryPolicy`,
 so tests never sleep.
+
+Every answer is bounded: its whole body must arrive within the timeout, and it may hold
+at most ``source.max_bytes`` bytes *after* decompression (read chunk by chunk, so a gzip
+bomb stops at the limit instead of filling memory). Redirects are followed by hand, at
+most :data:`MAX_REDIRECTS`, and only to the configured source's own host, or to another
+host over https whose every address is public; never from https to http, never to a
+private, loopback or link-local address that was not the configured source. A refused
+redirect or an oversized answer is a one-line SourceUnavailable, not retried.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import ipaddress
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +56,18 @@ MAX_RETRY_AFTER = 300.0
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 """HTTP statuses worth retrying (plus any other 5xx)."""
 
+DEFAULT_MAX_BYTES = SourceSettings.max_bytes
+"""Largest answer, after decompression, when the caller names no limit."""
+
+MAX_REDIRECTS = 5
+"""Redirects followed for one request before it is refused."""
+
+SHOWN_URL_CHARS = 200
+"""A redirect target is cut to this many characters in an error."""
+
+Resolver = Callable[[str, int], list[str]]
+"""(host, port) -> the addresses the host resolves to."""
+
 
 def utcnow() -> dt.datetime:
     """The current time, aware, in UTC."""
@@ -75,7 +97,7 @@ def make_client(settings: SourceSettings) -> httpx.Client:
     return httpx.Client(
         headers={"User-Agent": USER_AGENT},
         timeout=httpx.Timeout(settings.timeout),
-        follow_redirects=True,
+        follow_redirects=False,  # followed by hand, see check_redirect
     )
 
 
@@ -95,43 +117,129 @@ def parse_retry_after(value: str | None, *, now: dt.datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
+def resolve(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (empty when it does not resolve)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    return [str(info[4][0]) for info in infos]
+
+
+def _is_public(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def check_redirect(
+    origin: httpx.URL, current: httpx.URL, target: httpx.URL, *, resolver: Resolver = resolve
+) -> str | None:
+    """Why following ``current`` -> ``target`` is refused (None: it may be followed).
+
+    ``origin`` is the configured source: its own host may be reached again (whatever its
+    address); any other host only over https and only if every address it has is public.
+    """
+    if target.scheme not in ("http", "https") or not target.host:
+        return f"not an http(s) URL ({target.scheme or 'no scheme'})"
+    if current.scheme == "https" and target.scheme != "https":
+        return "https to http"
+    if target.host == origin.host and target.port == origin.port:
+        return None
+    if target.scheme != "https":
+        return "another host over plain http"
+    addresses = resolver(target.host, target.port or 443)
+    if not addresses:
+        return f"{target.host} does not resolve"
+    private = [a for a in addresses if not _is_public(a)]
+    if private:
+        return f"{target.host} is a private or local address ({private[0]})"
+    return None
+
+
+def _shown(url: httpx.URL) -> str:
+    text = str(url.copy_with(query=None, fragment=None))
+    return text if len(text) <= SHOWN_URL_CHARS else text[:SHOWN_URL_CHARS] + "..."
+
+
 def _get_within(
     client: httpx.Client,
     url: str,
     *,
     params: Mapping[str, str | int] | None,
     timeout: float,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    resolver: Resolver = resolve,
     clock: Callable[[], float] = time.monotonic,
 ) -> httpx.Response:
-    """One GET whose whole answer must arrive within ``timeout`` seconds.
+    """One GET (and its allowed redirects) whose whole answer must arrive within
+    ``timeout`` seconds and hold at most ``max_bytes`` once decompressed.
 
     httpx's timeout bounds each read, so a server dripping a byte at a time would
-    hold the run forever; here the body is read chunk by chunk against a deadline.
+    hold the run forever; here the body is read chunk by chunk against a deadline,
+    decompressed as it comes and counted.
     """
     deadline = clock() + timeout
-    with client.stream(
-        "GET",
-        url,
-        params=dict(params) if params else None,
-        headers={"User-Agent": USER_AGENT},
-        timeout=timeout,
-    ) as response:
-        if response.is_stream_consumed:  # already read (a mock transport's answer)
-            return response
-        chunks: list[bytes] = []
-        for chunk in response.iter_raw():
-            chunks.append(chunk)
-            if clock() > deadline:
-                raise httpx.ReadTimeout(
-                    f"timed out: the answer did not arrive within {timeout:g} s",
-                    request=response.request,
-                )
-    return httpx.Response(
-        response.status_code,
-        headers=response.headers,
-        content=b"".join(chunks),
-        request=response.request,
-        extensions=response.extensions,
+    origin = current = httpx.URL(url, params=dict(params) if params else None)
+    for _hop in range(MAX_REDIRECTS + 1):
+        with client.stream(
+            "GET",
+            current,
+            headers={"User-Agent": USER_AGENT},
+            timeout=timeout,
+            follow_redirects=False,
+        ) as response:
+            if response.is_redirect:
+                target = response.url.join(response.headers["Location"])
+                why = check_redirect(origin, response.url, target, resolver=resolver)
+                if why is not None:
+                    raise SourceUnavailable(
+                        f"{_shown(origin)}: redirect to {_shown(target)} refused: {why}"
+                    )
+                current = target
+                continue
+            if response.is_stream_consumed:  # already read (a mock transport's answer)
+                content = response.content
+                if len(content) > max_bytes:
+                    raise _too_large(origin, max_bytes)
+                return response
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_large(origin, max_bytes)
+                chunks.append(chunk)
+                if clock() > deadline:
+                    raise httpx.ReadTimeout(
+                        f"timed out: the answer did not arrive within {timeout:g} s",
+                        request=response.request,
+                    )
+        headers = httpx.Headers(
+            [
+                (k, v)
+                for k, v in response.headers.multi_items()
+                if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+            ]
+        )
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=b"".join(chunks),
+            request=response.request,
+            extensions=response.extensions,
+        )
+    raise SourceUnavailable(f"{_shown(origin)}: more than {MAX_REDIRECTS} redirects")
+
+
+def _too_large(url: httpx.URL, max_bytes: int) -> SourceUnavailable:
+    return SourceUnavailable(
+        f"{_shown(url)}: the answer is larger than source.max_bytes ({max_bytes} bytes "
+        "after decompression)"
     )
 
 
@@ -142,14 +250,18 @@ def get(
     params: Mapping[str, str | int] | None = None,
     timeout: float,
     policy: RetryPolicy,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> httpx.Response:
-    """GET ``url`` with retries; the successful (2xx) response, or SourceUnavailable."""
+    """GET ``url`` with retries; the successful (2xx) response, or SourceUnavailable.
+
+    The answer holds at most ``max_bytes`` after decompression; redirects follow
+    :func:`check_redirect`."""
     attempts = policy.retries + 1
     where = url if not params else str(httpx.URL(url, params=dict(params)))
     for attempt in range(attempts):
         last = attempt == attempts - 1
         try:
-            response = _get_within(client, url, params=params, timeout=timeout)
+            response = _get_within(client, url, params=params, timeout=timeout, max_bytes=max_bytes)
         except httpx.TransportError as exc:
             problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if last:

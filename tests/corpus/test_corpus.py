@@ -68,7 +68,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("NEWSLETTER_"):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "corpus-secret")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "corpus-secret-0123456789abcdef0123")
 
 
 # --- broken source files
@@ -709,7 +709,7 @@ def _send(
         None,
         env={
             "NEWSLETTER_STATE": f"sqlite:///{tmp_path / 'state.db'}",
-            "NEWSLETTER_SECRET_KEY": "k",
+            "NEWSLETTER_SECRET_KEY": "k" * 32,
         },
     )
     subscribers = [Subscriber(email=f"u{i}@example.org", name=f"U {i}") for i in range(people)]
@@ -1409,7 +1409,7 @@ def test_smtp_server_speaking_http_fails_each_recipient_for_a_retry(
         "DELIVERY__SECURITY": "none",
         "DELIVERY__MAX_ATTEMPTS": "2",
         "DELIVERY__TIMEOUT": "1",
-        "SECRET_KEY": "k",
+        "SECRET_KEY": "k" * 32,
     }.items():
         monkeypatch.setenv("NEWSLETTER_" + key, value)
     people = _copy("subs_bom.yaml", tmp_path)
