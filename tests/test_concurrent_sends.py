@@ -97,7 +97,11 @@ def write_setup(folder: Path, port: int, state: str, *, due: dt.datetime | None 
 
 def env() -> dict[str, str]:
     out = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    return {**out, "PYTHONPATH": str(ROOT), "NEWSLETTER_SECRET_KEY": "concurrency-test-key"}
+    return {
+        **out,
+        "PYTHONPATH": str(ROOT),
+        "NEWSLETTER_SECRET_KEY": "concurrency-test-key-0123456789abcdef",
+    }
 
 
 def cli(*args: str) -> subprocess.Popen[str]:
@@ -174,16 +178,18 @@ def test_the_daemon_and_a_send_for_the_same_day_deliver_each_subscriber_once(
     with smtp_server(server) as port:
         config = write_setup(tmp_path, port, state, due=due)
         daemon = cli("run", "-c", str(config), "--no-archive")
-        send = cli("send", "--config", str(config), "--date", day.isoformat())
-        code, out, err = finish(send)
-        assert code == 0, out + err
-        deadline = time.monotonic() + 60
-        while len(server.received()) < len(READERS) and time.monotonic() < deadline:
-            assert daemon.poll() is None, daemon.communicate()
-            time.sleep(0.1)
-        time.sleep(0.5)
-        daemon.send_signal(signal.SIGTERM)
-        dcode, _, derr = finish(daemon)
+        try:
+            send = cli("send", "--config", str(config), "--date", day.isoformat())
+            code, out, err = finish(send)
+            assert code == 0, out + err
+            deadline = time.monotonic() + 60
+            while len(server.received()) < len(READERS) and time.monotonic() < deadline:
+                assert daemon.poll() is None, daemon.communicate()
+                time.sleep(0.1)
+            time.sleep(0.5)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            dcode, _, derr = finish(daemon)
     assert dcode == 0, derr
     assert "sending the papers of" in derr  # the daemon did run the day
     assert len(server.received()) == len(READERS)

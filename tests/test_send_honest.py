@@ -70,7 +70,9 @@ def test_the_summary_counts_skipped_readers(tmp_path: Path) -> None:
         state.suppress("r1@example.org", reason="bounce", source="dsn")
         state.set_preferences("r2@example.org", paused=True)
     result = CliRunner().invoke(
-        cli, ["send", "--config", str(config), "--date", DAY], env={"NEWSLETTER_SECRET_KEY": "k"}
+        cli,
+        ["send", "--config", str(config), "--date", DAY],
+        env={"NEWSLETTER_SECRET_KEY": "k" * 32},
     )
     assert result.exit_code == 0, result.output
     assert "sent=2" in result.output
