@@ -140,8 +140,9 @@ def format_mailbox(name: str, address: str) -> str:
 
 def _mailbox(name: str, address: str) -> str:
     """:func:`format_mailbox` of a clean, short name and a checked address."""
-    if _plain_ascii(name):
-        return formataddr((name, address))
+    if _plain_ascii(name):  # formataddr's result; without its escaping pass when nothing to quote
+        quiet = name and not _MAILBOX_SPECIALS_RE.search(name)
+        return f"{name} <{address}>" if quiet else formataddr((name, address))
     word = _UTF8.header_encode(name)  # what Header makes when one word fits the line
     if len(word) > _TO_WORD_CHARS:
         word = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
@@ -254,7 +255,6 @@ _PIECES: tuple[tuple[str, str], ...] = tuple(
     for name in names
 ) + tuple(("text", slot) for slot in SLOTS)
 """Every kind of hole, in the order :meth:`MessageTemplate.fill` makes their bytes."""
-assert SLOTS == ("name", "email", "unsubscribe_url", "preferences_url")  # fill spells them out
 
 
 @dataclass(frozen=True)
@@ -324,7 +324,7 @@ class MessageTemplate:
         """The complete message for one subscriber (signed when DKIM is configured)."""
         values, html = recipient.values, recipient.html_values
         text = self._text_slots
-        pieces = (  # in the order of _PIECES
+        pieces = (  # in the order of _PIECES, SLOTS spelt out
             _mailbox(recipient.name, recipient.email).encode("ascii"),
             recipient.message_id.encode("ascii"),
             values["unsubscribe_url"].encode("ascii"),
