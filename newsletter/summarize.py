@@ -104,6 +104,7 @@ _LEAD_IN = re.compile(
     r"avoid) (?:this|these|the|such|that)(?: \w+){0,4}|building on (?:this|these)(?: \w+){0,2}|"
     r"based on (?:this|these)(?: \w+){0,2}|motivated by (?:this|these)(?: \w+){0,2}|"
     r"consequently|therefore|thus|specifically|in particular|finally|moreover|furthermore|"
+    r"first|second|third|then|next|lastly|notably|importantly|"
     r"additionally|overall|in summary|in short|concretely|"
     r"(?:to|for|with|by|inspired by|building on|based on) [\w-]+(?: [\w()/-]+){0,8}(?=, we\b))"
     r"\s*,\s+",

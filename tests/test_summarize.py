@@ -69,3 +69,14 @@ def test_a_long_single_sentence_is_cut_with_an_ellipsis() -> None:
 def test_never_longer_than_the_limit(abstract: str, limit: int) -> None:
     assert len(tldr(abstract, limit)) <= limit
     assert len(trim(" ".join(abstract.split()), limit)) <= limit
+
+
+def test_a_leading_connective_is_dropped_and_the_sentence_capitalised() -> None:
+    abstract = (
+        "Robots have long struggled with deformable objects in homes. "
+        "Second, we propose ClothNet, a policy that folds shirts from a single camera view."
+    )
+    assert (
+        tldr(abstract, 280)
+        == "We propose ClothNet, a policy that folds shirts from a single camera view."
+    )
