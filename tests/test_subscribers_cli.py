@@ -125,11 +125,13 @@ def test_import_maps_headers_and_reports_refused_rows(workdir: Path) -> None:
         encoding="utf-8",
     )
     result = run("import", "people.csv", "--dry-run")
+    assert result.exit_code == 2, result.output
     assert "would add 2 subscribers, refused 5 rows" in result.output
     assert (workdir / "subscribers.yaml").read_bytes() == EXAMPLE_LIST.read_bytes()
     result = run("import", "people.csv")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 2, result.output
     assert "added 2 subscribers, refused 5 rows" in result.output
+    assert "error: people.csv: 5 rows refused" in result.output
     assert "ignored columns: Favourite colour" in result.output
     assert "people.csv:3: broken-address: email:" in result.output
     assert "people.csv:4: ada@example.org: email: ada@example.org is already in the list" in (
@@ -154,6 +156,7 @@ def test_export_csv_round_trips_through_import(workdir: Path) -> None:
     (workdir / "export.csv").write_text(result.output, encoding="utf-8")
     (workdir / "subscribers.yaml").write_text("subscribers:\n", encoding="utf-8")
     result = run("import", "export.csv")
+    assert result.exit_code == 0, result.output
     assert "added 6 subscribers, refused 0 rows" in result.output
     again = run("export")
     assert again.output == (workdir / "export.csv").read_text(encoding="utf-8")

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import click
 
 from newsletter import subscribers as roster
+from newsletter.cli.options import config_option
 from newsletter.config import Settings, load_settings
 from newsletter.errors import SubscribersError
 from newsletter.models import SUMMARY_STYLES, Subscriber, email_key
@@ -156,14 +157,10 @@ def _with_env(func: Callable[..., None]) -> Callable[..., None]:
         type=click.Path(dir_okay=False),
         help="The subscriber list (default: the 'subscribers' setting, subscribers.yaml).",
     )
-    @click.option(
-        "--config",
-        type=click.Path(dir_okay=False),
-        help="Config file (default: newsletter.yaml when present).",
-    )
+    @config_option
     @functools.wraps(func)
-    def command(config: str | None, list_path: str | None, **kwargs: Any) -> None:
-        func(_Env(config, list_path), **kwargs)
+    def command(config_path: str | None, list_path: str | None, **kwargs: Any) -> None:
+        func(_Env(config_path, list_path), **kwargs)
 
     return command
 
@@ -384,7 +381,8 @@ def _header_map(headers: Sequence[str]) -> tuple[dict[int, str], list[str]]:
 def import_cmd(env: _Env, csv_file: TextIO, dry_run: bool) -> None:
     """Add the rows of CSV_FILE (columns mapped by header; lists separated by ';').
 
-    Rows that are invalid, already in the list or repeated are refused and reported.
+    Rows that are invalid, already in the list or repeated are refused and reported,
+    and the exit code is then 2 (the other rows are added).
     """
     try:
         text = csv_file.read()  # all of it first: a decoding error comes before any edit
@@ -432,8 +430,8 @@ def import_cmd(env: _Env, csv_file: TextIO, dry_run: bool) -> None:
     click.echo(
         f"{verb} {_count(len(accepted), 'subscriber')}, refused {_count(len(refused), 'row')}"
     )
-    for problem in refused:
-        click.echo(f"  refused {problem}")
+    if refused:  # the accepted rows are saved; the exit code tells a script some were not
+        raise SubscribersError(f"{csv_file.name}: {_count(len(refused), 'row')} refused", refused)
 
 
 def _export_rows(subs: Sequence[Subscriber]) -> list[dict[str, Any]]:
@@ -466,7 +464,12 @@ def _cell(value: Any) -> str:
 
 @subscribers_group.command("export")
 @click.option(
-    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+    help="CSV (cells that a spreadsheet would run as a formula are quoted) or JSON.",
 )
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout."
