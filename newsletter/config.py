@@ -195,6 +195,9 @@ class Settings:
     subscribers: str = "subscribers.yaml"
     state: str = "sqlite:///newsletter.db"
     archive: str = "archive"
+    file_group: Text = None
+    """A group that may read the files holding addresses the CLI writes (they are created
+    0640 and given to it, instead of 0600): the web service's group in a deploy."""
     secret_key: Text = None
     """HMAC key for unsubscribe / preferences tokens (environment only, >= 32 bytes)."""
     secret_key_old: Text = None

@@ -66,6 +66,7 @@ from werkzeug.routing import Map, Rule
 from newsletter import subscribers as roster
 from newsletter.config import SignupSettings
 from newsletter.errors import NewsletterError
+from newsletter.listfile import edit_subscribers
 from newsletter.models import SUMMARY_STYLES, Subscriber, email_key
 from newsletter.prefs import PrefsStore
 from newsletter.tokens import (
@@ -542,7 +543,7 @@ class WebApp:
             fields["topics"] = list(claimed.topics)
         known = self.topics or None
         try:
-            with roster.edit_subscribers(self.signup.list_path, known_topics=known) as doc:
+            with edit_subscribers(self.signup.list_path, known_topics=known) as doc:
                 if doc.find(address) is None:
                     sub, reasons = roster.check_entry(fields, known_topics=known)
                     if sub is None:

@@ -55,6 +55,10 @@ HEADER_ALIASES: Mapping[str, str] = MappingProxyType(
 )
 """CSV headers (lowercased, spaces and dashes as ``_``) understood besides the field names."""
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""A CSV cell starting with one of these is run as a formula by spreadsheets (OWASP
+"CSV injection"): export writes it with a leading ``'``, import takes that off again."""
+
 _TRUE = frozenset({"1", "true", "yes", "y", "on"})
 _FALSE = frozenset({"0", "false", "no", "n", "off"})
 
@@ -78,7 +82,12 @@ class _Env:
     def topics(self) -> tuple[str, ...] | None:
         return roster.default_topic_names(self.settings.digest.taxonomy)
 
-    def store(self) -> PrefsStore:
+    def roster(self) -> roster.SubscriberStore:
+        """Where the list lives: the YAML file or the state database."""
+        settings = self.settings
+        return roster.open_store(self.path, state=settings.state, group=settings.file_group)
+
+    def prefs(self) -> PrefsStore:
         return PrefsStore(self.settings.state)
 
 
@@ -174,7 +183,7 @@ def subscribers_group() -> None:
 @_with_env
 def validate_cmd(env: _Env) -> None:
     """Check the list; print every problem with file:line: field (exit 2 if any)."""
-    subs = roster.load_subscribers(env.path, known_topics=env.topics())
+    subs = env.roster().load(env.topics())
     active = sum(1 for s in subs if s.active)
     click.echo(f"{env.path}: {_count(len(subs), 'subscriber')} ({active} active), no problems")
 
@@ -184,7 +193,7 @@ def validate_cmd(env: _Env) -> None:
 @_with_env
 def list_cmd(env: _Env, as_json: bool) -> None:
     """Show every subscriber with their state: active, inactive, unsubscribed, paused."""
-    subs = roster.load_subscribers(env.path, known_topics=env.topics())
+    subs = env.roster().load(env.topics())
     existing = State.open_existing(env.settings.state)  # a listing creates no database
     if existing is None:
         suppressed: dict[str, Suppression] = {}
@@ -261,14 +270,14 @@ def add_cmd(env: _Env, /, email: str, inactive: bool, **options: Any) -> None:
         fields["active"] = False
     fields["added"] = dt.date.today()
     known = env.topics()
-    with roster.edit_subscribers(env.path, known_topics=known) as doc:
+    with env.roster().edit(known) as doc:
         taken = {email_key(e) for e in doc.emails()}
         sub, reasons = roster.check_entry(fields, known_topics=known, taken=taken)
         if sub is None:
             raise _refuse(email, reasons)
         fields["email"] = sub.email
         doc.add(fields)
-    store = env.store()
+    store = env.prefs()
     note = ""
     if store.is_suppressed(sub.email):
         note = " (note: they unsubscribed earlier; 'set --resubscribe' lifts that)"
@@ -280,7 +289,7 @@ def add_cmd(env: _Env, /, email: str, inactive: bool, **options: Any) -> None:
 @_with_env
 def remove_cmd(env: _Env, email: str) -> None:
     """Remove EMAIL from the list."""
-    with roster.edit_subscribers(env.path, known_topics=env.topics(), create=False) as doc:
+    with env.roster().edit(env.topics(), create=False) as doc:
         if not doc.remove(email):
             raise SubscribersError(f"{email} is not in {env.path}")
     click.echo(f"removed {email}")
@@ -319,7 +328,7 @@ def set_cmd(
         changes[field] = None
     if changes:
         known = env.topics()
-        with roster.edit_subscribers(env.path, known_topics=known, create=False) as doc:
+        with env.roster().edit(known, create=False) as doc:
             index = doc.find(email)
             if index is None:
                 raise SubscribersError(f"{email} is not in {env.path}")
@@ -331,7 +340,7 @@ def set_cmd(
             doc.update(email, changes)
         click.echo(f"updated {email}: {', '.join(sorted(changes))}")
     if resubscribe:
-        lifted = env.store().unsuppress(email, source="admin")
+        lifted = env.prefs().unsuppress(email, source="admin")
         click.echo(f"{email}: unsubscribe lifted" if lifted else f"{email}: was not unsubscribed")
     if not changes and not resubscribe:
         raise click.UsageError("nothing to change: give an option such as --name or --clear")
@@ -339,6 +348,8 @@ def set_cmd(
 
 def _csv_value(field: str, raw: str) -> Any:
     text = raw.strip()
+    if text.startswith("'") and text[1:].startswith(FORMULA_STARTS):
+        text = text[1:]  # a cell neutralised by export
     if field in ("topics", "keywords", "authors"):
         return [part.strip() for part in text.split(LIST_SEPARATOR) if part.strip()]
     if field == "max_papers":
@@ -402,7 +413,7 @@ def import_cmd(env: _Env, csv_file: TextIO, dry_run: bool) -> None:
     today = dt.date.today()
     refused: list[str] = []
     accepted: list[dict[str, Any]] = []
-    with roster.edit_subscribers(env.path, known_topics=known) as doc:
+    with env.roster().edit(known) as doc:
         taken = {email_key(e) for e in doc.emails()}
         for row in reader:
             line = reader.line_num
@@ -455,11 +466,14 @@ def _export_rows(subs: Sequence[Subscriber]) -> list[dict[str, Any]]:
 
 
 def _cell(value: Any) -> str:
+    """One CSV cell; text a spreadsheet would run as a formula gets a leading ``'``."""
     if isinstance(value, list):
-        return LIST_SEPARATOR.join(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
+        text = LIST_SEPARATOR.join(value)
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 @subscribers_group.command("export")
@@ -477,7 +491,7 @@ def _cell(value: Any) -> str:
 @_with_env
 def export_cmd(env: _Env, fmt: str, output: str | None) -> None:
     """Write the list as CSV (lists joined with ';', same columns import reads) or JSON."""
-    rows = _export_rows(roster.load_subscribers(env.path, known_topics=env.topics()))
+    rows = _export_rows(env.roster().load(env.topics()))
     buffer = io.StringIO()
     if fmt == "json":
         json.dump(rows, buffer, ensure_ascii=False, indent=2)

@@ -1078,10 +1078,8 @@ def test_edit_of_a_malformed_list_is_refused_in_one_line(args: list[str], tmp_pa
     path = _copy("subs_malformed.yaml", tmp_path)
     before = path.read_bytes()
     result = invoke(["subscribers", *args, "--subscribers", str(path)])
-    assert_one_line_error(
-        result,
-        f"error: {path}:6: invalid YAML, fix it by hand first: expected ',' or ']', but got '-'",
-    )
+    line = assert_one_line_error(result, f"error: {path}:6: invalid YAML: ")
+    assert line.endswith("; fix it by hand first")
     assert len(result.output.splitlines()) == 1
     assert path.read_bytes() == before
 
