@@ -53,9 +53,11 @@ def atomic_write(
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):  # name the real file
+            raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from None
         raise
     dir_fd = os.open(folder, os.O_RDONLY)
     try:
