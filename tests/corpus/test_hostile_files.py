@@ -30,6 +30,19 @@ def _copy(name: str, folder: Path) -> Path:
     return target
 
 
+def _python(script: str, *args: object) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter (its own resource limits), in the file's folder."""
+    folder = Path(str(args[0])).parent
+    return subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=folder,
+        check=False,
+    )
+
+
 def _subscribers(*args: str) -> list[str]:
     return ["subscribers", *args]
 
@@ -48,14 +61,7 @@ def test_alias_bomb_is_refused_with_its_line_in_bounded_memory(tmp_path: Path) -
         cli.main(["subscribers", "validate", "--subscribers", sys.argv[1]], prog_name="newsletter")
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        check=False,
-    )
+    done = _python(script, path)
     assert done.returncode == 2, done.stderr
     assert _lines(done.stderr)[1] == f"  {path}:3: aliases (*name) are not allowed in this file"
     assert "Traceback" not in done.stderr and "MemoryError" not in done.stderr
@@ -194,14 +200,7 @@ def test_a_file_size_limit_during_add_is_one_line_and_leaves_the_list_alone(
                  prog_name="newsletter")
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(path), str(len(before) + 8)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        check=False,
-    )
+    done = _python(script, path, len(before) + 8)
     assert done.returncode == 2, done.stderr
     assert _lines(done.stderr) == [f"error: {path}: {os.strerror(errno.EFBIG)}"]
     assert path.read_bytes() == before
