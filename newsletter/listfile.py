@@ -13,6 +13,7 @@ a new file is created 0600, or 0640 for the configured group). A full disk ends 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -106,10 +107,11 @@ class SubscriberList:
         index = self._position(email)
         return {str(k): v for k, v in self.entries[index].items()}
 
-    def add(self, fields: Mapping[str, Any]) -> None:
-        """Append an entry; SubscribersError if the address is already there."""
+    def add(self, fields: Mapping[str, Any], *, new: bool = False) -> None:
+        """Append an entry; SubscribersError if the address is already there (not looked
+        for when the caller knows it is ``new``)."""
         email = str(fields.get("email", ""))
-        if self.find(email) is not None:
+        if not new and self.find(email) is not None:
             raise SubscribersError(f"{self.source}: {email} is already subscribed")
         entry = self._map_type()
         for key in FIELDS:
@@ -266,3 +268,15 @@ def _decoded(data: bytes, source: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SubscribersError(f"{source}: not UTF-8 text ({exc.reason})") from None
+
+
+def render_list(entries: Iterable[Mapping[str, Any]]) -> str:
+    """The text of a new list holding ``entries`` (distinct, already validated), in the
+    layout the editor writes; empty fields are left out."""
+    doc = SubscriberList(EMPTY_LIST)
+    for entry in entries:
+        fields = {k: v for k, v in entry.items() if v not in (None, "", [], ())}
+        if isinstance(fields.get("added"), str):
+            fields["added"] = dt.date.fromisoformat(fields["added"])
+        doc.add(fields, new=True)
+    return doc.dump()

@@ -98,29 +98,40 @@ def _single_node(loader: yaml.CSafeLoader) -> yaml.Node | None:
 
 
 def _check_tree(root: yaml.Node, text: str) -> None:
-    """Refuse aliases (a node met twice) and duplicate keys, walking the tree once."""
+    """Refuse aliases (a node met twice) and duplicate keys, walking the tree once.
+
+    An alias needs a ``*`` in the text: without one only mappings are looked at."""
+    aliases = "*" in text
     seen: set[int] = set()
     stack = [root]
     while stack:
         node = stack.pop()
-        if id(node) in seen:
-            raise YamlProblem(_alias_line(text), "aliases (*name) are not allowed in this file")
-        seen.add(id(node))
+        if aliases:
+            if id(node) in seen:
+                raise YamlProblem(_alias_line(text), "aliases (*name) are not allowed in this file")
+            seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
-            first: dict[tuple[str, str], int] = {}
+            _check_keys(node.value)
             for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode):
-                    line = key.start_mark.line + 1
-                    earlier = first.get((key.tag, key.value))
-                    if earlier is not None:
-                        raise YamlProblem(
-                            line, f"{shown(key.value)}: duplicate key (first on line {earlier})"
-                        )
-                    first[(key.tag, key.value)] = line
                 stack.append(key)
                 stack.append(value)
         elif isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
+
+
+def _check_keys(pairs: list[tuple[yaml.Node, yaml.Node]]) -> None:
+    keys = [(k.tag, k.value) for k, _v in pairs if isinstance(k, yaml.ScalarNode)]
+    if len(set(keys)) == len(keys):
+        return
+    first: dict[tuple[str, str], int] = {}
+    for key, _value in pairs:
+        if isinstance(key, yaml.ScalarNode):
+            line = key.start_mark.line + 1
+            earlier = first.get((key.tag, key.value))
+            if earlier is not None:
+                reason = f"{shown(key.value)}: duplicate key (first on line {earlier})"
+                raise YamlProblem(line, reason)
+            first[(key.tag, key.value)] = line
 
 
 def _alias_line(text: str) -> int | None:

@@ -12,9 +12,9 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from newsletter.addresses import _fast_email
 from newsletter.errors import SubscribersError
 from newsletter.subscribers import (
-    _fast_email,
     load_subscribers,
     normalize_email,
     parse_subscribers,

@@ -250,7 +250,7 @@ def _find_subscriber(settings: Settings, email: str) -> Subscriber:
     from newsletter.subscribers import load_subscribers
 
     wanted = email.strip().lower()
-    for entry in load_subscribers(settings.subscribers):
+    for entry in load_subscribers(settings.subscribers, state=settings.state):
         if entry.email.lower() == wanted:
             return entry
     raise ConfigError(f"{settings.subscribers}: no subscriber {email}")
