@@ -194,12 +194,21 @@ class SubscriberList:
 
     def _yaml_value(self, value: Any, *, quoted: bool = False) -> Any:
         if isinstance(value, list | tuple):
-            from ruamel.yaml.scalarstring import DoubleQuotedScalarString
-
-            seq = self._seq_type(DoubleQuotedScalarString(v) if quoted else str(v) for v in value)
+            seq = self._seq_type(_scalar(str(v), quoted=quoted) for v in value)
             seq.fa.set_flow_style()
             return seq
-        return value
+        return _scalar(value) if isinstance(value, str) else value
+
+
+def _scalar(text: str, *, quoted: bool = False) -> Any:
+    """``text`` as ruamel should write it: double-quoted (with escapes) when asked, or
+    when it holds a character that is not plain printable text (NEL, a line or
+    paragraph separator, a control character), which plain style would change."""
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+    if quoted or not text.isprintable() or "\x85" in text:
+        return DoubleQuotedScalarString(text)
+    return text
 
 
 def _insert_position(keys: list[str], key: str) -> int:
