@@ -257,6 +257,8 @@ def _resolve_paths(data: dict[str, Any], base: Path, where: str) -> None:
         if not isinstance(node, dict):
             continue
         value = node.get(last)
+        if value == "state" or (isinstance(value, str) and "://" in value):
+            continue  # ``subscribers: state`` or a database URL: not a file
         if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
             node[last] = str(base / value)
     state = data.get("state")

@@ -280,10 +280,11 @@ def add_cmd(env: _Env, /, email: str, inactive: bool, **options: Any) -> None:
             raise _refuse(email, reasons)
         fields["email"] = sub.email
         doc.add(fields)
-    store = env.prefs()
-    note = ""
-    if store.is_suppressed(sub.email):
-        note = " (note: they unsubscribed earlier; 'set --resubscribe' lifts that)"
+    with env.prefs() as store:
+        suppressed = store.is_suppressed(sub.email)
+    note = (
+        " (note: they unsubscribed earlier; 'set --resubscribe' lifts that)" if suppressed else ""
+    )
     click.echo(f"added {sub.email}{note}")
 
 
@@ -343,7 +344,8 @@ def set_cmd(
             doc.update(email, changes)
         click.echo(f"updated {email}: {', '.join(sorted(changes))}")
     if resubscribe:
-        lifted = env.prefs().unsuppress(email, source="admin")
+        with env.prefs() as store:
+            lifted = store.unsuppress(email, source="admin")
         click.echo(f"{email}: unsubscribe lifted" if lifted else f"{email}: was not unsubscribed")
     if not changes and not resubscribe:
         raise click.UsageError("nothing to change: give an option such as --name or --clear")
