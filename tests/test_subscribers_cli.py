@@ -20,18 +20,30 @@ TOPICS = frozenset(EXAMPLE_TOPICS)
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "subscribers.yaml").write_bytes(EXAMPLE_LIST.read_bytes())
-    (tmp_path / "newsletter.yaml").write_text(
-        f"subscribers: {tmp_path / 'subscribers.yaml'}\nstate: sqlite:///{tmp_path / 'state.db'}\n",
-        encoding="utf-8",
+    return prepare_workdir(
+        tmp_path,
+        monkeypatch,
+        subscribers=str(tmp_path / "subscribers.yaml"),
+        state=f"sqlite:///{tmp_path / 'state.db'}",
     )
-    monkeypatch.chdir(tmp_path)
+
+
+def prepare_workdir(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, *, subscribers: str, state: str
+) -> Path:
+    """``folder`` with the example list and a config naming ``subscribers`` and ``state``,
+    as the working directory, with a fixed taxonomy and no NEWSLETTER_ variables."""
+    (folder / "subscribers.yaml").write_bytes(EXAMPLE_LIST.read_bytes())
+    (folder / "newsletter.yaml").write_text(
+        f"subscribers: {subscribers}\nstate: {state}\n", encoding="utf-8"
+    )
+    monkeypatch.chdir(folder)
     # The taxonomy the commands check topics against (independent of newsletter.topics).
     monkeypatch.setattr("newsletter.subscribers.default_topic_names", lambda taxonomy=None: TOPICS)
     for name in list(os.environ):
         if name.startswith("NEWSLETTER_"):
             monkeypatch.delenv(name)
-    return tmp_path
+    return folder
 
 
 def run(*args: str) -> Result:

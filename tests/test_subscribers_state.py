@@ -5,41 +5,26 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
 from newsletter import subscribers as roster
-from newsletter.cli import cli
 from newsletter.config import load_settings
 from newsletter.errors import SubscribersError
 from newsletter.prefs import next_send_subscribers
 from newsletter.state import State
-from tests.doubles import EXAMPLE_LIST, EXAMPLE_TOPICS
+from tests.doubles import EXAMPLE_TOPICS
+from tests.test_subscribers_cli import prepare_workdir, run
 
 TOPICS = frozenset(EXAMPLE_TOPICS)
 
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state_url: str) -> Path:
-    """A folder with the example list and a config keeping the list in the state
-    database (SQLite, then PostgreSQL)."""
-    (tmp_path / "subscribers.yaml").write_bytes(EXAMPLE_LIST.read_bytes())
-    (tmp_path / "newsletter.yaml").write_text(
-        f"subscribers: state\nstate: {state_url}\n", encoding="utf-8"
-    )
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("newsletter.subscribers.default_topic_names", lambda taxonomy=None: TOPICS)
-    for name in list(os.environ):
-        if name.startswith("NEWSLETTER_"):
-            monkeypatch.delenv(name)
-    return tmp_path
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, ["subscribers", *args], catch_exceptions=False)
+    """The example list in a folder whose config keeps the list in the state database
+    (SQLite, then PostgreSQL)."""
+    return prepare_workdir(tmp_path, monkeypatch, subscribers="state", state=state_url)
 
 
 def _yaml_emails(path: Path) -> list[str]:
