@@ -27,7 +27,7 @@ import zoneinfo
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 
@@ -36,6 +36,9 @@ from newsletter.addresses import normalize_email as normalize_email
 from newsletter.errors import SubscribersError
 from newsletter.models import SUMMARY_STYLES, Subscriber, email_key
 from newsletter.yamlfile import shown
+
+if TYPE_CHECKING:
+    from newsletter.state import StateURL
 
 FIELDS: tuple[str, ...] = (
     "email",
@@ -457,15 +460,10 @@ class ListEditor(Protocol):
     """An open list being edited (a YAML document or the state database's table)."""
 
     def emails(self) -> list[str]: ...
-
     def find(self, email: str) -> int | None: ...
-
     def current(self, email: str) -> dict[str, Any]: ...
-
     def add(self, fields: Mapping[str, Any]) -> None: ...
-
     def remove(self, email: str) -> bool: ...
-
     def update(self, email: str, changes: Mapping[str, Any]) -> None: ...
 
 
@@ -473,11 +471,8 @@ class SubscriberStore(Protocol):
     """Where the list lives: ``load`` it validated, or ``edit`` it under a lock."""
 
     @property
-    def label(self) -> str:
-        """The file or database, as messages name it."""
-
+    def label(self) -> str: ...  # the file or database, as messages name it
     def load(self, known_topics: Iterable[str] | None) -> list[Subscriber]: ...
-
     def edit(
         self, known_topics: Iterable[str] | None, *, create: bool = True
     ) -> contextlib.AbstractContextManager[ListEditor]: ...
@@ -516,7 +511,7 @@ def is_database(where: str) -> bool:
     return where == STATE or "://" in where
 
 
-def open_store(where: str, *, state: str, group: str | None = None) -> SubscriberStore:
+def open_store(where: str, *, state: str | StateURL, group: str | None = None) -> SubscriberStore:
     """The store the ``subscribers`` setting names: ``state`` (the state database at
     ``state``), a database URL, or the path of a YAML file."""
     if is_database(where):
@@ -531,15 +526,24 @@ class StateStore:
     """The list kept in the state database: validated in batches of SUBSCRIBER_BATCH read
     by row id, edited row by row (adds in one transaction at the end of the edit)."""
 
-    url: str
+    url: str | StateURL
     batch: int = 0
     """Entries read per query (0: the state module's SUBSCRIBER_BATCH)."""
 
     @property
     def label(self) -> str:
-        from newsletter.state import parse_state_url
+        from newsletter.state import StateURL, parse_state_url
 
-        return parse_state_url(self.url).display()
+        url = self.url if isinstance(self.url, StateURL) else parse_state_url(self.url)
+        return url.display()
+
+    def find(self, address: str) -> Subscriber | None:
+        """The subscriber ``address`` (the web app's lookup), or None when absent or invalid."""
+        from newsletter.state import State
+
+        with State(self.url) as state:
+            entry = state.subscriber_entry(address)
+        return check_entry(entry)[0] if entry is not None else None
 
     def batches(self, known_topics: Iterable[str] | None) -> Iterator[list[Subscriber]]:
         """The valid subscribers, a batch at a time (memory stays flat on long lists);
@@ -548,11 +552,9 @@ class StateStore:
 
         topics = frozenset(known_topics) if known_topics is not None else None
         validator = _Validator(self.label, topics)
+        size, after = self.batch or SUBSCRIBER_BATCH, 0
         with State(self.url) as state:
-            after = 0
-            while batch := state.subscriber_batch(
-                after=after, limit=self.batch or SUBSCRIBER_BATCH
-            ):
+            while batch := state.subscriber_batch(after=after, limit=size):
                 after = batch[-1][0]
                 entries = [(row, tuple((k, v, row) for k, v in e.items())) for row, e in batch]
                 yield [s for s in map(validator.entry, entries) if s is not None]
@@ -586,8 +588,7 @@ class _StateList:
         self._emails: list[str] = []
 
     def emails(self) -> list[str]:
-        self._load_index()
-        return list(self._emails)
+        return [self._emails[i] for i in self._load_index().values()]
 
     def find(self, email: str) -> int | None:
         return self._load_index().get(email_key(email))

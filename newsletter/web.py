@@ -66,7 +66,6 @@ from werkzeug.routing import Map, Rule
 from newsletter import subscribers as roster
 from newsletter.config import SignupSettings
 from newsletter.errors import NewsletterError
-from newsletter.listfile import edit_subscribers
 from newsletter.models import SUMMARY_STYLES, Subscriber, email_key
 from newsletter.prefs import PrefsStore
 from newsletter.tokens import (
@@ -543,7 +542,7 @@ class WebApp:
             fields["topics"] = list(claimed.topics)
         known = self.topics or None
         try:
-            with edit_subscribers(self.signup.list_path, known_topics=known) as doc:
+            with roster.open_store(self.signup.list_path, state=self.store.url).edit(known) as doc:
                 if doc.find(address) is None:
                     sub, reasons = roster.check_entry(fields, known_topics=known)
                     if sub is None:

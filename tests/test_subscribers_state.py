@@ -95,3 +95,12 @@ def test_the_list_is_read_in_batches_by_row_id(workdir: Path, state_url: str) ->
 def test_state_needs_its_url() -> None:
     with pytest.raises(SubscribersError, match="needs the 'state' setting"):
         roster.open_store("state", state="")
+
+
+def test_the_web_lookup_finds_one_reader_in_the_table(workdir: Path, state_url: str) -> None:
+    with State(state_url) as state:
+        state.add_subscribers([{"email": "ada@example.org", "name": "Ada", "summary": "titles"}])
+    store = roster.StateStore(state_url)
+    found = store.find("ADA@example.org")
+    assert found is not None and (found.name, found.summary) == ("Ada", "titles")
+    assert store.find("nobody@example.org") is None

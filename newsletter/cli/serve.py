@@ -19,6 +19,7 @@ from newsletter.cli.options import config_option
 from newsletter.config import Settings, load_settings, secret_values
 from newsletter.errors import ConfigError
 from newsletter.logs import setup_logging
+from newsletter.models import Subscriber
 from newsletter.prefs import PrefsStore
 from newsletter.tokens import signing_keys
 from newsletter.web import (
@@ -114,12 +115,16 @@ def build_app(settings: Settings, *, allow_signup: bool = False) -> WebApp:
             per_client_hour=limits.per_client_hour,
             max_pending=limits.max_pending,
         )
+    listed = settings.subscribers
+    lookup: Callable[[str], Subscriber | None] = ListLookup(listed, known_topics=topics)
+    if roster.is_database(listed):  # the list is kept in the state database
+        lookup = roster.StateStore(settings.state if listed == roster.STATE else listed).find
     return WebApp(
         store=PrefsStore(settings.state),
         secret=secret,
         topics=topics or (),
         title=settings.digest.title,
-        lookup=ListLookup(settings.subscribers, known_topics=topics),
+        lookup=lookup,
         signup=signup,
     )
 
