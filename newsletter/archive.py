@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
+from newsletter.files import atomic_write
 from newsletter.models import Digest
 from newsletter.render import summary_text
 
@@ -305,9 +306,7 @@ def _stamp(when: dt.datetime) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, text.encode("utf-8"), public=True)  # the archive is for everyone
 
 
 def archive_day(variant: Variant) -> ArchiveDay:

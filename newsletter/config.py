@@ -19,16 +19,19 @@ lives in a repo.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal
 
-import yaml
+import pydantic
+from pydantic import BeforeValidator, ConfigDict, Field
+from pydantic.dataclasses import dataclass
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode
 
+from newsletter import yamlfile
 from newsletter.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "newsletter.yaml"
@@ -44,49 +47,71 @@ EmptyDayPolicy = Literal["skip", "note"]
 Security = Literal["starttls", "tls", "none"]
 
 
-@dataclass(frozen=True)
+def _split_commas(value: Any) -> Any:
+    return tuple(p.strip() for p in value.split(",")) if isinstance(value, str) else value
+
+
+def _empty_is_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+"""A duration in seconds, above 0."""
+Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+"""A finite number >= 0."""
+Count = Annotated[int, Field(ge=0)]
+"""A whole number >= 0."""
+Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas)]
+"""A list of names; from the environment, comma-separated."""
+Text = Annotated[str | None, BeforeValidator(_empty_is_none)]
+"""Optional text; empty means not set."""
+
+_SECTION = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+
+@dataclass(frozen=True, config=_SECTION)
 class SenderSettings:
     from_: str = "Daily Papers <digest@localhost>"
     """The From header: ``Name <address>``."""
-    reply_to: str | None = None
+    reply_to: Text = None
     list_id: str = "Daily Papers <daily-papers.localhost>"
     """The List-Id header."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SECTION)
 class DeliverySettings:
     backend: str = "outbox"
     """smtp, sendgrid, mailgun, postmark, resend, ses, outbox or memory."""
     outbox: str = "outbox"
     """Folder of .eml files for the outbox backend."""
     host: str = "localhost"
-    port: int = 25
+    port: Count = 25
     security: Security = "starttls"
-    username: str | None = None
-    password: str | None = None
-    api_key: str | None = None
-    domain: str | None = None
+    username: Text = None
+    password: Text = None
+    api_key: Text = None
+    domain: Text = None
     """Mailgun sending domain."""
-    region: str | None = None
+    region: Text = None
     """Mailgun (us/eu) or SES (AWS region)."""
-    base_url: str | None = None
+    base_url: Text = None
     """Override a provider's API URL (a local test server)."""
-    rate: float = 0.0
+    rate: Amount = 0.0
     """Messages per second, 0 for no limit."""
-    timeout: float = 30.0
-    connections: int = 2
+    timeout: Seconds = 30.0
+    connections: Count = 2
     """Parallel SMTP connections."""
-    max_attempts: int = 5
-    deadline: float = 600.0
+    max_attempts: Count = 5
+    deadline: Amount = 600.0
     """Seconds after which a run stops retrying."""
-    claim_lease: float = 120.0
+    claim_lease: Seconds = 120.0
     """Seconds a sender's claim on a subscriber's row lasts unless renewed (a live sender
     renews it every third of this); a dead sender's rows are taken over after it."""
-    dkim_key: str | None = None
+    dkim_key: Text = None
     """Path of a PEM private key; signing is on when set (smtp, ses, outbox; the HTTP API
     backends refuse it: the provider signs)."""
-    dkim_selector: str | None = None
-    dkim_domain: str | None = None
+    dkim_selector: Text = None
+    dkim_domain: Text = None
     message_stream: str = "broadcast"
     """Postmark: the id of the message stream to send through (ids are per server)."""
     postmark_unsubscribe: Literal["ours", "postmark"] = "ours"
@@ -94,31 +119,31 @@ class DeliverySettings:
     start of a run) or ``postmark`` (Postmark replaces List-Unsubscribe with its own)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SECTION)
 class DigestSettings:
     title: str = "Daily Papers"
-    tldr_chars: int = 280
+    tldr_chars: Count = 280
     """Longest TL;DR, in characters, before it is trimmed at a sentence or word."""
-    abstract_chars: int = 1200
-    max_sections: int = 6
+    abstract_chars: Count = 1200
+    max_sections: Count = 6
     """Most sections in a digest: beyond it, one-paper topics are gathered in "Also today"."""
-    max_html_bytes: int = 100_000
+    max_html_bytes: Count = 100_000
     """Budget for the HTML part as encoded (Gmail clips at 102 KB)."""
     empty_day: EmptyDayPolicy = "skip"
-    dedupe_days: int = 0
+    dedupe_days: Count = 0
     """Leave out papers already sent in the last N days (0: off)."""
     base_url: str = "http://localhost:8080"
     """Where ``newsletter serve`` is reachable: unsubscribe and preferences links."""
-    archive_url: str | None = None
+    archive_url: Text = None
     """Where the static archive is published: the emails link to the web version."""
-    templates: str | None = None
+    templates: Text = None
     """A folder whose templates replace the shipped ones, file by file."""
-    taxonomy: str | None = None
+    taxonomy: Text = None
     """A YAML file of topics (name, description, keywords) replacing the default taxonomy."""
     lang: str = "en"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SECTION)
 class SourceSettings:
     default: str = "sample"
     """What ``--source`` means when not given: ``sample`` (bundled), ``hf``, ``arxiv:...``,
@@ -126,40 +151,40 @@ class SourceSettings:
     hf_url: str = "https://huggingface.co/api/daily_papers"
     arxiv_api_url: str = "https://export.arxiv.org/api/query"
     arxiv_rss_url: str = "https://rss.arxiv.org/rss"
-    timeout: float = 30.0
-    retries: int = 4
-    max_bytes: int = 32 * 1024 * 1024
+    timeout: Seconds = 30.0
+    retries: Count = 4
+    max_bytes: Count = 32 * 1024 * 1024
     """Largest answer a source may send, counted after decompression (a gzip bomb stops here)."""
     include_cross_lists: bool = False
     include_replacements: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SECTION)
 class ScheduleSettings:
     time: str = "08:00"
     timezone: str = "UTC"
-    days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
+    days: Names = ("mon", "tue", "wed", "thu", "fri")
     paper_day: Literal["today", "previous_weekday"] = "today"
     poll_until: str = "12:00"
     """Local time until which a late source is polled before the empty-day policy applies."""
-    misfire_grace_seconds: int = 6 * 3600
+    misfire_grace_seconds: Count = 6 * 3600
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SECTION)
 class SignupSettings:
     """Limits of ``newsletter serve --allow-signup`` (double opt-in)."""
 
-    interval_minutes: int = 60
+    interval_minutes: Count = 60
     """At most one confirmation email per address in this many minutes."""
-    per_client_hour: int = 10
+    per_client_hour: Count = 10
     """Sign-ups one client address may post per hour."""
-    max_pending: int = 1000
+    max_pending: Count = 1000
     """Unconfirmed sign-ups kept at once; beyond it /subscribe asks to try again later."""
-    confirm_days: int = 7
+    confirm_days: Count = 7
     """How long a confirmation link stays valid."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SECTION)
 class Settings:
     sender: SenderSettings = field(default_factory=SenderSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
@@ -170,11 +195,14 @@ class Settings:
     subscribers: str = "subscribers.yaml"
     state: str = "sqlite:///newsletter.db"
     archive: str = "archive"
-    secret_key: str | None = None
+    file_group: Text = None
+    """A group that may read the files holding addresses the CLI writes (they are created
+    0640 and given to it, instead of 0600): the web service's group in a deploy."""
+    secret_key: Text = None
     """HMAC key for unsubscribe / preferences tokens (environment only, >= 32 bytes)."""
-    secret_key_old: str | None = None
+    secret_key_old: Text = None
     """Earlier signing keys, comma-separated, that still verify links (key rotation)."""
-    config_path: str | None = None
+    config_path: Text = None
     """The config file that was read, if any (set by the loader)."""
 
 
@@ -185,29 +213,22 @@ def load_settings(
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Read settings from the file, the environment and overrides (see the module doc)."""
-    env = os.environ if env is None else env
-    data: dict[str, Any] = {}
-    where = "defaults"
     config_file = Path(path) if path is not None else Path(DEFAULT_CONFIG_FILE)
+    layers = _Layers()
     if config_file.exists():
-        where = str(config_file)
-        data = _read_yaml(config_file)
-        for key in _flatten(data):
-            if key in SECRET_KEYS:
-                var = env_var(key)
-                raise ConfigError(f"{where}: {key}: secrets come from the environment; set {var}")
-        _resolve_paths(data, config_file.resolve().parent, where)
+        layers.read_file(config_file)
     elif path is not None:
         raise ConfigError(f"{config_file}: config file not found")
-    for name, value in env.items():
-        if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
-            dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
-            _set_dotted(data, dotted, value)
+    layers.env = _renamed(_EnvSource(os.environ if env is None else env)())
     for dotted, value in (overrides or {}).items():
         if value is not None:
-            _set_dotted(data, dotted, value)
-    settings: Settings = _build(Settings, data, where, "")
-    return dataclasses.replace(settings, config_path=where if where != "defaults" else None)
+            _set_dotted(layers.flags, dotted, value)
+    merged = _merge(_merge(layers.file, layers.env), layers.flags)
+    merged["config_path"] = layers.where
+    try:
+        return pydantic.TypeAdapter(Settings).validate_python(merged)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(layers.explain(exc.errors()[0])) from None
 
 
 PATH_KEYS = (
@@ -236,6 +257,8 @@ def _resolve_paths(data: dict[str, Any], base: Path, where: str) -> None:
         if not isinstance(node, dict):
             continue
         value = node.get(last)
+        if value == "state" or (isinstance(value, str) and "://" in value):
+            continue  # ``subscribers: state`` or a database URL: not a file
         if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
             node[last] = str(base / value)
     state = data.get("state")
@@ -275,114 +298,139 @@ def _dotted(settings: Settings, key: str) -> Any:
     return obj
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}:{line}: invalid YAML: {problem}") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of settings")
-    return loaded
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment reader over a given mapping (tests pass their own)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._given = {k.lower(): v for k, v in env.items()}
+        super().__init__(
+            _env_model(),
+            case_sensitive=False,
+            env_prefix=ENV_PREFIX,
+            env_nested_delimiter="__",
+        )
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._given
 
 
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[str]:
-    keys: list[str] = []
+def _env_model() -> type[BaseSettings]:
+    """A BaseSettings with the fields of :class:`Settings`, for the environment reader."""
+    fields: dict[str, Any] = {
+        name: (info.annotation, info)
+        for name, info in _fields_of(Settings).items()
+        if name != "config_path"
+    }
+    model: type[BaseSettings] = pydantic.create_model(
+        "_EnvSettings", __base__=BaseSettings, **fields
+    )
+    return model
+
+
+class _Layers:
+    """The values of each source, kept apart to say where a bad one came from."""
+
+    def __init__(self) -> None:
+        self.file: dict[str, Any] = {}
+        self.env: dict[str, Any] = {}
+        self.flags: dict[str, Any] = {}
+        self.where: str | None = None
+        self.lines: dict[str, int] = {}
+
+    def read_file(self, path: Path) -> None:
+        where = str(path)
+        try:
+            data, node = yamlfile.load(path.read_text(encoding="utf-8-sig"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{where}: not UTF-8 text ({exc.reason})") from None
+        except yamlfile.YamlProblem as problem:
+            raise ConfigError(f"{problem.where(where)}: {problem.reason}") from None
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"{where}: the top level must be a mapping of settings")
+        self.where, self.lines = where, yamlfile.key_lines(node)
+        for key in self.lines:
+            if key in SECRET_KEYS:
+                raise ConfigError(
+                    f"{self._at(key)}: {key}: secrets come from the environment; set {env_var(key)}"
+                )
+            if key == "config_path":
+                raise ConfigError(f"{self._at(key)}: {key}: unknown setting (set by the loader)")
+        self.file = _renamed(data or {})
+        _resolve_paths(self.file, path.resolve().parent, where)
+
+    def explain(self, error: Mapping[str, Any]) -> str:
+        """``where: key: reason`` for one pydantic error."""
+        loc = [str(part) for part in error["loc"]]
+        dotted = ".".join(part.removesuffix("_") for part in loc)
+        if _has(self.flags, loc):
+            where = "command line"
+        elif _has(self.env, loc):
+            where = env_var(dotted)
+        else:
+            where = self._at(dotted)
+        return f"{where}: {dotted}: {_reason(error, loc)}"
+
+    def _at(self, dotted: str) -> str:
+        line = self.lines.get(dotted)
+        return f"{self.where}:{line}" if line else str(self.where or "defaults")
+
+
+def _reason(error: Mapping[str, Any], loc: list[str]) -> str:
+    kind = str(error["type"])
+    value = yamlfile.shown(error.get("input"))
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        section: Any = Settings
+        for part in loc[:-1]:
+            section = _fields_of(section)[part].annotation
+        known = sorted(name.removesuffix("_") for name in _fields_of(section))
+        return f"unknown setting (known: {', '.join(k for k in known if k != 'config_path')})"
+    if kind == "literal_error":
+        return f"{value} is not one of {error.get('ctx', {}).get('expected', '')}"
+    expected = kind.split("_")[0].replace("string", "str").replace("finite", "float")
+    detail = str(error["msg"])
+    detail = detail[:1].lower() + detail[1:]
+    if kind.endswith(("_parsing", "_type")):
+        return f"{value} is not a valid {expected}"
+    return f"{value} is not valid ({detail})"
+
+
+def _fields_of(section: Any) -> dict[str, FieldInfo]:
+    fields: dict[str, FieldInfo] = section.__pydantic_fields__
+    return fields
+
+
+def _renamed(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Keys as field names: ``dkim-key`` -> ``dkim_key``, ``from`` -> ``from_``."""
+    out: dict[str, Any] = {}
     for key, value in data.items():
-        dotted = f"{prefix}{key}"
-        keys.append(dotted)
-        if isinstance(value, Mapping):
-            keys.extend(_flatten(value, dotted + "."))
-    return keys
+        name = str(key).replace("-", "_")
+        name = "from_" if name == "from" else name
+        out[name] = _renamed(value) if isinstance(value, Mapping) else value
+    return out
+
+
+def _has(data: Mapping[str, Any], loc: list[str]) -> bool:
+    node: Any = data
+    for part in loc:
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node = data
     for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
+        node = node.setdefault(part, {})
     node[parts[-1]] = value
-
-
-def _build(cls: type[Any], data: Any, where: str, prefix: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: {prefix.rstrip('.') or 'top level'}: expected a mapping")
-    hints = get_type_hints(cls)
-    fields = {f.name.rstrip("_"): f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        name = str(key).replace("-", "_")
-        dotted = f"{prefix}{name}"
-        if name not in fields or name == "config_path":
-            known = ", ".join(sorted(k for k in fields if k != "config_path"))
-            raise ConfigError(f"{where}: {dotted}: unknown setting (known: {known})")
-        f = fields[name]
-        kwargs[f.name] = _coerce(hints[f.name], value, where, dotted)
-    return cls(**kwargs)
-
-
-def _coerce(tp: Any, value: Any, where: str, dotted: str) -> Any:
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return _build(tp, value, where, dotted + ".")
-    origin = get_origin(tp)
-    args = get_args(tp)
-    if origin is Literal:
-        if value not in args:
-            choices = " | ".join(str(a) for a in args)
-            raise ConfigError(f"{where}: {dotted}: {value!r} is not one of {choices}")
-        return value
-    if args and type(None) in args:  # Optional[X]
-        if value is None or value == "":
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, where, dotted)
-    if origin is tuple:
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, list | tuple):
-            raise ConfigError(f"{where}: {dotted}: expected a list")
-        return tuple(str(item).strip() for item in items)
-    try:
-        if tp is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in {"1", "true", "yes", "on"}:
-                return True
-            if text in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(value)
-        if tp is int and not isinstance(value, bool):
-            whole = int(value)
-            if whole < 0:
-                raise ConfigError(
-                    f"{where}: {dotted}: {value!r} is not a valid int (a number >= 0)"
-                )
-            return whole
-        if tp is float and not isinstance(value, bool):
-            number = float(value)
-            positive = dotted.endswith("timeout")
-            if not math.isfinite(number) or number < 0 or (positive and number == 0):
-                bound = "above 0" if positive else ">= 0"
-                raise ConfigError(
-                    f"{where}: {dotted}: {value!r} is not a valid float (a finite number {bound})"
-                )
-            return number
-        if tp is str:
-            if isinstance(value, dict | list):
-                raise ValueError(value)
-            return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"{where}: {dotted}: {value!r} is not a valid {getattr(tp, '__name__', tp)}"
-        ) from None
-    raise ConfigError(f"{where}: {dotted}: unsupported value {value!r}")

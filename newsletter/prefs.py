@@ -49,10 +49,12 @@ def next_send_subscribers(settings: Settings) -> list[Subscriber]:
 def next_send_subscribers_counted(settings: Settings) -> tuple[list[Subscriber], dict[str, int]]:
     """:func:`next_send_subscribers`, and how many were left out why (inactive,
     unsubscribed, suppressed, paused)."""
-    from newsletter import subscribers as roster  # the send path's only use of the YAML list
+    from newsletter import subscribers as roster  # the send path's only use of the list
 
     known = roster.default_topic_names(settings.digest.taxonomy)
-    subscribers = roster.load_subscribers(settings.subscribers, known_topics=known)
+    subscribers = roster.load_subscribers(
+        settings.subscribers, known_topics=known, state=settings.state
+    )
     existing = State.open_existing(settings.state)  # reading the list creates no database
     if existing is None:
         return apply_choices(subscribers, {}, {})

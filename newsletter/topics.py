@@ -53,8 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from newsletter import yamlfile
 from newsletter.errors import ConfigError
 from newsletter.models import Paper, RankedPaper, TopicDef, TopicGroup
 
@@ -341,11 +340,10 @@ def load_taxonomy(path: str | Path | None) -> tuple[TopicDef, ...]:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{label}: cannot read taxonomy: {exc}") from None
     try:
-        data = yaml.load(text, Loader=yaml.CSafeLoader)  # libyaml, as for subscribers
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"{label}: not valid YAML{where}") from None
+        data, _node = yamlfile.load(text)  # libyaml; aliases and duplicate keys refused
+    except yamlfile.YamlProblem as problem:
+        line = f" (line {problem.line})" if problem.line is not None else ""
+        raise ConfigError(f"{label}: not valid YAML{line}: {problem.reason}") from None
     return parse_taxonomy(data, label=label)
 
 

@@ -542,7 +542,7 @@ class WebApp:
             fields["topics"] = list(claimed.topics)
         known = self.topics or None
         try:
-            with roster.edit_subscribers(self.signup.list_path, known_topics=known) as doc:
+            with roster.open_store(self.signup.list_path, state=self.store.url).edit(known) as doc:
                 if doc.find(address) is None:
                     sub, reasons = roster.check_entry(fields, known_topics=known)
                     if sub is None:

@@ -48,7 +48,7 @@ def test_missing_secret_names_the_variable() -> None:
         ("delivery:\n  prot: 1\n", "delivery.prot: unknown setting"),
         ("delivery:\n  port: many\n", "delivery.port: 'many' is not a valid int"),
         ("delivery:\n  security: ssl\n", "delivery.security: 'ssl' is not one of"),
-        ("delivery: [\n", "line 2"),
+        ("delivery: [\n", ":2: invalid YAML"),
         ("- a\n", "top level must be a mapping"),
     ],
 )
@@ -75,3 +75,57 @@ def test_secret_values_are_every_secret_that_is_set(
     assert sorted(secret_values(load_settings(env=env))) == sorted(env.values())
     one = load_settings(env={"NEWSLETTER_SECRET_KEY": "k3y"})
     assert secret_values(one) == ["k3y"]
+
+
+def test_errors_name_the_line_of_the_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "n.yaml"
+    cfg.write_text("digest:\n  title: T\ndelivery:\n  backend: smtp\n  port: many\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg, env={})
+    assert str(info.value) == f"{cfg}:5: delivery.port: 'many' is not a valid int"
+
+
+def test_a_bad_environment_value_names_its_variable() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env={"NEWSLETTER_SOURCE__TIMEOUT": "0"})
+    assert str(info.value).startswith("NEWSLETTER_SOURCE__TIMEOUT: source.timeout: '0' is not")
+
+
+def test_environment_lists_are_comma_separated_and_empty_is_unset() -> None:
+    settings = load_settings(
+        None, env={"NEWSLETTER_SCHEDULE__DAYS": "mon, wed", "NEWSLETTER_SENDER__REPLY_TO": ""}
+    )
+    assert settings.schedule.days == ("mon", "wed")
+    assert settings.sender.reply_to is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: &x {port: 1}\ndelivery: *x\n", ":2: aliases (*name) are not allowed"),
+        ("delivery:\n  port: 1\n  port: 2\n", ":3: 'port': duplicate key (first on line 2)"),
+        (
+            "delivery: {}\ndigest: {}\ndelivery: {}\n",
+            ":3: 'delivery': duplicate key (first on line 1)",
+        ),
+        (
+            f"digest:\n  title: {'x' * 5000}\n  lang: [1]\n",
+            ":3: digest.lang: [1] is not a valid str",
+        ),
+    ],
+)
+def test_hostile_config_files_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg, env={})
+    assert str(info.value).startswith(f"{cfg}{message}"), info.value
+
+
+def test_long_values_are_cut_in_messages(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(f"delivery:\n  port: {'9' * 10_000}x\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg, env={})
+    message = str(info.value).removeprefix(str(cfg))
+    assert len(message) < 200 and "(10001 characters)" in message

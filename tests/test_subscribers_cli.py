@@ -20,18 +20,30 @@ TOPICS = frozenset(EXAMPLE_TOPICS)
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "subscribers.yaml").write_bytes(EXAMPLE_LIST.read_bytes())
-    (tmp_path / "newsletter.yaml").write_text(
-        f"subscribers: {tmp_path / 'subscribers.yaml'}\nstate: sqlite:///{tmp_path / 'state.db'}\n",
-        encoding="utf-8",
+    return prepare_workdir(
+        tmp_path,
+        monkeypatch,
+        subscribers=str(tmp_path / "subscribers.yaml"),
+        state=f"sqlite:///{tmp_path / 'state.db'}",
     )
-    monkeypatch.chdir(tmp_path)
+
+
+def prepare_workdir(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, *, subscribers: str, state: str
+) -> Path:
+    """``folder`` with the example list and a config naming ``subscribers`` and ``state``,
+    as the working directory, with a fixed taxonomy and no NEWSLETTER_ variables."""
+    (folder / "subscribers.yaml").write_bytes(EXAMPLE_LIST.read_bytes())
+    (folder / "newsletter.yaml").write_text(
+        f"subscribers: {subscribers}\nstate: {state}\n", encoding="utf-8"
+    )
+    monkeypatch.chdir(folder)
     # The taxonomy the commands check topics against (independent of newsletter.topics).
     monkeypatch.setattr("newsletter.subscribers.default_topic_names", lambda taxonomy=None: TOPICS)
     for name in list(os.environ):
         if name.startswith("NEWSLETTER_"):
             monkeypatch.delenv(name)
-    return tmp_path
+    return folder
 
 
 def run(*args: str) -> Result:
@@ -125,11 +137,13 @@ def test_import_maps_headers_and_reports_refused_rows(workdir: Path) -> None:
         encoding="utf-8",
     )
     result = run("import", "people.csv", "--dry-run")
+    assert result.exit_code == 2, result.output
     assert "would add 2 subscribers, refused 5 rows" in result.output
     assert (workdir / "subscribers.yaml").read_bytes() == EXAMPLE_LIST.read_bytes()
     result = run("import", "people.csv")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 2, result.output
     assert "added 2 subscribers, refused 5 rows" in result.output
+    assert "error: people.csv: 5 rows refused" in result.output
     assert "ignored columns: Favourite colour" in result.output
     assert "people.csv:3: broken-address: email:" in result.output
     assert "people.csv:4: ada@example.org: email: ada@example.org is already in the list" in (
@@ -154,6 +168,7 @@ def test_export_csv_round_trips_through_import(workdir: Path) -> None:
     (workdir / "export.csv").write_text(result.output, encoding="utf-8")
     (workdir / "subscribers.yaml").write_text("subscribers:\n", encoding="utf-8")
     result = run("import", "export.csv")
+    assert result.exit_code == 0, result.output
     assert "added 6 subscribers, refused 0 rows" in result.output
     again = run("export")
     assert again.output == (workdir / "export.csv").read_text(encoding="utf-8")

@@ -1,7 +1,10 @@
 """The ``newsletter`` command: a click group, one module per command family.
 
-Every error a user can cause is a :class:`~newsletter.errors.NewsletterError` and is
-printed as one line (``error: ...``) with exit code 2, never as a traceback.
+Every error a user can cause - a :class:`~newsletter.errors.NewsletterError`, a usage
+error click finds in the arguments, an ``OSError`` such as a full disk - is printed by
+:meth:`_Group.main` as one line (``error: ...``, the problems of a list indented below
+it) with exit code 2, never as a traceback or click's three-line usage block.
+Shared options (``-c/--config``, the date type) live in :mod:`newsletter.cli.options`.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -16,17 +21,48 @@ from newsletter import __version__
 from newsletter.errors import NewsletterError
 from newsletter.redact import Redactor
 
+USER_ERROR = 2
+"""Exit code of every error the user can fix (bad argument, bad file, full disk...)."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
 
 class _Group(click.Group):
-    def invoke(self, ctx: click.Context) -> object:
+    """The top-level group: the one place user errors become ``error: ...`` lines."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         try:
-            return super().invoke(ctx)
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = code if isinstance(code, int) else 0
+        except click.ClickException as exc:  # usage errors included
+            code = _say(f"error: {_one_line(exc.format_message())}")
+        except click.Abort:
+            code = _say("error: aborted", code=1)
         except NewsletterError as exc:
-            redact = Redactor.from_environment(os.environ)  # secrets come from there only
-            click.echo(redact(f"error: {exc}"), err=True)
-            for problem in getattr(exc, "problems", []):
-                click.echo(redact(f"  {problem}"), err=True)
-            ctx.exit(2)
+            code = _say(f"error: {exc}", *(f"  {p}" for p in getattr(exc, "problems", [])))
+        except OSError as exc:  # a full disk, a folder that cannot be written
+            where = f"{exc.filename}: " if exc.filename else ""
+            code = _say(f"error: {where}{exc.strerror or exc}")
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _say(*lines: str, code: int = USER_ERROR) -> int:
+    """Print an error's lines on stderr, every secret redacted; returns ``code``."""
+    redact = Redactor.from_environment(os.environ)  # secrets come from there only
+    for line in lines:
+        click.echo(redact(line), err=True)
+    return code
 
 
 @click.group(cls=_Group)

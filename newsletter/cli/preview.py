@@ -19,6 +19,7 @@ import click
 
 from newsletter.archive import web_url
 from newsletter.browser import ColorScheme, launch
+from newsletter.cli.options import DATE, config_option, count
 from newsletter.config import Settings, load_settings
 from newsletter.errors import ConfigError
 from newsletter.message import build_preview_eml
@@ -52,13 +53,17 @@ def register(group: click.Group) -> None:
 
 
 @click.command()
-@click.option(
-    "--date", "date_", type=click.DateTime(["%Y-%m-%d"]), help="Day (default: today, UTC)."
-)
+@click.option("--date", "date_", type=DATE, help="Day (default: today, UTC).")
 @click.option("--source", help="hf, arxiv:CATS, sample, a file path or an http(s) URL.")
 @click.option("--subscriber", help="Render this subscriber's email (variant, name, links) instead.")
 @click.option("--subscribers", "subscribers_path", help="Subscriber list (default from config).")
-@click.option("--out", default="preview", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    default="preview",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder the files are written to.",
+)
 @click.option("--open", "open_", is_flag=True, help="Open the HTML in the browser.")
 @click.option(
     "--screenshot",
@@ -70,9 +75,9 @@ def register(group: click.Group) -> None:
     is_flag=True,
     help="With --screenshot, also capture dark mode (digest-375-dark.png, digest-640-dark.png).",
 )
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@config_option
 def preview(
-    date_: dt.datetime | None,
+    date_: dt.date | None,
     source: str | None,
     subscriber: str | None,
     subscribers_path: str | None,
@@ -89,7 +94,7 @@ def preview(
     375 and 640 px wide.
     """
     settings = load_settings(config_path, overrides={"subscribers": subscribers_path})
-    day = date_.date() if date_ else dt.datetime.now(dt.UTC).date()
+    day = date_ or dt.datetime.now(dt.UTC).date()
     chosen = _find_subscriber(settings, subscriber) if subscriber else None
     prepared = prepare_day(
         settings,
@@ -107,7 +112,8 @@ def preview(
         click.echo(str(path))
     html_bytes = len(paths[0].read_bytes())
     click.echo(
-        f"{len(variant.digest.papers)} papers in {len(variant.digest.topics)} topic(s); "
+        f"{count(len(variant.digest.papers), 'paper')} in "
+        f"{count(len(variant.digest.topics), 'topic')}; "
         f"HTML {html_bytes:,} bytes (Gmail clips at {GMAIL_CLIP_BYTES:,})"
     )
     if html_bytes > GMAIL_CLIP_BYTES * CLIP_WARNING_RATIO:
@@ -244,7 +250,7 @@ def _find_subscriber(settings: Settings, email: str) -> Subscriber:
     from newsletter.subscribers import load_subscribers
 
     wanted = email.strip().lower()
-    for entry in load_subscribers(settings.subscribers):
+    for entry in load_subscribers(settings.subscribers, state=settings.state):
         if entry.email.lower() == wanted:
             return entry
     raise ConfigError(f"{settings.subscribers}: no subscriber {email}")

@@ -29,6 +29,7 @@ import click
 
 from newsletter import archive as archive_mod
 from newsletter import scheduler
+from newsletter.cli.options import DATE, config_option, count
 from newsletter.config import Settings, load_settings, secret_values
 from newsletter.errors import NewsletterError
 from newsletter.locking import holder, lock_path_for
@@ -327,16 +328,6 @@ def archive_refresher(ops: Ops) -> scheduler.AfterRun:
 
 def _ops(ctx: click.Context) -> Ops:
     return ctx.obj if isinstance(ctx.obj, Ops) else Ops()
-
-
-config_option = click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Settings file (default: newsletter.yaml here, if present).",
-)
 
 
 @click.command("run")
@@ -642,9 +633,9 @@ def status_command(ctx: click.Context, config_path: str | None, as_json: bool) -
 @click.option(
     "--date",
     "dates",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=DATE,
     multiple=True,
-    help="Archive this day (YYYY-MM-DD; repeatable). Default: sent days not archived yet.",
+    help="Archive this day (repeatable). Default: sent days not archived yet.",
 )
 @click.option(
     "--folder",
@@ -662,7 +653,7 @@ def status_command(ctx: click.Context, config_path: str | None, as_json: bool) -
 def archive_command(
     ctx: click.Context,
     config_path: str | None,
-    dates: tuple[dt.datetime, ...],
+    dates: tuple[dt.date, ...],
     folder: str | None,
     everything: bool,
 ) -> None:
@@ -675,7 +666,7 @@ def archive_command(
     now = ops.clock()
     target = folder or settings.archive
     if dates:
-        days = [d.date() for d in dates]
+        days = list(dates)
     else:
         days = ops.sent_days(settings)
         if not everything:
@@ -697,7 +688,7 @@ def archive_command(
     )
     click.echo(
         f"archive {result.folder}: {len(result.written)} written, "
-        f"{len(result.unchanged)} unchanged, {result.days} days in the index"
+        f"{len(result.unchanged)} unchanged, {count(result.days, 'day')} in the index"
     )
 
 

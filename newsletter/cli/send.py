@@ -9,6 +9,7 @@ import sys
 import click
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from newsletter.cli.options import DATE, config_option
 from newsletter.config import load_settings, secret_values
 from newsletter.logs import run_context, setup_logging
 from newsletter.models import DELIVERED, SendResult, SendStatus
@@ -23,17 +24,6 @@ MAX_LISTED_FAILURES = 20
 
 def _stdout_is_tty() -> bool:
     return sys.stdout.isatty()
-
-
-def _parse_date(value: str | None) -> dt.date:
-    if value is None:
-        return dt.datetime.now(dt.UTC).date()
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not a date (YYYY-MM-DD)", param_hint="--date"
-        ) from None
 
 
 def _print_report(report: RunReport) -> None:
@@ -103,9 +93,7 @@ class ProgressBar:
 
 
 @click.command("send")
-@click.option(
-    "--date", "date_text", metavar="YYYY-MM-DD", help="The paper day (default: today, UTC)."
-)
+@click.option("--date", "date_", type=DATE, help="The paper day (default: today, UTC).")
 @click.option(
     "--source", help="Where the papers come from: sample, hf, arxiv:CATS, a file or a URL."
 )
@@ -113,12 +101,7 @@ class ProgressBar:
     "--dry-run", is_flag=True, help="Go through everything into memory; send and record nothing."
 )
 @click.option("--only", metavar="EMAIL", help="Send to this one subscriber only.")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    help="Config file (default newsletter.yaml).",
-)
+@config_option
 @click.option(
     "--subscribers",
     "subscribers_path",
@@ -129,7 +112,7 @@ class ProgressBar:
     "--retry-failed", is_flag=True, help="Also retry subscribers whose delivery failed permanently."
 )
 def send_command(
-    date_text: str | None,
+    date_: dt.date | None,
     source: str | None,
     dry_run: bool,
     only: str | None,
@@ -143,7 +126,7 @@ def send_command(
     code is 1 when any delivery failed permanently, 75 when some failed only
     transiently (a rerun may deliver them), 0 otherwise.
     """
-    date = _parse_date(date_text)
+    date = date_ or dt.datetime.now(dt.UTC).date()
     settings = load_settings(config_path, overrides={"subscribers": subscribers_path})
     tty = _stdout_is_tty()
     setup_logging(level="WARNING" if tty else "INFO", secrets_=secret_values(settings))

@@ -15,9 +15,11 @@ from pathlib import Path
 import click
 
 from newsletter import subscribers as roster
+from newsletter.cli.options import config_option
 from newsletter.config import Settings, load_settings, secret_values
 from newsletter.errors import ConfigError
 from newsletter.logs import setup_logging
+from newsletter.models import Subscriber
 from newsletter.prefs import PrefsStore
 from newsletter.tokens import signing_keys
 from newsletter.web import (
@@ -113,22 +115,22 @@ def build_app(settings: Settings, *, allow_signup: bool = False) -> WebApp:
             per_client_hour=limits.per_client_hour,
             max_pending=limits.max_pending,
         )
+    listed = settings.subscribers
+    lookup: Callable[[str], Subscriber | None] = ListLookup(listed, known_topics=topics)
+    if roster.is_database(listed):  # the list is kept in the state database
+        lookup = roster.StateStore(settings.state if listed == roster.STATE else listed).find
     return WebApp(
         store=PrefsStore(settings.state),
         secret=secret,
         topics=topics or (),
         title=settings.digest.title,
-        lookup=ListLookup(settings.subscribers, known_topics=topics),
+        lookup=lookup,
         signup=signup,
     )
 
 
 @click.command("serve")
-@click.option(
-    "--config",
-    type=click.Path(dir_okay=False),
-    help="Config file (default: newsletter.yaml when present).",
-)
+@config_option
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port.")
 @click.option(
@@ -149,7 +151,7 @@ def build_app(settings: Settings, *, allow_signup: bool = False) -> WebApp:
     help="Offer /subscribe (double opt-in: a confirmation email, then the list).",
 )
 def serve_cmd(
-    config: str | None,
+    config_path: str | None,
     host: str,
     port: int,
     threads: int,
@@ -161,7 +163,7 @@ def serve_cmd(
     Needs NEWSLETTER_SECRET_KEY (the same as for sending). Unsubscribes and preference
     changes go to the state database; the next send honours them.
     """
-    settings = load_settings(config)
+    settings = load_settings(config_path)
     app = build_app(settings, allow_signup=allow_signup)
     setup_logging(level="INFO", secrets_=secret_values(settings))
     server = make_server(app, host=host, port=port, threads=threads, trusted_proxy=trusted_proxy)

@@ -8,6 +8,7 @@ import json
 
 import click
 
+from newsletter.cli.options import DATE, config_option, count
 from newsletter.config import load_settings
 from newsletter.models import Day
 from newsletter.sources import SPECS_HELP, fetch_day
@@ -30,23 +31,11 @@ def _day_json(day: Day) -> str:
 
 @click.command("fetch")
 @click.option("--source", "spec", default=None, help=f"Where to read papers: {SPECS_HELP}.")
-@click.option(
-    "--date",
-    "date",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    default=None,
-    help="The day to fetch, YYYY-MM-DD (default: today, UTC).",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Config file (default: newsletter.yaml if present).",
-)
+@click.option("--date", "date", type=DATE, help="The day to fetch (default: today, UTC).")
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the papers as JSON.")
 def fetch_command(
-    spec: str | None, date: dt.datetime | None, config_path: str | None, as_json: bool
+    spec: str | None, date: dt.date | None, config_path: str | None, as_json: bool
 ) -> None:
     """Fetch one day's papers from a source and list them.
 
@@ -54,14 +43,14 @@ def fetch_command(
     configured timeouts and retries. An empty day is reported, not an error.
     """
     settings = load_settings(config_path)
-    day_date = date.date() if date else dt.datetime.now(dt.UTC).date()
+    day_date = date or dt.datetime.now(dt.UTC).date()
     day = fetch_day(spec or settings.source.default, day_date, settings=settings.source)
     if as_json:
         click.echo(_day_json(day))
         return
-    count = f"{len(day.papers)} paper" + ("" if len(day.papers) == 1 else "s")
+    papers = count(len(day.papers), "paper")
     note = " (an empty day)" if day.is_empty else ""
-    click.echo(f"{day.source} {day.date.isoformat()}: {count}{note}")
+    click.echo(f"{day.source} {day.date.isoformat()}: {papers}{note}")
     for paper in day.papers:
         click.echo(f"{paper.upvotes:>5}  {paper.id or '-':<12} {paper.title}")
 

@@ -12,16 +12,19 @@ import datetime as dt
 import functools
 import io
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TextIO
+from typing import Any
 
 import click
 
 from newsletter import subscribers as roster
+from newsletter.cli.options import config_option
 from newsletter.config import Settings, load_settings
 from newsletter.errors import SubscribersError
+from newsletter.files import atomic_write
+from newsletter.listfile import render_list
 from newsletter.models import SUMMARY_STYLES, Subscriber, email_key
 from newsletter.prefs import PrefsStore
 from newsletter.state import Overlay, State, Suppression
@@ -54,6 +57,10 @@ HEADER_ALIASES: Mapping[str, str] = MappingProxyType(
 )
 """CSV headers (lowercased, spaces and dashes as ``_``) understood besides the field names."""
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""A CSV cell starting with one of these is run as a formula by spreadsheets (OWASP
+"CSV injection"): export writes it with a leading ``'``, import takes that off again."""
+
 _TRUE = frozenset({"1", "true", "yes", "y", "on"})
 _FALSE = frozenset({"0", "false", "no", "n", "off"})
 
@@ -77,7 +84,12 @@ class _Env:
     def topics(self) -> tuple[str, ...] | None:
         return roster.default_topic_names(self.settings.digest.taxonomy)
 
-    def store(self) -> PrefsStore:
+    def roster(self) -> roster.SubscriberStore:
+        """Where the list lives: the YAML file or the state database."""
+        settings = self.settings
+        return roster.open_store(self.path, state=settings.state, group=settings.file_group)
+
+    def prefs(self) -> PrefsStore:
         return PrefsStore(self.settings.state)
 
 
@@ -156,14 +168,10 @@ def _with_env(func: Callable[..., None]) -> Callable[..., None]:
         type=click.Path(dir_okay=False),
         help="The subscriber list (default: the 'subscribers' setting, subscribers.yaml).",
     )
-    @click.option(
-        "--config",
-        type=click.Path(dir_okay=False),
-        help="Config file (default: newsletter.yaml when present).",
-    )
+    @config_option
     @functools.wraps(func)
-    def command(config: str | None, list_path: str | None, **kwargs: Any) -> None:
-        func(_Env(config, list_path), **kwargs)
+    def command(config_path: str | None, list_path: str | None, **kwargs: Any) -> None:
+        func(_Env(config_path, list_path), **kwargs)
 
     return command
 
@@ -177,9 +185,10 @@ def subscribers_group() -> None:
 @_with_env
 def validate_cmd(env: _Env) -> None:
     """Check the list; print every problem with file:line: field (exit 2 if any)."""
-    subs = roster.load_subscribers(env.path, known_topics=env.topics())
+    store = env.roster()
+    subs = store.load(env.topics())
     active = sum(1 for s in subs if s.active)
-    click.echo(f"{env.path}: {_count(len(subs), 'subscriber')} ({active} active), no problems")
+    click.echo(f"{store.label}: {_count(len(subs), 'subscriber')} ({active} active), no problems")
 
 
 @subscribers_group.command("list")
@@ -187,7 +196,7 @@ def validate_cmd(env: _Env) -> None:
 @_with_env
 def list_cmd(env: _Env, as_json: bool) -> None:
     """Show every subscriber with their state: active, inactive, unsubscribed, paused."""
-    subs = roster.load_subscribers(env.path, known_topics=env.topics())
+    subs = env.roster().load(env.topics())
     existing = State.open_existing(env.settings.state)  # a listing creates no database
     if existing is None:
         suppressed: dict[str, Suppression] = {}
@@ -264,17 +273,18 @@ def add_cmd(env: _Env, /, email: str, inactive: bool, **options: Any) -> None:
         fields["active"] = False
     fields["added"] = dt.date.today()
     known = env.topics()
-    with roster.edit_subscribers(env.path, known_topics=known) as doc:
+    with env.roster().edit(known) as doc:
         taken = {email_key(e) for e in doc.emails()}
         sub, reasons = roster.check_entry(fields, known_topics=known, taken=taken)
         if sub is None:
             raise _refuse(email, reasons)
         fields["email"] = sub.email
         doc.add(fields)
-    store = env.store()
-    note = ""
-    if store.is_suppressed(sub.email):
-        note = " (note: they unsubscribed earlier; 'set --resubscribe' lifts that)"
+    with env.prefs() as store:
+        suppressed = store.is_suppressed(sub.email)
+    note = (
+        " (note: they unsubscribed earlier; 'set --resubscribe' lifts that)" if suppressed else ""
+    )
     click.echo(f"added {sub.email}{note}")
 
 
@@ -283,7 +293,7 @@ def add_cmd(env: _Env, /, email: str, inactive: bool, **options: Any) -> None:
 @_with_env
 def remove_cmd(env: _Env, email: str) -> None:
     """Remove EMAIL from the list."""
-    with roster.edit_subscribers(env.path, known_topics=env.topics(), create=False) as doc:
+    with env.roster().edit(env.topics(), create=False) as doc:
         if not doc.remove(email):
             raise SubscribersError(f"{email} is not in {env.path}")
     click.echo(f"removed {email}")
@@ -322,7 +332,7 @@ def set_cmd(
         changes[field] = None
     if changes:
         known = env.topics()
-        with roster.edit_subscribers(env.path, known_topics=known, create=False) as doc:
+        with env.roster().edit(known, create=False) as doc:
             index = doc.find(email)
             if index is None:
                 raise SubscribersError(f"{email} is not in {env.path}")
@@ -334,7 +344,8 @@ def set_cmd(
             doc.update(email, changes)
         click.echo(f"updated {email}: {', '.join(sorted(changes))}")
     if resubscribe:
-        lifted = env.store().unsuppress(email, source="admin")
+        with env.prefs() as store:
+            lifted = store.unsuppress(email, source="admin")
         click.echo(f"{email}: unsubscribe lifted" if lifted else f"{email}: was not unsubscribed")
     if not changes and not resubscribe:
         raise click.UsageError("nothing to change: give an option such as --name or --clear")
@@ -342,6 +353,8 @@ def set_cmd(
 
 def _csv_value(field: str, raw: str) -> Any:
     text = raw.strip()
+    if text.startswith("'") and text[1:].startswith(FORMULA_STARTS):
+        text = text[1:]  # a cell neutralised by export
     if field in ("topics", "keywords", "authors"):
         return [part.strip() for part in text.split(LIST_SEPARATOR) if part.strip()]
     if field == "max_papers":
@@ -377,50 +390,70 @@ def _header_map(headers: Sequence[str]) -> tuple[dict[int, str], list[str]]:
     return mapping, ignored
 
 
-@subscribers_group.command("import")
-@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
-@click.option("--dry-run", is_flag=True, help="Check the rows and report, change nothing.")
-@_with_env
-def import_cmd(env: _Env, csv_file: TextIO, dry_run: bool) -> None:
-    """Add the rows of CSV_FILE (columns mapped by header; lists separated by ';').
-
-    Rows that are invalid, already in the list or repeated are refused and reported.
-    """
+def _csv_rows(name: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(``file:line``, fields) of each non-empty row of a CSV file with a header row."""
     try:
-        text = csv_file.read()  # all of it first: a decoding error comes before any edit
+        with open(name, encoding="utf-8-sig", newline="") as handle:
+            text = handle.read()  # all of it first: a decoding error comes before any edit
     except UnicodeDecodeError as exc:
-        raise SubscribersError(f"{csv_file.name}: not UTF-8 text ({exc.reason})") from None
+        raise SubscribersError(f"{name}: not UTF-8 text ({exc.reason})") from None
     reader = csv.reader(io.StringIO(text))
     try:
         headers = next(reader)
     except StopIteration:
-        raise SubscribersError(f"{csv_file.name}: empty CSV file") from None
+        raise SubscribersError(f"{name}: empty CSV file") from None
     mapping, ignored = _header_map(headers)
     if "email" not in mapping.values():
-        raise SubscribersError(f"{csv_file.name}: no email column (headers: {', '.join(headers)})")
+        raise SubscribersError(f"{name}: no email column (headers: {', '.join(headers)})")
     if ignored:
         click.echo(f"ignored columns: {', '.join(ignored)}", err=True)
+    for row in reader:
+        if any(cell.strip() for cell in row):
+            yield (
+                f"{name}:{reader.line_num}",
+                {
+                    field: _csv_value(field, row[i])
+                    for i, field in mapping.items()
+                    if i < len(row) and row[i].strip()
+                },
+            )
+
+
+def _yaml_rows(name: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(``file:line``, fields) of each entry of a subscribers YAML file."""
+    entries, problems = roster.read_entries(roster.read_text(name), name)
+    if problems:
+        raise SubscribersError(f"{name}: cannot be imported", problems)
+    for line, fields in entries:
+        yield f"{name}:{line}", {str(k): v for k, v, _n in fields or ()}
+
+
+@subscribers_group.command("import")
+@click.argument("list_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Check the rows and report, change nothing.")
+@_with_env
+def import_cmd(env: _Env, list_file: str, dry_run: bool) -> None:
+    """Add the entries of LIST_FILE to the list: a CSV file (columns mapped by header;
+    lists separated by ';') or a subscribers YAML file (.yaml/.yml), which moves a list
+    into the state database (``--subscribers state``) or back into a file.
+
+    Rows that are invalid, already in the list or repeated are refused and reported,
+    and the exit code is then 2 (the other rows are added).
+    """
+    yaml_file = list_file.lower().endswith((".yaml", ".yml"))
+    rows = list(_yaml_rows(list_file) if yaml_file else _csv_rows(list_file))
     known = env.topics()
     today = dt.date.today()
     refused: list[str] = []
     accepted: list[dict[str, Any]] = []
-    with roster.edit_subscribers(env.path, known_topics=known) as doc:
+    with env.roster().edit(known) as doc:
         taken = {email_key(e) for e in doc.emails()}
-        for row in reader:
-            line = reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            fields = {
-                field: _csv_value(field, row[i])
-                for i, field in mapping.items()
-                if i < len(row) and row[i].strip()
-            }
+        for where, fields in rows:
             fields.setdefault("added", today)
             sub, reasons = roster.check_entry(fields, known_topics=known, taken=taken)
             if sub is None:
-                shown = fields.get("email", "(no address)")
                 why = "; ".join(f"{f}: {r}" for f, r in reasons)
-                refused.append(f"{csv_file.name}:{line}: {shown}: {why}")
+                refused.append(f"{where}: {fields.get('email', '(no address)')}: {why}")
                 continue
             fields["email"] = sub.email
             taken.add(email_key(sub.email))
@@ -432,8 +465,8 @@ def import_cmd(env: _Env, csv_file: TextIO, dry_run: bool) -> None:
     click.echo(
         f"{verb} {_count(len(accepted), 'subscriber')}, refused {_count(len(refused), 'row')}"
     )
-    for problem in refused:
-        click.echo(f"  refused {problem}")
+    if refused:  # the accepted rows are saved; the exit code tells a script some were not
+        raise SubscribersError(f"{list_file}: {_count(len(refused), 'row')} refused", refused)
 
 
 def _export_rows(subs: Sequence[Subscriber]) -> list[dict[str, Any]]:
@@ -457,36 +490,47 @@ def _export_rows(subs: Sequence[Subscriber]) -> list[dict[str, Any]]:
 
 
 def _cell(value: Any) -> str:
+    """One CSV cell; text a spreadsheet would run as a formula gets a leading ``'``."""
     if isinstance(value, list):
-        return LIST_SEPARATOR.join(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
+        text = LIST_SEPARATOR.join(value)
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 @subscribers_group.command("export")
 @click.option(
-    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json", "yaml"]),
+    default="csv",
+    show_default=True,
+    help="CSV (a cell a spreadsheet would run as a formula gets a leading '), JSON, or a "
+    "subscribers YAML file (to move a list out of the state database).",
 )
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout."
 )
 @_with_env
 def export_cmd(env: _Env, fmt: str, output: str | None) -> None:
-    """Write the list as CSV (lists joined with ';', same columns import reads) or JSON."""
-    rows = _export_rows(roster.load_subscribers(env.path, known_topics=env.topics()))
+    """Write the list as CSV (lists joined with ';', same columns import reads), JSON or
+    YAML. A file written with -o is created 0600, like every file holding addresses."""
+    rows = _export_rows(env.roster().load(env.topics()))
     buffer = io.StringIO()
     if fmt == "json":
         json.dump(rows, buffer, ensure_ascii=False, indent=2)
         buffer.write("\n")
+    elif fmt == "yaml":
+        buffer.write(render_list(rows))
     else:
         writer = csv.DictWriter(buffer, fieldnames=list(roster.FIELDS), lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _cell(v) for k, v in row.items()})
     if output:
-        with open(output, "w", encoding="utf-8", newline="") as out:
-            out.write(buffer.getvalue())
+        atomic_write(output, buffer.getvalue().encode("utf-8"), group=env.settings.file_group)
         click.echo(f"wrote {_count(len(rows), 'subscriber')} to {output}", err=True)
     else:
         click.echo(buffer.getvalue(), nl=False)

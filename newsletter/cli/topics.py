@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import click
 
+from newsletter.cli.options import config_option, count
 from newsletter.config import load_settings
 from newsletter.topics import load_taxonomy
 
 
 @click.command("taxonomy")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Config file whose digest.taxonomy names the taxonomy (default: newsletter.yaml).",
-)
+@config_option
 @click.option(
     "--file",
     "taxonomy_path",
@@ -35,11 +30,10 @@ def taxonomy_command(config_path: str | None, taxonomy_path: str | None, keyword
         taxonomy_path = load_settings(config_path).digest.taxonomy
     topics = load_taxonomy(taxonomy_path)
     source = taxonomy_path or "default taxonomy"
-    count = f"{len(topics)} topic" + ("" if len(topics) == 1 else "s")
-    click.echo(f"{source}: {count}")
+    click.echo(f"{source}: {count(len(topics), 'topic')}")
     for topic in topics:
         categories = f" [{', '.join(topic.categories)}]" if topic.categories else ""
-        click.echo(f"- {topic.name} ({len(topic.keywords)} keywords){categories}")
+        click.echo(f"- {topic.name} ({count(len(topic.keywords), 'keyword')}){categories}")
         if topic.description:
             click.echo(f"    {topic.description}")
         if keywords and topic.keywords:

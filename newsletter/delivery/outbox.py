@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from newsletter.config import Settings
 from newsletter.delivery.base import Backend, BackendOptions
 from newsletter.errors import DeliveryError
+from newsletter.files import atomic_write
 from newsletter.message import MessageTemplate, Recipient
 from newsletter.models import SendResult, SendStatus
 
@@ -25,20 +25,6 @@ def eml_name(date_iso: str, email: str) -> str:
     """The outbox file name of one subscriber's message for one day."""
     digest = hashlib.sha256(email.lower().encode("utf-8")).hexdigest()[:16]
     return f"{date_iso}-{digest}.eml"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".eml")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class OutboxBackend(Backend):
@@ -75,7 +61,7 @@ class OutboxBackend(Backend):
                 continue
             path = self.folder / eml_name(template.date.isoformat(), recipient.email)
             try:
-                write_atomic(path, raw)
+                atomic_write(path, raw)  # 0600: a message holds its address
             except OSError as exc:
                 raise DeliveryError(f"outbox folder {self.folder}: {exc.strerror}") from None
             yield SendResult(
