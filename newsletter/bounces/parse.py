@@ -188,6 +188,8 @@ def _parse(msg: Message, raw: bytes) -> list[Report]:
     text = _text(msg)
     if _is_warning(msg, text):
         return []
+    if not parseaddr(str(msg.get("From", "")))[1]:
+        return []  # every bounce names its sender; flufl's detectors assume one
     _temporary, permanent = all_failures(msg)
     if not permanent:
         return []
