@@ -181,6 +181,19 @@ def message_id_for(list_id: str, date: dt.date, email: str, domain: str) -> str:
     return f"<{digest.hexdigest()[:32]}@{domain}>"
 
 
+def feedback_id(sender: SenderSettings, date: dt.date) -> str:
+    """The ``Feedback-ID`` of Gmail's feedback loop: ``campaign:customer:type:SenderId``
+    (the day, ``newsletter``, ``digest``, and ``sender.feedback_id`` or the List-Id domain)."""
+    sender_id = sender.feedback_id or list_id_domain(sender.list_id)
+    return f"{date:%Y%m%d}:newsletter:digest:{sender_id}"
+
+
+def list_id_domain(list_id: str) -> str:
+    """The id inside the angle brackets of a List-Id (``Name <id.domain>``), or the value."""
+    inside = list_id[list_id.rfind("<") + 1 : list_id.rfind(">")] if ">" in list_id else list_id
+    return inside.strip()
+
+
 def qp_value(value: str) -> bytes:
     """A text slot value (one line) as its own quoted-printable lines, ending in a soft
     line break: ``binascii.b2a_qp`` of its UTF-8, the last line cut once more when it
