@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from newsletter.archive import web_url
+from newsletter.bounces.intake import record_submission_failures
 from newsletter.config import SenderSettings, Settings
 from newsletter.delivery import make_backend
 from newsletter.delivery.base import Backend
@@ -850,6 +851,8 @@ def send_day(
                 for rp in variant.digest.papers
             }
             ledger.record_papers(date, keys)
+            # permanent failures at submission count as hard bounces (newsletter.bounces)
+            record_submission_failures(ledger, settings, date, report.results)
         skipped = Counter(left_out)
         skipped.update(report.skipped_readers)
         final = dataclasses.replace(

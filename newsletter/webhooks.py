@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -48,7 +49,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from newsletter.bounces.parse import COMPLAINT, HARD, SOFT, Report, classify, status_in
-from newsletter.config import WebhookSettings
+from newsletter.config import Settings, WebhookSettings
+from newsletter.state import State
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +126,20 @@ class Verifiers:
                 self._certs.pop(next(iter(self._certs)))
             self._certs[url] = cert
         return cert
+
+
+def webhook_handler(
+    settings: Settings, state: State
+) -> Callable[[str, Mapping[str, str], bytes], Response]:
+    """:func:`handle` for the web app: events go to the bounce intake on ``state``."""
+    from newsletter.bounces.intake import Intake
+
+    return functools.partial(
+        handle,
+        settings=settings.webhooks,
+        sink=Intake.from_settings(state, settings),
+        verifiers=Verifiers(),
+    )
 
 
 def handle(

@@ -11,6 +11,7 @@ after the caller has taken them (the callback returns), so a crash loses nothing
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import mailbox
 import re
@@ -135,10 +136,8 @@ def read_imap(
     except (OSError, imaplib.IMAP4.error) as exc:
         raise MailboxError(f"{where}: {exc}") from None
     finally:
-        try:
+        with contextlib.suppress(OSError, imaplib.IMAP4.error):
             conn.logout()
-        except (OSError, imaplib.IMAP4.error):
-            pass
 
 
 def _quote(folder: str) -> str:

@@ -29,6 +29,7 @@ from newsletter.web import (
     WebApp,
     make_server,
 )
+from newsletter.webhooks import webhook_handler
 
 CONFIRMATION_SUBJECT = "Confirm your subscription to {title}"
 """Subject of the double opt-in email."""
@@ -113,13 +114,15 @@ def build_app(settings: Settings, *, allow_signup: bool = False) -> WebApp:
             per_client_hour=limits.per_client_hour,
             max_pending=limits.max_pending,
         )
+    store = PrefsStore(settings.state)
     return WebApp(
-        store=PrefsStore(settings.state),
+        store=store,
         secret=secret,
         topics=topics or (),
         title=settings.digest.title,
         lookup=ListLookup(settings.subscribers, known_topics=topics),
         signup=signup,
+        webhooks=webhook_handler(settings, store),
     )
 
 
