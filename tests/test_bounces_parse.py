@@ -12,10 +12,10 @@ from newsletter.bounces.parse import (
     HARD,
     MAX_REPORT_BYTES,
     SOFT,
-    ReportError,
     classify,
     parse_report,
 )
+from newsletter.errors import ReportError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
 

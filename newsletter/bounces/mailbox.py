@@ -21,15 +21,11 @@ from pathlib import Path
 
 from newsletter.bounces.parse import MAX_REPORT_BYTES
 from newsletter.config import BounceMailboxSettings
-from newsletter.errors import ConfigError, NewsletterError
+from newsletter.errors import ConfigError, MailboxError
 
 Message = tuple[str, bytes | None]
 
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
-
-
-class MailboxError(NewsletterError):
-    """A mailbox could not be read (missing file, refused login, a broken server)."""
 
 
 def read_path(path: str | Path) -> Iterator[Message]:

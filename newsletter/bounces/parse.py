@@ -44,7 +44,7 @@ from typing import Any
 
 from flufl.bounce import all_failures
 
-from newsletter.errors import NewsletterError
+from newsletter.errors import ReportError
 
 HARD = "hard"
 """The address does not exist (any more): suppressed at once."""
@@ -97,10 +97,6 @@ _DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailerdaemon)@", r
 _MESSAGE_ID_LINE = re.compile(r"^message-id:\s*(<[^<>\s]{1,250}>)", re.IGNORECASE | re.MULTILINE)
 _RETURN_PATH_HEADERS = ("X-Original-To", "Delivered-To", "Envelope-To", "To")
 """Headers of a report that may carry the VERP address it was sent to, most direct first."""
-
-
-class ReportError(NewsletterError):
-    """A message that cannot be read as a report (too large, not parseable)."""
 
 
 @dataclass(frozen=True, slots=True)

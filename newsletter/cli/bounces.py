@@ -18,10 +18,10 @@ import click
 
 from newsletter.bounces.intake import Intake, Tally
 from newsletter.bounces.mailbox import read_imap, read_path
-from newsletter.bounces.parse import ReportError, parse_report
+from newsletter.bounces.parse import parse_report
 from newsletter.bounces.policy import LOCKED_REASONS
 from newsletter.config import Settings, load_settings, secret_values
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, ReportError
 from newsletter.logs import setup_logging
 from newsletter.state import BounceEvent, State
 
