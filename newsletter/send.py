@@ -777,9 +777,9 @@ def send_day(
         try:
             backend_name = "memory" if dry_run else settings.delivery.backend
             secret = link_secret(settings, offline=backend_name in OFFLINE_BACKENDS)
+            dkim = chosen.dkim_signer(_dkim(settings))  # the headers this provider keeps
             if backend_name not in OFFLINE_BACKENDS:
                 require_public_links(settings)
-            dkim = chosen.dkim_signer(_dkim(settings))  # the headers this provider keeps
 
             values_for = values_maker(base_url=settings.digest.base_url, secret=secret)
 

@@ -182,3 +182,47 @@ def test_missing_path_is_one_error_line(site: Path) -> None:
     result = CliRunner().invoke(cli, ["bounces", "import", str(site / "nope.mbox")])
     assert result.exit_code == 2
     assert result.output == f"error: {site / 'nope.mbox'}: no such file or folder\n"
+
+
+def test_refusal_at_submission_counts_as_a_hard_bounce(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typing import Any
+
+    from tests.doubles import smtp_server
+
+    class Refusing:
+        async def handle_RCPT(
+            self, server: Any, session: Any, envelope: Any, address: str, options: Any
+        ) -> str:
+            if address == "carol@contoso.com":
+                return "550 5.1.1 <carol@contoso.com>: Recipient address rejected"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            return "250 OK"
+
+    with smtp_server(Refusing()) as port:
+        for key, value in {
+            "DELIVERY__BACKEND": "smtp",
+            "DELIVERY__HOST": "127.0.0.1",
+            "DELIVERY__PORT": str(port),
+            "DELIVERY__SECURITY": "none",
+            "DIGEST__BASE_URL": "https://papers.example.org",
+        }.items():
+            monkeypatch.setenv("NEWSLETTER_" + key, value)
+        result = CliRunner().invoke(cli, ["send", "--date", DAY1.isoformat(), "--source", "sample"])
+    assert result.exit_code == 1, result.output  # a permanent failure
+    with State(f"sqlite:///{site / 'state.db'}") as state:
+        (event,) = state.bounce_events()
+        suppression = state.suppression("carol@contoso.com")
+    assert (event.email, event.kind, event.status, event.source) == (
+        "carol@contoso.com",
+        "hard",
+        "5.1.1",
+        "submission",
+    )
+    assert (event.day, event.matched) == (DAY1, "ledger")
+    assert suppression is not None and suppression.reason == "bounce"
+    assert suppression.event_id == event.event_id

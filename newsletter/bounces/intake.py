@@ -25,7 +25,7 @@ from newsletter.bounces import verp
 from newsletter.bounces.parse import HARD, SOFT, Report, classify, status_in
 from newsletter.bounces.policy import Policy, decide, window_start
 from newsletter.config import Settings
-from newsletter.models import DELIVERED, SendResult, SendStatus
+from newsletter.models import SendResult, SendStatus
 from newsletter.state import BounceEvent, State
 
 log = logging.getLogger(__name__)
@@ -138,14 +138,19 @@ class Intake:
         return sum(1 for report in reports if self.take(report, source=source))
 
 
+REFUSED = frozenset({SendStatus.REJECTED, SendStatus.INVALID})
+"""Submission outcomes that count as bounces (when not transient)."""
+
+
 def submission_reports(date: dt.date, results: Iterable[SendResult]) -> list[Report]:
-    """Reports of the permanent failures a send got at submission (hard unless the code
-    says otherwise: a 5.7.x policy refusal, a full mailbox)."""
+    """Reports of the recipients a send had refused for good at submission (``rejected``,
+    ``invalid``): hard unless the code says otherwise (a 5.7.x policy refusal, a full
+    mailbox)."""
     reports: list[Report] = []
     for result in results:
-        if result.status in DELIVERED or result.status == SendStatus.SKIPPED:
-            continue
-        if result.transient:
+        # only refusals of the recipient: a failed call whose outcome is unknown or an
+        # account-wide stop says nothing about the address
+        if result.status not in REFUSED or result.transient:
             continue
         error = result.error or str(result.status)
         status = status_in(error)
