@@ -31,7 +31,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if name.startswith("NEWSLETTER_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "bounce-fixtures-secret-0123456789abcdef")
     entries = "".join(f"  - email: {address}\n" for address in READERS)
     (tmp_path / "subscribers.yaml").write_text("subscribers:\n" + entries)
     (tmp_path / "newsletter.yaml").write_text(

@@ -207,7 +207,7 @@ SES_BOUNCE = {
     },
     "mail": {
         "messageId": "0100017c-ses-1",
-        "source": "bounces+20261205-zxjf5lttbrerwjjt@example.org",
+        "source": "bounces+20261205-uflp3l5yitle5ytx@example.org",
         "headers": [{"name": "Message-ID", "value": "<048f@example.org>"}],
     },
 }
@@ -227,7 +227,7 @@ def test_ses_bounce_verified_then_replay_changes_nothing(
     (report,) = sink.reports
     assert (report.email, report.kind, report.status) == ("ada@example.net", HARD, "5.1.1")
     assert report.message_id == "<048f@example.org>"
-    assert report.return_path == "bounces+20261205-zxjf5lttbrerwjjt@example.org"
+    assert report.return_path == "bounces+20261205-uflp3l5yitle5ytx@example.org"
     assert sink.sources == ["webhook:ses"]
     again = _post(url + "/webhooks/ses", body.encode())
     assert again.json() == {"events": 1, "new": 0}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from newsletter.bounces import verp
@@ -62,28 +62,31 @@ class Intake:
         self,
         state: State,
         *,
-        secret: bytes | None,
+        secret: bytes | Sequence[bytes] | None,
         policy: Policy | None = None,
         now: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.state = state
-        self._secret = secret
+        if secret is None:
+            secret = ()
+        self._secrets: tuple[bytes, ...] = (secret,) if isinstance(secret, bytes) else tuple(secret)
         self.policy = policy or Policy()
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self.tally = Tally()
 
     @classmethod
     def from_settings(cls, state: State, settings: Settings) -> Intake:
-        secret = settings.secret_key.encode("utf-8") if settings.secret_key else None
-        return cls(state, secret=secret, policy=policy_from(settings))
+        keys = [settings.secret_key or "", *(settings.secret_key_old or "").split(",")]
+        secrets = [key.strip().encode("utf-8") for key in keys if key.strip()]
+        return cls(state, secret=secrets, policy=policy_from(settings))
 
     def match(self, report: Report) -> tuple[str, dt.date | None, str] | None:
         """(subscriber address, day, how) for a report, or None when it names nobody."""
-        if report.return_path and self._secret is not None:
-            found = verp.read(report.return_path)
-            if found is not None:
-                sent_to = self.state.deliveries(found[0])
-                hit = verp.match(self._secret, report.return_path, sent_to)
+        found = verp.read(report.return_path) if report.return_path else None
+        if found is not None and report.return_path:
+            sent_to = list(self.state.deliveries(found[0]))
+            for secret in self._secrets:  # the current key, then the old ones (rotation)
+                hit = verp.match(secret, report.return_path, sent_to)
                 if hit is not None:
                     return hit[0], hit[1], "verp"
         if report.message_id:
