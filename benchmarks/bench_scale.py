@@ -46,7 +46,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks.bench_smtp import find_postfix, run_smtp_source, smtp_sink
-from newsletter.config import DeliverySettings, SenderSettings, Settings, SourceSettings
+from newsletter.config import (
+    DeliverySettings,
+    DigestSettings,
+    SenderSettings,
+    Settings,
+    SourceSettings,
+)
 from newsletter.delivery.base import Backend
 from newsletter.message import build_template
 from newsletter.models import FULL_PROFILE, Digest, SendResult
@@ -175,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             subscribers=str(yaml_path),
             state=state_url,
             secret_key=SECRET,
+            digest=DigestSettings(base_url="https://papers.example"),
         )
         print(f"state database: {parse_state_url(state_url).engine}")
         taxonomy = load_taxonomy(settings.digest.taxonomy)

@@ -98,6 +98,9 @@ def write_config(folder: Path, port: int, subscribers: Path, state: Path) -> Pat
     config.write_text(
         "sender:\n"
         '  from: "Daily Papers <digest@papers.example>"\n'
+        '  list_id: "Daily Papers <daily.papers.example>"\n'
+        "digest:\n"
+        "  base_url: https://papers.example\n"
         "delivery:\n"
         "  backend: smtp\n"
         "  host: 127.0.0.1\n"

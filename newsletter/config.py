@@ -40,7 +40,19 @@ DEFAULT_CONFIG_FILE = "newsletter.yaml"
 ENV_PREFIX = "NEWSLETTER_"
 """Environment variables that override settings start with this."""
 
-SECRET_KEYS = frozenset({"delivery.password", "delivery.api_key", "secret_key", "secret_key_old"})
+SECRET_KEYS = frozenset(
+    {
+        "delivery.password",
+        "delivery.api_key",
+        "secret_key",
+        "secret_key_old",
+        "webhooks.sendgrid_key",
+        "webhooks.mailgun_key",
+        "webhooks.postmark_password",
+        "webhooks.resend_secret",
+        "bounces.password",
+    }
+)
 """Dotted keys that may only come from the environment."""
 
 EmptyDayPolicy = Literal["skip", "note"]
@@ -76,6 +88,9 @@ class SenderSettings:
     reply_to: Text = None
     list_id: str = "Daily Papers <daily-papers.localhost>"
     """The List-Id header."""
+    feedback_id: str | None = None
+    """The SenderId of the ``Feedback-ID`` header (Gmail's feedback loop); default: the
+    List-Id domain."""
 
 
 @dataclass(frozen=True, config=_SECTION)
@@ -117,6 +132,11 @@ class DeliverySettings:
     postmark_unsubscribe: Literal["ours", "postmark"] = "ours"
     """Postmark: ``ours`` (the stream's unsubscribe handling must be Custom, checked at the
     start of a run) or ``postmark`` (Postmark replaces List-Unsubscribe with its own)."""
+    return_path: str | None = None
+    """VERP envelope sender, ``bounces+{token}@example.org``: bounces name subscriber and day."""
+    soft_bounce_limit: int = 3
+    """Soft bounces within ``soft_bounce_days`` that suppress an address."""
+    soft_bounce_days: int = 14
 
 
 @dataclass(frozen=True, config=_SECTION)
@@ -185,6 +205,39 @@ class SignupSettings:
 
 
 @dataclass(frozen=True, config=_SECTION)
+class WebhookSettings:
+    """Verification of the provider webhooks under ``/webhooks/`` (keys: environment only)."""
+
+    sendgrid_key: str | None = None
+    """SendGrid's event webhook verification key (base64 DER or PEM public key)."""
+    mailgun_key: str | None = None
+    """Mailgun's HTTP webhook signing key."""
+    postmark_username: str | None = None
+    postmark_password: str | None = None
+    """The basic-auth credentials put in Postmark's webhook URL."""
+    resend_secret: str | None = None
+    """Resend's webhook signing secret (``whsec_…``)."""
+    ses_topics: tuple[str, ...] = ()
+    """SNS topic ARNs accepted on /webhooks/ses (empty: any topic with a valid signature)."""
+    max_age: int = 300
+    """Seconds a signed timestamp stays acceptable (older calls are refused as replays)."""
+
+
+@dataclass(frozen=True, config=_SECTION)
+class BounceMailboxSettings:
+    """The mailbox ``bounces import --imap/--pop3`` reads."""
+
+    host: str | None = None
+    port: int | None = None
+    username: str | None = None
+    password: str | None = None
+    """Environment only: NEWSLETTER_BOUNCES__PASSWORD."""
+    folder: str = "INBOX"
+    security: Security = "tls"
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True, config=_SECTION)
 class Settings:
     sender: SenderSettings = field(default_factory=SenderSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
@@ -192,6 +245,8 @@ class Settings:
     source: SourceSettings = field(default_factory=SourceSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     signup: SignupSettings = field(default_factory=SignupSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    bounces: BounceMailboxSettings = field(default_factory=BounceMailboxSettings)
     subscribers: str = "subscribers.yaml"
     state: str = "sqlite:///newsletter.db"
     archive: str = "archive"

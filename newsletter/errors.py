@@ -13,6 +13,8 @@
      │    ├── AuthError            bad credentials: the run stops at once
      │    └── TransientError       worth retrying later
      ├── LedgerError           the state database is unusable
+     ├── ReportError           a delivery report that cannot be read (too large, broken)
+     ├── MailboxError          a bounce mailbox cannot be read (missing, login refused)
      └── BrowserError          headless Chromium is missing or failed (preview --screenshot)
 """
 
@@ -69,6 +71,14 @@ class TransientError(DeliveryError):
 
 class LedgerError(NewsletterError):
     """The delivery ledger / state database cannot be used."""
+
+
+class ReportError(NewsletterError):
+    """A message that cannot be read as a delivery report (too large, not parseable)."""
+
+
+class MailboxError(NewsletterError):
+    """A bounce mailbox could not be read (missing file, refused login, a broken server)."""
 
 
 class BrowserError(NewsletterError):

@@ -56,7 +56,8 @@ QP_LINE_CHARS = 76
 
 DKIM_HEADERS: tuple[str, ...] = (
     *("from", "to", "subject", "date", "message-id", "list-id"),
-    *("list-unsubscribe", "list-unsubscribe-post", "mime-version", "content-type"),
+    *("list-unsubscribe", "list-unsubscribe-post", "feedback-id", "mime-version"),
+    "content-type",
 )
 """Headers covered by the DKIM signature (``h=``); RFC 8058 asks for both List-Unsubscribe
 ones. :class:`DkimSigner` takes another list as its ``headers``."""
@@ -181,6 +182,19 @@ def message_id_for(list_id: str, date: dt.date, email: str, domain: str) -> str:
     return f"<{digest.hexdigest()[:32]}@{domain}>"
 
 
+def feedback_id(sender: SenderSettings, date: dt.date) -> str:
+    """The ``Feedback-ID`` of Gmail's feedback loop: ``campaign:customer:type:SenderId``
+    (the day, ``newsletter``, ``digest``, and ``sender.feedback_id`` or the List-Id domain)."""
+    sender_id = sender.feedback_id or list_id_domain(sender.list_id)
+    return f"{date:%Y%m%d}:newsletter:digest:{sender_id}"
+
+
+def list_id_domain(list_id: str) -> str:
+    """The id inside the angle brackets of a List-Id (``Name <id.domain>``), or the value."""
+    inside = list_id[list_id.rfind("<") + 1 : list_id.rfind(">")] if ">" in list_id else list_id
+    return inside.strip()
+
+
 def qp_value(value: str) -> bytes:
     """A text slot value (one line) as its own quoted-printable lines, ending in a soft
     line break: ``binascii.b2a_qp`` of its UTF-8, the last line cut once more when it
@@ -283,6 +297,8 @@ class MessageTemplate:
     """html split on slots: literal, slot, literal, slot, ... literal (odd indexes are slots)."""
     text_segments: tuple[str, ...]
     dkim: DkimSigner | None = None
+    feedback_id: str = ""
+    """The ``Feedback-ID`` header (:func:`feedback_id`), for HTTP APIs too."""
     _text_slots: frozenset[str] = field(init=False, repr=False, compare=False)
     _pick: Callable[[tuple[bytes, ...]], Sequence[bytes]] = field(
         init=False, repr=False, compare=False
@@ -318,6 +334,7 @@ class MessageTemplate:
             "List-Unsubscribe": f"<{check_url(recipient.values['unsubscribe_url'])}>, "
             f"<mailto:{self.mailto}?subject=unsubscribe>",
             "List-Unsubscribe-Post": ONE_CLICK,
+            **({"Feedback-ID": self.feedback_id} if self.feedback_id else {}),
         }
 
     def fill(self, recipient: Recipient) -> bytes:
@@ -392,6 +409,8 @@ def build_template(
     unsubscribe = hole("header", "List-Unsubscribe")
     msg["List-Unsubscribe"] = f"<{unsubscribe}>, <mailto:{mailto}?subject=unsubscribe>"
     msg["List-Unsubscribe-Post"] = ONE_CLICK
+    feedback = feedback_id(sender, date)
+    msg["Feedback-ID"] = header("Feedback-ID", feedback)  # type: ignore[assignment]
     fixed, holes = _generated(msg, nonce, html_segments, text_segments, hole)
     return MessageTemplate(
         subject=clean_text(rendered.subject),
@@ -407,6 +426,7 @@ def build_template(
         html_segments=html_segments,
         text_segments=text_segments,
         dkim=dkim,
+        feedback_id=feedback,
     )
 
 

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import gc
+import ipaddress
 import logging
 import queue
 import threading
@@ -27,8 +28,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from newsletter.archive import web_url
+from newsletter.bounces.intake import record_submission_failures
 from newsletter.config import SenderSettings, Settings
 from newsletter.delivery import make_backend
 from newsletter.delivery.base import Backend
@@ -42,6 +45,7 @@ from newsletter.message import (
     RenderedLike,
     build_template,
     check_address,
+    list_id_domain,
     split_mailbox,
 )
 from newsletter.models import DELIVERED, SendResult, SendStatus, Subscriber
@@ -147,6 +151,43 @@ def link_secret(settings: Settings, *, offline: bool) -> bytes:
         log.warning("NEWSLETTER_SECRET_KEY is not set: links use an offline development key")
         return DEV_SECRET
     raise ConfigError("secret_key is not set: set the environment variable NEWSLETTER_SECRET_KEY")
+
+
+LOCAL_SUFFIXES = (".localhost", ".local", ".localdomain", ".invalid", ".test", ".internal", ".lan")
+"""Host names that no reader's mail client can reach."""
+
+
+def require_public_links(settings: Settings) -> None:
+    """ConfigError (naming the key) unless the links and List-Id of a real send work.
+
+    One-click unsubscribe (RFC 8058) needs an https ``digest.base_url`` that readers'
+    mail providers can reach, and the List-Id must name a real domain; a send through a
+    real backend without them would go out with dead links.
+    """
+    backend = settings.delivery.backend
+    url = settings.digest.base_url
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not _public_host(parts.hostname or ""):
+        raise ConfigError(
+            f"digest.base_url: {url!r} is not a public https URL; delivery.backend {backend!r} "
+            "sends real mail, whose one-click unsubscribe links must work (set "
+            "NEWSLETTER_DIGEST__BASE_URL=https://…)"
+        )
+    list_domain = list_id_domain(settings.sender.list_id)
+    if not _public_host(list_domain):
+        raise ConfigError(
+            f"sender.list_id: {settings.sender.list_id!r} names no real domain; delivery.backend "
+            f"{backend!r} sends real mail (use e.g. 'Daily Papers <daily-papers.example.org>')"
+        )
+
+
+def _public_host(host: str) -> bool:
+    host = host.strip().rstrip(".").lower()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "." in host and host != "localhost" and not host.endswith(LOCAL_SUFFIXES)
+    return address.is_global
 
 
 def subscriber_values(subscriber: Subscriber, *, base_url: str, secret: bytes) -> dict[str, str]:
@@ -737,6 +778,8 @@ def send_day(
             backend_name = "memory" if dry_run else settings.delivery.backend
             secret = link_secret(settings, offline=backend_name in OFFLINE_BACKENDS)
             dkim = chosen.dkim_signer(_dkim(settings))  # the headers this provider keeps
+            if backend_name not in OFFLINE_BACKENDS:
+                require_public_links(settings)
 
             values_for = values_maker(base_url=settings.digest.base_url, secret=secret)
 
@@ -808,6 +851,8 @@ def send_day(
                 for rp in variant.digest.papers
             }
             ledger.record_papers(date, keys)
+            # permanent failures at submission count as hard bounces (newsletter.bounces)
+            record_submission_failures(ledger, settings, date, report.results)
         skipped = Counter(left_out)
         skipped.update(report.skipped_readers)
         final = dataclasses.replace(

@@ -12,6 +12,7 @@ Routes (every token is a signed capability from :mod:`newsletter.tokens`)::
     POST /subscribe             send a confirmation link (double opt-in)
     GET  /confirm?token=T       a page with a confirm button (link scanners only GET)
     POST /confirm?token=T       append the address to the YAML through the locked editor
+    POST /webhooks/PROVIDER     bounce / complaint webhooks (:mod:`newsletter.webhooks`)
 
 Sign-up abuse limits (the state database holds the pending sign-ups and the attempts):
 at most one confirmation email per address per ``interval`` (a repeated post gets the
@@ -145,12 +146,29 @@ STYLE_LABELS: Mapping[str, str] = MappingProxyType(
     }
 )
 
+_REASONS: Mapping[int, str] = MappingProxyType(
+    {
+        200: "OK",
+        400: "Bad Request",
+        401: "Unauthorized",
+        404: "Not Found",
+        405: "Method Not Allowed",
+        413: "Content Too Large",
+        503: "Service Unavailable",
+    }
+)
+
 _INVALID_LINK = (
     "This link is not valid. It may be incomplete: copy the whole link from the email, "
     "or use the newest email you received."
 )
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+WebhookHandler = Callable[[str, Mapping[str, str], bytes], tuple[int, bytes]]
+"""(provider, headers, body) -> (status, JSON body): :func:`newsletter.webhooks.handle`."""
+
+MAX_WEBHOOK_BYTES = 1024 * 1024
+"""Larger webhook bodies are refused (413) unread."""
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 Handler = Callable[..., "_Response"]
 
@@ -233,6 +251,7 @@ class WebApp:
         lookup: Callable[[str], Subscriber | None] | None = None,
         signup: SignupOptions | None = None,
         today: Callable[[], dt.date] = dt.date.today,
+        webhooks: WebhookHandler | None = None,
     ) -> None:
         if not secret:
             raise ValueError("the web app needs the signing secret")
@@ -246,6 +265,7 @@ class WebApp:
         self.signup = signup
         self._today = today
         self._urls = Map(self.routes(), strict_slashes=False, merge_slashes=False).bind("app")
+        self.webhooks = webhooks
         env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
         source = resources.files("newsletter.data").joinpath("web.html.j2").read_text("utf-8")
         self._template = env.from_string(source)
@@ -272,6 +292,8 @@ class WebApp:
         return rules
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if self.webhooks is not None and str(environ.get("PATH_INFO", "")).startswith("/webhooks/"):
+            return self._webhook(environ, start_response)
         request = _Request(environ)
         head = request.method == "HEAD"
         if head:
@@ -290,6 +312,42 @@ class WebApp:
         headers = [*response.headers, ("Content-Length", str(len(response.body)))]
         start_response(response.status, headers)
         return [] if head else [response.body]
+
+    def _webhook(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        """``POST /webhooks/<provider>``: the raw body and headers to the webhook handler."""
+        assert self.webhooks is not None
+        provider = str(environ.get("PATH_INFO", ""))[len("/webhooks/") :].strip("/")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if str(environ.get("REQUEST_METHOD", "")).upper() != "POST":
+            status, body = 405, b'{"error": "POST only"}'
+        elif length < 0 or length > MAX_WEBHOOK_BYTES:
+            status, body = 413, b'{"error": "too large"}'
+        else:
+            headers = {
+                key[5:].replace("_", "-").lower(): str(value)
+                for key, value in environ.items()
+                if key.startswith("HTTP_")
+            }
+            headers["content-type"] = str(environ.get("CONTENT_TYPE", ""))
+            data = environ["wsgi.input"].read(length) if length else b""
+            try:
+                status, body = self.webhooks(provider, headers, data)
+            except NewsletterError as exc:
+                log.error("webhook %s failed: %s", provider, exc)
+                status, body = 503, b'{"error": "try again later"}'
+        reason = _REASONS.get(status, "Error")
+        start_response(
+            f"{status} {reason}",
+            [
+                ("Content-Type", "application/json"),
+                ("Cache-Control", "no-store"),
+                ("Content-Length", str(len(body))),
+            ],
+        )
+        return [body]
 
     def _route(self, request: _Request) -> _Response:
         try:

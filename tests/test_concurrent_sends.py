@@ -81,6 +81,9 @@ def write_setup(folder: Path, port: int, state: str, *, due: dt.datetime | None 
               default: sample
             sender:
               from: "Daily Papers <digest@papers.example>"
+              list_id: "Daily Papers <daily.papers.example>"
+            digest:
+              base_url: https://papers.example
             delivery:
               backend: smtp
               host: 127.0.0.1

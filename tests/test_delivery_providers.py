@@ -197,6 +197,7 @@ def test_ses_dkim_signature_survives_ses_rewriting_message_id_and_date(tmp_path:
             "NEWSLETTER_DELIVERY__DKIM_KEY": str(tmp_path / "dkim.pem"),
             "NEWSLETTER_DELIVERY__DKIM_SELECTOR": "s1",
             "NEWSLETTER_DIGEST__BASE_URL": "https://papers.example",
+            "NEWSLETTER_SENDER__LIST_ID": "Daily Papers <daily.papers.example>",
         },
     )
     stub = SesStub()
@@ -822,6 +823,8 @@ def test_cli_account_wide_error_is_one_line_then_the_rerun_sends_everyone_once(
             monkeypatch.setenv(f"NEWSLETTER_DELIVERY__{name}", value)
         monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-0123456789abcdef0123456")
         monkeypatch.setenv("NEWSLETTER_SENDER__FROM", "Daily Papers <digest@papers.example>")
+        monkeypatch.setenv("NEWSLETTER_SENDER__LIST_ID", "Daily Papers <daily.papers.example>")
+        monkeypatch.setenv("NEWSLETTER_DIGEST__BASE_URL", "https://papers.example")
         monkeypatch.setenv("NEWSLETTER_STATE", f"sqlite:///{tmp_path / 'state.db'}")
         first = CliRunner().invoke(cli, ["send", "--date", "2026-11-25"])
         assert first.exit_code == 2, first.output

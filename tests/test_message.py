@@ -211,6 +211,7 @@ HEADER_NAMES = {
     "list-id",
     "list-unsubscribe",
     "list-unsubscribe-post",
+    "feedback-id",
     "mime-version",
     "content-type",
 }

@@ -249,6 +249,7 @@ EXPECTED_HEADERS = [
     "List-Id",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
+    "Feedback-ID",
     "MIME-Version",
     "Content-Type",
 ]

@@ -82,6 +82,10 @@ def write_setup(tmp_path: Path, port: int) -> Path:
             subscribers: {tmp_path / "subscribers.yaml"}
             source:
               default: sample
+            digest:
+              base_url: https://papers.example.org
+            sender:
+              list_id: Daily Papers <daily-papers.example.org>
             delivery:
               backend: smtp
               host: 127.0.0.1

@@ -448,10 +448,12 @@ def test_done_when_smtp_50_subscribers_then_rerun_sends_none(
     import os
 
     received: list[bytes] = []
+    senders: list[str] = []
 
     class Sink:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             received.append(bytes(envelope.content))
+            senders.append(envelope.mail_from)
             return "250 OK"
 
     with smtp_server(Sink()) as port:
@@ -461,7 +463,10 @@ def test_done_when_smtp_50_subscribers_then_rerun_sends_none(
                 monkeypatch.delenv(name)
         (tmp_path / "newsletter.yaml").write_text(
             f"sender:\n  from: Daily Papers <digest@papers.example>\n"
+            f"  list_id: Daily Papers <daily.papers.example>\n"
+            f"digest:\n  base_url: https://papers.example/\n"
             f"delivery:\n  backend: smtp\n  host: 127.0.0.1\n  port: {port}\n  security: none\n"
+            f"  return_path: bounces+{{token}}@papers.example\n"
         )
         monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "k" * 32)
         monkeypatch.setattr("newsletter.send.load_due_counted", lambda settings: (people(50), {}))
@@ -474,8 +479,46 @@ def test_done_when_smtp_50_subscribers_then_rerun_sends_none(
     for raw in received:
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
-        assert msg["List-Unsubscribe"].startswith("<http://localhost:8080/unsubscribe?token=")
+        assert msg["List-Unsubscribe"].startswith("<https://papers.example/unsubscribe?token=")
         assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert msg["Feedback-ID"] == "20261125:newsletter:digest:daily.papers.example"
+    # VERP: each envelope sender names its own subscriber and day, signed
+    from newsletter.bounces import verp
+
+    addresses = [p.email for p in people(50)]
+    for raw, sender in zip(received, senders, strict=True):
+        to = email.message_from_bytes(raw, policy=email.policy.default)["To"].addresses[0]
+        assert sender.startswith("bounces+20261125-") and sender.endswith("@papers.example")
+        assert verp.match(b"k" * 32, sender, addresses) == (
+            to.addr_spec,
+            dt.date(2026, 11, 25),
+        )
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({}, "digest.base_url"),
+        ({"NEWSLETTER_DIGEST__BASE_URL": "http://papers.example"}, "digest.base_url"),
+        ({"NEWSLETTER_DIGEST__BASE_URL": "https://127.0.0.1:8080"}, "digest.base_url"),
+        ({"NEWSLETTER_DIGEST__BASE_URL": "https://papers.example"}, "sender.list_id"),
+    ],
+)
+def test_real_backend_refuses_dead_unsubscribe_links(
+    tmp_path: Path, pipeline: FakePipeline, env: dict[str, str], key: str
+) -> None:
+    from newsletter.errors import ConfigError
+
+    settings = settings_for(tmp_path, NEWSLETTER_DELIVERY__BACKEND="smtp", **env)
+    with pytest.raises(ConfigError) as caught:
+        send_day(settings, DATE, subscribers=people(1), now=lambda: NOW)
+    message = str(caught.value)
+    assert message.startswith(key + ":") and "\n" not in message
+    # the offline backends and dry runs keep working without any of it
+    assert (
+        send_day(settings, DATE, dry_run=True, subscribers=people(1), now=lambda: NOW).delivered
+        == 1
+    )
 
 
 def test_an_address_with_a_line_break_or_a_surrogate_is_refused_not_a_crash() -> None:

@@ -30,6 +30,8 @@ def setup(folder: Path, port: int, readers: int = 8) -> Path:
         "subscribers: subscribers.yaml\n"
         "source:\n  default: sample\n"
         'sender:\n  from: "Daily Papers <digest@papers.example>"\n'
+        '  list_id: "Daily Papers <daily.papers.example>"\n'
+        "digest:\n  base_url: https://papers.example\n"
         f"delivery:\n  backend: smtp\n  host: 127.0.0.1\n  port: {port}\n  security: none\n"
         "schedule:\n  days: [mon-sun]\n"
     )

@@ -79,6 +79,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "subscribers",
     "serve",
     "run",
+    "bounces",
 )
 """Modules under newsletter.cli, one per command family, each with register(group)."""
 

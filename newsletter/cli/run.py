@@ -29,6 +29,7 @@ import click
 
 from newsletter import archive as archive_mod
 from newsletter import scheduler
+from newsletter.bounces import rates as bounce_rates
 from newsletter.cli.options import DATE, config_option, count
 from newsletter.config import Settings, load_settings, secret_values
 from newsletter.errors import NewsletterError
@@ -222,6 +223,15 @@ def runs_for(settings: Settings, date: dt.date) -> list[RunRecord]:
         return state.runs_for(date)
 
 
+def deliverability(settings: Settings, now: dt.datetime) -> dict[str, Any] | None:
+    """Bounce and complaint rates of the last 7 and 30 days (:mod:`newsletter.bounces.rates`)."""
+    state = _existing(settings)
+    if state is None:
+        return None
+    with state:
+        return bounce_rates.rates(state, now)
+
+
 def render_full_day(
     settings: Settings, date: dt.date, now: dt.datetime
 ) -> archive_mod.ArchiveDay | None:
@@ -263,6 +273,7 @@ class Ops:
     final_recipients: Callable[[Settings, dt.date], set[str]] = ledger_final_recipients
     sent_days: Callable[[Settings], list[dt.date]] = ledger_sent_days
     suppressed: Callable[[Settings], int] = prefs_suppressed
+    deliverability: Callable[[Settings, dt.datetime], dict[str, Any] | None] = deliverability
     render_day: Callable[[Settings, dt.date, dt.datetime], archive_mod.ArchiveDay | None] = (
         render_full_day
     )
@@ -434,6 +445,11 @@ def status_report(settings: Settings, ops: Ops) -> dict[str, Any]:
     except NewsletterError as exc:
         problems.append(f"preferences: {exc}")
         suppressed = None
+    try:
+        rates = ops.deliverability(settings, now)
+    except NewsletterError as exc:
+        problems.append(f"deliverability: {exc}")
+        rates = None
     lock = lock_path_for(settings.state)
     pid = holder(lock)
     try:
@@ -463,6 +479,7 @@ def status_report(settings: Settings, ops: Ops) -> dict[str, Any]:
         "catch_up": catch_up,
         "last_run": last,
         "suppressed": suppressed,
+        "deliverability": rates,
         "problems": problems,
     }
 
@@ -613,6 +630,11 @@ def format_status(report: Mapping[str, Any]) -> str:
         lines.append(f"  {counts}")
     suppressed = report["suppressed"]
     lines.append(f"suppressed: {suppressed if suppressed is not None else 'unknown'}")
+    rates = report.get("deliverability")
+    if rates is not None:
+        lines.append("deliverability:")
+        lines.extend(bounce_rates.format_rates(rates))
+        lines.extend(f"warning: {warning}" for warning in rates["warnings"])
     lines.extend(f"warning: {problem}" for problem in report["problems"])
     return "\n".join(lines)
 

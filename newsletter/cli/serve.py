@@ -31,6 +31,7 @@ from newsletter.web import (
     WebApp,
     make_server,
 )
+from newsletter.webhooks import webhook_handler
 
 CONFIRMATION_SUBJECT = "Confirm your subscription to {title}"
 """Subject of the double opt-in email."""
@@ -115,17 +116,19 @@ def build_app(settings: Settings, *, allow_signup: bool = False) -> WebApp:
             per_client_hour=limits.per_client_hour,
             max_pending=limits.max_pending,
         )
+    store = PrefsStore(settings.state)
     listed = settings.subscribers
     lookup: Callable[[str], Subscriber | None] = ListLookup(listed, known_topics=topics)
     if roster.is_database(listed):  # the list is kept in the state database
         lookup = roster.StateStore(settings.state if listed == roster.STATE else listed).find
     return WebApp(
-        store=PrefsStore(settings.state),
+        store=store,
         secret=secret,
         topics=topics or (),
         title=settings.digest.title,
         lookup=lookup,
         signup=signup,
+        webhooks=webhook_handler(settings, store),
     )
 
 

@@ -20,9 +20,10 @@ from typing import Any
 import click
 
 from newsletter import subscribers as roster
+from newsletter.bounces.policy import LOCKED_REASONS
 from newsletter.cli.options import config_option
 from newsletter.config import Settings, load_settings
-from newsletter.errors import SubscribersError
+from newsletter.errors import NewsletterError, SubscribersError
 from newsletter.files import atomic_write
 from newsletter.listfile import render_list
 from newsletter.models import SUMMARY_STYLES, Subscriber, email_key
@@ -212,7 +213,9 @@ def list_cmd(env: _Env, as_json: bool) -> None:
         key = email_key(sub.email)
         overlay = overlays.get(key)
         if key in suppressed:
-            state = f"unsubscribed {suppressed[key].created_at[:10]}"
+            why = suppressed[key].reason
+            label = "unsubscribed" if why == "unsubscribe" else f"suppressed: {why}"
+            state = f"{label} {suppressed[key].created_at[:10]}"
         elif not sub.active:
             state = "inactive"
         elif overlay is not None and overlay.paused:
@@ -224,6 +227,7 @@ def list_cmd(env: _Env, as_json: bool) -> None:
             "name": sub.name,
             "state": state,
             "receives_next_send": key in receiving,
+            "suppressed": suppressed[key].reason if key in suppressed else None,
             "topics": list(sub.topics),
             "summary": sub.summary,
         }
@@ -255,9 +259,11 @@ def list_cmd(env: _Env, as_json: bool) -> None:
         )
     known = {email_key(s.email) for s in subs}
     gone = [s for key, s in suppressed.items() if key not in known]
+    unsubscribed = sum(1 for s in suppressed.values() if s.reason == "unsubscribe")
     click.echo(
         f"{_count(len(subs), 'subscriber')}, {len(receiving)} receive the next send, "
-        f"{len(suppressed)} unsubscribed ({len(gone)} no longer in the list)"
+        f"{unsubscribed} unsubscribed, {len(suppressed) - unsubscribed} suppressed "
+        f"(bounces, complaints; {len(gone)} of all no longer in the list)"
     )
 
 
@@ -345,6 +351,12 @@ def set_cmd(
         click.echo(f"updated {email}: {', '.join(sorted(changes))}")
     if resubscribe:
         with env.prefs() as store:
+            held = store.suppression(email)
+            if held is not None and held.reason in LOCKED_REASONS:
+                raise NewsletterError(
+                    f"{email} reported the digest as spam: only "
+                    f"'newsletter suppressions remove --force {email}' lifts that"
+                )
             lifted = store.unsuppress(email, source="admin")
         click.echo(f"{email}: unsubscribe lifted" if lifted else f"{email}: was not unsubscribed")
     if not changes and not resubscribe:

@@ -19,23 +19,30 @@ row                                    left is a transient failure at once
 The password is passed to smtplib only; it never appears in an error or a log line: a
 server that echoes it back (in a 535 reply, as base64 of ``AUTH PLAIN``...) is redacted
 by the base class (:attr:`Backend.redact`, which knows the password).
+
+With ``delivery.return_path`` (``bounces+{token}@example.org``) each message's envelope
+sender (``MAIL FROM``, the Return-Path the receiver records) carries the VERP token of
+its subscriber and day (:mod:`newsletter.bounces.verp`), so a late bounce maps back.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import datetime as dt
+import functools
 import logging
 import queue
 import smtplib
 import ssl
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
+from newsletter.bounces import verp
 from newsletter.config import Settings
 from newsletter.delivery.base import Backend, BackendOptions
-from newsletter.errors import AuthError, DeliveryError
+from newsletter.errors import AuthError, ConfigError, DeliveryError
 from newsletter.message import MessageTemplate, Recipient, split_mailbox
 from newsletter.models import SendResult, SendStatus
 
@@ -76,8 +83,11 @@ class SmtpBackend(Backend):
         local_hostname: str | None = None,
         pipelining: bool | None = None,
         options: BackendOptions | None = None,
+        return_path: Callable[[str, dt.date], str] | None = None,
     ) -> None:
         super().__init__(options=options)
+        self.return_path = return_path
+        """(recipient, day) -> envelope sender (VERP); None: always ``envelope_from``."""
         if username and not password:
             raise DeliveryError(
                 "delivery.username is set but no password: set NEWSLETTER_DELIVERY__PASSWORD"
@@ -122,6 +132,7 @@ class SmtpBackend(Backend):
             timeout=d.timeout,
             connections=d.connections,
             options=options or BackendOptions.from_settings(settings),
+            return_path=_verp(settings),
         )
 
     def __repr__(self) -> str:
@@ -286,7 +297,10 @@ class SmtpBackend(Backend):
             conn = self._conns[slot]
             if conn is None:
                 conn = self._conns[slot] = self._connect_counted()
-            stage, code, reply = self._transaction(conn, email, raw)
+            sender = self.envelope_from
+            if self.return_path is not None:
+                sender = self.return_path(email, template.date)
+            stage, code, reply = self._transaction(conn, email, raw, sender)
             if stage:
                 return self._refused(
                     slot, conn, email, stage, code, reply, rset=stage != "end of DATA"
@@ -312,7 +326,9 @@ class SmtpBackend(Backend):
             extra={"reply": _reply_text(reply)},
         )
 
-    def _transaction(self, conn: smtplib.SMTP, email: str, raw: bytes) -> tuple[str, int, bytes]:
+    def _transaction(
+        self, conn: smtplib.SMTP, email: str, raw: bytes, sender: str
+    ) -> tuple[str, int, bytes]:
         """MAIL, RCPT, DATA for one message: (failed stage or "", last code, last reply).
 
         With PIPELINING (RFC 2920) the three commands go out in one write and the
@@ -320,7 +336,7 @@ class SmtpBackend(Backend):
         """
         pipelining = self.pipelining if self.pipelining is not None else conn.has_extn("pipelining")
         if pipelining:
-            conn.send(f"MAIL FROM:<{self.envelope_from}>\r\nRCPT TO:<{email}>\r\nDATA\r\n".encode())
+            conn.send(f"MAIL FROM:<{sender}>\r\nRCPT TO:<{email}>\r\nDATA\r\n".encode())
             replies: list[tuple[int, bytes]] = []
             for _ in range(3):
                 code, reply = conn.getreply()
@@ -341,7 +357,7 @@ class SmtpBackend(Backend):
                     conn.getreply()
                 return failure
         else:
-            code, reply = conn.mail(self.envelope_from)
+            code, reply = conn.mail(sender)
             if code != 250:
                 return "MAIL FROM", code, reply
             code, reply = conn.rcpt(email)
@@ -402,3 +418,18 @@ def _reply_text(reply: bytes | str) -> str:
 def _quietly_close(conn: smtplib.SMTP) -> None:
     with contextlib.suppress(OSError):
         conn.close()
+
+
+def _verp(settings: Settings) -> Callable[[str, dt.date], str] | None:
+    """The VERP envelope sender of ``delivery.return_path``, or None when unset."""
+    template = settings.delivery.return_path
+    if not template:
+        return None
+    verp.check_template(template)
+    if not settings.secret_key:
+        raise ConfigError(
+            "delivery.return_path signs its tokens with secret_key: "
+            "set the environment variable NEWSLETTER_SECRET_KEY"
+        )
+    secret = settings.secret_key.encode("utf-8")
+    return functools.partial(verp.return_path, template, secret)

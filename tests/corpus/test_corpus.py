@@ -989,6 +989,7 @@ def test_header_tricks_in_names_are_sent_safely(tmp_path: Path) -> None:
                 b"List-Id",
                 b"List-Unsubscribe",
                 b"List-Unsubscribe-Post",
+                b"Feedback-ID",
                 b"MIME-Version",
                 b"Content-Type",
             ]
@@ -1418,6 +1419,8 @@ def test_smtp_server_speaking_http_fails_each_recipient_for_a_retry(
         "DELIVERY__MAX_ATTEMPTS": "2",
         "DELIVERY__TIMEOUT": "1",
         "SECRET_KEY": "k" * 32,
+        "DIGEST__BASE_URL": "https://papers.example.org",
+        "SENDER__LIST_ID": "Daily Papers <daily-papers.example.org>",
     }.items():
         monkeypatch.setenv("NEWSLETTER_" + key, value)
     people = _copy("subs_bom.yaml", tmp_path)

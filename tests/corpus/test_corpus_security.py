@@ -345,6 +345,8 @@ def test_an_smtp_server_echoing_the_password_leaves_no_trace(
             NEWSLETTER_DELIVERY__SECURITY="none",
             NEWSLETTER_DELIVERY__USERNAME=SMTP_USER,
             NEWSLETTER_DELIVERY__PASSWORD=SMTP_PASSWORD,
+            NEWSLETTER_DIGEST__BASE_URL="https://papers.example.org",
+            NEWSLETTER_SENDER__LIST_ID="Daily Papers <daily-papers.example.org>",
         )
         code, out, err = _newsletter(
             ["send", "--date", DATE, "--source", "sample"], cwd=tmp_path, env=env
@@ -416,6 +418,8 @@ def test_a_provider_echoing_the_api_key_leaves_no_trace(status: int, tmp_path: P
             NEWSLETTER_DELIVERY__BASE_URL=f"http://127.0.0.1:{port}",
             NEWSLETTER_DELIVERY__API_KEY=API_KEY,
             NEWSLETTER_DELIVERY__MAX_ATTEMPTS="1",
+            NEWSLETTER_DIGEST__BASE_URL="https://papers.example.org",
+            NEWSLETTER_SENDER__LIST_ID="Daily Papers <daily-papers.example.org>",
         )
         code, out, err = _newsletter(
             ["send", "--date", DATE, "--source", "sample"], cwd=tmp_path, env=env
