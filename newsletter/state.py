@@ -692,7 +692,7 @@ class State:
         self._lock = threading.RLock()
         self._closed = False
         if parsed.engine == "postgresql":
-            self._conn: Any = _pg_connect(parsed)
+            self._conn: Any = _pg_connect(parsed, durable=durable)
         else:
             if parsed.path is not None:
                 try:
@@ -795,6 +795,14 @@ class State:
                     with self._conn.transaction(), self._conn.cursor() as cur:
                         yield _Tx(self, cur)
             except errors as exc:
+                raise self._error(exc) from None
+
+    def _write_one(self, sql: str, args: Sequence[Any]) -> None:
+        """One statement in its own implicit transaction (PostgreSQL autocommit)."""
+        with self._lock:
+            try:
+                self._conn.execute(self._sql(sql), args)
+            except self._db_errors() as exc:
                 raise self._error(exc) from None
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -1147,13 +1155,16 @@ class State:
             )
         if not rows:
             return
+        sql = (
+            "UPDATE deliveries SET status = ?, permanent = ?,"
+            " provider_id = COALESCE(?, provider_id), last_error = ?, updated_at = ?,"
+            " claim_owner = NULL, claim_until = NULL WHERE day = ? AND email = ?"
+        )
+        if len(rows) == 1 and self.engine == "postgresql":
+            self._write_one(sql, rows[0])  # one statement: one round trip, no BEGIN/COMMIT
+            return
         with self._tx() as tx:
-            tx.executemany(
-                "UPDATE deliveries SET status = ?, permanent = ?,"
-                " provider_id = COALESCE(?, provider_id), last_error = ?, updated_at = ?,"
-                " claim_owner = NULL, claim_until = NULL WHERE day = ? AND email = ?",
-                rows,
-            )
+            tx.executemany(sql, rows)
 
     # -- papers --------------------------------------------------------------------------
 
@@ -1776,7 +1787,7 @@ def _sqlite_connect(url: StateURL, *, durable: bool) -> sqlite3.Connection:
     return conn
 
 
-def _pg_connect(url: StateURL) -> psycopg.Connection[Any]:
+def _pg_connect(url: StateURL, *, durable: bool) -> psycopg.Connection[Any]:
     try:
         import psycopg
     except ImportError:
@@ -1785,7 +1796,13 @@ def _pg_connect(url: StateURL) -> psycopg.Connection[Any]:
         ) from None
     target = "postgresql" + url.target[url.target.index("://") :]
     try:
-        return psycopg.connect(target, autocommit=True, connect_timeout=10)
+        conn = psycopg.connect(target, autocommit=True, connect_timeout=10)
+        if not durable:
+            # Like SQLite's synchronous=NORMAL: a commit does not wait for the server's
+            # disk flush (the server keeps it; only a crash of the server itself within a
+            # fraction of a second may lose it). A send commits once per message.
+            conn.execute("SET synchronous_commit = off")
+        return conn
     except psycopg.Error as exc:
         text = " ".join(str(exc).split())
         raise LedgerError(f"state database {url.display()}: {text}") from None

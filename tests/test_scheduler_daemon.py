@@ -394,3 +394,26 @@ def test_a_daemon_stopped_mid_send_is_completed_by_the_next_start_without_duplic
     assert any(
         json.loads(line)["message"].startswith("missed the run") for line in err.splitlines()
     )
+
+
+def test_no_catch_up_of_runs_due_before_the_daemon_first_started(tmp_path: Path) -> None:
+    due = minutes_ago(10)
+    settings = settings_due(due, grace=3 * 86400, tmp_path=tmp_path)
+    ledger = FakeLedger()
+    fresh = build_scheduler(
+        settings, job=ledger.job, probe=lambda s, d: True, first_started=minutes_ago(1)
+    )
+    fresh.start(paused=True)  # works out the next run times, runs nothing
+    try:
+        job = fresh.get_job(JOB_ID_PREFIX + "UTC")
+        assert job.next_run_time == due + dt.timedelta(days=1)  # what status showed: next run
+    finally:
+        fresh.shutdown(wait=False)
+    # started once yesterday evening: of the three missed runs only today's is caught up
+    earlier = build_scheduler(
+        settings,
+        job=ledger.job,
+        probe=lambda s, d: True,
+        first_started=due - dt.timedelta(hours=3),
+    )
+    assert earlier.get_job(JOB_ID_PREFIX + "UTC").next_run_time == due
