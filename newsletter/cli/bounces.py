@@ -20,6 +20,7 @@ from newsletter.bounces.intake import Intake, Tally
 from newsletter.bounces.mailbox import read_imap, read_path
 from newsletter.bounces.parse import parse_report
 from newsletter.bounces.policy import LOCKED_REASONS
+from newsletter.cli.options import config_option, count, csv_cell
 from newsletter.config import Settings, load_settings, secret_values
 from newsletter.errors import NewsletterError, ReportError
 from newsletter.logs import setup_logging
@@ -28,22 +29,11 @@ from newsletter.state import BounceEvent, State
 ADMIN_REASON = "admin"
 """The reason of a suppression added by hand."""
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-"""Cell starts a spreadsheet would run as a formula: exported with a leading quote."""
-
 
 def _settings(config_path: str | None) -> Settings:
     settings = load_settings(config_path)
     setup_logging(level="WARNING", secrets_=secret_values(settings))
     return settings
-
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    help="Config file (default newsletter.yaml).",
-)
 
 
 @click.group("bounces")
@@ -222,7 +212,7 @@ def export_cmd(output: str | None, config_path: str | None) -> None:
         writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _cell(v) for k, v in row.items()})
+            writer.writerow({k: csv_cell(v) for k, v in row.items()})
 
     if output is None:
         write(sys.stdout)
@@ -232,12 +222,7 @@ def export_cmd(output: str | None, config_path: str | None) -> None:
             write(handle)
     except OSError as exc:
         raise NewsletterError(f"{output}: {exc.strerror or exc}") from None
-    click.echo(f"wrote {len(rows)} suppression(s) to {output}", err=True)
-
-
-def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    click.echo(f"wrote {count(len(rows), 'suppression')} to {output}", err=True)
 
 
 def register(group: click.Group) -> None:

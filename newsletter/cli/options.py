@@ -58,3 +58,22 @@ config_option = click.option(
 def count(n: int, noun: str, plural: str | None = None) -> str:
     """``1 paper``, ``0 papers``; ``plural`` for nouns that do not take an s."""
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+LIST_SEPARATOR = ";"
+"""Separates the items of topics, keywords and authors in a CSV cell."""
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""A CSV cell starting with one of these is run as a formula by spreadsheets (OWASP
+"CSV injection"): export writes it with a leading ``'``, import takes that off again."""
+
+
+def csv_cell(value: Any) -> str:
+    """One CSV cell; text a spreadsheet would run as a formula gets a leading ``'``."""
+    if isinstance(value, list):
+        text = LIST_SEPARATOR.join(value)
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text

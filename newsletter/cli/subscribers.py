@@ -21,7 +21,7 @@ import click
 
 from newsletter import subscribers as roster
 from newsletter.bounces.policy import LOCKED_REASONS
-from newsletter.cli.options import config_option
+from newsletter.cli.options import FORMULA_STARTS, LIST_SEPARATOR, config_option, csv_cell
 from newsletter.config import Settings, load_settings
 from newsletter.errors import NewsletterError, SubscribersError
 from newsletter.files import atomic_write
@@ -32,9 +32,6 @@ from newsletter.state import Overlay, State, Suppression
 
 CLEARABLE_FIELDS: tuple[str, ...] = tuple(f for f in roster.FIELDS if f not in ("email", "added"))
 """Fields ``set --clear`` may remove (every field but email and added)."""
-
-LIST_SEPARATOR = ";"
-"""Separates the items of topics, keywords and authors in a CSV cell."""
 
 HEADER_ALIASES: Mapping[str, str] = MappingProxyType(
     {
@@ -57,10 +54,6 @@ HEADER_ALIASES: Mapping[str, str] = MappingProxyType(
     }
 )
 """CSV headers (lowercased, spaces and dashes as ``_``) understood besides the field names."""
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-"""A CSV cell starting with one of these is run as a formula by spreadsheets (OWASP
-"CSV injection"): export writes it with a leading ``'``, import takes that off again."""
 
 _TRUE = frozenset({"1", "true", "yes", "y", "on"})
 _FALSE = frozenset({"0", "false", "no", "n", "off"})
@@ -501,17 +494,6 @@ def _export_rows(subs: Sequence[Subscriber]) -> list[dict[str, Any]]:
     return rows
 
 
-def _cell(value: Any) -> str:
-    """One CSV cell; text a spreadsheet would run as a formula gets a leading ``'``."""
-    if isinstance(value, list):
-        text = LIST_SEPARATOR.join(value)
-    elif isinstance(value, bool):
-        text = "true" if value else "false"
-    else:
-        text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
 @subscribers_group.command("export")
 @click.option(
     "--format",
@@ -540,7 +522,7 @@ def export_cmd(env: _Env, fmt: str, output: str | None) -> None:
         writer = csv.DictWriter(buffer, fieldnames=list(roster.FIELDS), lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _cell(v) for k, v in row.items()})
+            writer.writerow({k: csv_cell(v) for k, v in row.items()})
     if output:
         atomic_write(output, buffer.getvalue().encode("utf-8"), group=env.settings.file_group)
         click.echo(f"wrote {_count(len(rows), 'subscriber')} to {output}", err=True)

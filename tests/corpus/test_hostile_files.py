@@ -146,7 +146,7 @@ def test_csv_export_neutralises_formulas_and_import_reads_them_back(tmp_path: Pa
 
 
 def test_tab_and_carriage_return_cells_are_neutralised() -> None:
-    from newsletter.cli.subscribers import _cell
+    from newsletter.cli.options import csv_cell as _cell
 
     assert _cell("\tcmd") == "'\tcmd"
     assert _cell("\rcmd") == "'\rcmd"
