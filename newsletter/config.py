@@ -489,3 +489,9 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     for part in parts[:-1]:
         node = node.setdefault(part, {})
     node[parts[-1]] = value
+
+
+def config_folder(settings: Settings) -> Path | None:
+    """The folder of the config file that was read (None without one): where relative
+    paths of that file, and run-time files such as the daemon's lock, belong."""
+    return Path(settings.config_path).parent if settings.config_path else None

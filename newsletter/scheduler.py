@@ -53,7 +53,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from newsletter.config import ScheduleSettings, Settings
+from newsletter.config import ScheduleSettings, Settings, config_folder
 from newsletter.errors import ConfigError, NewsletterError, SourceError
 from newsletter.locking import InstanceLock, lock_path_for
 from newsletter.logs import run_context
@@ -700,7 +700,11 @@ def run_daemon(
         after=after,
     )
     wanted = set(signals)
-    lock = InstanceLock(lock_path if lock_path is not None else lock_path_for(settings.state))
+    lock = InstanceLock(
+        lock_path
+        if lock_path is not None
+        else lock_path_for(settings.state, base=config_folder(settings))
+    )
     # Block the signals before taking the lock and before any thread exists: every thread
     # inherits the mask, so the signals wait for sigtimedwait() below instead of
     # interrupting a send, and whoever sees the lock taken may signal us safely.

@@ -248,7 +248,8 @@ def _redact(text: str) -> str:
 def lock_path_for(state_url: str, *, base: str | os.PathLike[str] | None = None) -> Path:
     """The single-daemon lock file beside a SQLite state file (``state.db.lock``).
 
-    For PostgreSQL or ``:memory:`` it is ``newsletter.lock`` in ``base`` (or here).
+    For PostgreSQL or ``:memory:`` it is ``newsletter.lock`` in ``base`` (the config
+    file's folder, or here). It is per host: across hosts, claims keep sends single.
     """
     parsed = parse_state_url(state_url, base=base)
     if parsed.path is not None:

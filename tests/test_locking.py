@@ -95,3 +95,16 @@ def test_the_same_lock_twice_in_one_process_is_refused_too(tmp_path: Path) -> No
     path = tmp_path / "x" / "n.lock"
     with InstanceLock(path), pytest.raises(AlreadyRunning, match="another newsletter daemon"):
         InstanceLock(path).acquire()
+
+
+def test_a_database_servers_lock_sits_in_the_config_files_folder(tmp_path: Path) -> None:
+    from newsletter.config import config_folder, load_settings
+
+    config = tmp_path / "etc" / "newsletter.yaml"
+    config.parent.mkdir()
+    config.write_text("state: postgresql://u@db.example.org/news\n", encoding="utf-8")
+    settings = load_settings(str(config))
+    assert config_folder(settings) == config.parent.resolve()
+    assert lock_path_for(settings.state, base=config_folder(settings)) == (
+        config.parent.resolve() / "newsletter.lock"
+    )

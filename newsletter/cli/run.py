@@ -31,7 +31,7 @@ from newsletter import archive as archive_mod
 from newsletter import scheduler
 from newsletter.bounces import rates as bounce_rates
 from newsletter.cli.options import DATE, config_option, count
-from newsletter.config import Settings, load_settings, secret_values
+from newsletter.config import Settings, config_folder, load_settings, secret_values
 from newsletter.errors import NewsletterError
 from newsletter.locking import holder, lock_path_for
 from newsletter.logs import LOG_FORMATS, setup_logging
@@ -450,7 +450,7 @@ def status_report(settings: Settings, ops: Ops) -> dict[str, Any]:
     except NewsletterError as exc:
         problems.append(f"deliverability: {exc}")
         rates = None
-    lock = lock_path_for(settings.state)
+    lock = lock_path_for(settings.state, base=config_folder(settings))
     pid = holder(lock)
     try:
         daemon = ops.daemon(settings)
