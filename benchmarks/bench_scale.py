@@ -363,7 +363,6 @@ def feedback_runs(
                 DATE,
                 source=source,
                 subscribers=people,
-                now=NOW,
                 steer=lambda papers, steering=steering: steering,
             )
             middle = time.perf_counter()

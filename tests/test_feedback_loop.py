@@ -32,7 +32,7 @@ from tests.steer_papers import DIFFUSION, LANGUAGE, ROBOTICS
 
 MONDAY = dt.date(2026, 1, 5)
 TUESDAY = dt.date(2026, 1, 6)
-SECRET = "feedback-loop-secret"
+SECRET = "feedback-loop-secret-feedback-loop-secret-01"
 
 
 def _hf(papers: list[tuple[Paper, int]], day: dt.date) -> str:

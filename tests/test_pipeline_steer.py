@@ -23,7 +23,6 @@ def _plan(subscribers: list[Subscriber], steering: Steering) -> tuple[Variant, .
         settings=Settings(),
         taxonomy=load_taxonomy(None),
         templates=load_templates(None),
-        now=NOW,
         steering=steering,
     ).variants
 

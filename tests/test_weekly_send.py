@@ -82,7 +82,7 @@ def _subscribers(path: Path, weekly: bool) -> None:
 def test_a_weekly_reader_gets_one_email_on_friday_a_daily_reader_five(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "weekly-test-secret")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "weekly-test-secret-weekly-test-secret-0123")
     outbox, days = tmp_path / "outbox", tmp_path / "days"
     days.mkdir()
     config = tmp_path / "newsletter.yaml"
@@ -140,7 +140,7 @@ def test_a_weekly_reader_gets_one_email_on_friday_a_daily_reader_five(
 def test_with_only_weekly_readers_the_days_are_still_kept_for_friday(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "weekly-test-secret")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "weekly-test-secret-weekly-test-secret-0123")
     outbox, days = tmp_path / "outbox", tmp_path / "days"
     days.mkdir()
     (tmp_path / "subscribers.yaml").write_text(
