@@ -44,10 +44,11 @@ import logging
 import os
 import resource
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -138,14 +139,6 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("Cache-Control", "no-store"),
 )
 """Sent with every response."""
-
-STYLE_LABELS: Mapping[str, str] = MappingProxyType(
-    {
-        "tldr": "A short summary of each paper",
-        "abstract": "The full abstract",
-        "titles": "Titles only",
-    }
-)
 
 _REASONS: Mapping[int, str] = MappingProxyType(
     {
