@@ -2,7 +2,7 @@
 
     python3 -m benchmarks.bench_scale [--subscribers N] [--variants V] [--connections C]
                                       [--baseline-messages M] [--repeat R] [--tracemalloc]
-                                      [--no-smtp] [--state URL]
+                                      [--no-smtp] [--state URL] [--feedback-share F]
 
 On the page day (/work/shared/data/daily-papers-page.txt through
 ``newsletter.sources.fetch_day``; the bundled sample day, with a note, when it is absent):
@@ -24,7 +24,14 @@ second and the ratio to smtp-source. Render + MIME (``prepare_day`` then every m
 median is held against the target and the best is printed beside it; the baseline in the
 same run is the bare copy of the same messages (one join of each template's fixed bytes
 per subscriber, no per-subscriber work). Targets (issue 11): render + MIME for 100k <= 3 s,
-SMTP >= 0.8 of smtp-source, peak RSS <= 300 MB. ``--tracemalloc`` adds Python-heap peaks
+SMTP >= 0.8 of smtp-source, peak RSS <= 300 MB.
+
+``--feedback-share F`` (issue 16): F of the subscribers have feedback signals (each liked
+1-3 and disliked 0-2 papers of an earlier day: ``/work/shared/data/hf/2026-08-12.json``
+when present, else the day itself), so they no longer share their variant's render;
+render + MIME runs ``--repeat`` times with and without them, alternately, and the median
+with them is held against 1.5x the median without (the machine's load average is printed
+at the start and the end). ``--tracemalloc`` adds Python-heap peaks
 (slower: it traces every allocation). smtp-sink/source come from
 ``benchmarks.bench_smtp.find_postfix``; without them the SMTP part is skipped with a note.
 """
@@ -35,6 +42,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import gc
+import os
 import resource
 import statistics
 import sys
@@ -55,17 +63,19 @@ from newsletter.config import (
 )
 from newsletter.delivery.base import Backend
 from newsletter.message import build_template
-from newsletter.models import FULL_PROFILE, Digest, SendResult
-from newsletter.pipeline import Variant, prepare_day
+from newsletter.models import FULL_PROFILE, Digest, Paper, SendResult, Subscriber
+from newsletter.pipeline import Steering, Variant, prepare_day
 from newsletter.rank import rank
 from newsletter.render import load_templates, render
 from newsletter.send import long_lived_frozen, recipients_for, send_day, values_maker
+from newsletter.sources import fetch_day
 from newsletter.state import parse_state_url
 from newsletter.subscribers import load_subscribers
 from newsletter.topics import assign_topics, group, load_taxonomy
 from tests.scale_helpers import (
     DEFAULT_VARIANTS,
     subscribers_yaml,
+    synthetic_feedback,
     synthetic_subscribers,
 )
 
@@ -155,7 +165,21 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="render + MIME runs (median and best reported; this machine's timings vary)",
     )
+    parser.add_argument(
+        "--feedback-share",
+        type=float,
+        default=0.0,
+        help="share of subscribers with feedback signals (e.g. 0.1); compared with none",
+    )
+    parser.add_argument(
+        "--feedback-buckets",
+        type=int,
+        default=None,
+        help="digest.feedback_buckets for the --feedback-share runs (default: the setting's)",
+    )
     args = parser.parse_args(argv)
+    if not 0.0 <= args.feedback_share <= 1.0:
+        parser.error("--feedback-share must be between 0 and 1")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     n = args.subscribers
@@ -242,6 +266,13 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_smtp:
             smtp_lines = run_smtp(settings, source, workdir, sample, n, args, stages)
 
+        feedback_lines: list[str] = []
+        if args.feedback_share > 0:
+            people = load_subscribers(yaml_path)
+            feedback_lines = feedback_runs(settings, source, people, args)
+            del people
+            gc.collect()
+
         # the two stages again, timed whole (after SMTP, so they leave its peak RSS alone)
         if args.repeat > 1:
             people = load_subscribers(yaml_path)
@@ -266,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in render_mime_lines(timed, n, made_count, joined, baseline_s):
         print(line)
     for line in smtp_lines:
+        print(line)
+    for line in feedback_lines:
         print(line)
     peak = rss_mb()
     verdict = "met" if peak <= TARGET_RSS_MB else "NOT met"
@@ -296,6 +329,72 @@ def scratch_state(server: str | None, workdir: Path) -> Iterator[str]:
     finally:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+EARLIER_DAY = Path("/work/shared/data/hf/2026-08-12.json")
+"""Where the synthetic readers' rated papers come from (the day itself when absent)."""
+
+TARGET_FEEDBACK_RATIO = 1.5
+
+
+def feedback_runs(
+    settings: Settings, source: str, people: Sequence[Subscriber], args: argparse.Namespace
+) -> list[str]:
+    """Render + MIME with and without ``--feedback-share`` readers, alternately; the lines."""
+    rated_from: Sequence[Paper]
+    if EARLIER_DAY.exists():
+        rated_from = fetch_day(str(EARLIER_DAY), DATE, settings=settings.source).papers
+    else:
+        rated_from = fetch_day(source, DATE, settings=settings.source).papers
+    feedback = synthetic_feedback(people, rated_from, share=args.feedback_share)
+    if args.feedback_buckets is not None:
+        digest = dataclasses.replace(settings.digest, feedback_buckets=args.feedback_buckets)
+        settings = dataclasses.replace(settings, digest=digest)
+    load_before = os.getloadavg()
+    runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    cpu: dict[bool, list[float]] = {False: [], True: []}
+    counts: dict[bool, int] = {}
+    for _ in range(args.repeat):
+        for steered in (False, True):
+            steering = Steering(feedback=feedback) if steered else Steering()
+            started, cpu_started = time.perf_counter(), time.process_time()
+            prepared = prepare_day(
+                settings,
+                DATE,
+                source=source,
+                subscribers=people,
+                steer=lambda papers, steering=steering: steering,
+            )
+            middle = time.perf_counter()
+            make_messages(prepared.variants, settings)
+            runs[steered].append((middle - started, time.perf_counter() - middle))
+            cpu[steered].append(time.process_time() - cpu_started)
+            counts[steered] = len(prepared.variants)
+            del prepared
+            gc.collect()
+    load_after = os.getloadavg()
+    medians = {k: statistics.median(p + m for p, m in v) for k, v in runs.items()}
+    plans = {k: statistics.median(p for p, _ in v) for k, v in runs.items()}
+    ratio = medians[True] / medians[False]
+    verdict = "met" if ratio <= TARGET_FEEDBACK_RATIO else "NOT met"
+    cpus = {k: statistics.median(v) for k, v in cpu.items()}
+    cpu_ratio = cpus[True] / cpus[False]
+    cpu_verdict = "met" if cpu_ratio <= TARGET_FEEDBACK_RATIO else "NOT met"
+    n = len(people)
+    return [
+        f"feedback: {len(feedback):,} of {n:,} readers ({args.feedback_share:.0%}) with signals "
+        f"({len(rated_from)} earlier papers rated); variants {counts[True]} with them, "
+        f"{counts[False]} without (digest.feedback_buckets {settings.digest.feedback_buckets})",
+        f"render + MIME for {n:,}: median {medians[True]:.2f} s with feedback "
+        f"(prepare_day {plans[True]:.2f}), {medians[False]:.2f} s without "
+        f"(prepare_day {plans[False]:.2f}), {args.repeat} runs each, alternately",
+        f"ratio with/without {ratio:.2f} (target <= {TARGET_FEEDBACK_RATIO}: {verdict}); "
+        f"load average {load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end "
+        f"({os.cpu_count()} CPUs)",
+        f"CPU time (this process; steadier than wall time on a busy host): median "
+        f"{cpus[True]:.2f} s with feedback, {cpus[False]:.2f} s without: ratio {cpu_ratio:.2f} "
+        f"({cpu_verdict})",
+    ]
 
 
 def make_messages(

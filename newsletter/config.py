@@ -161,6 +161,15 @@ class DigestSettings:
     taxonomy: Text = None
     """A YAML file of topics (name, description, keywords) replacing the default taxonomy."""
     lang: str = "en"
+    feedback_links: bool = True
+    """Each paper carries "more like this" / "less like this" links, each section "fewer of
+    this topic" (see newsletter.feedback)."""
+    feedback_buckets: int = 1
+    """The most re-ranked digests per variant for readers with feedback: readers of alike
+    tastes share one (each is one render; see newsletter.feedback.buckets). 1 keeps a
+    100k-reader day with 10 % feedback within 1.5x the render + MIME cost of one without
+    (a reader alone in their variant still gets exactly their own ranking); each step up
+    follows readers more closely for about 15 % more (benchmarks.bench_scale)."""
 
 
 @dataclass(frozen=True, config=_SECTION)
@@ -184,6 +193,9 @@ class ScheduleSettings:
     time: str = "08:00"
     timezone: str = "UTC"
     days: Names = ("mon", "tue", "wed", "thu", "fri")
+    weekly_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] | None = None
+    """The day weekly readers get their edition unless they chose another ``weekday``;
+    None: the last of ``days`` (``fri`` for mon-fri)."""
     paper_day: Literal["today", "previous_weekday"] = "today"
     poll_until: str = "12:00"
     """Local time until which a late source is polled before the empty-day policy applies."""

@@ -144,6 +144,8 @@ class Digest:
     profile: Profile = FULL_PROFILE
     total_papers: int = 0
     """How many papers the day had in all (the digest may show fewer)."""
+    weekly: bool = False
+    """A weekly edition: the best of the seven days up to ``date``."""
 
     @property
     def papers(self) -> tuple[RankedPaper, ...]:
@@ -174,6 +176,10 @@ class Subscriber:
     timezone: str | None = None
     active: bool = True
     added: dt.date | None = None
+    frequency: Literal["daily", "weekly"] = "daily"
+    """Daily digests, or one weekly edition on ``weekday``."""
+    weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] | None = None
+    """The weekly edition's day; None: ``schedule.weekly_day``."""
 
     @property
     def profile(self) -> Profile:

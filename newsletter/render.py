@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 import mjml
@@ -104,6 +105,11 @@ MAX_SUBJECT_CHARS = 78
 
 MIN_SUBJECT_TITLE_CHARS = 24
 """When less than this is left for the top paper's title, the subject names its topic."""
+
+FEEDBACK_LINKS_SHARE = 0.4
+"""Feedback links are tried only when their worst-case size (two link slots per paper at
+MAX_SLOT_BYTES) is at most this share of the budget; bigger digests go without them
+rather than be rendered twice or have their summaries shortened."""
 
 PREHEADER_PAPERS = 3
 """How many top paper titles the preheader (inbox preview text) names."""
@@ -224,6 +230,7 @@ def load_templates(folder: str | None = None) -> Templates:
     text_env = jinja2.Environment(autoescape=False, finalize=_text_finalize, **common)
     for env in (html_env, text_env):
         env.filters["plural"] = _plural
+        env.filters["query"] = _query_value
     try:
         names = loader.list_templates()
         for name in names:
@@ -296,6 +303,8 @@ class _Plan:
     summary_chars: int | None
     compact: frozenset[str]
     """Keys of the papers shown in the compact list."""
+    feedback: bool = False
+    """Feedback links on each paper and section (the first thing left out when too big)."""
 
 
 # --------------------------------------------------------------------------- output
@@ -378,7 +387,14 @@ def render(
     if base_chars is not None:
         steps = [base_chars]
         steps += sorted({max(1, int(base_chars * f)) for f in SUMMARY_SHRINK}, reverse=True)
-    result = attempt(_Plan(steps[0], frozenset()))
+    links = (
+        settings.feedback_links
+        and not page
+        and 2 * len(ranked) * MAX_SLOT_BYTES <= FEEDBACK_LINKS_SHARE * budget
+    )
+    result = attempt(_Plan(steps[0], frozenset(), feedback=links))
+    if links and not result.fits:
+        result = attempt(_Plan(steps[0], frozenset()))
     for chars in steps[1:]:
         if result.fits:
             return result
@@ -446,6 +462,8 @@ def _render_plan(
     placeholders = len(placeholder_pattern(nonce).findall(html))
     growth = placeholders * (MAX_SLOT_BYTES - len(placeholder(nonce, "name")))
     warnings: list[str] = []
+    if settings.feedback_links and not plan.feedback and not page:
+        warnings.append("feedback links left out to fit the budget")
     if plan.compact:
         warnings.append(f"{len(plan.compact)} papers moved to the compact list to fit the budget")
     return RenderedDigest(
@@ -515,6 +533,8 @@ def _context(
         "page": page,
         "toc_base": "" if page else web,
         "slot": {slot: placeholder(nonce, slot) for slot in SLOTS},
+        "feedback": plan.feedback,
+        "weekly": digest.weekly,
     }
 
 
@@ -548,6 +568,11 @@ def _sections(
             sections.append(SectionView(name, anchor, about, tuple(full), mixed))
     compact.sort(key=lambda view: -view.score)
     return sections, compact
+
+
+def _query_value(value: object) -> str:
+    """``value`` percent-encoded for a query string (characters UTF-8 cannot hold dropped)."""
+    return quote(str(value).encode("utf-8", "ignore"), safe="")
 
 
 def _unique(anchor: str, taken: set[str]) -> str:

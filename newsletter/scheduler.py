@@ -60,6 +60,7 @@ from newsletter.logs import run_context
 from newsletter.models import Subscriber
 from newsletter.send import RunReport, load_due_subscribers, send_day
 from newsletter.sources import fetch_day
+from newsletter.weekly import default_weekday
 
 DAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 """Day names in APScheduler's order (Monday is 0 there, Sunday 6)."""
@@ -258,14 +259,22 @@ class DailyTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler ships no t
         return nxt
 
 
+def run_days(schedule: ScheduleSettings) -> tuple[str, ...]:
+    """The days the daemon runs: ``schedule.days`` and ``schedule.weekly_day`` (weekly
+    editions); a weekly reader's other weekday is served on the next of these days."""
+    weekly = default_weekday(schedule.weekly_day, schedule.days)
+    names = day_of_week([*schedule.days, weekly]).split(",")
+    return tuple(names)
+
+
 def build_trigger(schedule: ScheduleSettings, zone: str) -> DailyTrigger:
-    """The trigger of the ``zone`` job: ``schedule.time`` on ``schedule.days`` in ``zone``."""
+    """The trigger of the ``zone`` job: ``schedule.time`` on :func:`run_days` in ``zone``."""
     at = parse_time(schedule.time)
     return DailyTrigger(
         hour=at.hour,
         minute=at.minute,
         second=0,
-        day_of_week=day_of_week(schedule.days),
+        day_of_week=",".join(run_days(schedule)),
         timezone=zone_info(zone),
     )
 
@@ -353,6 +362,10 @@ def default_job(
         options["subscribers"] = in_zone(due, only_timezone, default=settings.schedule.timezone)
     options.setdefault("command", "run")
     options.setdefault("wait_for_others", True)
+    # on schedule.weekly_day outside schedule.days only the weekly editions go out
+    daily_days = day_of_week(settings.schedule.days).split(",")
+    options.setdefault("daily", DAY_NAMES[date.weekday()] in daily_days)
+    options.setdefault("run_days", run_days(settings.schedule))
     return send_day(settings, date, **options)
 
 

@@ -24,7 +24,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -37,6 +37,7 @@ from newsletter.delivery import make_backend
 from newsletter.delivery.base import Backend
 from newsletter.delivery.memory import MemoryBackend
 from newsletter.errors import ConfigError, DeliveryError, NewsletterError
+from newsletter.feedback import Feedback
 from newsletter.message import (
     DkimSigner,
     InvalidRecipient,
@@ -48,11 +49,15 @@ from newsletter.message import (
     list_id_domain,
     split_mailbox,
 )
-from newsletter.models import DELIVERED, SendResult, SendStatus, Subscriber
-from newsletter.pipeline import prepare_day
+from newsletter.models import DELIVERED, Day, Paper, SendResult, SendStatus, Subscriber
+from newsletter.pipeline import Steering, Variant, plan_week, prepare_day
 from newsletter.prefs import next_send_subscribers_counted
+from newsletter.render import load_templates
+from newsletter.sources import fetch_day
 from newsletter.state import CLAIM_BATCH, DEFAULT_LEASE_SECONDS, State, new_owner, variant_key
 from newsletter.tokens import LinkSigner, secret_from
+from newsletter.topics import load_taxonomy
+from newsletter.weekly import WEEK_DAYS, WEEKDAYS, default_weekday, weekday_of
 
 log = logging.getLogger(__name__)
 
@@ -729,6 +734,8 @@ def send_day(
     retry_failed: bool = False,
     command: str = "send",
     wait_for_others: bool = False,
+    daily: bool = True,
+    run_days: Sequence[str] | None = None,
 ) -> RunReport:
     """Send ``date``'s digest to every active subscriber not yet sent to (see module doc).
 
@@ -737,6 +744,10 @@ def send_day(
     ``command`` names the run in the state database's run records (``send``, ``run``).
     ``wait_for_others``: at the end, wait for rows another sender holds (up to
     ``delivery.deadline`` seconds) and send those it leaves (the CLI and the daemon do).
+    Weekly readers get their weekly edition on their weekday and nothing on other days;
+    ``daily=False`` sends only those (the scheduler on a day outside ``schedule.days``);
+    ``run_days`` (the daemon's days): a weekly reader whose weekday is not one of them is
+    served on the next one.
     """
     clock_now: Now = now or (lambda: dt.datetime.now(dt.UTC))
     started = time.perf_counter()
@@ -745,7 +756,15 @@ def send_day(
         people = list(subscribers)
     else:
         people, left_out = load_due_counted(settings)
-    people = [s for s in people if s.active]
+    people, not_today = editions_due(
+        [s for s in people if s.active],
+        date,
+        weekly_day=default_weekday(settings.schedule.weekly_day, settings.schedule.days),
+        daily=daily,
+        run_days=run_days,
+    )
+    if not_today:
+        left_out = {**left_out, "not their day": not_today}
     if only is not None:
         people = [s for s in people if s.email.lower() == only.lower()]
         if not people:
@@ -756,8 +775,16 @@ def send_day(
         due = [s for s in people if s.email in due_emails]
         already = len(people) - len(due)
         if not due:
-            reason = "no active subscribers" if not people else "everyone was already sent this day"
+            reason = (
+                ("no active subscribers" if not not_today else "no reader is due today")
+                if not people
+                else "everyone was already sent this day"
+            )
             log.info("%s: %s", date, reason)
+            if not_today and not people and not dry_run and ledger.load_day(date) is None:
+                # weekly readers wait for their day: keep this day's papers for their edition
+                day = fetch_day(source or settings.source.default, date, settings=settings.source)
+                ledger.save_day(day, prepared_at=clock_now())
             return _report(
                 date,
                 [],
@@ -786,17 +813,32 @@ def send_day(
             extra: dict[str, Any] = {}
             if settings.digest.dedupe_days > 0:
                 extra["exclude"] = ledger.recent_paper_keys(date, settings.digest.dedupe_days)
+            daily_due = [s for s in due if s.frequency != "weekly"]
+            weekly_due = [s for s in due if s.frequency == "weekly"]
+            feedback = ledger.feedback()
+
+            def steer(papers: Sequence[Paper]) -> Steering:
+                sent = ledger.received_among((p.key for p in papers), before=date)
+                return Steering(sent=sent, feedback=feedback)
+
             prepared = prepare_day(
                 settings,
                 date,
                 source=source,
-                subscribers=due,
+                subscribers=daily_due,
                 web_url=web_url(settings, date),
+                steer=steer,
                 **extra,
             )
             if not dry_run:
                 ledger.save_day(prepared.day, prepared_at=clock_now())
-            if prepared.day.is_empty and settings.digest.empty_day == "skip":
+            weekly = _weekly_variants(settings, ledger, prepared.day, weekly_due, feedback)
+            variants: list[Variant] = [*weekly]
+            if (
+                prepared.day.is_empty
+                and settings.digest.empty_day == "skip"
+                and not any(v.digest.papers for v in weekly)
+            ):
                 reason = f"no papers for {date} from {prepared.day.source} (digest.empty_day: skip)"
                 log.info("%s", reason)
                 if not dry_run:  # status then knows the day was not forgotten
@@ -810,7 +852,9 @@ def send_day(
                     skipped_reason=reason,
                     skipped_readers=left_out,
                 )
-            total = sum(len(v.subscribers) for v in prepared.variants)
+            if not (prepared.day.is_empty and settings.digest.empty_day == "skip"):
+                variants[:0] = prepared.variants
+            total = sum(len(v.subscribers) for v in variants)
             if on_start is not None:
                 on_start(total)
             log.info("sending to %d subscribers", total)
@@ -818,7 +862,7 @@ def send_day(
             if not dry_run:
                 run_id = ledger.start_run(date, command=command, owner=owner)
             report = deliver_variants(
-                prepared.variants,
+                variants,
                 date=date,
                 backend=chosen,
                 sender=settings.sender,
@@ -846,7 +890,7 @@ def send_day(
             delivered = {r.email for r in report.results if r.status in DELIVERED}
             keys = {
                 rp.paper.key
-                for variant in prepared.variants
+                for variant in variants
                 if any(s.email in delivered for s in variant.subscribers)
                 for rp in variant.digest.papers
             }
@@ -865,6 +909,63 @@ def send_day(
         if run_id is not None:
             ledger.finish_run(run_id, final.counts, outcome=run_outcome(final))
     return final
+
+
+def editions_due(
+    people: Sequence[Subscriber],
+    date: dt.date,
+    *,
+    weekly_day: str,
+    daily: bool = True,
+    run_days: Sequence[str] | None = None,
+) -> tuple[list[Subscriber], int]:
+    """Who gets something on ``date``: daily readers (when ``daily``) and weekly readers
+    whose weekday (else ``weekly_day``) it is, or whose weekday is not a run day and
+    ``date`` is the first run day after it; and how many weekly readers wait."""
+    today = weekday_of(date)
+    served = {today}
+    if run_days:
+        back = date - dt.timedelta(days=1)
+        while weekday_of(back) not in run_days and len(served) < len(WEEKDAYS):
+            served.add(weekday_of(back))
+            back -= dt.timedelta(days=1)
+    out: list[Subscriber] = []
+    waiting = 0
+    for subscriber in people:
+        if subscriber.frequency == "weekly":
+            if (subscriber.weekday or weekly_day) in served:
+                out.append(subscriber)
+            else:
+                waiting += 1
+        elif daily:
+            out.append(subscriber)
+    return out, waiting
+
+
+def _weekly_variants(
+    settings: Settings,
+    state: State,
+    today: Day,
+    readers: Sequence[Subscriber],
+    feedback: Mapping[str, Feedback],
+) -> tuple[Variant, ...]:
+    """The weekly edition for ``readers``: the stored days of the week and ``today``."""
+    if not readers:
+        return ()
+    start = today.date - dt.timedelta(days=WEEK_DAYS - 1)
+    days = [s.day for s in state.load_days(start, today.date - dt.timedelta(days=1))]
+    days.append(today)
+    pool = {p.key for d in days for p in d.papers}
+    sent = state.received_among(pool, emails=[s.email for s in readers], before=today.date)
+    return plan_week(
+        days,
+        readers,
+        settings=settings,
+        taxonomy=load_taxonomy(settings.digest.taxonomy),
+        templates=load_templates(settings.digest.templates),
+        date=today.date,
+        steering=Steering(sent=sent, feedback=feedback),
+    )
 
 
 def run_outcome(report: RunReport) -> str:

@@ -39,6 +39,7 @@ from newsletter.yamlfile import shown
 
 if TYPE_CHECKING:
     from newsletter.state import StateURL
+from newsletter.weekly import FREQUENCIES, WEEKDAYS
 
 FIELDS: tuple[str, ...] = (
     "email",
@@ -51,6 +52,8 @@ FIELDS: tuple[str, ...] = (
     "timezone",
     "active",
     "added",
+    "frequency",
+    "weekday",
 )
 """Every field an entry may have, in the order the editor writes them."""
 
@@ -315,6 +318,20 @@ class _Validator:
         if not isinstance(value, bool):
             raise ValueError(f"{shown(value)} is not true or false")
         return value
+
+    def _check_frequency(self, value: Any) -> str:
+        if value is None:
+            return "daily"
+        if value not in FREQUENCIES:
+            raise ValueError(f"{value!r} is not one of {' | '.join(FREQUENCIES)}")
+        return str(value)
+
+    def _check_weekday(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        if value not in WEEKDAYS:
+            raise ValueError(f"{value!r} is not one of {' | '.join(WEEKDAYS)}")
+        return str(value)
 
     def _check_added(self, value: Any) -> dt.date | None:
         if value is None:

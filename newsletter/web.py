@@ -6,8 +6,8 @@ Routes (every token is a signed capability from :mod:`newsletter.tokens`)::
     POST /unsubscribe?token=T   unsubscribe at once: RFC 8058 one-click (the body
                                 ``List-Unsubscribe=One-Click`` that Gmail and Yahoo send,
                                 no cookies, no confirmation) and the page's button
-    GET  /preferences?token=T   topics, summary style, pause
-    POST /preferences?token=T   save them (to the state database's overlay)
+    GET  /preferences?token=T   every preference, feedback, resubscribe: mounted from
+    POST /preferences?token=T   newsletter.reader_web (and /resubscribe)
     GET  /subscribe             sign-up form            (only with --allow-signup)
     POST /subscribe             send a confirmation link (double opt-in)
     GET  /confirm?token=T       a page with a confirm button (link scanners only GET)
@@ -67,8 +67,9 @@ from werkzeug.routing import Map, Rule
 from newsletter import subscribers as roster
 from newsletter.config import SignupSettings
 from newsletter.errors import NewsletterError
-from newsletter.models import SUMMARY_STYLES, Subscriber, email_key
+from newsletter.models import Subscriber, email_key
 from newsletter.prefs import PrefsStore
+from newsletter.reader_web import INVALID_LINK, ReaderPages
 from newsletter.tokens import (
     PREFERENCES,
     UNSUBSCRIBE,
@@ -79,6 +80,7 @@ from newsletter.tokens import (
     read_confirmation,
     verify_token,
 )
+from newsletter.weekly import Weekday
 
 log = logging.getLogger(__name__)
 
@@ -138,14 +140,6 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
 )
 """Sent with every response."""
 
-STYLE_LABELS: Mapping[str, str] = MappingProxyType(
-    {
-        "tldr": "A short summary of each paper",
-        "abstract": "The full abstract",
-        "titles": "Titles only",
-    }
-)
-
 _REASONS: Mapping[int, str] = MappingProxyType(
     {
         200: "OK",
@@ -190,6 +184,18 @@ class SignupOptions:
     """Sign-ups one client address may post per hour."""
     max_pending: int = SIGNUP_MAX_PENDING
     """Unconfirmed sign-ups kept at once."""
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    """What the reader's own pages need beyond the app's store and secret."""
+
+    base_url: str = "http://localhost:8080"
+    """The public URL of this server (resubscribe and unsubscribe links point here)."""
+    send_confirmation: Callable[[str, str], None] | None = None
+    """Sends (address, URL) a resubscribe confirmation; None: not offered."""
+    default_weekday: Weekday = "fri"
+    """The weekly edition's day for readers who chose none (``schedule.weekly_day``)."""
 
 
 @dataclass
@@ -252,6 +258,7 @@ class WebApp:
         signup: SignupOptions | None = None,
         today: Callable[[], dt.date] = dt.date.today,
         webhooks: WebhookHandler | None = None,
+        reader: ReaderOptions | None = None,
     ) -> None:
         if not secret:
             raise ValueError("the web app needs the signing secret")
@@ -269,6 +276,19 @@ class WebApp:
         env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
         source = resources.files("newsletter.data").joinpath("web.html.j2").read_text("utf-8")
         self._template = env.from_string(source)
+        options = reader or ReaderOptions()
+        self.reader = ReaderPages(
+            store=store,
+            secret=self._secret,
+            keys=self._keys,
+            topics=self.topics,
+            title=title,
+            lookup=lookup,
+            base_url=options.base_url,
+            send_confirmation=options.send_confirmation,
+            default_weekday=options.default_weekday,
+            today=today,
+        )
 
     # -- WSGI -------------------------------------------------------------------------
 
@@ -279,8 +299,9 @@ class WebApp:
             Rule("/", methods=["GET"], endpoint=self._home),
             Rule("/unsubscribe", methods=["GET"], endpoint=self._unsubscribe_page),
             Rule("/unsubscribe", methods=["POST"], endpoint=self._unsubscribe),
-            Rule("/preferences", methods=["GET"], endpoint=self._preferences_page),
-            Rule("/preferences", methods=["POST"], endpoint=self._save_preferences),
+            # the reader's own pages (newsletter.reader_web): preferences, feedback, resubscribe
+            Rule("/preferences", methods=["GET", "POST"], endpoint=self._reader_page),
+            Rule("/resubscribe", methods=["GET", "POST"], endpoint=self._reader_page),
         ]
         if self.signup is not None:
             rules += [
@@ -370,6 +391,14 @@ class WebApp:
         answer: _Response = handler(request, **values)
         return answer
 
+    def _reader_page(self, request: _Request) -> _Response:
+        path = request.path.rstrip("/") or "/"
+        page = self.reader.handle(request.method, path, request.query, request.form)
+        if page is None or page is INVALID_LINK:
+            return self._invalid()
+        headers = [("Content-Type", "text/html; charset=utf-8"), *SECURITY_HEADERS]
+        return _Response(page.status, page.body, headers)
+
     # -- pages ------------------------------------------------------------------------
 
     def _page(self, status: str, page: str, *, heading: str, **values: Any) -> _Response:
@@ -429,69 +458,6 @@ class WebApp:
         one_click = request.form.get("List-Unsubscribe") == ["One-Click"]
         self.store.suppress(address, source="one-click" if one_click else "web")
         return self._page("200 OK", "unsubscribed", heading="You are unsubscribed", email=address)
-
-    def _current(self, address: str) -> tuple[list[str], str, bool]:
-        overlay = self.store.preferences(address)
-        sub = self._lookup(address) if self._lookup is not None else None
-        topics = list(sub.topics) if sub else []
-        summary: str = sub.summary if sub else "tldr"
-        paused = False
-        if overlay is not None:
-            if overlay.topics is not None:
-                topics = list(overlay.topics)
-            if overlay.summary is not None:
-                summary = overlay.summary
-            paused = overlay.paused
-        return topics, summary, paused
-
-    def _preferences_form(
-        self, request: _Request, address: str, status: str = "200 OK", **extra: Any
-    ) -> _Response:
-        topics, summary, paused = self._current(address)
-        unsubscribe = "unsubscribe?" + urlencode(
-            {"token": make_token(self._secret, address, UNSUBSCRIBE)}
-        )
-        return self._page(
-            status,
-            "preferences",
-            heading="Your preferences",
-            email=address,
-            action=self._action(request),
-            topics=self.topics,
-            chosen=topics,
-            styles=[(s, STYLE_LABELS[s]) for s in SUMMARY_STYLES],
-            summary=summary,
-            paused=paused,
-            unsubscribe_url=unsubscribe,
-            **extra,
-        )
-
-    def _preferences_page(self, request: _Request) -> _Response:
-        address = self._email(request, PREFERENCES)
-        if address is None:
-            return self._invalid()
-        return self._preferences_form(request, address)
-
-    def _save_preferences(self, request: _Request) -> _Response:
-        address = self._email(request, PREFERENCES)
-        if address is None:
-            return self._invalid()
-        chosen = request.form.get("topic", [])
-        unknown = [t for t in chosen if t not in self.topics]
-        summary = request.value("summary") or None
-        if unknown or (summary is not None and summary not in SUMMARY_STYLES):
-            return self._preferences_form(
-                request, address, "400 Bad Request", error="Please choose from the list."
-            )
-        paused = request.value("paused") in ("1", "on", "yes", "true")
-        self.store.set_preferences(
-            address,
-            topics=[t for t in self.topics if t in chosen],
-            summary=summary,
-            paused=paused,
-        )
-        notice = "Saved. Your emails are paused." if paused else "Saved."
-        return self._preferences_form(request, address, notice=notice)
 
     # -- sign-up ----------------------------------------------------------------------
 

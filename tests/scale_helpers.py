@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from typing import Any
 
-from newsletter.models import SUMMARY_STYLES, Subscriber
+from newsletter.feedback import Feedback
+from newsletter.models import SUMMARY_STYLES, Paper, Subscriber, email_key
 
 DEFAULT_VARIANTS = 60
 """Distinct preference profiles (render variants) of the synthetic list."""
@@ -114,6 +115,26 @@ def synthetic_subscribers(
                 summary=p["summary"],
             )
         )
+    return out
+
+
+def synthetic_feedback(
+    subscribers: Sequence[Subscriber],
+    rated_from: Sequence[Paper],
+    *,
+    share: float,
+    seed: int = 0,
+) -> dict[str, Feedback]:
+    """Feedback for ``share`` of ``subscribers`` (by casefolded address), spread through
+    the list: each liked 1 to 3 and disliked 0 to 2 papers of ``rated_from`` (earlier
+    days' papers)."""
+    rng = random.Random(seed + 2)
+    chosen = rng.sample(list(subscribers), round(len(subscribers) * share))
+    out: dict[str, Feedback] = {}
+    for sub in chosen:
+        liked = tuple(rng.sample(list(rated_from), rng.randint(1, 3)))
+        disliked = tuple(rng.sample(list(rated_from), rng.randint(0, 2)))
+        out[email_key(sub.email)] = Feedback(liked=liked, disliked=disliked)
     return out
 
 

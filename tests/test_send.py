@@ -72,6 +72,7 @@ class FakePipeline:
         client: Any = None,
         exclude: Collection[str] = (),
         web_url: str | None = None,
+        steer: Any = None,
     ) -> Prepared:
         self.calls.append([s.email for s in subscribers])
         self.excluded.append(set(exclude))

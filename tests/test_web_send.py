@@ -88,7 +88,8 @@ def test_preferences_from_a_sent_message_reach_the_next_send(loop: Loop) -> None
     body = message.get_body(("html",))
     assert body is not None
     found = re.search(
-        r'href="(http://127\.0\.0\.1:\d+/preferences\?token=[^"]+)"', body.get_content()
+        r'href="(http://127\.0\.0\.1:\d+/preferences\?token=[^"]+)">Preferences<',
+        body.get_content(),
     )
     assert found is not None
     prefs_url = found.group(1).replace("&amp;", "&")

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import socket
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from newsletter.render import load_templates
 from newsletter.send import load_due_subscribers
 from newsletter.state import RunRecord, State
 from newsletter.topics import load_taxonomy
+from newsletter.weekly import WEEKDAYS, default_weekday
 
 log = logging.getLogger(__name__)
 
@@ -450,6 +452,8 @@ def status_report(settings: Settings, ops: Ops) -> dict[str, Any]:
     except NewsletterError as exc:
         problems.append(f"deliverability: {exc}")
         rates = None
+    weekly_day = default_weekday(settings.schedule.weekly_day, settings.schedule.days)
+    weekly = Counter(s.weekday or weekly_day for s in subscribers if s.frequency == "weekly")
     lock = lock_path_for(settings.state, base=config_folder(settings))
     pid = holder(lock)
     try:
@@ -474,6 +478,11 @@ def status_report(settings: Settings, ops: Ops) -> dict[str, Any]:
             "timezone": settings.schedule.timezone,
             "days": scheduler.day_of_week(settings.schedule.days),
             "paper_day": settings.schedule.paper_day,
+            "weekly_day": weekly_day,
+        },
+        "weekly": {
+            "readers": sum(weekly.values()),
+            "by_weekday": {day: weekly[day] for day in WEEKDAYS if weekly[day]},
         },
         "next_runs": runs,
         "catch_up": catch_up,
@@ -614,6 +623,15 @@ def format_status(report: Mapping[str, Any]) -> str:
             f"catch-up pending: papers of {entry['paper_date']} ({entry['zone']}, due "
             f"{entry['due_at'].replace('T', ' ')}), {entry['subscribers']} subscribers"
         )
+    weekly = report["weekly"]
+    if weekly["readers"]:
+        days = ", ".join(f"{day} {count}" for day, count in weekly["by_weekday"].items())
+        lines.append(
+            f"weekly edition: {weekly['readers']} readers ({days}); "
+            f"default day {sched['weekly_day']}"
+        )
+    else:
+        lines.append(f"weekly edition: no readers (default day {sched['weekly_day']})")
     last = report["last_run"]
     if last is None:
         lines.append("last run: none")

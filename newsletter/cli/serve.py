@@ -27,11 +27,13 @@ from newsletter.web import (
     DEFAULT_PORT,
     DEFAULT_THREADS,
     ListLookup,
+    ReaderOptions,
     SignupOptions,
     WebApp,
     make_server,
 )
 from newsletter.webhooks import webhook_handler
+from newsletter.weekly import default_weekday
 
 CONFIRMATION_SUBJECT = "Confirm your subscription to {title}"
 """Subject of the double opt-in email."""
@@ -121,6 +123,10 @@ def build_app(settings: Settings, *, allow_signup: bool = False) -> WebApp:
     lookup: Callable[[str], Subscriber | None] = ListLookup(listed, known_topics=topics)
     if roster.is_database(listed):  # the list is kept in the state database
         lookup = roster.StateStore(settings.state if listed == roster.STATE else listed).find
+    try:
+        resubscribe: Callable[[str, str], None] | None = confirmation_sender(settings)
+    except ConfigError:  # an HTTP provider backend: readers ask the sender to add them back
+        resubscribe = None
     return WebApp(
         store=store,
         secret=secret,
@@ -129,6 +135,11 @@ def build_app(settings: Settings, *, allow_signup: bool = False) -> WebApp:
         lookup=lookup,
         signup=signup,
         webhooks=webhook_handler(settings, store),
+        reader=ReaderOptions(
+            base_url=settings.digest.base_url,
+            send_confirmation=resubscribe,
+            default_weekday=default_weekday(settings.schedule.weekly_day, settings.schedule.days),
+        ),
     )
 
 

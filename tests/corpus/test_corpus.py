@@ -267,7 +267,7 @@ def test_script_javascript_links_and_jinja_in_hf_json_stay_inert(tmp_path: Path)
     assert_ok(preview(INPUTS / "hf_xss.json", out))
     html = (out / "digest.html").read_text(encoding="utf-8")
     markup = _assert_no_active_content(html)
-    text = markup.all_text
+    text = " ".join(markup.all_text.split())  # as a browser shows it: a line break is a space
     # shown as text, exactly as written: escaped, never executed, never a link
     assert "<script>alert('title')</script> Robust Policies" in text
     assert "{{ 7*7 }} Jinja in a {% raw %}title{% endraw %}" in text
@@ -917,7 +917,7 @@ SUBSCRIBER_ERRORS = [
             "(e.g. Europe/Paris)",
             "subs_invalid.yaml:11: topics: unknown topic 'Astrology' (known: ",
             "subs_invalid.yaml:12: colour: unknown field (known: email, name, topics, keywords, "
-            "authors, max_papers, summary, timezone, active, added)",
+            "authors, max_papers, summary, timezone, active, added, frequency, weekday)",
             "subs_invalid.yaml:14: active: 'maybe' is not true or false",
             "subs_invalid.yaml:15: added: 'yesterday' is not a date (YYYY-MM-DD)",
             "subs_invalid.yaml:16: entry: expected a mapping of fields (email: ...)",
