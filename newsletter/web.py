@@ -152,7 +152,6 @@ _INVALID_LINK = (
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-Handler = Callable[..., "_Response"]
 
 
 @dataclass(frozen=True)
