@@ -40,7 +40,7 @@ from tests.scale_helpers import DEFAULT_VARIANTS, synthetic_subscribers
 PAGE_DAY = Path("/work/shared/data/daily-papers-page.txt")
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
-SECRET = b"bench-tricks-secret"
+SECRET = b"bench-tricks-secret-0123456789abcdef"
 CACHES = ("css_rules", "wrapped_lines", "paper_views")
 """The fields of Templates that keep work across the renders of a day."""
 

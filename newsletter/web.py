@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import jinja2
@@ -164,7 +164,7 @@ WebhookHandler = Callable[[str, Mapping[str, str], bytes], tuple[int, bytes]]
 MAX_WEBHOOK_BYTES = 1024 * 1024
 """Larger webhook bodies are refused (413) unread."""
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-Handler = Callable[..., "_Response"]
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -244,6 +244,18 @@ class _Request:
         return values[0]
 
 
+def raw_body(limit: int) -> Callable[[_F], _F]:
+    """Mark a route handler that reads its own body (``request.http.get_data()``, e.g. a
+    webhook's JSON) of at most ``limit`` bytes (up to SERVER_MAX_BODY_BYTES): the app
+    then leaves the body alone instead of parsing it as a form of at most MAX_BODY_BYTES."""
+
+    def mark(handler: _F) -> _F:
+        handler.raw_body_limit = limit  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
 class WebApp:
     """The WSGI application. All state lives in the PrefsStore (and the YAML for sign-ups)."""
 
@@ -294,7 +306,9 @@ class WebApp:
 
     def routes(self) -> list[Rule]:
         """The route table: one werkzeug ``Rule`` per path and methods, its endpoint the
-        handler, called as ``handler(request, **path_values)``. Add new pages here."""
+        handler, called as ``handler(request, **path_values)``. Add new pages here, e.g.
+        ``Rule("/webhooks/<provider>", methods=["POST"], endpoint=self._webhook)`` with
+        the handler marked ``@raw_body(limit)`` to read its own (JSON) body."""
         rules = [
             Rule("/", methods=["GET"], endpoint=self._home),
             Rule("/unsubscribe", methods=["GET"], endpoint=self._unsubscribe_page),
@@ -384,7 +398,15 @@ class WebApp:
             return self._page(
                 "404 Not Found", "error", heading="Not found", message="No such page."
             )
-        if request.method == "POST" and not request.read_form():
+        own_body = getattr(handler, "raw_body_limit", None)  # see raw_body()
+        if own_body is not None:
+            request.http.max_content_length = own_body
+        too_large = (
+            (request.http.content_length or 0) > own_body
+            if own_body is not None
+            else request.method == "POST" and not request.read_form()
+        )
+        if too_large:
             return self._page(
                 "413 Content Too Large", "error", heading="Too large", message="Too large."
             )
