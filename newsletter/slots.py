@@ -42,8 +42,13 @@ MAX_URL_CHARS = 800
 SAFE_URL_CHARS = "!#$%&'()*+,-./:;=?@[]~_"
 """Characters left as they are when a link is percent-encoded."""
 
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
-"""Characters never shown: C0/C1 controls, line/paragraph separators, lone surrogates."""
+CONTROL = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufdd0-\ufdef"
+    + "".join(f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(17))
+    + "]"
+)
+"""Characters never shown: C0/C1 controls, line/paragraph separators, lone surrogates and
+Unicode noncharacters (HTML parsers drop their character references)."""
 
 _SLOT_SET = frozenset(SLOTS)
 _SPACE = re.compile(r"\s")
