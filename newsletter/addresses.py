@@ -11,6 +11,10 @@ import re
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES as _SPECIAL_USE_DOMAINS
 from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
+
+_ROLE_NAMES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+"""Local parts email-validator lowercases (RFC 2142 role names: postmaster, info, ...)."""
 
 _FAST_EMAIL = re.compile(
     r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*"
@@ -37,6 +41,8 @@ def _fast_email(address: str) -> str | None:
     for special in _SPECIAL_DOTTED:
         if domain == special or domain.endswith("." + special):
             return None
+    if local.lower() in _ROLE_NAMES:
+        local = local.lower()
     return f"{local}@{domain}"
 
 
