@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
 from collections.abc import Iterator
 
 import pytest
 
 from newsletter.logs import LOGGERS
+
+# Where libcst is installed, hypothesis imports it to print a failing example as a patch;
+# that import warns (mypy_extensions.TypedDict), and under -W error the warning would
+# turn the failure report into an INTERNALERROR that hides the example. Import it now,
+# quietly, so the report shows the falsifying example.
+with warnings.catch_warnings(), contextlib.suppress(ImportError):
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import hypothesis.extra._patching  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
