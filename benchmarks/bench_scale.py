@@ -7,7 +7,8 @@
 On the page day (/work/shared/data/daily-papers-page.txt through
 ``newsletter.sources.fetch_day``; the bundled sample day, with a note, when it is absent):
 
-1. stages one by one: write the synthetic ``subscribers.yaml``, ``load_subscribers``,
+1. stages one by one: write the synthetic list (to the state database, or to
+   ``subscribers.yaml`` with ``--list yaml``), load it,
    ``prepare_day`` (fetch, topics, then rank + group + render per variant, broken down),
    MIME (``build_template`` per variant, link tokens + ``recipient`` + ``fill`` per
    subscriber, bytes counted and dropped);
@@ -70,10 +71,11 @@ from newsletter.render import load_templates, render
 from newsletter.send import long_lived_frozen, recipients_for, send_day, values_maker
 from newsletter.sources import fetch_day
 from newsletter.state import parse_state_url
-from newsletter.subscribers import load_subscribers
+from newsletter.subscribers import open_store
 from newsletter.topics import assign_topics, group, load_taxonomy
 from tests.scale_helpers import (
     DEFAULT_VARIANTS,
+    subscriber_entries,
     subscribers_yaml,
     synthetic_feedback,
     synthetic_subscribers,
@@ -160,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         help="postgresql://... server to make a scratch database on (default: SQLite file)",
     )
     parser.add_argument(
+        "--list",
+        choices=("state", "yaml"),
+        default="state",
+        help="where the subscriber list lives: the state database (read in batches; the "
+        "store for lists this size) or a subscribers.yaml file",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=3,
@@ -202,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(
             sender=SENDER,
             source=SourceSettings(default=source),
-            subscribers=str(yaml_path),
+            subscribers=str(yaml_path) if args.list == "yaml" else "state",
             state=state_url,
             secret_key=SECRET,
             digest=DigestSettings(base_url="https://papers.example"),
@@ -212,14 +221,26 @@ def main(argv: list[str] | None = None) -> int:
         topic_names = [t.name for t in taxonomy]
 
         # ------------------------------------------------------------------ stages
-        with stages.stage("write subscribers.yaml (setup)"):
+        store = open_store(settings.subscribers, state=state_url)
+
+        def load_list() -> list[Subscriber]:
+            return store.load(topic_names)
+
+        with stages.stage(f"write the list ({args.list}, setup)"):
             made = synthetic_subscribers(n, topics=topic_names, variants=args.variants)
-            yaml_path.write_text(subscribers_yaml(made), encoding="utf-8")
+            if args.list == "yaml":
+                yaml_path.write_text(subscribers_yaml(made), encoding="utf-8")
+            else:
+                with store.edit(topic_names) as editor:
+                    for entry in subscriber_entries(made):
+                        editor.add(entry)
             del made
-        yaml_mb = yaml_path.stat().st_size / 2**20
+        list_size = f"{args.list} list" + (
+            f" {yaml_path.stat().st_size / 2**20:.1f} MB" if args.list == "yaml" else ""
+        )
 
         with stages.stage("load_subscribers"):
-            people = load_subscribers(yaml_path)
+            people = load_list()
 
         with stages.stage("prepare_day (fetch..render)"):
             prepared = prepare_day(settings, DATE, source=source, subscribers=people)
@@ -268,14 +289,14 @@ def main(argv: list[str] | None = None) -> int:
 
         feedback_lines: list[str] = []
         if args.feedback_share > 0:
-            people = load_subscribers(yaml_path)
+            people = load_list()
             feedback_lines = feedback_runs(settings, source, people, args)
             del people
             gc.collect()
 
         # the two stages again, timed whole (after SMTP, so they leave its peak RSS alone)
         if args.repeat > 1:
-            people = load_subscribers(yaml_path)
+            people = load_list()
         for _ in range(args.repeat - 1):
             started = time.perf_counter()
             again = prepare_day(settings, DATE, source=source, subscribers=people)
@@ -290,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         f"default profile among them: {full_in}); source {source}"
     )
     print(
-        f"subscribers.yaml {yaml_mb:.1f} MB; messages made {made_count:,} "
+        f"{list_size}; messages made {made_count:,} "
         f"(invalid {invalid}), mean size {mean_size:,.0f} bytes"
     )
     stages.print()

@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from typing import Any
@@ -437,3 +437,18 @@ def copies_per_recipient(received: Iterable[Received]) -> Counter[str]:
     for item in received:
         counts.update(item.recipients)
     return counts
+
+
+def subscriber_entries(subscribers: Iterable[Subscriber]) -> Iterator[dict[str, object]]:
+    """The list as entries for a subscriber store's editor (the fields
+    :func:`subscribers_yaml` writes)."""
+    for s in subscribers:
+        entry: dict[str, object] = {"email": s.email, "summary": s.summary}
+        if s.name:
+            entry["name"] = s.name
+        for name in ("topics", "keywords", "authors"):
+            if values := getattr(s, name):
+                entry[name] = list(values)
+        if s.max_papers is not None:
+            entry["max_papers"] = s.max_papers
+        yield entry

@@ -1,4 +1,4 @@
-"""The helpers of the scale benchmarks and crash trials (benchmarks/scale_helpers.py)."""
+"""The helpers of the scale benchmarks and crash trials (tests/scale_helpers.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from newsletter.delivery.sendgrid import SendGridBackend
 from newsletter.errors import AuthError
 from newsletter.message import build_template
 from newsletter.models import SendStatus
-from newsletter.subscribers import load_subscribers
+from newsletter.subscribers import load_subscribers, open_store
 from tests.doubles import sample_rendered, smtp_server
 from tests.scale_helpers import (
     RecordingSink,
@@ -25,6 +25,7 @@ from tests.scale_helpers import (
     check_mail_send,
     copies_per_recipient,
     start_fake_sendgrid,
+    subscriber_entries,
     subscribers_yaml,
     synthetic_profiles,
     synthetic_subscribers,
@@ -72,6 +73,15 @@ def test_subscribers_yaml_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "subscribers.yaml"
     path.write_text(subscribers_yaml(people), encoding="utf-8")
     assert load_subscribers(path) == people
+
+
+def test_subscriber_entries_fill_a_state_database_list(tmp_path: Path) -> None:
+    people = synthetic_subscribers(300, topics=TOPICS, variants=20)
+    store = open_store("state", state=f"sqlite:///{tmp_path / 'state.db'}")
+    with store.edit(TOPICS) as editor:
+        for entry in subscriber_entries(people):
+            editor.add(entry)
+    assert store.load(TOPICS) == people
 
 
 # --------------------------------------------------------------------------- rate limit
