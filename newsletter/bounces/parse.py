@@ -195,17 +195,38 @@ def _parse(msg: Message, raw: bytes) -> list[Report]:
         diagnostic = _near(text, address)
         status = status_in(diagnostic)
         reports.append(
-            Report(
-                email=address,
-                kind=classify(status, diagnostic),
-                status=status,
-                diagnostic=diagnostic,
-                format="text",
-                event_id=f"{event_base}:{address.lower()}",
-                **common,
+            _report(
+                address,
+                classify(status, diagnostic),
+                status,
+                diagnostic,
+                "text",
+                event_base,
+                common,
             )
         )
     return reports
+
+
+def _report(
+    address: str,
+    kind: str,
+    status: str | None,
+    diagnostic: str,
+    fmt: str,
+    event_base: str,
+    common: dict[str, Any],
+) -> Report:
+    """One recipient's event of a report; its id is the report's, per address."""
+    return Report(
+        email=address,
+        kind=kind,
+        status=status,
+        diagnostic=diagnostic,
+        format=fmt,
+        event_id=f"{event_base}:{address.lower()}",
+        **common,
+    )
 
 
 def _arf(
@@ -229,14 +250,14 @@ def _arf(
         diagnostic = f"feedback-type={feedback_type}" + (f" ({agent})" if agent else "")
         for address in addresses:
             reports.append(
-                Report(
-                    email=address,
-                    kind=COMPLAINT,
-                    status=None,
-                    diagnostic=diagnostic[:MAX_DIAGNOSTIC_CHARS],
-                    format="arf",
-                    event_id=f"{event_base}:{address.lower()}",
-                    **common,
+                _report(
+                    address,
+                    COMPLAINT,
+                    None,
+                    diagnostic[:MAX_DIAGNOSTIC_CHARS],
+                    "arf",
+                    event_base,
+                    common,
                 )
             )
     return reports
@@ -256,14 +277,8 @@ def _dsn(parts: list[Message], event_base: str, common: dict[str, Any]) -> list[
         diagnostic = _one_line(_typed_value(block.get("diagnostic-code", "")))
         status = _status_field(block.get("status", "")) or status_in(diagnostic)
         reports.append(
-            Report(
-                email=address,
-                kind=classify(status, diagnostic),
-                status=status,
-                diagnostic=diagnostic,
-                format="dsn",
-                event_id=f"{event_base}:{address.lower()}",
-                **common,
+            _report(
+                address, classify(status, diagnostic), status, diagnostic, "dsn", event_base, common
             )
         )
     return reports
