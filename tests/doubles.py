@@ -11,9 +11,12 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +131,38 @@ def serving(app: WSGIApp, **options: Any) -> Iterator[str]:
     finally:
         httpd.shutdown()
         thread.join(timeout=5)
+
+
+SERVE_COMMAND = (sys.executable, "-c", "from newsletter.cli import main; main()", "serve")
+"""``newsletter serve`` run from this interpreter."""
+
+
+@dataclass
+class ServeRun:
+    """A running ``newsletter serve``: its URL, and what it wrote to stderr once stopped."""
+
+    url: str
+    stderr: str = ""
+
+
+@contextmanager
+def serve_process(folder: Path, env: Mapping[str, str], *args: str) -> Iterator[ServeRun]:
+    """The real ``newsletter serve --port 0 ARGS`` as a process in ``folder``."""
+    proc = subprocess.Popen(
+        [*SERVE_COMMAND, "--port", "0", *args],
+        cwd=folder,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("serving on http://127.0.0.1:"), line
+        run = ServeRun(line.split()[2])
+        yield run
+    finally:
+        proc.terminate()
+        run_err = proc.communicate(timeout=20)[1]
+    run.stderr = run_err

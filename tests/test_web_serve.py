@@ -5,8 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from newsletter.config import DeliverySettings, DigestSettings, Settings
 from newsletter.errors import ConfigError
 from newsletter.prefs import PrefsStore
 from newsletter.tokens import UNSUBSCRIBE, make_token
-from tests.doubles import smtp_server
+from tests.doubles import serve_process, smtp_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,32 +49,18 @@ def test_serve_runs_for_real_and_takes_a_one_click_post(tmp_path: Path) -> None:
         "NEWSLETTER_SECRET_KEY": "serve-secret-0123456789abcdef0123456789",
         "PYTHONPATH": str(ROOT),
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from newsletter.cli import main; main()", "serve", "--port", "0"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("serving on http://127.0.0.1:"), line
-        base = line.split()[2]
+    with serve_process(tmp_path, env) as run:
         token = make_token(
             b"serve-secret-0123456789abcdef0123456789", "ada@example.org", UNSUBSCRIBE
         )
         response = httpx.post(
-            f"{base}/unsubscribe",
+            f"{run.url}/unsubscribe",
             params={"token": token},
             data={"List-Unsubscribe": "One-Click"},
             timeout=10,
         )
         assert response.status_code == 200
-    finally:
-        proc.terminate()
-        _out, err = proc.communicate(timeout=10)
+    err = run.stderr
     store = PrefsStore(f"sqlite:///{tmp_path}/newsletter.db")
     assert store.is_suppressed("ada@example.org")
     assert "POST /unsubscribe 200" in err

@@ -32,7 +32,7 @@ from aiosmtpd.smtp import AuthResult
 from newsletter.prefs import PrefsStore
 from newsletter.tokens import UNSUBSCRIBE, make_token
 from tests.corpus.helpers import DATE, assert_one_line_error, invoke
-from tests.doubles import smtp_server
+from tests.doubles import serve_process, smtp_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -455,31 +455,9 @@ def newsletter_serve(folder: Path, *args: str) -> Iterator[str]:
         NEWSLETTER_DELIVERY__BACKEND="outbox",
         NEWSLETTER_DIGEST__BASE_URL="https://news.example.org",
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from newsletter.cli import main; main()",
-            "serve",
-            "--port",
-            "0",
-            *args,
-        ],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("serving on http://127.0.0.1:"), line
-        yield line.split()[2]
-    finally:
-        proc.terminate()
-        _out, err = proc.communicate(timeout=20)
-        assert "Traceback" not in err, err
+    with serve_process(folder, env, *args) as run:
+        yield run.url
+    assert "Traceback" not in run.stderr, run.stderr
 
 
 def test_serve_answers_a_malformed_request_line_with_a_400(tmp_path: Path) -> None:
