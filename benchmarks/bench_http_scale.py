@@ -44,7 +44,7 @@ from newsletter.delivery.sendgrid import SendGridBackend
 from newsletter.ledger import Ledger
 from newsletter.models import Subscriber
 from newsletter.pipeline import Variant, prepare_day
-from newsletter.send import deliver_variants, values_maker
+from newsletter.send import SendOptions, deliver_variants, values_maker
 from newsletter.subscribers import load_subscribers
 from newsletter.topics import load_taxonomy
 from tests.scale_helpers import (
@@ -102,11 +102,13 @@ def run(
         with backend, Ledger(f"sqlite:///{workdir / (name.replace(' ', '-') + '.db')}") as ledger:
             report = deliver_variants(
                 variants,
-                date=DATE,
-                backend=backend,
-                sender=SENDER,
-                values_for=values_maker(base_url=settings.digest.base_url, secret=secret),
-                now=lambda: NOW,
+                SendOptions(
+                    date=DATE,
+                    backend=backend,
+                    sender=SENDER,
+                    values_for=values_maker(base_url=settings.digest.base_url, secret=secret),
+                    now=lambda: NOW,
+                ),
                 ledger=ledger,
             )
             pending = ledger.counts(DATE).get("pending", 0)

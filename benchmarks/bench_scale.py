@@ -68,7 +68,7 @@ from newsletter.models import FULL_PROFILE, Digest, Paper, SendResult, Subscribe
 from newsletter.pipeline import Steering, Variant, prepare_day
 from newsletter.rank import rank
 from newsletter.render import load_templates, render
-from newsletter.send import long_lived_frozen, recipients_for, send_day, values_maker
+from newsletter.send import recipients_for, send_day, values_maker
 from newsletter.sources import fetch_day
 from newsletter.state import parse_state_url
 from newsletter.subscribers import open_store
@@ -423,26 +423,24 @@ def make_messages(
 ) -> tuple[int, int, int, list[bytes]]:
     """Every subscriber's message as send_day makes it: per variant the template, the
     recipients (``recipients_for``: address check, link tokens, ``recipient``), then
-    ``Backend.fill`` each as the backends do, the heap frozen as deliver_variants has it;
-    bytes counted and dropped. (made, invalid, bytes, a sample every SAMPLE_EVERY
-    messages)."""
+    ``Backend.fill`` each as the backends do; bytes counted and dropped. (made,
+    invalid, bytes, a sample every SAMPLE_EVERY messages)."""
     subscriber_values = values_maker(base_url=settings.digest.base_url, secret=SECRET.encode())
     total_bytes = made = invalid = 0
     samples: list[bytes] = []
-    with long_lived_frozen():  # as deliver_variants
-        for variant in variants:
-            template = build_template(variant.rendered, sender=SENDER, date=DATE, now=NOW)
-            recipients, refused = recipients_for(template, variant.subscribers, subscriber_values)
-            invalid += len(refused)
-            for recipient in recipients:
-                raw = Backend.fill(template, recipient)
-                if not isinstance(raw, bytes):  # the backends' `invalid` result
-                    invalid += 1
-                    continue
-                total_bytes += len(raw)
-                made += 1
-                if made % SAMPLE_EVERY == 1:
-                    samples.append(raw)
+    for variant in variants:
+        template = build_template(variant.rendered, sender=SENDER, date=DATE, now=NOW)
+        recipients, refused = recipients_for(template, variant.subscribers, subscriber_values)
+        invalid += len(refused)
+        for recipient in recipients:
+            raw = Backend.fill(template, recipient)
+            if not isinstance(raw, bytes):  # the backends' `invalid` result
+                invalid += 1
+                continue
+            total_bytes += len(raw)
+            made += 1
+            if made % SAMPLE_EVERY == 1:
+                samples.append(raw)
     return made, invalid, total_bytes, samples
 
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import httpx
 
@@ -87,13 +88,28 @@ def prepare_day(
     return plan_day(
         day,
         subscribers,
-        settings=settings,
-        taxonomy=load_taxonomy(settings.digest.taxonomy),
-        templates=load_templates(settings.digest.templates),
+        **stage_tools(settings),
         exclude=exclude,
         web_url=web_url,
         steering=steer(day.papers) if steer is not None else NO_STEERING,
     )
+
+
+class StageTools(TypedDict):
+    """The ``settings``, ``taxonomy`` and ``templates`` arguments of the planners."""
+
+    settings: Settings
+    taxonomy: Sequence[TopicDef]
+    templates: Templates
+
+
+def stage_tools(settings: Settings) -> StageTools:
+    """The planners' tools as ``settings`` configures them."""
+    return {
+        "settings": settings,
+        "taxonomy": load_taxonomy(settings.digest.taxonomy),
+        "templates": load_templates(settings.digest.templates),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,33 +143,54 @@ def plan_day(
 
     ``exclude`` holds paper keys already sent recently (``digest.dedupe_days``): they
     are left out of the subscribers' digests but stay in the full digest. ``steering``:
-    each reader's papers sent before (never twice) and feedback (see _plan_variants).
-    The full digest is rendered first, so a broken template fails before any email.
+    each reader's papers sent before (never twice) and feedback (see :class:`Planner`).
     """
+    full, planner = day_planner(
+        day,
+        settings=settings,
+        taxonomy=taxonomy,
+        templates=templates,
+        exclude=exclude,
+        web_url=web_url,
+        feedback=steering.feedback,
+    )
+    return PreparedDay(day=day, variants=planner.plan(subscribers, steering.sent), full=full)
+
+
+def day_planner(
+    day: Day,
+    *,
+    settings: Settings,
+    taxonomy: Sequence[TopicDef],
+    templates: Templates,
+    exclude: Collection[str] = (),
+    web_url: str | None = None,
+    feedback: Mapping[str, Feedback] | None = None,
+) -> tuple[Variant, Planner]:
+    """The day's full digest and the :class:`Planner` of its readers' digests (pure).
+
+    The full digest is rendered first, so a broken template fails before any email."""
     plan = _DayPlan.of(day, settings=settings, taxonomy=taxonomy, templates=templates)
     skip = set(exclude)
     subscriber_pool = tuple(p for p in day.papers if p.key not in skip) if skip else day.papers
 
-    def make(
-        profile: Profile, picked: Sequence[RankedPaper], members: Sequence[Subscriber]
-    ) -> Variant:
+    def make(profile: Profile, picked: Sequence[RankedPaper]) -> Variant:
         digest, rendered = plan.render_ranked(profile, picked, web_url=web_url)
-        return Variant(profile, digest, rendered, tuple(members))
+        return Variant(profile, digest, rendered, ())
 
     full_digest, full_rendered = plan.render(FULL_PROFILE, day.papers, web_url=web_url)
     full = Variant(FULL_PROFILE, full_digest, full_rendered, ())
-    variants = _plan_variants(
+    planner = Planner(
         subscriber_pool,
-        subscribers,
         topics=plan.topics,
         now=plan.now,
-        steering=steering,
         make=make,
         pick=lambda ranked, profile: _cut(ranked, profile.max_papers),
         reuse=None if skip else full,
         buckets_per_group=settings.digest.feedback_buckets,
+        feedback=feedback or {},
     )
-    return PreparedDay(day=day, variants=variants, full=full)
+    return full, planner
 
 
 def plan_page(
@@ -246,13 +283,31 @@ def plan_week(
     week's best papers for their profile that they were not sent before, the week's
     topics as sections, and a subject that says it is the weekly edition.
     """
+    planner = week_planner(
+        days,
+        settings=settings,
+        taxonomy=taxonomy,
+        templates=templates,
+        date=date,
+        feedback=steering.feedback,
+    )
+    return planner.plan(subscribers, steering.sent)
+
+
+def week_planner(
+    days: Sequence[Day],
+    *,
+    settings: Settings,
+    taxonomy: Sequence[TopicDef],
+    templates: Templates,
+    date: dt.date,
+    feedback: Mapping[str, Feedback] | None = None,
+) -> Planner:
+    """The :class:`Planner` of the weekly edition sent on ``date`` (see :func:`plan_week`)."""
     pool, first_day = week_pool(days)
     topics = assign_topics(pool, taxonomy)
-    now = ranking_time(days)
 
-    def make(
-        profile: Profile, picked: Sequence[RankedPaper], members: Sequence[Subscriber]
-    ) -> Variant:
+    def make(profile: Profile, picked: Sequence[RankedPaper]) -> Variant:
         digest = Digest(
             date=date,
             topics=group(picked, taxonomy, max_sections=settings.digest.max_sections),
@@ -261,20 +316,19 @@ def plan_week(
             weekly=True,
         )
         rendered = render(digest, settings=settings.digest, templates=templates)
-        return Variant(profile, digest, rendered, tuple(members))
+        return Variant(profile, digest, rendered, ())
 
-    return _plan_variants(
+    return Planner(
         pool,
-        subscribers,
         topics=topics,
-        now=now,
-        steering=steering,
+        now=ranking_time(days),
         make=make,
         pick=lambda ranked, profile: pick_week(
             ranked, first_day, size=edition_size(profile.max_papers)
         ),
         reuse=None,
         buckets_per_group=settings.digest.feedback_buckets,
+        feedback=feedback or {},
     )
 
 
@@ -282,96 +336,145 @@ def _cut(ranked: Sequence[RankedPaper], max_papers: int | None) -> tuple[RankedP
     return tuple(ranked) if max_papers is None else tuple(ranked[: max(max_papers, 0)])
 
 
-Make = Callable[[Profile, Sequence[RankedPaper], Sequence[Subscriber]], Variant]
+Make = Callable[[Profile, Sequence[RankedPaper]], Variant]
 Pick = Callable[[Sequence[RankedPaper], Profile], tuple[RankedPaper, ...]]
+GroupKey = tuple[tuple[object, ...], frozenset[str]]
+"""A reader's profile (:func:`newsletter.models.profile_key`) and the pool papers they had."""
 
 
-def _plan_variants(
-    pool: Sequence[Paper],
-    subscribers: Sequence[Subscriber],
-    *,
-    topics: Mapping[str, str],
-    now: dt.datetime,
-    steering: Steering,
-    make: Make,
-    pick: Pick,
-    reuse: Variant | None,
-    buckets_per_group: int,
-) -> tuple[Variant, ...]:
-    """One variant per distinct digest.
+class Planner:
+    """Readers to variants: one variant per distinct digest, made when first needed.
 
-    Subscribers are grouped by profile and by the papers of ``pool`` they were already
+    Readers are grouped by profile and by the papers of ``pool`` they were already
     sent. In a group, readers without feedback share one digest; readers with feedback
-    are re-ranked from the group's one ranking, in at most ``buckets_per_group`` buckets
-    of alike tastes (:func:`newsletter.feedback.buckets`; one render each), and buckets
-    that come out equal share one render too. ``reuse`` is a variant whose render serves
-    the full profile as it is (the full digest).
+    (given to :meth:`steer`, all at once, before they are asked for) are re-ranked from
+    the group's one ranking, in at most ``buckets_per_group`` buckets of alike tastes
+    (:func:`newsletter.feedback.buckets`; one render each), and digests that come out
+    equal share one render too. ``reuse`` is a variant whose render serves the full
+    profile as it is (the full digest).
+
+    Only the variants and one entry per group are kept, never the readers: a list of any
+    length streams through :meth:`variant_of` a batch at a time. The variants it made
+    are :attr:`variants` (their ``subscribers`` empty), in the order first asked for.
     """
-    pool_keys = frozenset(p.key for p in pool)
-    GroupKey = tuple[tuple[object, ...], frozenset[str]]
-    plain: dict[GroupKey, list[Subscriber]] = {}  # one Profile made per group
-    steered: dict[GroupKey, list[tuple[Subscriber, Feedback]]] = {}
-    asked = steering is not NO_STEERING
-    for subscriber in subscribers:
-        key = email_key(subscriber.email) if asked else ""
-        sent = steering.sent.get(key) if asked else None
-        seen: frozenset[str] = pool_keys.intersection(sent) if sent else frozenset()
-        group_key: GroupKey = (profile_key(subscriber), seen)
-        feedback = steering.feedback.get(key) if asked else None
-        if feedback is not None and not feedback.is_empty:
-            steered.setdefault(group_key, []).append((subscriber, feedback))
-            continue
-        members = plain.get(group_key)
-        if members is None:
-            plain[group_key] = [subscriber]
-        else:
-            members.append(subscriber)
 
-    ranked_for: dict[GroupKey, tuple[Profile, tuple[RankedPaper, ...]]] = {}
+    def __init__(
+        self,
+        pool: Sequence[Paper],
+        *,
+        topics: Mapping[str, str],
+        now: dt.datetime,
+        make: Make,
+        pick: Pick,
+        reuse: Variant | None,
+        buckets_per_group: int,
+        feedback: Mapping[str, Feedback],
+    ) -> None:
+        self.pool = pool
+        self.pool_keys = frozenset(p.key for p in pool)
+        self.feedback = feedback
+        self.variants: list[Variant] = []
+        self._topics = topics
+        self._now = now
+        self._make = make
+        self._pick = pick
+        self._reuse = reuse
+        self._buckets = buckets_per_group
+        self._groups: dict[GroupKey, int] = {}
+        self._steered: dict[str, int] = {}  # email_key -> variant index
+        self._ranked: dict[GroupKey, tuple[RankedPaper, ...]] = {}
+        self._shared: dict[tuple[object, ...], int] = {}
 
-    def ranking(group_key: GroupKey, profile: Profile) -> tuple[RankedPaper, ...]:
-        found = ranked_for.get(group_key)
+    def steered(self, subscriber: Subscriber) -> bool:
+        """Whether the reader left feedback (their digest is re-ranked for them)."""
+        found = self.feedback.get(email_key(subscriber.email)) if self.feedback else None
+        return found is not None and not found.is_empty
+
+    def variant_of(self, subscriber: Subscriber, sent: Collection[str] | None = None) -> int:
+        """The index in :attr:`variants` of the digest ``subscriber`` gets; ``sent``: the
+        paper keys they were sent before (only those in the pool matter)."""
+        if self._steered:
+            index = self._steered.get(email_key(subscriber.email))
+            if index is not None:
+                return index
+        key = self._group_key(subscriber, sent)
+        index = self._groups.get(key)
+        if index is None:
+            profile = subscriber.profile
+            if self._reuse is not None and profile == FULL_PROFILE and not key[1]:
+                index = self._add(("reuse",), profile, ())
+            else:
+                index = self._add_picked(profile, self._pick(self._ranking(key, profile), profile))
+            self._groups[key] = index
+        return index
+
+    def steer(self, readers: Iterable[tuple[Subscriber, Collection[str] | None]]) -> None:
+        """Bucket the readers with feedback (each with the keys they were sent before);
+        :meth:`variant_of` then answers their bucket's variant."""
+        groups: dict[GroupKey, list[tuple[Subscriber, Feedback]]] = {}
+        for subscriber, sent in readers:
+            found = self.feedback.get(email_key(subscriber.email))
+            if found is not None and not found.is_empty:
+                groups.setdefault(self._group_key(subscriber, sent), []).append((subscriber, found))
+        if not groups:
+            return
+        rated = (p for each in groups.values() for _, fb in each for p in fb.liked + fb.disliked)
+        index = SimilarityIndex((*self.pool, *rated))
+        for key, readers_of in groups.items():
+            profile = readers_of[0][0].profile
+            ranked = self._ranking(key, profile)
+            scorer = FeedbackScorer(ranked, index)
+            terms = [scorer.terms(fb) for _, fb in readers_of]
+            for bucket in buckets([t.terms for t in terms], cap=self._buckets):
+                picked = self._pick(steer(ranked, [terms[i] for i in bucket]), profile)
+                at = self._add_picked(profile, picked)
+                for i in bucket:
+                    self._steered[email_key(readers_of[i][0].email)] = at
+
+    def plan(
+        self, subscribers: Iterable[Subscriber], sent: Mapping[str, Collection[str]]
+    ) -> tuple[Variant, ...]:
+        """Every variant of ``subscribers`` (a whole list at once) with its readers;
+        ``sent`` by :func:`newsletter.models.email_key`."""
+        members: dict[int, list[Subscriber]] = {}
+        later: list[Subscriber] = []
+        for subscriber in subscribers:
+            if self.steered(subscriber):
+                later.append(subscriber)
+            else:
+                index = self.variant_of(subscriber, sent.get(email_key(subscriber.email)))
+                members.setdefault(index, []).append(subscriber)
+        self.steer((s, sent.get(email_key(s.email))) for s in later)
+        for subscriber in later:
+            index = self.variant_of(subscriber, sent.get(email_key(subscriber.email)))
+            members.setdefault(index, []).append(subscriber)
+        return tuple(
+            dataclasses.replace(variant, subscribers=tuple(members[i]))
+            for i, variant in enumerate(self.variants)
+            if i in members
+        )
+
+    def _group_key(self, subscriber: Subscriber, sent: Collection[str] | None) -> GroupKey:
+        seen = self.pool_keys.intersection(sent) if sent else frozenset()
+        return (profile_key(subscriber), seen)
+
+    def _ranking(self, key: GroupKey, profile: Profile) -> tuple[RankedPaper, ...]:
+        found = self._ranked.get(key)
         if found is None:
             uncut = dataclasses.replace(profile, max_papers=None)
-            found = (profile, rank(unsent(pool, group_key[1]), uncut, topics=topics, now=now))
-            ranked_for[group_key] = found
-        return found[1]
+            found = rank(unsent(self.pool, key[1]), uncut, topics=self._topics, now=self._now)
+            self._ranked[key] = found
+        return found
 
-    shared: dict[tuple[object, ...], tuple[Profile, tuple[RankedPaper, ...], list[Subscriber]]] = {}
+    def _add_picked(self, profile: Profile, picked: tuple[RankedPaper, ...]) -> int:
+        return self._add((profile, outcome_key(picked)), profile, picked)
 
-    def add(profile: Profile, picked: tuple[RankedPaper, ...], members: list[Subscriber]) -> None:
-        outcome: tuple[object, ...] = (profile, outcome_key(picked))
-        held = shared.get(outcome)
-        if held is None:
-            shared[outcome] = (profile, picked, members)
-        else:
-            held[2].extend(members)
-
-    for group_key, members in plain.items():
-        profile = members[0].profile
-        if reuse is not None and profile == FULL_PROFILE and not group_key[1]:
-            shared[("reuse",)] = (profile, (), members)
-            continue
-        add(profile, pick(ranking(group_key, profile), profile), members)
-
-    if steered:
-        rated = (
-            p for readers in steered.values() for _, fb in readers for p in fb.liked + fb.disliked
-        )
-        index = SimilarityIndex((*pool, *rated))
-        for group_key, readers in steered.items():
-            profile = readers[0][0].profile
-            ranked = ranking(group_key, profile)
-            scorer = FeedbackScorer(ranked, index)
-            terms = [scorer.terms(fb) for _, fb in readers]
-            for bucket in buckets([t.terms for t in terms], cap=buckets_per_group):
-                picked = pick(steer(ranked, [terms[i] for i in bucket]), profile)
-                add(profile, picked, [readers[i][0] for i in bucket])
-
-    variants: list[Variant] = []
-    for outcome, (profile, picked, members) in shared.items():
-        if outcome == ("reuse",) and reuse is not None:
-            variants.append(dataclasses.replace(reuse, subscribers=tuple(members)))
-        else:
-            variants.append(make(profile, picked, members))
-    return tuple(variants)
+    def _add(
+        self, outcome: tuple[object, ...], profile: Profile, picked: tuple[RankedPaper, ...]
+    ) -> int:
+        index = self._shared.get(outcome)
+        if index is None:
+            index = self._shared[outcome] = len(self.variants)
+            made = self._reuse if outcome == ("reuse",) else None
+            self.variants.append(made or self._make(profile, picked))
+        return index

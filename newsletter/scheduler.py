@@ -58,7 +58,7 @@ from newsletter.errors import ConfigError, NewsletterError, SourceError
 from newsletter.locking import InstanceLock, lock_path_for
 from newsletter.logs import run_context
 from newsletter.models import Subscriber
-from newsletter.send import RunReport, load_due_subscribers, send_day
+from newsletter.send import RunReport, send_day
 from newsletter.sources import fetch_day
 from newsletter.weekly import default_weekday
 
@@ -358,8 +358,8 @@ def default_job(
     skips whoever has the day already.
     """
     if only_timezone is not None and "subscribers" not in options:
-        due = load_due_subscribers(settings)
-        options["subscribers"] = in_zone(due, only_timezone, default=settings.schedule.timezone)
+        default = settings.schedule.timezone
+        options["where"] = lambda s: subscriber_zone(s, default) == only_timezone
     options.setdefault("command", "run")
     options.setdefault("wait_for_others", True)
     # on schedule.weekly_day outside schedule.days only the weekly editions go out

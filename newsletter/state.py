@@ -985,13 +985,21 @@ class State:
         self, day: dt.date, emails: Iterable[str], *, retry_failed: bool = False
     ) -> list[str]:
         """Those of ``emails`` not yet sent nor failed for good (a read, not a claim:
-        for display and planning; :meth:`claim` decides who sends)."""
-        rows = self._read(
-            "SELECT email, status, permanent FROM deliveries WHERE day = ?", (day.isoformat(),)
-        )
-        state = {email: (status, bool(permanent)) for email, status, permanent in rows}
+        for display and planning; :meth:`claim` decides who sends). Only the rows of
+        ``emails`` are read (CLAIM_BATCH a query): a batch of a long list costs its size."""
+        asked = list(emails)
+        state: dict[str, tuple[str, bool]] = {}
+        for start in range(0, len(asked), CLAIM_BATCH):
+            batch = sorted(set(asked[start : start + CLAIM_BATCH]))
+            marks = ", ".join("?" * len(batch))
+            rows = self._read(
+                "SELECT email, status, permanent FROM deliveries"
+                f" WHERE day = ? AND email IN ({marks})",
+                [day.isoformat(), *batch],
+            )
+            state.update((email, (status, bool(permanent))) for email, status, permanent in rows)
         out: list[str] = []
-        for email in emails:
+        for email in asked:
             found = state.get(email)
             if (
                 found is None

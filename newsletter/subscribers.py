@@ -166,8 +166,13 @@ def _entry(item: yaml.Node, values: _Values) -> _Entry:
 
 
 class _Validator:
-    def __init__(self, source: str, known_topics: frozenset[str] | None) -> None:
+    def __init__(
+        self, source: str, known_topics: frozenset[str] | None, *, unique: bool = False
+    ) -> None:
+        """``unique``: the source keeps addresses unique itself (the database's key), so
+        no address is remembered (memory stays flat however long the list)."""
         self.source = source
+        self.unique = unique
         self.known_topics = known_topics
         self.problems: list[str] = []
         self.reasons: list[tuple[int, str, str]] = []
@@ -203,7 +208,7 @@ class _Validator:
             kind = type(value)
             memo = (key, kind, tuple(value) if kind is list else value)
             try:
-                checked = cache[memo] if key != "email" else self._field(key, value)
+                checked = cache[memo] if key not in _OWN_FIELDS else self._field(key, value)
             except KeyError:
                 checked = cache[memo] = self._field(key, value)
             except TypeError:  # unhashable (a mapping)
@@ -216,7 +221,7 @@ class _Validator:
         if email is None:
             self.problem(entry_line, "email", "missing (every entry needs an address)")
             return None
-        if type(email) is str:
+        if type(email) is str and not self.unique:
             folded = email.casefold()
             first = self._seen.get(folded)
             if first is not None:
@@ -349,6 +354,8 @@ class _Validator:
 
 
 _FIELD_SET = frozenset(FIELDS)
+_OWN_FIELDS = frozenset({"email", "name"})
+"""Fields each reader has their own value of: checked every time, never memoised."""
 
 
 def _kind(value: Any) -> str:
@@ -490,6 +497,7 @@ class SubscriberStore(Protocol):
     @property
     def label(self) -> str: ...  # the file or database, as messages name it
     def load(self, known_topics: Iterable[str] | None) -> list[Subscriber]: ...
+    def batches(self, known_topics: Iterable[str] | None) -> Iterator[list[Subscriber]]: ...
     def edit(
         self, known_topics: Iterable[str] | None, *, create: bool = True
     ) -> contextlib.AbstractContextManager[ListEditor]: ...
@@ -508,6 +516,10 @@ class YamlStore:
 
     def load(self, known_topics: Iterable[str] | None) -> list[Subscriber]:
         return load_subscribers(self.path, known_topics=known_topics)
+
+    def batches(self, known_topics: Iterable[str] | None) -> Iterator[list[Subscriber]]:
+        """The list as one batch (a file a person edits is short)."""
+        yield self.load(known_topics)
 
     def edit(
         self, known_topics: Iterable[str] | None, *, create: bool = True
@@ -568,7 +580,7 @@ class StateStore:
         from newsletter.state import SUBSCRIBER_BATCH, State
 
         topics = frozenset(known_topics) if known_topics is not None else None
-        validator = _Validator(self.label, topics)
+        validator = _Validator(self.label, topics, unique=True)
         size, after = self.batch or SUBSCRIBER_BATCH, 0
         with State(self.url) as state:
             while batch := state.subscriber_batch(after=after, limit=size):

@@ -6,15 +6,18 @@
 - ``smtp_server``: an aiosmtpd server on loopback for the duration of a ``with`` block.
 - ``serving``: a WSGI app (the web app) served in a thread on loopback, the same way.
 - ``EXAMPLE_LIST`` / ``EXAMPLE_TOPICS``: the shipped example subscriber list and its topics.
+- ``deliver`` / ``send_collecting``: ``deliver_variants`` / ``send_day`` with every result
+  collected (the report only counts them).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +25,12 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from newsletter.config import Settings
+from newsletter.models import SendResult
 from newsletter.render import RenderedDigest, encoded_size
+from newsletter.send import RunReport, SendOptions, VariantLike, deliver_variants, send_day
 from newsletter.slots import SLOTS, placeholder
+from newsletter.state import State
 from newsletter.web import WSGIApp, make_server
 
 EXAMPLE_LIST = Path(__file__).resolve().parent.parent / "subscribers.example.yaml"
@@ -166,3 +173,24 @@ def serve_process(folder: Path, env: Mapping[str, str], *args: str) -> Iterator[
         proc.terminate()
         run_err = proc.communicate(timeout=20)[1]
     run.stderr = run_err
+
+
+def deliver(
+    variants: Sequence[VariantLike], *, ledger: State | None = None, **options: Any
+) -> tuple[RunReport, list[SendResult]]:
+    """:func:`newsletter.send.deliver_variants` with ``options`` (SendOptions' fields),
+    and every result in the order they came (through ``progress``)."""
+    results: list[SendResult] = []
+    report = deliver_variants(
+        variants, SendOptions(progress=results.append, **options), ledger=ledger
+    )
+    return report, results
+
+
+def send_collecting(
+    settings: Settings, date: dt.date, **options: Any
+) -> tuple[RunReport, list[SendResult]]:
+    """:func:`newsletter.send.send_day`, and every result in the order they came."""
+    results: list[SendResult] = []
+    report = send_day(settings, date, progress=results.append, **options)
+    return report, results

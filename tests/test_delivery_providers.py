@@ -45,8 +45,8 @@ from newsletter.ledger import Ledger
 from newsletter.message import DkimSigner, MessageTemplate, Recipient, build_template
 from newsletter.models import DELIVERED, SendStatus, Subscriber
 from newsletter.render import RenderedDigest
-from newsletter.send import deliver_variants, send_day, values_maker
-from tests.doubles import hand_rendered, sample_rendered
+from newsletter.send import send_day, values_maker
+from tests.doubles import deliver, hand_rendered, sample_rendered, send_collecting
 from tests.providers import (
     KEY,
     SENDGRID_MAIL_SEND_SCHEMA,
@@ -202,14 +202,14 @@ def test_ses_dkim_signature_survives_ses_rewriting_message_id_and_date(tmp_path:
     )
     stub = SesStub()
     backend = SesBackend.from_settings(settings, client=stub, options=options())
-    report = send_day(
+    _, results = send_collecting(
         settings,
         DATE,
         backend=backend,
         subscribers=[Subscriber(email="reader@example.org", name="Reader")],
         now=lambda: NOW,
     )
-    assert [r.status for r in report.results] == [SendStatus.QUEUED]
+    assert [r.status for r in results] == [SendStatus.QUEUED]
     raw = stub.calls[0]["Content"]["Raw"]["Data"]
 
     def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
@@ -658,7 +658,7 @@ class Variant:
 
 
 def send_a_day(backend: Backend, people: list[Subscriber], ledger: Ledger) -> None:
-    deliver_variants(
+    deliver(
         [Variant(sample_rendered(), tuple(people))],
         date=DATE,
         backend=backend,

@@ -27,10 +27,10 @@ from newsletter.delivery.base import BackendOptions, RetryPolicy
 from newsletter.delivery.smtp import SmtpBackend
 from newsletter.errors import AuthError
 from newsletter.ledger import Ledger
-from newsletter.models import SendStatus, Subscriber
+from newsletter.models import SendResult, SendStatus, Subscriber
 from newsletter.render import RenderedDigest
-from newsletter.send import RunReport, deliver_variants
-from tests.doubles import free_port, sample_rendered, smtp_server
+from newsletter.send import RunReport
+from tests.doubles import deliver, free_port, sample_rendered, smtp_server
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
@@ -215,9 +215,11 @@ def values_for(s: Subscriber) -> dict[str, str]:
     }
 
 
-def _deliver(backend: SmtpBackend, people: Iterable[Subscriber]) -> RunReport:
+def _deliver(
+    backend: SmtpBackend, people: Iterable[Subscriber]
+) -> tuple[RunReport, list[SendResult]]:
     """One variant (``sample_rendered()``) to ``people`` on DATE, with no ledger."""
-    return deliver_variants(
+    return deliver(
         [Variant(sample_rendered(), tuple(people))],
         date=DATE,
         backend=backend,
@@ -257,7 +259,7 @@ def test_faults_end_in_the_right_state_and_nobody_gets_two_copies(
         Ledger(f"sqlite:///{tmp_path / 'state.db'}") as ledger,
         make_backend(port, cert, sleeps=sleeps, pipelining=pipelining) as backend,
     ):
-        report = deliver_variants(
+        report, results = deliver(
             variants,
             date=DATE,
             backend=backend,
@@ -272,8 +274,8 @@ def test_faults_end_in_the_right_state_and_nobody_gets_two_copies(
     expected_sent = {p.email for p in people} - {"bad@example.org", "josé@example.org"}
     assert set(copies) == expected_sent
     assert all(n == 1 for n in copies.values()), copies
-    by_email = {r.email: r for r in report.results}
-    assert len(by_email) == len(people) == len(report.results)
+    by_email = {r.email: r for r in results}
+    assert len(by_email) == len(people) == len(results)
     assert by_email["bad@example.org"].status == SendStatus.REJECTED
     assert "550" in (by_email["bad@example.org"].error or "")
     assert by_email["josé@example.org"].status == SendStatus.INVALID
@@ -286,7 +288,7 @@ def test_faults_end_in_the_right_state_and_nobody_gets_two_copies(
     }
     assert rows["bad@example.org"].permanent
     # temp (451), drop (dropped in DATA) and whoever got the 421 needed a second attempt
-    assert sum(1 for r in report.results if r.attempts == 2) == 3
+    assert sum(1 for r in results if r.attempts == 2) == 3
     assert rows["temp@example.org"].attempts == 2
     assert report.failed_permanently == 2
     assert sleeps and all(s >= 1.0 for s in sleeps)  # backoff happened, through the injected sleep
@@ -307,7 +309,7 @@ def test_many_messages_per_connection(server_factory: Any, cert: Cert) -> None:
     port = server_factory(handler)
     people = [Subscriber(email=f"u{i}@example.org") for i in range(30)]
     with make_backend(port, cert, connections=3) as backend:
-        report = _deliver(backend, people)
+        report, _results = _deliver(backend, people)
         assert backend.connects == 3
     assert report.delivered == 30
     assert sorted(r for r, _ in handler.received) == sorted(p.email for p in people)
@@ -323,8 +325,8 @@ def test_transient_failures_give_up_after_max_attempts(server_factory: Any, cert
     port = server_factory(Always451())
     sleeps: list[float] = []
     with make_backend(port, cert, sleeps=sleeps, connections=1) as backend:
-        report = _deliver(backend, [Subscriber(email="full@example.org")])
-    (result,) = report.results
+        report, results = _deliver(backend, [Subscriber(email="full@example.org")])
+    (result,) = results
     assert result.status == SendStatus.FAILED and result.transient and result.attempts == 4
     assert len(sleeps) == 3 and sleeps[0] < sleeps[1] < sleeps[2]
     assert report.failed_permanently == 0
@@ -353,7 +355,7 @@ def test_auth_login_mechanism(server_factory: Any, cert: Cert) -> None:
     handler = FaultyHandler()
     port = server_factory(handler, auth_exclude_mechanism=["PLAIN"])
     with make_backend(port, cert, connections=1) as backend:
-        report = _deliver(backend, [Subscriber(email="a@example.org")])
+        report, _results = _deliver(backend, [Subscriber(email="a@example.org")])
     assert report.delivered == 1 and len(handler.received) == 1
 
 
@@ -361,7 +363,7 @@ def test_implicit_tls(server_factory: Any, cert: Cert) -> None:
     handler = FaultyHandler()
     port = server_factory(handler, implicit_tls=True)
     with make_backend(port, cert, security="tls", username=None, password=None) as backend:
-        report = _deliver(backend, [Subscriber(email="a@example.org")])
+        report, _results = _deliver(backend, [Subscriber(email="a@example.org")])
     assert report.delivered == 1 and len(handler.received) == 1
 
 
@@ -369,8 +371,8 @@ def test_connection_refused_is_transient(cert: Cert) -> None:
     port = free_port()  # nobody listens
     sleeps: list[float] = []
     with make_backend(port, cert, sleeps=sleeps, connections=1) as backend:
-        report = _deliver(backend, [Subscriber(email="a@example.org")])
-    (result,) = report.results
+        _report, results = _deliver(backend, [Subscriber(email="a@example.org")])
+    (result,) = results
     assert result.status == SendStatus.FAILED and result.transient
     assert "ConnectionRefusedError" in (result.error or "")
     assert PASSWORD not in (result.error or "")
@@ -393,11 +395,11 @@ def test_a_dead_server_fails_the_run_fast(cert: Cert) -> None:
     sleeps: list[float] = []
     people = [Subscriber(email=f"u{i}@example.org") for i in range(8)]
     with make_backend(port, cert, sleeps=sleeps, connections=2) as backend:
-        report = _deliver(backend, people)
+        report, results = _deliver(backend, people)
         assert backend.down is not None and "3 connection attempts in a row" in backend.down
     assert sleeps == []  # no backoff: nobody is retried against a server that is down
-    assert len(report.results) == 8
-    assert all(r.status == SendStatus.FAILED and r.transient for r in report.results)
+    assert len(results) == 8
+    assert all(r.status == SendStatus.FAILED and r.transient for r in results)
     assert report.failed_permanently == 0
 
 
@@ -408,7 +410,7 @@ def test_one_failed_connect_among_good_ones_does_not_stop_the_run(
     port = server_factory(handler)
     people = [Subscriber(email=f"u{i}@example.org") for i in range(6)]
     with make_backend(port, cert, connections=1) as backend:
-        report = _deliver(backend, people)
+        report, _results = _deliver(backend, people)
         assert backend.down is None
     assert report.delivered == 6
 
@@ -430,6 +432,6 @@ def test_552_at_rcpt_is_transient(server_factory: Any, cert: Cert) -> None:
     port = server_factory(handler)
     sleeps: list[float] = []
     with make_backend(port, cert, sleeps=sleeps, connections=1) as backend:
-        report = _deliver(backend, [Subscriber(email="a@example.org")])
-    (result,) = report.results
+        _report, results = _deliver(backend, [Subscriber(email="a@example.org")])
+    (result,) = results
     assert result.status == SendStatus.SENT and result.attempts == 2 and len(sleeps) == 1

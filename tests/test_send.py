@@ -6,7 +6,6 @@ import datetime as dt
 import threading
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,18 @@ from newsletter.errors import AuthError
 from newsletter.ledger import Ledger
 from newsletter.message import MessageTemplate, Recipient
 from newsletter.models import (
+    FULL_PROFILE,
     Day,
     Digest,
     Paper,
+    Profile,
     RankedPaper,
     SendResult,
     SendStatus,
     Subscriber,
     TopicGroup,
 )
-from newsletter.render import RenderedDigest
+from newsletter.pipeline import Planner, Variant
 from newsletter.send import send_day, subscriber_values
 from tests.doubles import sample_rendered, smtp_server
 
@@ -41,63 +42,74 @@ PAPERS = (
 )
 
 
-@dataclass(frozen=True)
-class Variant:
-    rendered: RenderedDigest
-    subscribers: tuple[Subscriber, ...]
-    digest: Digest
+class RecordingPlanner(Planner):
+    """A real Planner that notes every reader it is asked for."""
 
+    def __init__(self, *args: Any, asked: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.asked = asked
 
-@dataclass(frozen=True)
-class Prepared:
-    day: Day
-    variants: tuple[Variant, ...]
+    def variant_of(self, subscriber: Subscriber, sent: Collection[str] | None = None) -> int:
+        self.asked.append(subscriber.email)
+        return super().variant_of(subscriber, sent)
 
 
 class FakePipeline:
-    """Stands in for newsletter.pipeline.prepare_day (the lead's module): two variants."""
+    """Stands in for the day's source and newsletter.pipeline.day_planner: ``papers``,
+    and two variants (readers of "robot" and the others) planned by a real Planner."""
 
     def __init__(self, papers: tuple[Paper, ...] = PAPERS) -> None:
         self.papers = papers
         self.calls: list[list[str]] = []
         self.excluded: list[set[str]] = []
 
-    def prepare_day(
-        self,
-        settings: Settings,
-        date: dt.date,
-        *,
-        source: str | None,
-        subscribers: Sequence[Subscriber],
-        client: Any = None,
-        exclude: Collection[str] = (),
-        web_url: str | None = None,
-        steer: Any = None,
-    ) -> Prepared:
-        self.calls.append([s.email for s in subscribers])
+    def fetch_day(self, source: str, date: dt.date, **_: Any) -> Day:
+        return Day(date=date, papers=self.papers, source=source)
+
+    def day_planner(
+        self, day: Day, *, exclude: Collection[str] = (), **_: Any
+    ) -> tuple[Variant, Planner]:
+        self.calls.append([])
         self.excluded.append(set(exclude))
-        day = Day(date=date, papers=self.papers, source=source or "sample")
         digest = Digest(
-            date=date,
+            date=day.date,
             topics=(
                 TopicGroup("Robotics", tuple(RankedPaper(p, 1.0, "Robotics") for p in self.papers)),
             ),
         )
-        robots = tuple(s for s in subscribers if "robot" in s.topics)
-        others = tuple(s for s in subscribers if "robot" not in s.topics)
-        variants = tuple(
-            Variant(sample_rendered(subject), group, digest)
-            for subject, group in (("Robots today", robots), ("Papers today", others))
-            if group
+
+        def make(profile: Profile, picked: Sequence[RankedPaper]) -> Variant:
+            subject = "Robots today" if "robot" in profile.topics else "Papers today"
+            return Variant(profile, digest, sample_rendered(subject), ())
+
+        planner = RecordingPlanner(
+            day.papers,
+            topics={},
+            now=NOW,
+            make=make,
+            pick=lambda ranked, profile: tuple(ranked),
+            reuse=None,
+            buckets_per_group=1,
+            feedback={},
+            asked=self.calls[-1],
         )
-        return Prepared(day, variants)
+        return make(FULL_PROFILE, ()), planner
 
 
 @pytest.fixture
 def pipeline(monkeypatch: pytest.MonkeyPatch) -> FakePipeline:
-    fake = FakePipeline()
-    monkeypatch.setattr("newsletter.send.prepare_day", fake.prepare_day)
+    return fake_pipeline(monkeypatch, FakePipeline())
+
+
+def fake_pipeline(monkeypatch: pytest.MonkeyPatch, fake: FakePipeline) -> FakePipeline:
+    monkeypatch.setattr("newsletter.send.fetch_day", fake.fetch_day)
+    monkeypatch.setattr("newsletter.send.day_planner", fake.day_planner)
     return fake
+
+
+def listed(monkeypatch: pytest.MonkeyPatch, subscribers: list[Subscriber]) -> None:
+    """The admin's list is ``subscribers`` (as if read from the file, unvalidated)."""
+    monkeypatch.setattr("newsletter.send.listed_batches", lambda settings: iter([subscribers]))
 
 
 def people(n: int) -> list[Subscriber]:
@@ -149,9 +161,10 @@ def test_rerun_after_an_interrupted_run_sends_exactly_the_missing(
     assert {e for e, r in rows.items() if r.status == "sent"} == sent_first
     assert all(r.status == "pending" for e, r in rows.items() if e not in sent_first)
 
-    # u9's message was in flight when the process died: its claim is taken over only once
-    # its lease has run out; the rows never handed to the backend were given back at once.
-    in_flight = {"u9@example.org"}
+    # u8's message (the fifth of the first variant) was in flight when the process died:
+    # its claim is taken over only once its lease has run out; the rows never handed to
+    # the backend were given back at once.
+    in_flight = {"u8@example.org"}
     second = MemoryBackend()
     report = send_day(settings, DATE, backend=second, subscribers=subscribers, now=lambda: NOW)
     sent_second = [m.email for m in second.outbox]
@@ -164,8 +177,8 @@ def test_rerun_after_an_interrupted_run_sends_exactly_the_missing(
     report = send_day(
         settings, DATE, backend=after_lease, subscribers=subscribers, now=lambda: later
     )
-    assert [m.email for m in after_lease.outbox] == ["u9@example.org"]
-    copies = Counter([*sent_first, *sent_second, "u9@example.org"])
+    assert [m.email for m in after_lease.outbox] == ["u8@example.org"]
+    copies = Counter([*sent_first, *sent_second, "u8@example.org"])
     assert set(copies.values()) == {1}
 
     third = MemoryBackend()
@@ -209,13 +222,12 @@ def test_offline_default_writes_the_outbox_and_records_papers(
 
 
 def test_empty_day_skip_sends_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakePipeline(papers=())
-    monkeypatch.setattr("newsletter.send.prepare_day", fake.prepare_day)
+    fake_pipeline(monkeypatch, FakePipeline(papers=()))
     backend = MemoryBackend()
     report = send_day(
         settings_for(tmp_path), DATE, backend=backend, subscribers=people(3), now=lambda: NOW
     )
-    assert backend.outbox == [] and report.results == ()
+    assert backend.outbox == [] and report.counts == {}
     assert "empty_day: skip" in (report.skipped_reason or "")
     note = settings_for(tmp_path, NEWSLETTER_DIGEST__EMPTY_DAY="note")
     report = send_day(note, DATE, backend=backend, subscribers=people(3), now=lambda: NOW)
@@ -330,7 +342,7 @@ def cli_env(tmp_path: Path, pipeline: FakePipeline, monkeypatch: pytest.MonkeyPa
     for name in list(__import__("os").environ):
         if name.startswith("NEWSLETTER_"):
             monkeypatch.delenv(name)
-    monkeypatch.setattr("newsletter.send.load_due_counted", lambda settings: (people(3), {}))
+    listed(monkeypatch, people(3))
     return tmp_path
 
 
@@ -353,10 +365,7 @@ def test_cli_dry_run_lists_recipients(cli_env: Path) -> None:
 
 
 def test_cli_exit_code_on_permanent_failure(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        "newsletter.send.load_due_counted",
-        lambda settings: ([*people(1), Subscriber(email="not an address")], {}),
-    )
+    listed(monkeypatch, [*people(1), Subscriber(email="not an address")])
     result = CliRunner().invoke(cli, ["send", "--date", "2026-11-25"])
     assert result.exit_code == 1
     assert "invalid not an address (permanent)" in result.output
@@ -470,7 +479,7 @@ def test_done_when_smtp_50_subscribers_then_rerun_sends_none(
             f"  return_path: bounces+{{token}}@papers.example\n"
         )
         monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "k" * 32)
-        monkeypatch.setattr("newsletter.send.load_due_counted", lambda settings: (people(50), {}))
+        listed(monkeypatch, people(50))
         first = CliRunner().invoke(cli, ["send", "--date", "2026-11-25", "--source", "sample"])
         second = CliRunner().invoke(cli, ["send", "--date", "2026-11-25", "--source", "sample"])
     assert first.exit_code == 0, first.output
@@ -526,7 +535,7 @@ def test_an_address_with_a_line_break_or_a_surrogate_is_refused_not_a_crash() ->
     """Subscribers made in code (not read from a validated list) reach deliver_variants
     as they are: an unusable address is an `invalid` result, the others still go."""
     from newsletter.config import SenderSettings
-    from newsletter.send import deliver_variants, values_maker
+    from newsletter.send import SendOptions, deliver_variants, values_maker
 
     people = (
         Subscriber(email="ada@example.org\n"),
@@ -534,32 +543,22 @@ def test_an_address_with_a_line_break_or_a_surrogate_is_refused_not_a_crash() ->
         Subscriber(email="bob@example.org"),
     )
     backend = MemoryBackend()
-    report = deliver_variants(
-        [Variant(sample_rendered(), people, Digest(date=dt.date(2026, 11, 25), topics=()))],
-        date=dt.date(2026, 11, 25),
-        backend=backend,
-        sender=SenderSettings(from_="Daily Papers <digest@papers.example>"),
-        values_for=values_maker(base_url="https://news.example.org", secret=b"k" * 32),
-        now=lambda: dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC),
+    results: list[SendResult] = []
+    deliver_variants(
+        [Variant(FULL_PROFILE, Digest(date=DATE, topics=()), sample_rendered(), people)],
+        SendOptions(
+            date=dt.date(2026, 11, 25),
+            backend=backend,
+            sender=SenderSettings(from_="Daily Papers <digest@papers.example>"),
+            values_for=values_maker(base_url="https://news.example.org", secret=b"k" * 32),
+            now=lambda: dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC),
+            progress=results.append,
+        ),
     )
-    statuses = {r.email: r.status for r in report.results}
+    statuses = {r.email: r.status for r in results}
     assert statuses == {
         "ada@example.org\n": SendStatus.INVALID,
         "\ud800@example.org": SendStatus.INVALID,
         "bob@example.org": SendStatus.SENT,
     }
     assert [m.email for m in backend.outbox] == ["bob@example.org"]
-
-
-def test_long_lived_frozen_freezes_for_the_block_and_hands_everything_back() -> None:
-    import gc
-
-    from newsletter.send import long_lived_frozen
-
-    assert gc.get_freeze_count() == 0
-    with long_lived_frozen():
-        assert gc.get_freeze_count() > 0
-    assert gc.get_freeze_count() == 0
-    with pytest.raises(RuntimeError), long_lived_frozen():
-        raise RuntimeError("a failing send")
-    assert gc.get_freeze_count() == 0

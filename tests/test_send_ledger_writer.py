@@ -18,8 +18,8 @@ from newsletter.errors import LedgerError
 from newsletter.ledger import Ledger
 from newsletter.models import SendResult, SendStatus, Subscriber
 from newsletter.render import RenderedDigest
-from newsletter.send import LedgerWriter, deliver_variants, subscriber_values
-from tests.doubles import sample_rendered, smtp_server
+from newsletter.send import LedgerWriter, subscriber_values
+from tests.doubles import deliver, sample_rendered, smtp_server
 from tests.scale_helpers import RecordingSink
 
 DATE = dt.date(2026, 11, 25)
@@ -102,7 +102,7 @@ def test_smtp_results_are_recorded_before_the_next_message_goes_out(tmp_path: Pa
             options=BackendOptions(retry=RetryPolicy(max_attempts=1)),
         )
         with backend, Ledger(f"sqlite:///{state}") as ledger:
-            report = deliver_variants(
+            report, _ = deliver(
                 [OneVariant(sample_rendered(), people)],
                 date=DATE,
                 backend=backend,

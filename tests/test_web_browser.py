@@ -20,9 +20,8 @@ from newsletter.browser import Page, launch
 from newsletter.config import DeliverySettings, DigestSettings, Settings
 from newsletter.errors import BrowserError
 from newsletter.prefs import PrefsStore
-from newsletter.send import send_day
 from newsletter.web import WebApp
-from tests.doubles import EXAMPLE_LIST, serving
+from tests.doubles import EXAMPLE_LIST, send_collecting, serving
 
 SECRET = "browser-test-secret-0123456789abcdef0"
 DAY1 = dt.date(2026, 3, 2)
@@ -53,8 +52,8 @@ def test_browser_unsubscribes_from_a_rendered_email(browser: Page, tmp_path: Pat
             delivery=DeliverySettings(backend="outbox", outbox=str(tmp_path / "outbox")),
             digest=DigestSettings(base_url=base_url),
         )
-        first = send_day(settings, DAY1, source="sample")
-        assert "ada@example.org" in {r.email for r in first.results}
+        _, first = send_collecting(settings, DAY1, source="sample")
+        assert "ada@example.org" in {r.email for r in first}
         # The HTML part of the message ada was sent, opened as a page.
         (html_part,) = [
             m.get_body(("html",))
@@ -79,7 +78,7 @@ def test_browser_unsubscribes_from_a_rendered_email(browser: Page, tmp_path: Pat
         assert "You are unsubscribed" in browser.evaluate("document.body.innerText")
         assert store.is_suppressed("ada@example.org")
 
-        second = send_day(settings, DAY2, source="sample")
-        sent_again = {r.email for r in second.results}
+        _, second = send_collecting(settings, DAY2, source="sample")
+        sent_again = {r.email for r in second}
         assert "ada@example.org" not in sent_again
-        assert sent_again == {r.email for r in first.results} - {"ada@example.org"}
+        assert sent_again == {r.email for r in first} - {"ada@example.org"}

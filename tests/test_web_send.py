@@ -16,10 +16,11 @@ import httpx
 import pytest
 
 from newsletter.config import DeliverySettings, DigestSettings, Settings
+from newsletter.models import DELIVERED, SendResult
 from newsletter.prefs import PrefsStore, next_send_subscribers
-from newsletter.send import send_day
+from newsletter.send import RunReport, send_day
 from newsletter.web import WebApp
-from tests.doubles import EXAMPLE_LIST, EXAMPLE_TOPICS, serving
+from tests.doubles import EXAMPLE_LIST, EXAMPLE_TOPICS, send_collecting, serving
 
 DAY1 = dt.date(2026, 3, 2)
 DAY2 = dt.date(2026, 3, 3)
@@ -61,12 +62,12 @@ def sent_to(outbox: Path, address: str) -> list[EmailMessage]:
     return found
 
 
-def delivered(report: object) -> set[str]:
-    return {r.email for r in report.results}  # type: ignore[attr-defined]
+def delivered(sent: tuple[RunReport, list[SendResult]]) -> set[str]:
+    return {r.email for r in sent[1] if r.status in DELIVERED}
 
 
 def test_one_click_post_from_a_sent_message_skips_the_next_send(loop: Loop) -> None:
-    first = send_day(loop.settings, DAY1, source="sample")
+    first = send_collecting(loop.settings, DAY1, source="sample")
     assert "ada@example.org" in delivered(first)
     (message,) = sent_to(loop.outbox, "ada@example.org")
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -77,7 +78,7 @@ def test_one_click_post_from_a_sent_message_skips_the_next_send(loop: Loop) -> N
     assert response.status_code == 200
     assert loop.store.is_suppressed("ada@example.org")
 
-    second = send_day(loop.settings, DAY2, source="sample")
+    second = send_collecting(loop.settings, DAY2, source="sample")
     assert "ada@example.org" not in delivered(second)
     assert delivered(second) == delivered(first) - {"ada@example.org"}
 
@@ -103,6 +104,6 @@ def test_preferences_from_a_sent_message_reach_the_next_send(loop: Loop) -> None
     assert (grace.topics, grace.summary) == (("Agents & tool use",), "titles")
 
     httpx.post(prefs_url, data={"summary": "titles", "paused": "1"}, timeout=10)
-    second = send_day(loop.settings, DAY2, source="sample")
+    second = send_collecting(loop.settings, DAY2, source="sample")
     assert "grace@example.org" not in delivered(second)
     assert "ada@example.org" in delivered(second)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import sys
+from collections.abc import Sequence
 
 import click
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -26,18 +27,17 @@ def _stdout_is_tty() -> bool:
     return sys.stdout.isatty()
 
 
-def _print_report(report: RunReport) -> None:
+def _print_report(report: RunReport, would_send: Sequence[SendResult] = ()) -> None:
     click.echo(report.summary())
-    failures = [r for r in report.results if r.status not in (SendStatus.SENT, SendStatus.QUEUED)]
-    for result in failures[:MAX_LISTED_FAILURES]:
+    for result in report.problems[:MAX_LISTED_FAILURES]:
         kind = "retry later" if result.transient else "permanent"
         click.echo(f"  {result.status} {result.email} ({kind}): {result.error}")
-    if len(failures) > MAX_LISTED_FAILURES:
-        click.echo(f"  ... and {len(failures) - MAX_LISTED_FAILURES} more")
-    if report.dry_run:
-        for result in report.results:
-            if result.status in (SendStatus.SENT, SendStatus.QUEUED):
-                click.echo(f"  would send to {result.email} ({result.message_id})")
+    if report.not_delivered > MAX_LISTED_FAILURES:
+        click.echo(f"  ... and {report.not_delivered - MAX_LISTED_FAILURES} more")
+    for result in would_send:
+        click.echo(f"  would send to {result.email} ({result.message_id})")
+    if would_send and report.delivered > len(would_send):
+        click.echo(f"  ... and {report.delivered - len(would_send)} more")
 
 
 class ProgressBar:
@@ -132,6 +132,14 @@ def send_command(
     setup_logging(level="WARNING" if tty else "INFO", secrets_=secret_values(settings))
 
     bar = ProgressBar() if tty else None
+    would_send: list[SendResult] = []  # a dry run lists the first MAX_LISTED_FAILURES
+
+    def progress(result: SendResult) -> None:
+        if bar is not None:
+            bar.advance(result)
+        if dry_run and result.status in DELIVERED and len(would_send) < MAX_LISTED_FAILURES:
+            would_send.append(result)
+
     with contextlib.ExitStack() as stack, run_context():
         if bar is not None:
             stack.enter_context(bar)
@@ -141,12 +149,12 @@ def send_command(
             source=source,
             only=only,
             dry_run=dry_run,
-            progress=bar.advance if bar is not None else None,
+            progress=progress,
             on_start=bar.start if bar is not None else None,
             retry_failed=retry_failed,
             wait_for_others=True,
         )
-    _print_report(report)
+    _print_report(report, would_send)
     if report.failed_permanently:
         sys.exit(1)
     if report.failed:

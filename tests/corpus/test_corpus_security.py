@@ -321,10 +321,13 @@ setup_logging(fmt="json", secrets_=secret_values(settings))  # as `newsletter ru
 log = logging.getLogger("newsletter.scheduler")
 with run_context():
     try:
-        report = send_day(settings, dt.date.fromisoformat(sys.argv[1]), source="sample")
+        report = send_day(
+            settings,
+            dt.date.fromisoformat(sys.argv[1]),
+            source="sample",
+            progress=lambda r: log.info("%s %s: %s", r.status, r.email, r.error),
+        )
         log.info("run finished: %s", report.summary())
-        for result in report.results:
-            log.info("%s %s: %s", result.status, result.email, result.error)
     except NewsletterError as exc:  # what the daemon's job does with a failed run
         log.error("run failed: %s", exc)
         log.exception("run crashed")
