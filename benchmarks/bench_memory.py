@@ -41,21 +41,23 @@ CLI = "import sys; from newsletter.cli import cli; cli.main(sys.argv[1:])"
 INSERT_CHUNK = 50_000
 """Entries written per transaction."""
 
-CONFIG = """\
-subscribers: state
-state: sqlite:///{state}
-sender:
-  from: Daily Papers <digest@papers.example>
-  list_id: Daily Papers <daily.papers.example>
-digest:
-  base_url: https://papers.example
-delivery:
-  backend: smtp
-  host: 127.0.0.1
-  port: {port}
-  security: none
-  connections: {connections}
-"""
+
+def settings_env(state: Path, port: int, connections: int) -> dict[str, str]:
+    """The send's settings, as ``NEWSLETTER_…`` variables (no config file)."""
+    values = {
+        "SUBSCRIBERS": "state",
+        "STATE": f"sqlite:///{state}",
+        "SECRET_KEY": SECRET,
+        "SENDER__FROM": "Daily Papers <digest@papers.example>",
+        "SENDER__LIST_ID": "Daily Papers <daily.papers.example>",
+        "DIGEST__BASE_URL": "https://papers.example",
+        "DELIVERY__BACKEND": "smtp",
+        "DELIVERY__HOST": "127.0.0.1",
+        "DELIVERY__PORT": str(port),
+        "DELIVERY__SECURITY": "none",
+        "DELIVERY__CONNECTIONS": str(connections),
+    }
+    return {f"NEWSLETTER_{key}": value for key, value in values.items()}
 
 
 def write_list(state_url: str, n: int, variants: int) -> float:
@@ -97,11 +99,9 @@ def send_once(
     folder.mkdir()
     state = folder / "state.db"
     written = write_list(f"sqlite:///{state}", n, args.variants)
-    config = folder / "newsletter.yaml"
-    config.write_text(CONFIG.format(state=state, port=port, connections=args.connections))
     source = str(PAGE_DAY) if PAGE_DAY.exists() else "sample"
-    command = [sys.executable, "-c", CLI, "send", "-c", str(config)]
-    command += ["--date", DATE, "--source", source]
+    command = [sys.executable, "-c", CLI, "send", "--date", DATE, "--source", source]
+    env = {**env, **settings_env(state, port, args.connections)}
     log = folder / "send.log"
     if code_dir is not None:  # the child imports the package from there (cwd first on sys.path)
         env = {**env, "PYTHONPATH": str(code_dir), "PYTHONDONTWRITEBYTECODE": "1"}
@@ -141,22 +141,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", metavar="REV", help="also the baseline list with REV's code")
     args = parser.parse_args(argv)
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
-    env = {**os.environ, "NEWSLETTER_SECRET_KEY": SECRET}
-    env = {
-        k: v
-        for k, v in env.items()
-        if not k.startswith("NEWSLETTER_") or k == "NEWSLETTER_SECRET_KEY"
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         workdir = Path(tmp)
+        bare = [sys.executable, "-c", "import newsletter.cli, newsletter.send"]
+        floor = run_child(bare, env, workdir / "bare.log")[1]
+        print(f"floor: the interpreter with the package imported: peak RSS {floor:.0f} MB")
         found = find_postfix(workdir)
         if isinstance(found, str):
             print(f"skipped: {found}")
             return 0
         sink, _, sink_env = found
-        bare = [sys.executable, "-c", "import newsletter.cli, newsletter.send"]
-        _, floor, _ = run_child(bare, env, workdir / "bare.log")
-        print(f"floor: the interpreter with the package imported: peak RSS {floor:.0f} MB")
         before = export(args.before, workdir) if args.before else None
         with smtp_sink(sink, sink_env) as port:
             if before is not None:

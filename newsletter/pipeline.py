@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TypedDict
 
 import httpx
@@ -55,6 +55,7 @@ class Variant:
     digest: Digest
     rendered: RenderedDigest
     subscribers: tuple[Subscriber, ...]
+    """Who gets it (empty for a :class:`Planner`'s variants: the readers are streamed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,14 +146,9 @@ def plan_day(
     are left out of the subscribers' digests but stay in the full digest. ``steering``:
     each reader's papers sent before (never twice) and feedback (see :class:`Planner`).
     """
+    tools = StageTools(settings=settings, taxonomy=taxonomy, templates=templates)
     full, planner = day_planner(
-        day,
-        settings=settings,
-        taxonomy=taxonomy,
-        templates=templates,
-        exclude=exclude,
-        web_url=web_url,
-        feedback=steering.feedback,
+        day, **tools, exclude=exclude, web_url=web_url, feedback=steering.feedback
     )
     return PreparedDay(day=day, variants=planner.plan(subscribers, steering.sent), full=full)
 
@@ -175,10 +171,11 @@ def day_planner(
     subscriber_pool = tuple(p for p in day.papers if p.key not in skip) if skip else day.papers
 
     def make(profile: Profile, picked: Sequence[RankedPaper]) -> Variant:
-        digest, rendered = plan.render_ranked(profile, picked, web_url=web_url)
+        digest, rendered = plan.render(profile, picked, web_url=web_url)
         return Variant(profile, digest, rendered, ())
 
-    full_digest, full_rendered = plan.render(FULL_PROFILE, day.papers, web_url=web_url)
+    everything = plan.ranked(FULL_PROFILE, day.papers)
+    full_digest, full_rendered = plan.render(FULL_PROFILE, everything, web_url=web_url)
     full = Variant(FULL_PROFILE, full_digest, full_rendered, ())
     planner = Planner(
         subscriber_pool,
@@ -203,7 +200,7 @@ def plan_page(
     """The day's full digest as its web page (the archive's day page): every paper, ranked
     and grouped as the day's send did, rendered without greeting or per-reader parts."""
     plan = _DayPlan.of(day, settings=settings, taxonomy=taxonomy, templates=templates)
-    digest, rendered = plan.render(FULL_PROFILE, day.papers, page=True)
+    digest, rendered = plan.render(FULL_PROFILE, plan.ranked(FULL_PROFILE, day.papers), page=True)
     return Variant(FULL_PROFILE, digest, rendered, ())
 
 
@@ -231,18 +228,11 @@ class _DayPlan:
         now = as_of(day.date, at=settings.schedule.time, zone=settings.schedule.timezone)
         return cls(day, topics, now, settings, taxonomy, templates)
 
-    def render(
-        self,
-        profile: Profile,
-        pool: Sequence[Paper],
-        *,
-        web_url: str | None = None,
-        page: bool = False,
-    ) -> tuple[Digest, RenderedDigest]:
-        ranked = rank(pool, profile, topics=self.topics, now=self.now)
-        return self.render_ranked(profile, ranked, web_url=web_url, page=page)
+    def ranked(self, profile: Profile, pool: Sequence[Paper]) -> tuple[RankedPaper, ...]:
+        """``pool`` ranked for ``profile`` as of the day's send time."""
+        return tuple(rank(pool, profile, topics=self.topics, now=self.now))
 
-    def render_ranked(
+    def render(
         self,
         profile: Profile,
         ranked: Sequence[RankedPaper],
@@ -283,14 +273,8 @@ def plan_week(
     week's best papers for their profile that they were not sent before, the week's
     topics as sections, and a subject that says it is the weekly edition.
     """
-    planner = week_planner(
-        days,
-        settings=settings,
-        taxonomy=taxonomy,
-        templates=templates,
-        date=date,
-        feedback=steering.feedback,
-    )
+    tools = StageTools(settings=settings, taxonomy=taxonomy, templates=templates)
+    planner = week_planner(days, **tools, date=date, feedback=steering.feedback)
     return planner.plan(subscribers, steering.sent)
 
 
@@ -342,6 +326,7 @@ GroupKey = tuple[tuple[object, ...], frozenset[str]]
 """A reader's profile (:func:`newsletter.models.profile_key`) and the pool papers they had."""
 
 
+@dataclass
 class Planner:
     """Readers to variants: one variant per distinct digest, made when first needed.
 
@@ -358,32 +343,26 @@ class Planner:
     are :attr:`variants` (their ``subscribers`` empty), in the order first asked for.
     """
 
-    def __init__(
-        self,
-        pool: Sequence[Paper],
-        *,
-        topics: Mapping[str, str],
-        now: dt.datetime,
-        make: Make,
-        pick: Pick,
-        reuse: Variant | None,
-        buckets_per_group: int,
-        feedback: Mapping[str, Feedback],
-    ) -> None:
-        self.pool = pool
-        self.pool_keys = frozenset(p.key for p in pool)
-        self.feedback = feedback
-        self.variants: list[Variant] = []
-        self._topics = topics
-        self._now = now
-        self._make = make
-        self._pick = pick
-        self._reuse = reuse
-        self._buckets = buckets_per_group
-        self._groups: dict[GroupKey, int] = {}
-        self._steered: dict[str, int] = {}  # email_key -> variant index
-        self._ranked: dict[GroupKey, tuple[RankedPaper, ...]] = {}
-        self._shared: dict[tuple[object, ...], int] = {}
+    pool: Sequence[Paper]
+    _: KW_ONLY
+    topics: Mapping[str, str]
+    now: dt.datetime
+    make: Make
+    pick: Pick
+    reuse: Variant | None
+    buckets_per_group: int
+    feedback: Mapping[str, Feedback]
+    variants: list[Variant] = field(default_factory=list, init=False)
+    _groups: dict[GroupKey, int] = field(default_factory=dict, init=False)
+    _steered: dict[str, int] = field(default_factory=dict, init=False)
+    """email_key -> the variant index of a reader with feedback."""
+    _ranked: dict[GroupKey, tuple[RankedPaper, ...]] = field(default_factory=dict, init=False)
+    _shared: dict[tuple[object, ...], int] = field(default_factory=dict, init=False)
+    pool_keys: frozenset[str] = field(init=False)
+    """The keys of ``pool``'s papers."""
+
+    def __post_init__(self) -> None:
+        self.pool_keys = frozenset(p.key for p in self.pool)
 
     def steered(self, subscriber: Subscriber) -> bool:
         """Whether the reader left feedback (their digest is re-ranked for them)."""
@@ -401,10 +380,10 @@ class Planner:
         index = self._groups.get(key)
         if index is None:
             profile = subscriber.profile
-            if self._reuse is not None and profile == FULL_PROFILE and not key[1]:
+            if self.reuse is not None and profile == FULL_PROFILE and not key[1]:
                 index = self._add(("reuse",), profile, ())
             else:
-                index = self._add_picked(profile, self._pick(self._ranking(key, profile), profile))
+                index = self._add_picked(profile, self.pick(self._ranking(key, profile), profile))
             self._groups[key] = index
         return index
 
@@ -425,8 +404,8 @@ class Planner:
             ranked = self._ranking(key, profile)
             scorer = FeedbackScorer(ranked, index)
             terms = [scorer.terms(fb) for _, fb in readers_of]
-            for bucket in buckets([t.terms for t in terms], cap=self._buckets):
-                picked = self._pick(steer(ranked, [terms[i] for i in bucket]), profile)
+            for bucket in buckets([t.terms for t in terms], cap=self.buckets_per_group):
+                picked = self.pick(steer(ranked, [terms[i] for i in bucket]), profile)
                 at = self._add_picked(profile, picked)
                 for i in bucket:
                     self._steered[email_key(readers_of[i][0].email)] = at
@@ -462,7 +441,7 @@ class Planner:
         found = self._ranked.get(key)
         if found is None:
             uncut = dataclasses.replace(profile, max_papers=None)
-            found = rank(unsent(self.pool, key[1]), uncut, topics=self._topics, now=self._now)
+            found = rank(unsent(self.pool, key[1]), uncut, topics=self.topics, now=self.now)
             self._ranked[key] = found
         return found
 
@@ -475,6 +454,6 @@ class Planner:
         index = self._shared.get(outcome)
         if index is None:
             index = self._shared[outcome] = len(self.variants)
-            made = self._reuse if outcome == ("reuse",) else None
-            self.variants.append(made or self._make(profile, picked))
+            made = self.reuse if outcome == ("reuse",) else None
+            self.variants.append(made or self.make(profile, picked))
         return index
