@@ -52,6 +52,7 @@ class Variant:
     """One distinct digest and the subscribers who get it."""
 
     profile: Profile
+    """What its readers asked for (readers with feedback share a variant per bucket)."""
     digest: Digest
     rendered: RenderedDigest
     subscribers: tuple[Subscriber, ...]
