@@ -321,8 +321,8 @@ fullest variant goes out early beyond it (memory stays flat whatever the list)."
 
 class Delivery:
     """One run's sending: readers come in batches of (variant index, Subscriber); each
-    variant's wait in a buffer until they fill a backend batch, which is then claimed
-    (with the state database), sent and recorded. Only the batch in flight is tracked,
+    variant's readers wait in a buffer until they fill a backend batch, which is then
+    claimed (with the state database), sent and recorded. Only the batch in flight is tracked,
     so memory stays flat whatever the list's length; ``variants`` may grow while the
     run goes (a :class:`newsletter.pipeline.Planner`'s list)."""
 
