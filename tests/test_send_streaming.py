@@ -29,9 +29,12 @@ class SmallBatches(MemoryBackend):
     batch_size: ClassVar[int] = 3
 
 
+@pytest.mark.parametrize("buffered", [10_000, 4], ids=["buffers-fill", "fullest-goes-early"])
 def test_a_list_read_in_three_batches_is_sent_to_everyone_exactly_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, buffered: int
 ) -> None:
+    """``buffered``: most readers waiting for their variant's backend batch (beyond it the
+    fullest variant's readers go out early)."""
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
     settings = load_settings(
         None,
@@ -57,6 +60,7 @@ def test_a_list_read_in_three_batches_is_sent_to_everyone_exactly_once(
         return rows
 
     monkeypatch.setattr("newsletter.state.SUBSCRIBER_BATCH", BATCH)
+    monkeypatch.setattr("newsletter.send.BUFFERED_READERS", buffered)
     monkeypatch.setattr(State, "subscriber_batch", counted)
 
     backend = SmallBatches()
@@ -77,3 +81,24 @@ def test_a_list_read_in_three_batches_is_sent_to_everyone_exactly_once(
     again = SmallBatches()
     rerun = send_day(settings, DATE, source="sample", backend=again, now=lambda: NOW)
     assert again.outbox == [] and rerun.already_sent == READERS
+
+
+def test_a_report_counts_every_result_and_keeps_the_first_problems() -> None:
+    from newsletter.models import SendResult, SendStatus
+    from newsletter.send import MAX_KEPT_PROBLEMS, Tally
+
+    tally = Tally()
+    for i in range(MAX_KEPT_PROBLEMS + 50):
+        tally.add(SendResult(f"bad{i}@example.org", SendStatus.INVALID, error="no"))
+        tally.add(SendResult(f"later{i}@example.org", SendStatus.FAILED, transient=True))
+        tally.add(SendResult(f"ok{i}@example.org", SendStatus.SENT))
+    report = tally.report(DATE)
+    n = MAX_KEPT_PROBLEMS + 50
+    assert report.counts == {"invalid": n, "failed": n, "sent": n}
+    assert report.delivered == n and report.failed == 2 * n and report.failed_permanently == n
+    assert report.not_delivered == 2 * n
+    assert len(report.problems) == MAX_KEPT_PROBLEMS
+    assert report.problems[:2] == (
+        SendResult("bad0@example.org", SendStatus.INVALID, error="no"),
+        SendResult("later0@example.org", SendStatus.FAILED, transient=True),
+    )
