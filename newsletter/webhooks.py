@@ -210,6 +210,33 @@ def _at(value: Any) -> dt.datetime | None:
     return None
 
 
+def _report(
+    provider: str,
+    event_id: object,
+    email: object,
+    kind: str,
+    status: str | None,
+    diagnostic: str,
+    *,
+    at: Any,
+    message_id: str | None = None,
+    return_path: str | None = None,
+) -> Report:
+    """One provider event as a Report: ``format`` is the provider's name, the event id is
+    prefixed with it, the time is read by :func:`_at`."""
+    return Report(
+        email=str(email),
+        kind=kind,
+        status=status,
+        diagnostic=diagnostic,
+        format=provider,
+        event_id=f"{provider}:{event_id}",
+        message_id=message_id,
+        return_path=return_path,
+        at=_at(at),
+    )
+
+
 def _angle(message_id: Any) -> str | None:
     if not isinstance(message_id, str) or not message_id.strip():
         return None
@@ -305,17 +332,18 @@ def ses_reports(event: Mapping[str, Any], sns_id: str) -> list[Report]:
                 found = SOFT
             else:
                 found = classify(status, diagnostic)
+            address = rcpt.get("emailAddress", "")
             reports.append(
-                Report(
-                    email=str(rcpt.get("emailAddress", "")),
-                    kind=found,
-                    status=status,
-                    diagnostic=f"{bounce.get('bounceType')}/{subtype}: {diagnostic}",
-                    format="ses",
-                    event_id=f"ses:{bounce.get('feedbackId') or sns_id}:{rcpt.get('emailAddress')}",
+                _report(
+                    "ses",
+                    f"{bounce.get('feedbackId') or sns_id}:{address}",
+                    address,
+                    found,
+                    status,
+                    f"{bounce.get('bounceType')}/{subtype}: {diagnostic}",
+                    at=bounce.get("timestamp"),
                     message_id=message_id,
                     return_path=return_path,
-                    at=_at(bounce.get("timestamp")),
                 )
             )
     elif kind == "Complaint":
@@ -323,18 +351,18 @@ def ses_reports(event: Mapping[str, Any], sns_id: str) -> list[Report]:
         feedback = str(complaint.get("complaintFeedbackType") or "abuse")
         if feedback != "not-spam":
             for rcpt in complaint.get("complainedRecipients") or []:
+                address = rcpt.get("emailAddress", "")
                 reports.append(
-                    Report(
-                        email=str(rcpt.get("emailAddress", "")),
-                        kind=COMPLAINT,
-                        status=None,
-                        diagnostic=f"feedback-type={feedback}",
-                        format="ses",
-                        event_id=f"ses:{complaint.get('feedbackId') or sns_id}:"
-                        f"{rcpt.get('emailAddress')}",
+                    _report(
+                        "ses",
+                        f"{complaint.get('feedbackId') or sns_id}:{address}",
+                        address,
+                        COMPLAINT,
+                        None,
+                        f"feedback-type={feedback}",
+                        at=complaint.get("timestamp"),
                         message_id=message_id,
                         return_path=return_path,
-                        at=_at(complaint.get("timestamp")),
                     )
                 )
     return reports
@@ -378,15 +406,15 @@ def _sendgrid(
         else:
             kind = classify(status, reason)
         reports.append(
-            Report(
-                email=str(event.get("email", "")),
-                kind=kind,
-                status=status,
-                diagnostic=reason or name,
-                format="sendgrid",
-                event_id=f"sendgrid:{event.get('sg_event_id')}",
+            _report(
+                "sendgrid",
+                event.get("sg_event_id"),
+                event.get("email", ""),
+                kind,
+                status,
+                reason or name,
+                at=event.get("timestamp"),
                 message_id=_angle(event.get("smtp-id")),
-                at=_at(event.get("timestamp")),
             )
         )
     return reports
@@ -443,15 +471,15 @@ def _mailgun(
         return []
     headers_ = (event.get("message") or {}).get("headers") or {}
     return [
-        Report(
-            email=str(event.get("recipient", "")),
-            kind=kind,
-            status=status,
-            diagnostic=diagnostic or str(name),
-            format="mailgun",
-            event_id=f"mailgun:{event.get('id') or token}",
+        _report(
+            "mailgun",
+            event.get("id") or token,
+            event.get("recipient", ""),
+            kind,
+            status,
+            diagnostic or str(name),
+            at=event.get("timestamp"),
             message_id=_angle(headers_.get("message-id")),
-            at=_at(event.get("timestamp")),
         )
     ]
 
@@ -491,15 +519,14 @@ def _postmark(
         return []
     details = str(record.get("Details") or record.get("Description") or kind_name)[:500]
     return [
-        Report(
-            email=str(record.get("Email", "")),
-            kind=kind,
-            status=status_in(details),
-            diagnostic=f"{kind_name}: {details}",
-            format="postmark",
-            event_id=f"postmark:{record.get('ID')}",
-            message_id=None,
-            at=_at(record.get("BouncedAt")),
+        _report(
+            "postmark",
+            record.get("ID"),
+            record.get("Email", ""),
+            kind,
+            status_in(details),
+            f"{kind_name}: {details}",
+            at=record.get("BouncedAt"),
         )
     ]
 
@@ -548,15 +575,14 @@ def _resend(
     if isinstance(recipients, str):
         recipients = [recipients]
     return [
-        Report(
-            email=str(address),
-            kind=kind,
-            status=status,
-            diagnostic=diagnostic or str(name),
-            format="resend",
-            event_id=f"resend:{msg_id}:{address}",
-            message_id=None,
-            at=_at(event.get("created_at")),
+        _report(
+            "resend",
+            f"{msg_id}:{address}",
+            address,
+            kind,
+            status,
+            diagnostic or str(name),
+            at=event.get("created_at"),
         )
         for address in recipients
     ]
