@@ -320,52 +320,47 @@ def ses_reports(event: Mapping[str, Any], sns_id: str) -> list[Report]:
         if str(header.get("name", "")).lower() == "message-id":
             message_id = _angle(header.get("value"))
     return_path = mail.get("source") if "+" in str(mail.get("source", "")) else None
-    reports: list[Report] = []
     if kind == "Bounce":
-        bounce = event.get("bounce") or {}
-        permanent = bounce.get("bounceType") == "Permanent"
-        subtype = str(bounce.get("bounceSubType", ""))
-        for rcpt in bounce.get("bouncedRecipients") or []:
-            diagnostic = str(rcpt.get("diagnosticCode") or subtype)[:500]
-            status = rcpt.get("status") or status_in(diagnostic)
-            if subtype == "MailboxFull" or not permanent:
-                found = SOFT
-            else:
-                found = classify(status, diagnostic)
-            address = rcpt.get("emailAddress", "")
-            reports.append(
-                _report(
-                    "ses",
-                    f"{bounce.get('feedbackId') or sns_id}:{address}",
-                    address,
-                    found,
-                    status,
-                    f"{bounce.get('bounceType')}/{subtype}: {diagnostic}",
-                    at=bounce.get("timestamp"),
-                    message_id=message_id,
-                    return_path=return_path,
-                )
-            )
+        section = event.get("bounce") or {}
+        recipients = section.get("bouncedRecipients") or []
     elif kind == "Complaint":
-        complaint = event.get("complaint") or {}
-        feedback = str(complaint.get("complaintFeedbackType") or "abuse")
-        if feedback != "not-spam":
-            for rcpt in complaint.get("complainedRecipients") or []:
-                address = rcpt.get("emailAddress", "")
-                reports.append(
-                    _report(
-                        "ses",
-                        f"{complaint.get('feedbackId') or sns_id}:{address}",
-                        address,
-                        COMPLAINT,
-                        None,
-                        f"feedback-type={feedback}",
-                        at=complaint.get("timestamp"),
-                        message_id=message_id,
-                        return_path=return_path,
-                    )
-                )
+        section = event.get("complaint") or {}
+        feedback = str(section.get("complaintFeedbackType") or "abuse")
+        recipients = section.get("complainedRecipients") or [] if feedback != "not-spam" else []
+    else:
+        return []
+    reports: list[Report] = []
+    for rcpt in recipients:
+        if kind == "Bounce":
+            found, status, diagnostic = _ses_bounce(section, rcpt)
+        else:
+            found, status, diagnostic = COMPLAINT, None, f"feedback-type={feedback}"
+        address = rcpt.get("emailAddress", "")
+        event_id = f"{section.get('feedbackId') or sns_id}:{address}"
+        reports.append(
+            _report(
+                "ses",
+                event_id,
+                address,
+                found,
+                status,
+                diagnostic,
+                at=section.get("timestamp"),
+                message_id=message_id,
+                return_path=return_path,
+            )
+        )
     return reports
+
+
+def _ses_bounce(bounce: Mapping[str, Any], rcpt: Mapping[str, Any]) -> tuple[str, str | None, str]:
+    """(kind, status, diagnostic) of one bounced recipient of an SES bounce."""
+    permanent = bounce.get("bounceType") == "Permanent"
+    subtype = str(bounce.get("bounceSubType", ""))
+    diagnostic = str(rcpt.get("diagnosticCode") or subtype)[:500]
+    status = rcpt.get("status") or status_in(diagnostic)
+    found = SOFT if subtype == "MailboxFull" or not permanent else classify(status, diagnostic)
+    return found, status, f"{bounce.get('bounceType')}/{subtype}: {diagnostic}"
 
 
 # --------------------------------------------------------------------------- SendGrid
