@@ -177,17 +177,7 @@ def message_id_for(list_id: str, date: dt.date, email: str, domain: str) -> str:
     A retry or a rerun after a crash re-sends the identical Message-ID, so a receiving
     system that de-duplicates by it (and every mail client's threading) sees one message.
     """
-    return _message_id(_day_hash(list_id, date), email, domain)
-
-
-def _day_hash(list_id: str, date: dt.date) -> hashlib._Hash:
-    """The hash of a Message-ID with the list and the day in it (see :func:`message_id_for`)."""
-    return hashlib.sha256(f"{list_id}\n{date.isoformat()}\n".encode())
-
-
-def _message_id(day: hashlib._Hash, email: str, domain: str) -> str:
-    digest = day.copy()
-    digest.update(email.lower().encode())
+    digest = hashlib.sha256(f"{list_id}\n{date.isoformat()}\n{email.lower()}".encode())
     return f"<{digest.hexdigest()[:32]}@{domain}>"
 
 
@@ -314,11 +304,8 @@ class MessageTemplate:
         init=False, repr=False, compare=False
     )
     """The pieces :meth:`fill` makes (in ``_PIECES`` order), in the order of ``holes``."""
-    _day: hashlib._Hash = field(init=False, repr=False, compare=False)
-    """The Message-IDs' hash with the list and the day in it."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_day", _day_hash(self.list_id, self.date))
         text_slots = frozenset(name for kind, name in self.holes if kind == "text")
         object.__setattr__(self, "_text_slots", text_slots)
         pick = operator.itemgetter(*(_PIECES.index(hole) for hole in self.holes))  # 3 or more
@@ -335,7 +322,7 @@ class MessageTemplate:
         except ValueError as exc:
             raise InvalidRecipient(str(exc)) from None
         # a link normalize lets through is a plain URL, so check_url holds for it
-        message_id = _message_id(self._day, email, self.domain)
+        message_id = message_id_for(self.list_id, self.date, email, self.domain)
         name = clean_text(name)[:MAX_NAME_CHARS]
         return Recipient(email, name, text_values, html_values, message_id)
 
