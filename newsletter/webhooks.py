@@ -187,6 +187,14 @@ def _need(value: str | None, var: str) -> str:
     return value
 
 
+def _signed_by(headers: Mapping[str, str], *names: str) -> list[str]:
+    """The values of the signature headers ``names``; Refused when one is missing."""
+    values = [headers.get(name, "") for name in names]
+    if not all(values):
+        raise Refused("unsigned call")
+    return values
+
+
 def _fresh(timestamp: str, settings: WebhookSettings, verifiers: Verifiers) -> None:
     try:
         when = float(timestamp)
@@ -370,10 +378,11 @@ def _sendgrid(
     headers: Mapping[str, str], body: bytes, settings: WebhookSettings, verifiers: Verifiers
 ) -> list[Report]:
     key_text = _need(settings.sendgrid_key, "NEWSLETTER_WEBHOOKS__SENDGRID_KEY")
-    signature = headers.get("x-twilio-email-event-webhook-signature", "")
-    timestamp = headers.get("x-twilio-email-event-webhook-timestamp", "")
-    if not signature or not timestamp:
-        raise Refused("unsigned call")
+    signature, timestamp = _signed_by(
+        headers,
+        "x-twilio-email-event-webhook-signature",
+        "x-twilio-email-event-webhook-timestamp",
+    )
     key = _ec_key(key_text)
     try:
         key.verify(
@@ -540,11 +549,7 @@ def _resend(
     headers: Mapping[str, str], body: bytes, settings: WebhookSettings, verifiers: Verifiers
 ) -> list[Report]:
     secret = _need(settings.resend_secret, "NEWSLETTER_WEBHOOKS__RESEND_SECRET")
-    msg_id = headers.get("svix-id", "")
-    timestamp = headers.get("svix-timestamp", "")
-    given = headers.get("svix-signature", "")
-    if not (msg_id and timestamp and given):
-        raise Refused("unsigned call")
+    msg_id, timestamp, given = _signed_by(headers, "svix-id", "svix-timestamp", "svix-signature")
     try:
         expected = svix_signature(secret, msg_id, timestamp, body)
     except (binascii.Error, ValueError):
