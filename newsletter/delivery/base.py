@@ -59,6 +59,8 @@ DEFAULT_JITTER = 0.25
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 ResultCallback = Callable[[SendResult], None]
+AcceptedCallback = Callable[[SendResult], Callable[[], None] | None]
+"""Told of a delivered result at once; may return its ledger write, for the backend to call."""
 AttemptCallback = Callable[[Sequence[Recipient]], None]
 
 
@@ -158,7 +160,7 @@ class Backend(abc.ABC):
             self.options.rate, clock=self.options.clock, sleep=self.options.sleep
         )
         self._deadline_at: float | None = None
-        self._on_accepted: ResultCallback | None = None
+        self._on_accepted: AcceptedCallback | None = None
         self._batch_cap: int | None = None
         """Most recipients per batch learned from a BatchTooLarge in this run."""
         self._down: str | None = None
@@ -217,14 +219,15 @@ class Backend(abc.ABC):
         on_attempt: AttemptCallback | None = None,
         on_result: ResultCallback | None = None,
         stop: threading.Event | None = None,
-        on_accepted: ResultCallback | None = None,
+        on_accepted: AcceptedCallback | None = None,
     ) -> list[SendResult]:
         """Deliver ``template`` to every recipient; a final SendResult for each one.
 
         ``on_accepted`` is called with each delivered result from the thread that got
         the provider's acceptance, at once, by backends that can (SMTP: each worker
         right after the server's 250), so the ledger can record it before that thread
-        sends anything else; ``on_result`` still follows for every result.
+        lets the provider accept anything else (it may return that write for the backend
+        to call: see :meth:`accepted`); ``on_result`` still follows for every result.
         """
         if self._deadline_at is None:
             self.start_run()
@@ -253,10 +256,15 @@ class Backend(abc.ABC):
             return result
         return dataclasses.replace(result, error=error, extra=extra)
 
-    def accepted(self, result: SendResult) -> None:
-        """For backends: report a delivered result as early as it is known."""
-        if self._on_accepted is not None:
-            self._on_accepted(self._clean(result))
+    def accepted(self, result: SendResult) -> Callable[[], None] | None:
+        """For backends: report a delivered result as early as it is known. The backend
+        calls the returned write (the ledger's, if any) before it lets the provider accept
+        another message from the same thread (and may do other work first, such as
+        sending the next message's content), so at most one message per thread is
+        accepted but not yet recorded."""
+        if self._on_accepted is None:
+            return None
+        return self._on_accepted(self._clean(result))
 
     def _send(
         self,
