@@ -101,6 +101,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import secrets
 import socket
 import sqlite3
@@ -148,6 +149,13 @@ DEFAULT_LEASE_SECONDS = 120.0
 
 CLAIM_BATCH = 1000
 """Most addresses claimed in one transaction (also the most an IN list holds)."""
+
+ROWS_PER_STATEMENT = 500
+"""Most rows one PostgreSQL ``UPDATE … FROM (VALUES …)`` carries (under its 65,535
+parameters at 7 a row)."""
+
+_PG_TYPES = {"permanent": "integer"}
+"""Columns whose PostgreSQL type is not text (the VALUES rows of an update are cast)."""
 
 SUBSCRIBER_BATCH = 5000
 """Entries of a list kept in the database read per query (memory stays flat)."""
@@ -731,6 +739,7 @@ class State(Closing):
         self._now: Now = now or _utcnow
         self._lock = threading.RLock()
         self._closed = False
+        self._outcomes = _GroupCommit(self._write_outcomes)
         if parsed.engine == "postgresql":
             self._conn: Any = _pg_connect(parsed, durable=durable)
         else:
@@ -1104,17 +1113,16 @@ class State(Closing):
         now = self._now()
         stamp = self._stamp(now)
         until = self._lease_stamp(now + dt.timedelta(seconds=lease))
-        rows = [
-            (mid, variant, until, stamp, day.isoformat(), email, owner)
-            for email, (mid, variant) in items.items()
-        ]
-        with self._tx() as tx:
-            tx.executemany(
-                "UPDATE deliveries SET status = 'pending', permanent = 0,"
-                " attempts = attempts + 1, message_id = ?, variant = COALESCE(?, variant),"
-                " claim_until = ?, updated_at = ? WHERE day = ? AND email = ? AND claim_owner = ?",
-                rows,
-            )
+        self._update_each(
+            "status = 'pending', permanent = 0, attempts = attempts + 1, message_id = ?,"
+            " variant = COALESCE(?, variant), claim_until = ?, updated_at = ?",
+            ("message_id", "variant", "claim_until", "updated_at"),
+            [
+                (mid, variant, until, stamp, day.isoformat(), email, owner)
+                for email, (mid, variant) in items.items()
+            ],
+            owned=True,
+        )
 
     def renew(self, owner: str, *, lease: float = DEFAULT_LEASE_SECONDS) -> int:
         """Extend every lease ``owner`` holds (its heartbeat); returns how many."""
@@ -1151,7 +1159,15 @@ class State(Closing):
 
     def record(self, day: dt.date, results: Iterable[SendResult]) -> None:
         """Store each result's outcome and release its claim (``skipped``: back to a
-        pending row anyone may claim)."""
+        pending row anyone may claim).
+
+        Threads calling this at the same time share a write (a group commit): the first
+        writes its rows, those arriving meanwhile wait and the next of them writes all
+        theirs in one go; each call returns once its own rows are committed. So the SMTP
+        connections, each recording its last accepted message before the next can be
+        accepted, cost one transaction (on PostgreSQL one statement) per group, not per
+        message.
+        """
         stamp = self._stamp()
         rows: list[tuple[object, ...]] = []
         for result in results:
@@ -1172,18 +1188,65 @@ class State(Closing):
                     result.email,
                 )
             )
+        if rows:
+            self._outcomes(rows)
+
+    def _write_outcomes(self, rows: list[tuple[Any, ...]]) -> None:
+        self._update_each(
+            "status = ?, permanent = ?, provider_id = COALESCE(?, provider_id),"
+            " last_error = ?, updated_at = ?, claim_owner = NULL, claim_until = NULL",
+            ("status", "permanent", "provider_id", "last_error", "updated_at"),
+            rows,
+        )
+
+    def _update_each(
+        self,
+        assignments: str,
+        names: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        owned: bool = False,
+    ) -> None:
+        """Update ``deliveries`` row by row: each of ``rows`` holds the values of
+        ``assignments``' placeholders (the columns ``names``, in order), then the day and
+        the address (and the claim's owner when ``owned``: the row is left alone unless
+        it still holds that claim).
+
+        SQLite: one statement a row, in one transaction (in-process, no round trip).
+        PostgreSQL: one ``UPDATE … FROM (VALUES …)`` a ROWS_PER_STATEMENT rows, so a
+        batch costs one round trip, not one a row.
+        """
         if not rows:
             return
-        sql = (
-            "UPDATE deliveries SET status = ?, permanent = ?,"
-            " provider_id = COALESCE(?, provider_id), last_error = ?, updated_at = ?,"
-            " claim_owner = NULL, claim_until = NULL WHERE day = ? AND email = ?"
+        match = "day = ? AND email = ?" + (" AND claim_owner = ?" if owned else "")
+        if self.engine == "sqlite":
+            self._write_many(f"UPDATE deliveries SET {assignments} WHERE {match}", rows)
+            return
+        # each placeholder becomes the VALUES column of its value: v.new_<column>
+        columns = [*names, "day", "email", *(["claim_owner"] if owned else [])]
+        given = iter(columns)
+        set_part, where_part = (
+            re.sub(r"\?", lambda _: f"v.new_{next(given)}", text) for text in (assignments, match)
         )
-        if len(rows) == 1 and self.engine == "postgresql":
-            self._write_one(sql, rows[0])  # one statement: one round trip, no BEGIN/COMMIT
+        row_marks = "(" + ", ".join(f"?::{_PG_TYPES.get(c, 'text')}" for c in columns) + ")"
+        statements = [
+            (
+                f"UPDATE deliveries SET {set_part}"
+                f" FROM (VALUES {', '.join([row_marks] * len(part))})"
+                f" AS v({', '.join(f'new_{c}' for c in columns)}) WHERE {where_part}",
+                [value for row in part for value in row],
+            )
+            for part in (
+                rows[start : start + ROWS_PER_STATEMENT]
+                for start in range(0, len(rows), ROWS_PER_STATEMENT)
+            )
+        ]
+        if len(statements) == 1:  # autocommit: one round trip, no BEGIN/COMMIT
+            self._write_one(*statements[0])
             return
         with self._tx() as tx:
-            tx.executemany(sql, rows)
+            for statement, args in statements:
+                tx.execute(statement, args)
 
     # -- papers --------------------------------------------------------------------------
 
@@ -1924,6 +1987,58 @@ def _bounce_event(row: Sequence[Any]) -> BounceEvent:
         matched=str(matched),
         occurred_at=dt.datetime.fromisoformat(str(occurred_at)),
     )
+
+
+class _GroupCommit:
+    """Rows from many threads written in as few writes as possible (a group commit).
+
+    A caller with nobody writing writes its rows at once; callers arriving while a write
+    runs queue theirs and wait, and when it ends the first of them writes everything
+    queued. Each call returns when its own rows are written, or raises the error of the
+    write that held them.
+    """
+
+    def __init__(self, write: Callable[[list[tuple[Any, ...]]], None]) -> None:
+        self._write = write
+        self._changed = threading.Condition()
+        self._queued: list[tuple[Any, ...]] = []
+        self._calls = 0
+        """Calls so far; call number n is written once ``_written >= n``."""
+        self._written = 0
+        self._writing = False
+        self._failed: dict[int, BaseException] = {}
+        """Call number -> the error of the write that held its rows (until it raises it)."""
+
+    def __call__(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        with self._changed:
+            self._queued.extend(rows)
+            self._calls += 1
+            mine = self._calls
+            while self._writing and self._written < mine:
+                self._changed.wait()
+            if self._written >= mine:  # another caller wrote ours with theirs
+                failed = self._failed.pop(mine, None)
+                if failed is not None:
+                    raise failed
+                return
+            self._writing = True
+            batch, self._queued = self._queued, []
+            last = self._calls
+        failed = None
+        try:
+            self._write(batch)
+        except BaseException as exc:
+            failed = exc
+            raise
+        finally:
+            with self._changed:
+                if failed is not None:
+                    for call in range(self._written + 1, last + 1):
+                        if call != mine:
+                            self._failed[call] = failed
+                self._written = last
+                self._writing = False
+                self._changed.notify_all()
 
 
 class _Tx:
