@@ -20,7 +20,9 @@ Opening
 ``State.open_existing(url)`` does the same but returns None instead of creating a
 SQLite file that is not there (the read-only commands ``status``, ``subscribers list``,
 ``preview`` use it, so they never create a file). A :class:`State` holds one connection
-behind a lock, so threads may share it; use it as a context manager or call ``close()``.
+behind a lock, so threads may share it (on PostgreSQL a second one, opened at the first
+outcome, writes outcomes: see :meth:`State.record`); use it as a context manager or call
+``close()``.
 Every error of the database is raised as :class:`~newsletter.errors.LedgerError`.
 
 Migrations
@@ -739,7 +741,11 @@ class State(Closing):
         self._now: Now = now or _utcnow
         self._lock = threading.RLock()
         self._closed = False
+        self._durable = durable
         self._outcomes = _GroupCommit(self._write_outcomes)
+        self._outcome_conn: Any = None
+        """PostgreSQL: the connection outcomes are written on (opened at the first), so
+        the senders' writes never wait behind a claim's round trips on the main one."""
         if parsed.engine == "postgresql":
             self._conn: Any = _pg_connect(parsed, durable=durable)
         else:
@@ -785,6 +791,8 @@ class State(Closing):
             if not self._closed:
                 self._closed = True
                 self._conn.close()
+                if self._outcome_conn is not None:
+                    self._outcome_conn.close()
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -828,14 +836,6 @@ class State(Closing):
         if rows:
             with self._tx() as tx:
                 tx.executemany(sql, rows)
-
-    def _write_one(self, sql: str, args: Sequence[Any]) -> None:
-        """One statement in its own implicit transaction (PostgreSQL autocommit)."""
-        with self._lock:
-            try:
-                self._conn.execute(self._sql(sql), args)
-            except self._db_errors() as exc:
-                raise self._error(exc) from None
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -1192,12 +1192,18 @@ class State(Closing):
             self._outcomes(rows)
 
     def _write_outcomes(self, rows: list[tuple[Any, ...]]) -> None:
-        self._update_each(
+        """One group's outcomes (:class:`_GroupCommit` calls this from one thread at a time)."""
+        assignments = (
             "status = ?, permanent = ?, provider_id = COALESCE(?, provider_id),"
-            " last_error = ?, updated_at = ?, claim_owner = NULL, claim_until = NULL",
-            ("status", "permanent", "provider_id", "last_error", "updated_at"),
-            rows,
+            " last_error = ?, updated_at = ?, claim_owner = NULL, claim_until = NULL"
         )
+        names = ("status", "permanent", "provider_id", "last_error", "updated_at")
+        if self.engine == "sqlite":
+            self._update_each(assignments, names, rows)
+            return
+        if self._outcome_conn is None:
+            self._outcome_conn = _pg_connect(self.url, durable=self._durable)
+        self._run_pg(self._outcome_conn, self._pg_updates(assignments, names, rows))
 
     def _update_each(
         self,
@@ -1218,10 +1224,23 @@ class State(Closing):
         """
         if not rows:
             return
-        match = "day = ? AND email = ?" + (" AND claim_owner = ?" if owned else "")
         if self.engine == "sqlite":
+            match = "day = ? AND email = ?" + (" AND claim_owner = ?" if owned else "")
             self._write_many(f"UPDATE deliveries SET {assignments} WHERE {match}", rows)
             return
+        with self._lock:
+            self._run_pg(self._conn, self._pg_updates(assignments, names, rows, owned=owned))
+
+    def _pg_updates(
+        self,
+        assignments: str,
+        names: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        owned: bool = False,
+    ) -> list[tuple[str, list[Any]]]:
+        """:meth:`_update_each`'s PostgreSQL statements, with their arguments."""
+        match = "day = ? AND email = ?" + (" AND claim_owner = ?" if owned else "")
         # each placeholder becomes the VALUES column of its value: v.new_<column>
         columns = [*names, "day", "email", *(["claim_owner"] if owned else [])]
         given = iter(columns)
@@ -1229,11 +1248,13 @@ class State(Closing):
             re.sub(r"\?", lambda _: f"v.new_{next(given)}", text) for text in (assignments, match)
         )
         row_marks = "(" + ", ".join(f"?::{_PG_TYPES.get(c, 'text')}" for c in columns) + ")"
-        statements = [
+        return [
             (
-                f"UPDATE deliveries SET {set_part}"
-                f" FROM (VALUES {', '.join([row_marks] * len(part))})"
-                f" AS v({', '.join(f'new_{c}' for c in columns)}) WHERE {where_part}",
+                self._sql(
+                    f"UPDATE deliveries SET {set_part}"
+                    f" FROM (VALUES {', '.join([row_marks] * len(part))})"
+                    f" AS v({', '.join(f'new_{c}' for c in columns)}) WHERE {where_part}"
+                ),
                 [value for row in part for value in row],
             )
             for part in (
@@ -1241,12 +1262,21 @@ class State(Closing):
                 for start in range(0, len(rows), ROWS_PER_STATEMENT)
             )
         ]
-        if len(statements) == 1:  # autocommit: one round trip, no BEGIN/COMMIT
-            self._write_one(*statements[0])
-            return
-        with self._tx() as tx:
-            for statement, args in statements:
-                tx.execute(statement, args)
+
+    def _run_pg(self, conn: Any, statements: Sequence[tuple[str, list[Any]]]) -> None:
+        """``statements`` on the PostgreSQL connection ``conn``: one alone in autocommit
+        (one round trip, no BEGIN/COMMIT), more in one transaction."""
+        import psycopg
+
+        try:
+            if len(statements) == 1:
+                conn.execute(*statements[0])
+                return
+            with conn.transaction():
+                for statement, args in statements:
+                    conn.execute(statement, args)
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
 
     # -- papers --------------------------------------------------------------------------
 

@@ -68,7 +68,7 @@ class SmtpBackend(Backend):
     """Delivers each message in its own SMTP transaction over pooled connections."""
 
     name = "smtp"
-    batch_size = 200
+    batch_size = 1000
 
     def __init__(
         self,
