@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import functools
 import gc
 import ipaddress
 import logging
@@ -485,14 +484,12 @@ class _ClaimedDelivery:
             on_accepted=self._on_accepted,
         )
 
-    def _on_accepted(self, result: SendResult) -> Callable[[], None]:
-        # in the backend's sending thread, right after the provider took the message; the
-        # backend calls the write before it lets the provider accept its next message
-        # (while that one's content goes out): the at-least-once window after a crash is
-        # then one message per connection.
+    def _on_accepted(self, result: SendResult) -> None:
+        # in the backend's sending thread, right after the provider took the message:
+        # the at-least-once window after a crash is then one message per connection.
+        self.state.record(self.date, [result])
         with self.lock:
             self.recorded.add(result.email)
-        return functools.partial(self.state.record, self.date, [result])
 
     def _on_result(self, result: SendResult) -> None:
         with self.lock:

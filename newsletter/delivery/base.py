@@ -36,11 +36,11 @@ import dataclasses
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
+from newsletter.closing import Closing
 from newsletter.config import Settings, secret_values
 from newsletter.errors import DeliveryError, NewsletterError, TransientError
 from newsletter.message import DkimSigner, InvalidRecipient, MessageTemplate, Recipient
@@ -59,8 +59,6 @@ DEFAULT_JITTER = 0.25
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 ResultCallback = Callable[[SendResult], None]
-AcceptedCallback = Callable[[SendResult], Callable[[], None] | None]
-"""Told of a delivered result at once; may return its ledger write, for the backend to call."""
 AttemptCallback = Callable[[Sequence[Recipient]], None]
 
 
@@ -145,7 +143,7 @@ class BackendOptions:
         return dataclasses.replace(options, **overrides)
 
 
-class Backend(abc.ABC):
+class Backend(Closing, abc.ABC):
     """A way to deliver messages; subclasses fill :meth:`send_batch`."""
 
     name: ClassVar[str] = "base"
@@ -160,7 +158,7 @@ class Backend(abc.ABC):
             self.options.rate, clock=self.options.clock, sleep=self.options.sleep
         )
         self._deadline_at: float | None = None
-        self._on_accepted: AcceptedCallback | None = None
+        self._on_accepted: ResultCallback | None = None
         self._batch_cap: int | None = None
         """Most recipients per batch learned from a BatchTooLarge in this run."""
         self._down: str | None = None
@@ -185,7 +183,7 @@ class Backend(abc.ABC):
     ) -> Iterable[SendResult]:
         """Hand ``batch`` to the provider; one SendResult per recipient (yielded as known)."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+    def close(self) -> None:  # an optional hook: most backends hold nothing
         """Release connections; the backend may not be used afterwards."""
 
     def dkim_signer(self, signer: DkimSigner | None) -> DkimSigner | None:
@@ -205,6 +203,19 @@ class Backend(abc.ABC):
         except InvalidRecipient as exc:
             return SendResult(recipient.email, SendStatus.INVALID, error=str(exc))
 
+    @classmethod
+    def send_each(
+        cls,
+        template: MessageTemplate,
+        batch: Sequence[Recipient],
+        send_one: Callable[[Recipient, bytes], SendResult],
+    ) -> Iterator[SendResult]:
+        """For backends that take one message at a time: ``send_one(recipient, raw)`` for
+        each recipient whose message can be made, the ``invalid`` result for the others."""
+        for recipient in batch:
+            raw = cls.fill(template, recipient)
+            yield raw if isinstance(raw, SendResult) else send_one(recipient, raw)
+
     # -- the flow ----------------------------------------------------------------
 
     def start_run(self) -> None:
@@ -219,15 +230,14 @@ class Backend(abc.ABC):
         on_attempt: AttemptCallback | None = None,
         on_result: ResultCallback | None = None,
         stop: threading.Event | None = None,
-        on_accepted: AcceptedCallback | None = None,
+        on_accepted: ResultCallback | None = None,
     ) -> list[SendResult]:
         """Deliver ``template`` to every recipient; a final SendResult for each one.
 
         ``on_accepted`` is called with each delivered result from the thread that got
         the provider's acceptance, at once, by backends that can (SMTP: each worker
         right after the server's 250), so the ledger can record it before that thread
-        lets the provider accept anything else (it may return that write for the backend
-        to call: see :meth:`accepted`); ``on_result`` still follows for every result.
+        sends anything else; ``on_result`` still follows for every result.
         """
         if self._deadline_at is None:
             self.start_run()
@@ -256,15 +266,10 @@ class Backend(abc.ABC):
             return result
         return dataclasses.replace(result, error=error, extra=extra)
 
-    def accepted(self, result: SendResult) -> Callable[[], None] | None:
-        """For backends: report a delivered result as early as it is known. The backend
-        calls the returned write (the ledger's, if any) before it lets the provider accept
-        another message from the same thread (and may do other work first, such as
-        sending the next message's content), so at most one message per thread is
-        accepted but not yet recorded."""
-        if self._on_accepted is None:
-            return None
-        return self._on_accepted(self._clean(result))
+    def accepted(self, result: SendResult) -> None:
+        """For backends: report a delivered result as early as it is known."""
+        if self._on_accepted is not None:
+            self._on_accepted(self._clean(result))
 
     def _send(
         self,
@@ -400,19 +405,6 @@ class Backend(abc.ABC):
         self._batch_cap = min(self._batch_cap or half, half)
         for part in (rest[:half], rest[half:]):
             self._send_with_retries(template, part, report, on_attempt, stop, done)
-
-    # -- context manager ---------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _float(value: str | None) -> float | None:

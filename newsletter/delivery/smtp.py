@@ -68,7 +68,7 @@ class SmtpBackend(Backend):
     """Delivers each message in its own SMTP transaction over pooled connections."""
 
     name = "smtp"
-    batch_size = 1000
+    batch_size = 200
 
     def __init__(
         self,
@@ -165,9 +165,8 @@ class SmtpBackend(Backend):
                 self.host, self.port, local_hostname=self._local_hostname, timeout=self.timeout
             )
         try:
-            # a message's content and its final "." are two writes (the ledger write of
-            # the previous message runs in between): without this, Nagle's algorithm holds
-            # the second until the server's delayed ACK of the first, 40 ms a message
+            # request and reply, one write each way: Nagle's algorithm would hold a
+            # write's last partial segment until the server's delayed ACK (up to 40 ms)
             if conn.sock is not None:  # connected by the constructor
                 conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.ehlo()
@@ -388,13 +387,12 @@ class _Stream:
     """One worker's share of a batch over its connection (``slot``), one round trip a
     message when the server pipelines.
 
-    A message's final ``.`` goes out in one write with the next message's MAIL, RCPT and
-    DATA (RFC 2920 3.1: message content may open a group), and the replies are read in
-    order: this message's end-of-data reply, then the next one's three. Before a message's
-    final ``.`` the worker has the ledger record the previous message this connection got
-    accepted (the write :meth:`Backend.accepted` returned, made while the server reads
-    this message's content), so at most one message per connection is ever accepted but
-    not recorded: the crash window.
+    A message's content and final ``.`` go out in one write with the next message's MAIL,
+    RCPT and DATA (RFC 2920 3.1: message content may open a group), and the replies are
+    read in order: this message's end-of-data reply, then the next one's three. An
+    accepted message is handed to :meth:`Backend.accepted` (the ledger records it) as soon
+    as its ``250`` is read, before the connection sends anything more, so at most one
+    message per connection is ever accepted but not recorded: the crash window.
     """
 
     def __init__(
@@ -410,15 +408,12 @@ class _Stream:
         self.template = template
         self.take = take
         self.emit = emit
-        self.unrecorded: Callable[[], None] | None = None
-        """The ledger write of the last message accepted on this connection, not made yet."""
 
     def run(self) -> None:
         message = self._next()
         opened = False
         while message is not None:
             message, opened = self._one(message, opened=opened)
-        self._record()
 
     def _next(self) -> Message | None:
         """The next recipient with its message; those that cannot have one get their
@@ -429,11 +424,6 @@ class _Stream:
                 return recipient, raw
             self.emit(raw)
         return None
-
-    def _record(self) -> None:
-        write, self.unrecorded = self.unrecorded, None
-        if write is not None:
-            write()
 
     def _one(self, message: Message, *, opened: bool) -> tuple[Message | None, bool]:
         """Send ``message`` (its MAIL/RCPT/DATA already out when ``opened``); the next
@@ -465,13 +455,11 @@ class _Stream:
             if stage:
                 self.emit(backend._refused(slot, conn, email, stage, code, reply))
                 return self._next(), False
-            conn.send(dot_stuff(raw))
-            self._record()
             following = self._next()
             end = b".\r\n"
             if following is not None and pipelining:
                 end += backend._commands(following[0].email, self.template.date)
-            conn.send(end)
+            conn.send(dot_stuff(raw) + end)
             code, reply = conn.getreply()
         except smtplib.SMTPResponseException as exc:  # e.g. 4xx on AUTH, 421 on connect
             backend._drop(slot)
@@ -489,7 +477,7 @@ class _Stream:
                 )
             )
             return following or self._next(), False
-        except BaseException:  # AuthError, DeliveryError, a ledger error: the run stops
+        except BaseException:  # AuthError, DeliveryError: the run stops
             backend._drop(slot)
             raise
         opened = following is not None and pipelining
@@ -502,7 +490,11 @@ class _Stream:
             message_id=recipient.message_id,
             extra={"reply": _reply_text(reply)},
         )
-        self.unrecorded = backend.accepted(result)
+        try:
+            backend.accepted(result)  # the ledger has it before the next "." goes out
+        except BaseException:  # the ledger failed: the run stops
+            backend._drop(slot)  # the next message's envelope is out, unanswered
+            raise
         self.emit(result)
         return following, opened
 
