@@ -16,10 +16,11 @@ the ledger rows left ``pending`` (must be 0).
 Why duplicates happen at all (the at-least-once window): SMTP has no idempotency; a
 message the server accepted (``250`` after DATA, or still in flight) whose result the
 process had not yet committed to the ledger when it died is still ``pending`` there, and
-the rerun sends it again. Each SMTP worker records an acceptance in the ledger right
-after the server's ``250``, before its connection sends anything else, so the window is
-at most one message per connection (``delivery.connections``): the one whose DATA the
-server took while the process died before reading the reply or committing it.
+the rerun sends it again. Each SMTP worker records an acceptance in the ledger before
+its connection sends the next message's final ``.`` (while that message's content goes
+out), so the window is at most one message per connection (``delivery.connections``):
+the one whose DATA the server took while the process died before reading the reply or
+committing it.
 """
 
 from __future__ import annotations

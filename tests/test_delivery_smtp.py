@@ -6,6 +6,8 @@ import datetime as dt
 import email
 import email.policy
 import ipaddress
+import select
+import socket
 import ssl
 import threading
 from collections import Counter
@@ -435,3 +437,106 @@ def test_552_at_rcpt_is_transient(server_factory: Any, cert: Cert) -> None:
         _report, results = _deliver(backend, [Subscriber(email="a@example.org")])
     (result,) = results
     assert result.status == SendStatus.SENT and result.attempts == 2 and len(sleeps) == 1
+
+
+class GroupWatchingServer:
+    """A scripted SMTP server on a raw socket (one connection) that notes, for each
+    message's final ".", whether the client's next MAIL/RCPT/DATA came with it: after the
+    "." it waits up to ``patience`` seconds for more bytes before it replies 250 (a client
+    that waits for the reply first sends nothing). ``reject_rcpt``: RCPT answered 550."""
+
+    def __init__(self, *, reject_rcpt: frozenset[str] = frozenset(), patience: float = 1.0):
+        self.reject_rcpt = reject_rcpt
+        self.patience = patience
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.grouped: list[bool] = []
+        self.delivered: list[str] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            buf = b""
+
+            def line() -> bytes:
+                nonlocal buf
+                while b"\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        raise EOFError
+                    buf += chunk
+                head, _, buf = buf.partition(b"\r\n")
+                return head
+
+            conn.sendall(b"220 watcher\r\n")
+            rcpt = ""
+            try:
+                while True:
+                    command = line()
+                    verb = command[:4].upper()
+                    if verb == b"EHLO":
+                        conn.sendall(b"250-watcher\r\n250 PIPELINING\r\n")
+                    elif verb == b"MAIL":
+                        conn.sendall(b"250 ok\r\n")
+                    elif verb == b"RCPT":
+                        rcpt = command.decode().split("<", 1)[1].rstrip(">")
+                        refused = rcpt in self.reject_rcpt
+                        conn.sendall(b"550 no such user\r\n" if refused else b"250 ok\r\n")
+                    elif verb == b"DATA":
+                        if rcpt in self.reject_rcpt:
+                            conn.sendall(b"554 no valid recipients\r\n")
+                            continue
+                        conn.sendall(b"354 go on\r\n")
+                        while line() != b".":
+                            pass
+                        if not buf and select.select([conn], [], [], self.patience)[0]:
+                            buf += conn.recv(65536)
+                        self.grouped.append(buf.startswith(b"MAIL FROM:"))
+                        self.delivered.append(rcpt)
+                        conn.sendall(b"250 queued\r\n")
+                    elif verb == b"RSET":
+                        conn.sendall(b"250 ok\r\n")
+                    elif verb == b"QUIT":
+                        conn.sendall(b"221 bye\r\n")
+                        return
+                    else:
+                        conn.sendall(b"502 what\r\n")
+            except (EOFError, OSError):
+                return
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(timeout=5)
+
+
+def test_each_end_of_data_travels_with_the_next_messages_envelope() -> None:
+    """One round trip a message (RFC 2920 3.1): a message's final "." goes out in one write
+    with the next message's MAIL, RCPT and DATA; a refused recipient in between (its
+    envelope pipelined after a "." too) costs no message and no copy."""
+    people = [Subscriber(email=f"u{i}@example.org") for i in range(6)]
+    server = GroupWatchingServer(reject_rcpt=frozenset({"u2@example.org"}))
+    backend = SmtpBackend(
+        host="127.0.0.1",
+        port=server.port,
+        envelope_from="digest@papers.example",
+        security="none",
+        connections=1,
+        options=BackendOptions(retry=RetryPolicy(max_attempts=1)),
+    )
+    with backend:
+        report = _deliver(backend, people)
+    server.close()
+    assert [r.status for r in report.results] == [
+        SendStatus.SENT,
+        SendStatus.SENT,
+        SendStatus.REJECTED,
+        SendStatus.SENT,
+        SendStatus.SENT,
+        SendStatus.SENT,
+    ]
+    assert server.delivered == [p.email for p in people if p.email != "u2@example.org"]
+    # u1's "." carried u2's envelope (refused: RSET, then u3's envelope goes alone); the
+    # last message has no next one
+    assert server.grouped == [True, True, True, True, False]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import multiprocessing
 import sqlite3
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -282,6 +285,106 @@ def test_permanent_failures_are_claimed_again_only_when_asked(state_url: str) ->
         assert again.claimed == ("t@x.org",) and again.done == ("p@x.org",)
         retry = state.claim(DAY, ["p@x.org"], owner="C", retry_failed=True)
         assert retry.claimed == ("p@x.org",)
+
+
+def test_attempts_and_outcomes_of_a_batch_larger_than_one_statement(state_url: str) -> None:
+    """1,200 rows (PostgreSQL: three ``UPDATE … FROM (VALUES …)`` statements) end as
+    each result says; a row another owner claimed is left alone by mark_attempt."""
+    emails = [f"u{i:04}@x.org" for i in range(1200)]
+    with State(state_url) as state:
+        assert state.claim(DAY, emails[:-1], owner="A").claimed == tuple(emails[:-1])
+        assert state.claim(DAY, emails[-1:], owner="B").claimed == (emails[-1],)
+        state.mark_attempt(
+            DAY,
+            {e: (f"<{i}@papers.example>", "v1" if i % 2 else None) for i, e in enumerate(emails)},
+            owner="A",
+        )
+        kinds = [
+            SendResult("", SendStatus.SENT),
+            SendResult("", SendStatus.QUEUED, message_id="provider-1"),
+            SendResult("", SendStatus.FAILED, error="451 later", transient=True),
+            SendResult("", SendStatus.REJECTED, error="550 no such user"),
+            SendResult("", SendStatus.SKIPPED, error="run stopped"),
+        ]
+        state.record(
+            DAY, [dataclasses.replace(kinds[i % 5], email=e) for i, e in enumerate(emails[:-1])]
+        )
+        rows = state.deliveries(DAY)
+    statuses = Counter((r.status, r.permanent) for r in rows.values())
+    assert statuses == {
+        ("sent", False): 480,
+        ("failed", False): 240,
+        ("failed", True): 240,
+        ("pending", False): 239 + 1,
+    }
+    assert rows[emails[1]].provider_id == "provider-1" and rows[emails[1]].variant == "v1"
+    assert rows[emails[0]].message_id == "<0@papers.example>" and rows[emails[0]].variant is None
+    assert rows[emails[3]].last_error == "550 no such user"
+    mine = [r for e, r in rows.items() if e != emails[-1]]
+    assert len(mine) == 1199 and all(r.attempts == 1 and r.claim_owner is None for r in mine)
+    untouched = rows[emails[-1]]  # B's claim: A's mark_attempt did not apply
+    assert (untouched.attempts, untouched.message_id, untouched.claim_owner) == (0, None, "B")
+
+
+def test_outcomes_recorded_from_many_threads_at_once(state_url: str) -> None:
+    """Concurrent record() calls share writes (a group commit); each returns with its own
+    rows stored."""
+    emails = [f"t{i:03}@x.org" for i in range(400)]
+    with State(state_url) as state:
+        state.claim(DAY, emails, owner="A")
+        seen_sent: list[bool] = []
+
+        def record_share(share: list[str]) -> None:
+            for email in share:
+                state.record(DAY, [SendResult(email, SendStatus.SENT)])
+                seen_sent.append(state.deliveries(DAY)[email].status == "sent")
+
+        threads = [threading.Thread(target=record_share, args=(emails[k::8],)) for k in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert state.counts(DAY) == {"sent": 400}
+    assert len(seen_sent) == 400 and all(seen_sent)
+
+
+def test_a_failed_group_write_fails_every_call_it_held() -> None:
+    from newsletter.state import _GroupCommit
+
+    started, go = threading.Event(), threading.Event()
+    written: list[list[tuple[object, ...]]] = []
+
+    def write(rows: list[tuple[object, ...]]) -> None:
+        written.append(rows)
+        if len(written) == 1:
+            started.set()
+            go.wait(10)
+            return
+        raise LedgerError("state database: disk I/O error")
+
+    group = _GroupCommit(write)
+    errors: list[str] = []
+
+    def call(row: tuple[object, ...]) -> None:
+        try:
+            group([row])
+        except LedgerError as exc:
+            errors.append(f"{row[0]}: {exc}")
+
+    first = threading.Thread(target=call, args=(("first",),))
+    first.start()
+    started.wait(10)
+    later = [threading.Thread(target=call, args=((f"later{i}",),)) for i in range(3)]
+    for thread in later:
+        thread.start()
+    while group._calls < 4:  # all three queued behind the first write
+        time.sleep(0.01)
+    go.set()
+    for thread in [first, *later]:
+        thread.join(10)
+    assert written[0] == [("first",)]
+    assert sorted(written[1]) == [("later0",), ("later1",), ("later2",)]  # one write for all
+    assert sorted(errors) == [f"later{i}: state database: disk I/O error" for i in range(3)]
 
 
 def _claim_all(url: str, owner: str, emails: list[str], out: multiprocessing.Queue[object]) -> None:
