@@ -426,7 +426,9 @@ def make_messages(
     ``Backend.fill`` each as the backends do, the heap frozen as deliver_variants has it;
     bytes counted and dropped. (made, invalid, bytes, a sample every SAMPLE_EVERY
     messages)."""
-    subscriber_values = values_maker(base_url=settings.digest.base_url, secret=SECRET.encode())
+    subscriber_values = values_maker(
+        base_url=settings.digest.base_url, secret=SECRET.encode(), list_id=SENDER.list_id, date=DATE
+    )
     total_bytes = made = invalid = 0
     samples: list[bytes] = []
     with long_lived_frozen():  # as deliver_variants

@@ -58,7 +58,9 @@ def render_day(variants: Sequence[Variant], settings: Settings, empty: str | Non
 
 def make_messages(variants: Sequence[Variant], settings: Settings, *, freeze: bool) -> float:
     """CPU seconds to make every subscriber's message, the heap frozen or not."""
-    values_for = values_maker(base_url=settings.digest.base_url, secret=SECRET)
+    values_for = values_maker(
+        base_url=settings.digest.base_url, secret=SECRET, list_id=settings.sender.list_id, date=DATE
+    )
     started = time.process_time()
     with long_lived_frozen() if freeze else contextlib.nullcontext():
         for variant in variants:

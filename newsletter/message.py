@@ -349,10 +349,12 @@ class MessageTemplate:
             html["email"].encode("ascii"),
             html["unsubscribe_url"].encode("ascii"),
             html["preferences_url"].encode("ascii"),
+            html["feedback_url"].encode("ascii"),
             qp_value(values["name"]) if "name" in text else b"",
             qp_value(values["email"]) if "email" in text else b"",
             qp_value(values["unsubscribe_url"]) if "unsubscribe_url" in text else b"",
             qp_value(values["preferences_url"]) if "preferences_url" in text else b"",
+            qp_value(values["feedback_url"]) if "feedback_url" in text else b"",
         )
         out = list(self.fixed)
         out[1::2] = self._pick(pieces)
@@ -475,6 +477,7 @@ PREVIEW_VALUES: Mapping[str, str] = {
     "name": "",
     "unsubscribe_url": "https://example.invalid/unsubscribe",
     "preferences_url": "https://example.invalid/preferences",
+    "feedback_url": "https://example.invalid/f/" + "x" * 38,
 }
 """Slot values of a preview message (besides ``email``)."""
 

@@ -68,6 +68,7 @@ def slot_values(email: str, name: str = "", **links: str) -> dict[str, str]:
         "email": email,
         "unsubscribe_url": links.get("unsubscribe_url", f"https://p.example/u?t={email}"),
         "preferences_url": links.get("preferences_url", f"https://p.example/p?t={email}"),
+        "feedback_url": links.get("feedback_url", "https://p.example/f/" + "F" * 38),
     }
 
 
@@ -81,7 +82,8 @@ def sample_rendered(subject: str = "Daily Papers — 2026-11-25: Robotics") -> R
             for i in range(30)
         )
         + '<p><a href="{{unsubscribe_url}}">Unsubscribe</a> |\n'
-        '<a href="{{preferences_url}}">Preferences</a></p>\n'
+        '<a href="{{preferences_url}}">Preferences</a> |\n'
+        '<a href="{{feedback_url}}/more/2511.00001">more like this</a></p>\n'
         "</body></html>\n"
     )
     text = (
@@ -94,6 +96,7 @@ def sample_rendered(subject: str = "Daily Papers — 2026-11-25: Robotics") -> R
         "Trailing space here \n"
         ".leading dot\n"
         "Unsubscribe: {{unsubscribe_url}}\nPreferences: {{preferences_url}}\n"
+        "More like paper 1: {{feedback_url}}/more/2511.00001\n"
     )
     return hand_rendered(subject=subject, html=html, text=text, preheader="Top: robotics")
 
