@@ -78,7 +78,8 @@ def sample_rendered(subject: str = "Daily Papers — 2026-11-25: Robotics") -> R
         "<p>Hello {{name}},</p>\n"
         "<p>Today&#8217;s papers for {{email}} &#8212; na&#239;ve diffusion.</p>\n"
         + "".join(
-            f'<p>Paper {i}: <a href="https://hf.co/papers/2511.{i:05d}">title {i}</a></p>\n'
+            f'<p>Paper {i}: <a href="https://hf.co/papers/2511.{i:05d}">title {i}</a>'
+            f' <a href="{{{{feedback_url}}}}/more/2511.{i:05d}">more like this</a></p>\n'
             for i in range(30)
         )
         + '<p><a href="{{unsubscribe_url}}">Unsubscribe</a> |\n'
@@ -89,7 +90,11 @@ def sample_rendered(subject: str = "Daily Papers — 2026-11-25: Robotics") -> R
     text = (
         "Hello {{name}},\n\n"
         "Today’s papers for {{email}} — naïve diffusion, “quoted” = equals.\n"
-        + "".join(f"{i}. title {i} https://hf.co/papers/2511.{i:05d}\n" for i in range(30))
+        + "".join(
+            f"{i}. title {i} https://hf.co/papers/2511.{i:05d}\n"
+            f"   More like this: {{{{feedback_url}}}}/more/2511.{i:05d}\n"
+            for i in range(30)
+        )
         + "A very long line "
         + "word " * 40
         + "\n"
