@@ -498,7 +498,7 @@ PREVIEW_VALUES: Mapping[str, str] = {
     "name": "",
     "unsubscribe_url": "https://example.invalid/unsubscribe",
     "preferences_url": "https://example.invalid/preferences",
-    "feedback_url": "https://example.invalid/f/" + "x" * 38,
+    "feedback_url": "https://example.invalid/f/" + "x" * 36,
 }
 """Slot values of a preview message (besides ``email``)."""
 

@@ -20,10 +20,11 @@ Feedback links ("more / less like this", "fewer of this topic") stand two or thr
 per paper in an email, so their token is short and the same length for every address
 (:data:`FEEDBACK_TOKEN_CHARS`, :func:`feedback_token`): the first 16 bytes of the
 delivery's Message-ID hash (``newsletter.message.message_id_for``: which delivery row,
-so which reader and day) and the first 12 bytes (96 bits) of the reader's preferences
-signature (the MAC that the preferences link carries in full), as 38 base64url
-characters. Both are made from work the send does per reader anyway: the preferences
-MAC is computed once for both links. :func:`read_feedback_token` splits a token; the
+so which reader and day) and the first 11 bytes (88 bits) of the reader's preferences
+signature (the MAC that the preferences link carries in full), as 36 base64url
+characters (27 bytes: whole base64 groups, so no padding and one spelling). The MAC is
+the one the preferences link needs anyway (computed once for both links); the reference
+costs one SHA-256 per reader. :func:`read_feedback_token` splits a token; the
 server finds the delivery by its Message-ID and :func:`feedback_mac_matches` checks the
 MAC against that reader's address with every key. Whoever holds a preferences link can
 give feedback anyway; a feedback link gives nothing else.
@@ -73,11 +74,13 @@ FEEDBACK_PATH = "f"
 FEEDBACK_REF_BYTES = 16
 """Bytes of the delivery's Message-ID hash in a feedback token (all the Message-ID has)."""
 
-FEEDBACK_MAC_BYTES = 12
-"""Bytes (96 bits) of the preferences signature in a feedback token."""
+FEEDBACK_MAC_BYTES = 11
+"""Bytes (88 bits) of the preferences signature in a feedback token: with the reference,
+27 bytes, whole base64 groups."""
 
-FEEDBACK_TOKEN_CHARS = -(-(FEEDBACK_REF_BYTES + FEEDBACK_MAC_BYTES) * 4 // 3)
-"""Length of every feedback token (38): the feedback slot's exact size beyond the base URL."""
+FEEDBACK_TOKEN_CHARS = (FEEDBACK_REF_BYTES + FEEDBACK_MAC_BYTES) * 4 // 3
+"""Length of every feedback token (36): the feedback slot's exact size beyond the base URL."""
+assert (FEEDBACK_REF_BYTES + FEEDBACK_MAC_BYTES) % 3 == 0  # no padding (see links())
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -92,6 +95,11 @@ def _b64(data: bytes) -> str:
 def _b64_bytes(data: bytes) -> bytes:
     """:func:`_b64` as bytes."""
     return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
+
+
+def _b64_whole(data: bytes) -> str:
+    """:func:`_b64` of whole base64 groups (a multiple of 3 bytes): nothing to strip."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).decode("ascii")
 
 
 def _unb64(text: str) -> bytes:
@@ -336,7 +344,7 @@ class LinkSigner:
         return {
             "unsubscribe_url": self._unsubscribe + unsubscribe.decode("ascii"),
             "preferences_url": self._preferences + preferences.decode("ascii"),
-            "feedback_url": self._feedback + _b64(feedback),
+            "feedback_url": self._feedback + _b64_whole(feedback),
         }
 
 

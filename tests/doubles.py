@@ -68,7 +68,7 @@ def slot_values(email: str, name: str = "", **links: str) -> dict[str, str]:
         "email": email,
         "unsubscribe_url": links.get("unsubscribe_url", f"https://p.example/u?t={email}"),
         "preferences_url": links.get("preferences_url", f"https://p.example/p?t={email}"),
-        "feedback_url": links.get("feedback_url", "https://p.example/f/" + "F" * 38),
+        "feedback_url": links.get("feedback_url", "https://p.example/f/" + "F" * 36),
     }
 
 

@@ -82,7 +82,7 @@ def recipients(tpl: MessageTemplate, n: int, *, domain: str = "example.org") -> 
                 "email": f"u{i}@{domain}",
                 "unsubscribe_url": f"https://papers.example/unsubscribe?token=t{i}",
                 "preferences_url": f"https://papers.example/preferences?token=p{i}",
-                "feedback_url": "https://papers.example/f/" + "F" * 38,
+                "feedback_url": "https://papers.example/f/" + "F" * 36,
             },
         )
         for i in range(n)

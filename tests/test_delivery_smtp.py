@@ -212,7 +212,7 @@ def values_for(s: Subscriber) -> dict[str, str]:
         "email": s.email,
         "unsubscribe_url": f"https://papers.example/unsubscribe?token={s.email}",
         "preferences_url": f"https://papers.example/preferences?token={s.email}",
-        "feedback_url": "https://papers.example/f/" + "F" * 38,
+        "feedback_url": "https://papers.example/f/" + "F" * 36,
     }
 
 

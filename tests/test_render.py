@@ -69,7 +69,7 @@ VALUES = {
     "email": "ada@example.org",
     "unsubscribe_url": "https://news.example.org/u/abc123",
     "preferences_url": "https://news.example.org/p/abc123",
-    "feedback_url": "https://papers.example/f/" + "F" * 38,
+    "feedback_url": "https://papers.example/f/" + "F" * 36,
 }
 
 
@@ -505,7 +505,7 @@ def test_fill_substitutes_every_slot_escaped_for_html_raw_for_text(templates: Te
         "email": "zoe@example.org",
         "unsubscribe_url": "https://news.example.org/u?t=a&b=1",
         "preferences_url": "https://news.example.org/p?t=a&b=1",
-        "feedback_url": "https://papers.example/f/" + "F" * 38,
+        "feedback_url": "https://papers.example/f/" + "F" * 36,
     }
     html, text = rendered.fill(values)
     html = _flat(html)
@@ -691,7 +691,7 @@ def test_an_open_bidi_override_in_a_name_is_closed_in_the_greeting() -> None:
         "email": "a@example.org",
         "unsubscribe_url": "https://example.org/u?token=x",
         "preferences_url": "https://example.org/p?token=x",
-        "feedback_url": "https://papers.example/f/" + "F" * 38,
+        "feedback_url": "https://papers.example/f/" + "F" * 36,
     }
     _html, text = rendered.fill(values)
     assert "\u202eevil\u202c" in text
