@@ -6,7 +6,8 @@ Run: ``python3 -m benchmarks.bench_subscribers [--count N] [--yaml-count M]``.
 1. The YAML file (``--yaml-count``, default 5,000, the size people edit by hand):
    ``load_subscribers`` (libyaml, aliases/duplicates refused, every field validated)
    against a plain ``yaml.load(CSafeLoader)`` of the same file in the same run, and one
-   ``add`` (locked, ruamel round trip, validated, backed up, atomic).
+   ``add`` (locked, checked by libyaml, the entry appended as ruamel writes it, the new
+   text validated, backed up, atomic).
 2. The state database (``--count``, default 100,000): ``subscribers import`` of the list
    (one transaction), then ``StateStore.load`` (batches by row id, every entry
    validated) and the peak memory of reading it batch by batch.
@@ -118,7 +119,7 @@ def bench_yaml(folder: Path, count: int, repeat: int) -> None:
             doc.add({"email": f"more.{time.monotonic_ns()}@example.org"})
 
     edit = _median_seconds(repeat, add_one)
-    print(f"  one 'add' (locked, ruamel round trip, validated, backed up, atomic): {edit:.2f} s")
+    print(f"  one 'add' (locked, libyaml check, entry appended, validated, atomic): {edit:.2f} s")
 
 
 def bench_state(folder: Path, count: int, repeat: int) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
+from newsletter.closing import Closing
 from newsletter.errors import NewsletterError
 from newsletter.state import lock_path_for
 
@@ -53,7 +53,7 @@ def holder(path: Path) -> int | None:
     return None
 
 
-class InstanceLock:
+class InstanceLock(Closing):
     """An exclusive, non-blocking lock on ``path``; use it as a context manager."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -93,17 +93,11 @@ class InstanceLock:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
             handle.close()
 
+    close = release
+
     def __enter__(self) -> InstanceLock:
         self.acquire()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
 
 __all__ = ["AlreadyRunning", "InstanceLock", "holder", "lock_path_for", "read_pid"]

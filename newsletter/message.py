@@ -40,6 +40,7 @@ from email.header import Header
 from email.message import Message, MIMEPart
 from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
+from typing import NamedTuple
 
 from newsletter import slots
 from newsletter.config import SenderSettings
@@ -79,8 +80,6 @@ _ADDRESS_RE = re.compile(
 )
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _WS_RE = re.compile(r"\s+")
-_URL_UNSAFE_RE = re.compile(r"[\x00-\x20<>\x7f]")
-"""In ASCII (check_url refuses the rest first): whitespace, controls, angle brackets."""
 _MAILBOX_SPECIALS_RE = re.compile(r'[][\\()<>@,:;".]')
 """``email.utils.specialsre``: a name holding one of these is quoted by ``formataddr``."""
 _UTF8 = Charset("utf-8")
@@ -116,7 +115,7 @@ def check_address(address: str) -> str:
 
 def check_url(url: str) -> str:
     """``url`` if it has no whitespace, controls or angle brackets (it goes inside <...>)."""
-    if not url.isascii() or _URL_UNSAFE_RE.search(url):
+    if not (url.isascii() and url.isprintable()) or " " in url or "<" in url or ">" in url:
         raise InvalidRecipient(f"not a usable URL: {url!r}")
     return url
 
@@ -214,17 +213,18 @@ def qp_value(value: str) -> bytes:
 # --------------------------------------------------------------------------- template
 
 
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    """One subscriber as the message sees them: the address, the name, the slot values."""
+class Recipient(NamedTuple):
+    """One subscriber as the message sees them (made by :meth:`MessageTemplate.recipient`):
+    the address; the name on one line, at most MAX_NAME_CHARS (as in the To header); the
+    slot values as they go into the text part (:func:`newsletter.slots.normalize`) and as
+    they go into the HTML part (escaped, ASCII); the Message-ID.
+
+    A named tuple: one is made per subscriber, and a tuple is made in one C call."""
 
     email: str
     name: str
-    """One line, at most MAX_NAME_CHARS (as in the To header)."""
     values: Mapping[str, str]
-    """Slot values as they go into the text part (:func:`newsletter.slots.normalize`)."""
     html_values: Mapping[str, str]
-    """Slot values as they go into the HTML part: escaped, ASCII."""
     message_id: str
 
 
@@ -342,7 +342,7 @@ class MessageTemplate:
             text_values, html_values = slots.normalize(values)
         except ValueError as exc:
             raise InvalidRecipient(str(exc)) from None
-        check_url(text_values["unsubscribe_url"])
+        # a link normalize lets through is a plain URL, so check_url holds for it
         message_id = message_id_for(self.list_id, self.date, email, self.domain)
         name = clean_text(name)[:MAX_NAME_CHARS]
         return Recipient(email, name, text_values, html_values, message_id)
@@ -474,12 +474,18 @@ def _generated(
     msg.attach(html)
     out = io.BytesIO()
     BytesGenerator(out, mangle_from_=False, policy=HEADER_POLICY).flatten(msg)
-    raw = re.sub(rf"\r\n(%%{nonce}\.text\.\w+%%)\r\n".encode(), rb"=\r\n\1", out.getvalue())
-    pieces = re.split(rf"%%{nonce}\.(\w+)\.([\w-]+)%%".encode(), raw)
-    fixed = [b""] * (2 * len(pieces[::3]) - 1)
-    fixed[::2] = pieces[::3]
-    holes = zip(pieces[1::3], pieces[2::3], strict=True)
-    return tuple(fixed), tuple((kind.decode(), name.decode()) for kind, name in holes)
+    marker = f"%%{nonce}.".encode()
+    raw = out.getvalue().replace(b"\r\n" + marker + b"text.", b"=\r\n" + marker + b"text.")
+    first, *rest = raw.split(marker)  # each of the rest: "<kind>.<name>%%" and what follows
+    fixed, holes = [first], []
+    for piece in rest:
+        spot, _, after = piece.partition(b"%%")
+        kind, _, name = spot.decode().partition(".")
+        if kind == "text":  # alone on its line: the line break after it is soft too
+            after = after.removeprefix(b"\r\n")
+        fixed += (b"", after)
+        holes.append((kind, name))
+    return tuple(fixed), tuple(holes)
 
 
 def _joined(segments: tuple[str, ...], hole: Callable[[str], str]) -> str:

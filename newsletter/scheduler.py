@@ -561,6 +561,17 @@ class Wiring:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": self.grace},
         )
 
+    def build(self, subscribers: Sequence[Subscriber] = ()) -> BackgroundScheduler:
+        """A scheduler (not started) with one job per zone of ``subscribers``, catching up
+        a run missed within grace (and not before ``first_started``)."""
+        # checked now, not at the first run's source poll hours later
+        parse_time(self.settings.schedule.poll_until, what="schedule.poll_until")
+        zones = zones_for(subscribers, self.settings.schedule.timezone)
+        scheduler = self.new_scheduler(zones)
+        for zone in zones:
+            self.add_zone(scheduler, zone, catch_up=True)
+        return scheduler
+
     def daily_run(self, zone: str) -> DailyRun:
         return DailyRun(
             settings=self.settings,
@@ -635,45 +646,6 @@ class Wiring:
         return added, removed
 
 
-def build_scheduler(
-    settings: Settings,
-    *,
-    job: Job = default_job,
-    clock: Clock = utc_now,
-    subscribers: Sequence[Subscriber] = (),
-    probe: Probe = source_has_papers,
-    is_done: DoneCheck = never_done,
-    stop: threading.Event | None = None,
-    wait: Wait | None = None,
-    after: AfterRun | None = None,
-    first_started: dt.datetime | None = None,
-) -> BackgroundScheduler:
-    """A scheduler (not started) with one job per zone, catching up a run missed within
-    grace (and not before ``first_started``)."""
-    wiring = Wiring(
-        settings,
-        job=job,
-        clock=clock,
-        probe=probe,
-        is_done=is_done,
-        stop=stop if stop is not None else threading.Event(),
-        wait=wait,
-        after=after,
-        first_started=first_started,
-    )
-    return _build(wiring, subscribers)
-
-
-def _build(wiring: Wiring, subscribers: Sequence[Subscriber]) -> BackgroundScheduler:
-    # checked now, not at the first run's source poll hours later
-    parse_time(wiring.settings.schedule.poll_until, what="schedule.poll_until")
-    zones = zones_for(subscribers, wiring.settings.schedule.timezone)
-    scheduler = wiring.new_scheduler(zones)
-    for zone in zones:
-        wiring.add_zone(scheduler, zone, catch_up=True)
-    return scheduler
-
-
 def run_daemon(
     settings: Settings,
     *,
@@ -726,7 +698,7 @@ def run_daemon(
         with lock:
             if started is not None:
                 wiring.first_started = started()
-            scheduler = _build(wiring, subscribers)
+            scheduler = wiring.build(subscribers)
             scheduler.start()
             log.info("daemon started", extra={"data": {"pid": os.getpid(), "lock": str(lock.path)}})
             _log_next_runs(settings, subscribers, clock())

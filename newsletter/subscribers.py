@@ -289,11 +289,7 @@ class _Validator:
         return value
 
     def _check_summary(self, value: Any) -> str:
-        if value is None:
-            return "tldr"
-        if value not in SUMMARY_STYLES:
-            raise ValueError(f"{shown(value)} is not one of {' | '.join(SUMMARY_STYLES)}")
-        return str(value)
+        return _choice(value, SUMMARY_STYLES, "tldr")
 
     def _check_timezone(self, value: Any) -> str | None:
         if value is None:
@@ -320,18 +316,10 @@ class _Validator:
         return value
 
     def _check_frequency(self, value: Any) -> str:
-        if value is None:
-            return "daily"
-        if value not in FREQUENCIES:
-            raise ValueError(f"{value!r} is not one of {' | '.join(FREQUENCIES)}")
-        return str(value)
+        return _choice(value, FREQUENCIES, "daily")
 
     def _check_weekday(self, value: Any) -> str | None:
-        if value is None:
-            return None
-        if value not in WEEKDAYS:
-            raise ValueError(f"{value!r} is not one of {' | '.join(WEEKDAYS)}")
-        return str(value)
+        return None if value is None else _choice(value, WEEKDAYS, "")
 
     def _check_added(self, value: Any) -> dt.date | None:
         if value is None:
@@ -349,6 +337,15 @@ class _Validator:
 
 
 _FIELD_SET = frozenset(FIELDS)
+
+
+def _choice(value: Any, choices: tuple[str, ...], default: str) -> str:
+    """``value`` if it is one of ``choices``, ``default`` when not given; ValueError otherwise."""
+    if value is None:
+        return default
+    if value not in choices:
+        raise ValueError(f"{shown(value)} is not one of {' | '.join(choices)}")
+    return str(value)
 
 
 def _kind(value: Any) -> str:

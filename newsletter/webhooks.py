@@ -187,6 +187,14 @@ def _need(value: str | None, var: str) -> str:
     return value
 
 
+def _signed_by(headers: Mapping[str, str], *names: str) -> list[str]:
+    """The values of the signature headers ``names``; Refused when one is missing."""
+    values = [headers.get(name, "") for name in names]
+    if not all(values):
+        raise Refused("unsigned call")
+    return values
+
+
 def _fresh(timestamp: str, settings: WebhookSettings, verifiers: Verifiers) -> None:
     try:
         when = float(timestamp)
@@ -208,6 +216,33 @@ def _at(value: Any) -> dt.datetime | None:
             when = when.replace(tzinfo=dt.UTC)
         return when.astimezone(dt.UTC)
     return None
+
+
+def _report(
+    provider: str,
+    event_id: object,
+    email: object,
+    kind: str,
+    status: str | None,
+    diagnostic: str,
+    *,
+    at: Any,
+    message_id: str | None = None,
+    return_path: str | None = None,
+) -> Report:
+    """One provider event as a Report: ``format`` is the provider's name, the event id is
+    prefixed with it, the time is read by :func:`_at`."""
+    return Report(
+        email=str(email),
+        kind=kind,
+        status=status,
+        diagnostic=diagnostic,
+        format=provider,
+        event_id=f"{provider}:{event_id}",
+        message_id=message_id,
+        return_path=return_path,
+        at=_at(at),
+    )
 
 
 def _angle(message_id: Any) -> str | None:
@@ -293,51 +328,47 @@ def ses_reports(event: Mapping[str, Any], sns_id: str) -> list[Report]:
         if str(header.get("name", "")).lower() == "message-id":
             message_id = _angle(header.get("value"))
     return_path = mail.get("source") if "+" in str(mail.get("source", "")) else None
-    reports: list[Report] = []
     if kind == "Bounce":
-        bounce = event.get("bounce") or {}
-        permanent = bounce.get("bounceType") == "Permanent"
-        subtype = str(bounce.get("bounceSubType", ""))
-        for rcpt in bounce.get("bouncedRecipients") or []:
-            diagnostic = str(rcpt.get("diagnosticCode") or subtype)[:500]
-            status = rcpt.get("status") or status_in(diagnostic)
-            if subtype == "MailboxFull" or not permanent:
-                found = SOFT
-            else:
-                found = classify(status, diagnostic)
-            reports.append(
-                Report(
-                    email=str(rcpt.get("emailAddress", "")),
-                    kind=found,
-                    status=status,
-                    diagnostic=f"{bounce.get('bounceType')}/{subtype}: {diagnostic}",
-                    format="ses",
-                    event_id=f"ses:{bounce.get('feedbackId') or sns_id}:{rcpt.get('emailAddress')}",
-                    message_id=message_id,
-                    return_path=return_path,
-                    at=_at(bounce.get("timestamp")),
-                )
-            )
+        section = event.get("bounce") or {}
+        recipients = section.get("bouncedRecipients") or []
     elif kind == "Complaint":
-        complaint = event.get("complaint") or {}
-        feedback = str(complaint.get("complaintFeedbackType") or "abuse")
-        if feedback != "not-spam":
-            for rcpt in complaint.get("complainedRecipients") or []:
-                reports.append(
-                    Report(
-                        email=str(rcpt.get("emailAddress", "")),
-                        kind=COMPLAINT,
-                        status=None,
-                        diagnostic=f"feedback-type={feedback}",
-                        format="ses",
-                        event_id=f"ses:{complaint.get('feedbackId') or sns_id}:"
-                        f"{rcpt.get('emailAddress')}",
-                        message_id=message_id,
-                        return_path=return_path,
-                        at=_at(complaint.get("timestamp")),
-                    )
-                )
+        section = event.get("complaint") or {}
+        feedback = str(section.get("complaintFeedbackType") or "abuse")
+        recipients = section.get("complainedRecipients") or [] if feedback != "not-spam" else []
+    else:
+        return []
+    reports: list[Report] = []
+    for rcpt in recipients:
+        if kind == "Bounce":
+            found, status, diagnostic = _ses_bounce(section, rcpt)
+        else:
+            found, status, diagnostic = COMPLAINT, None, f"feedback-type={feedback}"
+        address = rcpt.get("emailAddress", "")
+        event_id = f"{section.get('feedbackId') or sns_id}:{address}"
+        reports.append(
+            _report(
+                "ses",
+                event_id,
+                address,
+                found,
+                status,
+                diagnostic,
+                at=section.get("timestamp"),
+                message_id=message_id,
+                return_path=return_path,
+            )
+        )
     return reports
+
+
+def _ses_bounce(bounce: Mapping[str, Any], rcpt: Mapping[str, Any]) -> tuple[str, str | None, str]:
+    """(kind, status, diagnostic) of one bounced recipient of an SES bounce."""
+    permanent = bounce.get("bounceType") == "Permanent"
+    subtype = str(bounce.get("bounceSubType", ""))
+    diagnostic = str(rcpt.get("diagnosticCode") or subtype)[:500]
+    status = rcpt.get("status") or status_in(diagnostic)
+    found = SOFT if subtype == "MailboxFull" or not permanent else classify(status, diagnostic)
+    return found, status, f"{bounce.get('bounceType')}/{subtype}: {diagnostic}"
 
 
 # --------------------------------------------------------------------------- SendGrid
@@ -347,10 +378,11 @@ def _sendgrid(
     headers: Mapping[str, str], body: bytes, settings: WebhookSettings, verifiers: Verifiers
 ) -> list[Report]:
     key_text = _need(settings.sendgrid_key, "NEWSLETTER_WEBHOOKS__SENDGRID_KEY")
-    signature = headers.get("x-twilio-email-event-webhook-signature", "")
-    timestamp = headers.get("x-twilio-email-event-webhook-timestamp", "")
-    if not signature or not timestamp:
-        raise Refused("unsigned call")
+    signature, timestamp = _signed_by(
+        headers,
+        "x-twilio-email-event-webhook-signature",
+        "x-twilio-email-event-webhook-timestamp",
+    )
     key = _ec_key(key_text)
     try:
         key.verify(
@@ -378,15 +410,15 @@ def _sendgrid(
         else:
             kind = classify(status, reason)
         reports.append(
-            Report(
-                email=str(event.get("email", "")),
-                kind=kind,
-                status=status,
-                diagnostic=reason or name,
-                format="sendgrid",
-                event_id=f"sendgrid:{event.get('sg_event_id')}",
+            _report(
+                "sendgrid",
+                event.get("sg_event_id"),
+                event.get("email", ""),
+                kind,
+                status,
+                reason or name,
+                at=event.get("timestamp"),
                 message_id=_angle(event.get("smtp-id")),
-                at=_at(event.get("timestamp")),
             )
         )
     return reports
@@ -443,15 +475,15 @@ def _mailgun(
         return []
     headers_ = (event.get("message") or {}).get("headers") or {}
     return [
-        Report(
-            email=str(event.get("recipient", "")),
-            kind=kind,
-            status=status,
-            diagnostic=diagnostic or str(name),
-            format="mailgun",
-            event_id=f"mailgun:{event.get('id') or token}",
+        _report(
+            "mailgun",
+            event.get("id") or token,
+            event.get("recipient", ""),
+            kind,
+            status,
+            diagnostic or str(name),
+            at=event.get("timestamp"),
             message_id=_angle(headers_.get("message-id")),
-            at=_at(event.get("timestamp")),
         )
     ]
 
@@ -491,15 +523,14 @@ def _postmark(
         return []
     details = str(record.get("Details") or record.get("Description") or kind_name)[:500]
     return [
-        Report(
-            email=str(record.get("Email", "")),
-            kind=kind,
-            status=status_in(details),
-            diagnostic=f"{kind_name}: {details}",
-            format="postmark",
-            event_id=f"postmark:{record.get('ID')}",
-            message_id=None,
-            at=_at(record.get("BouncedAt")),
+        _report(
+            "postmark",
+            record.get("ID"),
+            record.get("Email", ""),
+            kind,
+            status_in(details),
+            f"{kind_name}: {details}",
+            at=record.get("BouncedAt"),
         )
     ]
 
@@ -518,11 +549,7 @@ def _resend(
     headers: Mapping[str, str], body: bytes, settings: WebhookSettings, verifiers: Verifiers
 ) -> list[Report]:
     secret = _need(settings.resend_secret, "NEWSLETTER_WEBHOOKS__RESEND_SECRET")
-    msg_id = headers.get("svix-id", "")
-    timestamp = headers.get("svix-timestamp", "")
-    given = headers.get("svix-signature", "")
-    if not (msg_id and timestamp and given):
-        raise Refused("unsigned call")
+    msg_id, timestamp, given = _signed_by(headers, "svix-id", "svix-timestamp", "svix-signature")
     try:
         expected = svix_signature(secret, msg_id, timestamp, body)
     except (binascii.Error, ValueError):
@@ -548,15 +575,14 @@ def _resend(
     if isinstance(recipients, str):
         recipients = [recipients]
     return [
-        Report(
-            email=str(address),
-            kind=kind,
-            status=status,
-            diagnostic=diagnostic or str(name),
-            format="resend",
-            event_id=f"resend:{msg_id}:{address}",
-            message_id=None,
-            at=_at(event.get("created_at")),
+        _report(
+            "resend",
+            f"{msg_id}:{address}",
+            address,
+            kind,
+            status,
+            diagnostic or str(name),
+            at=event.get("created_at"),
         )
         for address in recipients
     ]

@@ -18,7 +18,7 @@ import pytest
 from newsletter.config import ScheduleSettings, Settings
 from newsletter.locking import AlreadyRunning, InstanceLock
 from newsletter.models import Subscriber
-from newsletter.scheduler import JOB_ID_PREFIX, Wiring, build_scheduler, run_daemon
+from newsletter.scheduler import JOB_ID_PREFIX, Wiring, run_daemon
 
 ROOT = Path(__file__).resolve().parents[1]
 EVERY_DAY = ("mon-sun",)
@@ -63,12 +63,9 @@ class FakeLedger:
 
 
 def run_scheduler_briefly(settings: Settings, ledger: FakeLedger, *, expect_call: bool) -> object:
-    scheduler = build_scheduler(
-        settings,
-        job=ledger.job,
-        probe=lambda s, d: True,
-        is_done=ledger.is_done,
-    )
+    scheduler = Wiring(
+        settings, job=ledger.job, probe=lambda s, d: True, is_done=ledger.is_done
+    ).build()
     scheduler.start()
     try:
         if expect_call:
@@ -102,7 +99,7 @@ def test_three_missed_runs_are_coalesced_into_one_call_even_without_a_ledger(
     due = minutes_ago(2)
     settings = settings_due(due, grace=3 * 86400, tmp_path=tmp_path)
     ledger = FakeLedger()
-    scheduler = build_scheduler(settings, job=ledger.job, probe=lambda s, d: True)
+    scheduler = Wiring(settings, job=ledger.job, probe=lambda s, d: True).build()
     job = scheduler.get_job(JOB_ID_PREFIX + "UTC")
     assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (True, 1, 3 * 86400)
     assert job.next_run_time == due - dt.timedelta(days=2)  # the oldest missed run...
@@ -132,13 +129,9 @@ def test_one_job_per_zone_each_sending_its_own_zone(tmp_path: Path) -> None:
         Subscriber("c@example.org", timezone="Etc/GMT+12"),  # UTC-12: due in 11 hours
     ]
     ledger = FakeLedger()
-    scheduler = build_scheduler(
-        settings,
-        job=ledger.job,
-        probe=lambda s, d: True,
-        is_done=ledger.is_done,
-        subscribers=subscribers,
-    )
+    scheduler = Wiring(
+        settings, job=ledger.job, probe=lambda s, d: True, is_done=ledger.is_done
+    ).build(subscribers)
     assert sorted(job.id for job in scheduler.get_jobs()) == [
         "daily:Etc/GMT+12",
         "daily:Etc/GMT-1",
@@ -400,9 +393,9 @@ def test_no_catch_up_of_runs_due_before_the_daemon_first_started(tmp_path: Path)
     due = minutes_ago(10)
     settings = settings_due(due, grace=3 * 86400, tmp_path=tmp_path)
     ledger = FakeLedger()
-    fresh = build_scheduler(
+    fresh = Wiring(
         settings, job=ledger.job, probe=lambda s, d: True, first_started=minutes_ago(1)
-    )
+    ).build()
     fresh.start(paused=True)  # works out the next run times, runs nothing
     try:
         job = fresh.get_job(JOB_ID_PREFIX + "UTC")
@@ -410,10 +403,7 @@ def test_no_catch_up_of_runs_due_before_the_daemon_first_started(tmp_path: Path)
     finally:
         fresh.shutdown(wait=False)
     # started once yesterday evening: of the three missed runs only today's is caught up
-    earlier = build_scheduler(
-        settings,
-        job=ledger.job,
-        probe=lambda s, d: True,
-        first_started=due - dt.timedelta(hours=3),
-    )
+    earlier = Wiring(
+        settings, job=ledger.job, probe=lambda s, d: True, first_started=due - dt.timedelta(hours=3)
+    ).build()
     assert earlier.get_job(JOB_ID_PREFIX + "UTC").next_run_time == due

@@ -242,3 +242,36 @@ def test_a_new_list_is_private(tmp_path: Path) -> None:
         "a@example.org",
         "b@example.org",
     ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        EXAMPLE_LIST.read_text(encoding="utf-8"),
+        "# c\nsubscribers:\n- email: a@example.org\n  keywords: [x]\n",
+        "subscribers:\n    -   email: a@example.org\n        name: A   # c\n",
+        "subscribers:\n  - email: a@example.org\n  # trailing\n# the end\n",
+        "subscribers:\n  - email: a@example.org\n    name: no final line break",
+        "subscribers:\n  - email: a@example.org\n    keywords:\n      - one\n\n# end\n",
+    ],
+)
+def test_an_appended_entry_is_what_a_ruamel_round_trip_writes(tmp_path: Path, text: str) -> None:
+    new = {"email": "new@example.org", "name": "Zoë", "topics": ["Multimodal LLMs"]}
+    appended, round_trip = tmp_path / "appended.yaml", tmp_path / "round_trip.yaml"
+    for path in (appended, round_trip):
+        path.write_text(text, encoding="utf-8")
+        with edit_subscribers(path, known_topics=None) as doc:
+            doc.add(new)
+            if path == round_trip:
+                doc.update("new@example.org", {})  # loads the whole document into ruamel
+    assert appended.read_text(encoding="utf-8") == round_trip.read_text(encoding="utf-8")
+    assert appended.read_text(encoding="utf-8").startswith(text)
+
+
+@pytest.mark.parametrize("name", ["Yes", "off", "1_000", "0x1F", "2026-01-01", "~", ".inf"])
+def test_names_libyaml_would_read_as_other_types_are_quoted(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "s.yaml"
+    for email in ("a@example.org", "b@example.org"):  # into a new list, then appended
+        with edit_subscribers(path, known_topics=None) as doc:
+            doc.add({"email": email, "name": name})
+    assert [s.name for s in load_subscribers(path, known_topics=None)] == [name, name]

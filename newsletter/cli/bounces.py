@@ -10,8 +10,8 @@ Each report becomes a stored event and, by the policy, a suppression
 from __future__ import annotations
 
 import csv
-import json
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -20,7 +20,7 @@ from newsletter.bounces.intake import Intake, Tally
 from newsletter.bounces.mailbox import read_imap, read_path
 from newsletter.bounces.parse import parse_report
 from newsletter.bounces.policy import LOCKED_REASONS
-from newsletter.cli.options import config_option, count, csv_cell
+from newsletter.cli.options import config_option, count, csv_cell, echo_rows
 from newsletter.config import Settings, load_settings, secret_values
 from newsletter.errors import NewsletterError, ReportError
 from newsletter.logs import setup_logging
@@ -140,21 +140,19 @@ def list_cmd(as_json: bool, config_path: str | None) -> None:
     settings = _settings(config_path)
     with State(settings.state) as state:
         rows = _rows(state)
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
-        return
-    width = max([len(r["email"]) for r in rows] + [5])
-    for row in rows:
-        cause = ""
-        if row["event_id"]:
-            status = f" {row['event_status']}" if row["event_status"] else ""
-            cause = f"  {row['event_kind']}{status}: {row['diagnostic']}"
-        click.echo(
-            f"{row['email']:<{width}}  {row['reason']:<12}  {row['since'][:10]}  "
-            f"{row['source']}{cause}"
-        )
-    click.echo(f"{len(rows)} suppressed")
+    echo_rows(rows, as_json=as_json, line=_suppression_line)
+    if not as_json:
+        click.echo(f"{len(rows)} suppressed")
+
+
+def _suppression_line(row: Mapping[str, Any], width: int) -> str:
+    cause = ""
+    if row["event_id"]:
+        status = f" {row['event_status']}" if row["event_status"] else ""
+        cause = f"  {row['event_kind']}{status}: {row['diagnostic']}"
+    return (
+        f"{row['email']:<{width}}  {row['reason']:<12}  {row['since'][:10]}  {row['source']}{cause}"
+    )
 
 
 @suppressions_group.command("add")

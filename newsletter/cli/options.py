@@ -5,12 +5,15 @@ Commands take these instead of defining their own, so the convention is one plac
 * :data:`config_option` - ``-c/--config FILE`` passed as ``config_path``;
 * :data:`DATE` - a ``YYYY-MM-DD`` parameter read as a :class:`datetime.date`, with the
   same metavar and the same error everywhere;
-* :func:`count` - ``1 paper``, ``2 papers``.
+* :func:`count` - ``1 paper``, ``2 papers``;
+* :func:`echo_rows` - a listing as JSON lines (``--json``) or as aligned lines.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
@@ -77,3 +80,20 @@ def csv_cell(value: Any) -> str:
     else:
         text = "" if value is None else str(value)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def echo_rows(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    as_json: bool,
+    line: Callable[[Mapping[str, Any], int], str],
+) -> None:
+    """Each row as one JSON object a line, or as ``line(row, width)`` where ``width`` is
+    the longest ``email`` (at least 5), for the address column."""
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    width = max([len(r["email"]) for r in rows] + [5])
+    for row in rows:
+        click.echo(line(row, width))

@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -43,6 +43,8 @@ from newsletter.send import load_due_subscribers
 from newsletter.state import RunRecord, State
 from newsletter.topics import load_taxonomy
 from newsletter.weekly import WEEKDAYS, default_weekday
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -66,48 +68,49 @@ class LastRun:
     """What the run itself reported, by SendStatus."""
 
 
-def _existing(settings: Settings) -> State | None:
-    """The state database if it exists (never created here: ``status`` only reads)."""
-    return State.open_existing(settings.state)
+def _read(settings: Settings, read: Callable[[State], T], default: T) -> T:
+    """``read(state)`` of the state database, or ``default`` when there is none (it is
+    never created here: ``status`` only reads)."""
+    state = State.open_existing(settings.state)
+    if state is None:
+        return default
+    with state:
+        return read(state)
 
 
 def ledger_days(settings: Settings) -> list[dt.date]:
     """Every day the ledger has a row for, oldest first."""
-    state = _existing(settings)
-    if state is None:
-        return []
-    with state:
-        return state.days()
+    return _read(settings, State.days, [])
 
 
 def ledger_last_run(settings: Settings) -> LastRun | None:
     """The newest day in the ledger: recipients by outcome, first and last row times, and
     the newest run record of that day (its id and times, when runs were recorded)."""
-    state = _existing(settings)
-    if state is None:
+    return _read(settings, _last_run, None)
+
+
+def _last_run(state: State) -> LastRun | None:
+    days = state.days()
+    record = state.last_run()
+    if record is not None and (not days or record.day >= days[-1]):
+        day = record.day
+    elif days:
+        day = days[-1]
+        record = None
+    else:
         return None
-    with state:
-        days = state.days()
-        record = state.last_run()
-        if record is not None and (not days or record.day >= days[-1]):
-            day = record.day
-        elif days:
-            day = days[-1]
-            record = None
-        else:
-            return None
-        counts = state.detailed_counts(day)
-        first, last = state.day_span(day)
-        if record is not None:
-            return LastRun(
-                date=day,
-                run_id=record.id,
-                counts=counts,
-                started_at=_stamp(record.started_at),
-                finished_at=_stamp(record.finished_at) if record.finished_at else None,
-                outcome=record.outcome,
-                run_counts=dict(record.counts),
-            )
+    counts = state.detailed_counts(day)
+    if record is not None:
+        return LastRun(
+            date=day,
+            run_id=record.id,
+            counts=counts,
+            started_at=_stamp(record.started_at),
+            finished_at=_stamp(record.finished_at) if record.finished_at else None,
+            outcome=record.outcome,
+            run_counts=dict(record.counts),
+        )
+    first, last = state.day_span(day)
     return LastRun(date=day, counts=counts, started_at=_stamp(first), finished_at=_stamp(last))
 
 
@@ -121,29 +124,17 @@ def _stamp(text: object) -> dt.datetime | None:
 def ledger_final_recipients(settings: Settings, date: dt.date) -> set[str]:
     """Addresses (casefolded) with nothing left to do for the papers of ``date``: sent,
     or failed for good."""
-    state = _existing(settings)
-    if state is None:
-        return set()
-    with state:
-        return state.final_recipients(date)
+    return _read(settings, lambda state: state.final_recipients(date), set())
 
 
 def ledger_sent_days(settings: Settings) -> list[dt.date]:
     """Every date whose papers went out to someone."""
-    state = _existing(settings)
-    if state is None:
-        return []
-    with state:
-        return state.sent_days()
+    return _read(settings, State.sent_days, [])
 
 
 def prefs_suppressed(settings: Settings) -> int:
     """How many addresses are suppressed (unsubscribed, bounced, complained)."""
-    state = _existing(settings)
-    if state is None:
-        return 0
-    with state:
-        return state.suppressed_count()
+    return _read(settings, State.suppressed_count, 0)
 
 
 DAEMON_KEY = "daemon"
@@ -176,12 +167,12 @@ class DaemonRecord:
 
 def daemon_record(settings: Settings) -> DaemonRecord | None:
     """The daemon's liveness record, or None when no daemon ever started here."""
-    state = _existing(settings)
-    if state is None:
-        return None
-    with state:
-        raw = state.meta(DAEMON_KEY)
-        first = state.meta(FIRST_START_KEY)
+
+    def read(state: State) -> tuple[str | None, str | None]:
+        return state.meta(DAEMON_KEY), state.meta(FIRST_START_KEY)
+
+    unknown: tuple[str | None, str | None] = (None, None)
+    raw, first = _read(settings, read, unknown)
     if raw is None:
         return None
     data = json.loads(raw)
@@ -218,20 +209,12 @@ def record_daemon(settings: Settings, event: str, now: dt.datetime) -> dt.dateti
 
 def runs_for(settings: Settings, date: dt.date) -> list[RunRecord]:
     """The run records of ``date``'s papers."""
-    state = _existing(settings)
-    if state is None:
-        return []
-    with state:
-        return state.runs_for(date)
+    return _read(settings, lambda state: state.runs_for(date), [])
 
 
 def deliverability(settings: Settings, now: dt.datetime) -> dict[str, Any] | None:
     """Bounce and complaint rates of the last 7 and 30 days (:mod:`newsletter.bounces.rates`)."""
-    state = _existing(settings)
-    if state is None:
-        return None
-    with state:
-        return bounce_rates.rates(state, now)
+    return _read(settings, lambda state: bounce_rates.rates(state, now), None)
 
 
 def render_full_day(
@@ -257,11 +240,7 @@ def render_full_day(
 def sent_day(settings: Settings, date: dt.date) -> Day | None:
     """The papers of ``date`` as the state database kept them when the day was prepared
     for sending (None: never prepared, or no database yet)."""
-    state = _existing(settings)
-    if state is None:
-        return None
-    with state:
-        stored = state.load_day(date)
+    stored = _read(settings, lambda state: state.load_day(date), None)
     return stored.day if stored is not None else None
 
 

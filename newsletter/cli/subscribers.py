@@ -21,7 +21,13 @@ import click
 
 from newsletter import subscribers as roster
 from newsletter.bounces.policy import LOCKED_REASONS
-from newsletter.cli.options import FORMULA_STARTS, LIST_SEPARATOR, config_option, csv_cell
+from newsletter.cli.options import (
+    FORMULA_STARTS,
+    LIST_SEPARATOR,
+    config_option,
+    csv_cell,
+    echo_rows,
+)
 from newsletter.config import Settings, load_settings
 from newsletter.errors import NewsletterError, SubscribersError
 from newsletter.files import atomic_write
@@ -231,25 +237,9 @@ def list_cmd(env: _Env, as_json: bool) -> None:
                 "paused": overlay.paused,
             }
         rows.append(row)
+    echo_rows(rows, as_json=as_json, line=_subscriber_line)
     if as_json:
-        for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
         return
-    width = max([len(r["email"]) for r in rows] + [5])
-    for row in rows:
-        topics = ", ".join(row["topics"]) or "(all topics)"
-        mine = row.get("own_choices")
-        extra = ""
-        if mine:
-            parts = []
-            if mine["topics"] is not None:
-                parts.append("topics: " + (", ".join(mine["topics"]) or "(all)"))
-            if mine["summary"]:
-                parts.append(f"summary: {mine['summary']}")
-            extra = f"  [own choice: {'; '.join(parts)}]" if parts else ""
-        click.echo(
-            f"{row['email']:<{width}}  {row['state']:<23}  {row['summary']:<8}  {topics}{extra}"
-        )
     known = {email_key(s.email) for s in subs}
     gone = [s for key, s in suppressed.items() if key not in known]
     unsubscribed = sum(1 for s in suppressed.values() if s.reason == "unsubscribe")
@@ -258,6 +248,20 @@ def list_cmd(env: _Env, as_json: bool) -> None:
         f"{unsubscribed} unsubscribed, {len(suppressed) - unsubscribed} suppressed "
         f"(bounces, complaints; {len(gone)} of all no longer in the list)"
     )
+
+
+def _subscriber_line(row: Mapping[str, Any], width: int) -> str:
+    topics = ", ".join(row["topics"]) or "(all topics)"
+    mine = row.get("own_choices")
+    extra = ""
+    if mine:
+        parts = []
+        if mine["topics"] is not None:
+            parts.append("topics: " + (", ".join(mine["topics"]) or "(all)"))
+        if mine["summary"]:
+            parts.append(f"summary: {mine['summary']}")
+        extra = f"  [own choice: {'; '.join(parts)}]" if parts else ""
+    return f"{row['email']:<{width}}  {row['state']:<23}  {row['summary']:<8}  {topics}{extra}"
 
 
 @subscribers_group.command("add")

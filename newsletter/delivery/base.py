@@ -36,11 +36,11 @@ import dataclasses
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
+from newsletter.closing import Closing
 from newsletter.config import Settings, secret_values
 from newsletter.errors import DeliveryError, NewsletterError, TransientError
 from newsletter.message import DkimSigner, InvalidRecipient, MessageTemplate, Recipient
@@ -143,7 +143,7 @@ class BackendOptions:
         return dataclasses.replace(options, **overrides)
 
 
-class Backend(abc.ABC):
+class Backend(Closing, abc.ABC):
     """A way to deliver messages; subclasses fill :meth:`send_batch`."""
 
     name: ClassVar[str] = "base"
@@ -183,7 +183,7 @@ class Backend(abc.ABC):
     ) -> Iterable[SendResult]:
         """Hand ``batch`` to the provider; one SendResult per recipient (yielded as known)."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+    def close(self) -> None:  # an optional hook: most backends hold nothing
         """Release connections; the backend may not be used afterwards."""
 
     def dkim_signer(self, signer: DkimSigner | None) -> DkimSigner | None:
@@ -202,6 +202,19 @@ class Backend(abc.ABC):
             return template.fill(recipient)
         except InvalidRecipient as exc:
             return SendResult(recipient.email, SendStatus.INVALID, error=str(exc))
+
+    @classmethod
+    def send_each(
+        cls,
+        template: MessageTemplate,
+        batch: Sequence[Recipient],
+        send_one: Callable[[Recipient, bytes], SendResult],
+    ) -> Iterator[SendResult]:
+        """For backends that take one message at a time: ``send_one(recipient, raw)`` for
+        each recipient whose message can be made, the ``invalid`` result for the others."""
+        for recipient in batch:
+            raw = cls.fill(template, recipient)
+            yield raw if isinstance(raw, SendResult) else send_one(recipient, raw)
 
     # -- the flow ----------------------------------------------------------------
 
@@ -392,19 +405,6 @@ class Backend(abc.ABC):
         self._batch_cap = min(self._batch_cap or half, half)
         for part in (rest[:half], rest[half:]):
             self._send_with_retries(template, part, report, on_attempt, stop, done)
-
-    # -- context manager ---------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _float(value: str | None) -> float | None:

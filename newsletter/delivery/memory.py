@@ -39,10 +39,8 @@ class MemoryBackend(Backend):
     def send_batch(
         self, template: MessageTemplate, batch: Sequence[Recipient]
     ) -> Iterator[SendResult]:
-        for recipient in batch:
-            raw = self.fill(template, recipient)
-            if isinstance(raw, SendResult):
-                yield raw
-                continue
-            self.outbox.append(SentMessage(recipient.email, recipient.message_id, raw))
-            yield SendResult(recipient.email, SendStatus.SENT, message_id=recipient.message_id)
+        return self.send_each(template, batch, self._keep)
+
+    def _keep(self, recipient: Recipient, raw: bytes) -> SendResult:
+        self.outbox.append(SentMessage(recipient.email, recipient.message_id, raw))
+        return SendResult(recipient.email, SendStatus.SENT, message_id=recipient.message_id)

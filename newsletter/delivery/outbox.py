@@ -54,19 +54,19 @@ class OutboxBackend(Backend):
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DeliveryError(f"outbox folder {self.folder}: {exc.strerror}") from None
-        for recipient in batch:
-            raw = self.fill(template, recipient)
-            if isinstance(raw, SendResult):
-                yield raw
-                continue
-            path = self.folder / eml_name(template.date.isoformat(), recipient.email)
+        day = template.date.isoformat()
+
+        def write(recipient: Recipient, raw: bytes) -> SendResult:
+            path = self.folder / eml_name(day, recipient.email)
             try:
                 atomic_write(path, raw)  # 0600: a message holds its address
             except OSError as exc:
                 raise DeliveryError(f"outbox folder {self.folder}: {exc.strerror}") from None
-            yield SendResult(
+            return SendResult(
                 recipient.email,
                 SendStatus.SENT,
                 message_id=recipient.message_id,
                 extra={"path": str(path)},
             )
+
+        return self.send_each(template, batch, write)

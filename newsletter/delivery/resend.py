@@ -102,10 +102,8 @@ class ResendBackend(HttpBackend):
                 int(e["index"]): str(e.get("message", ""))[:MAX_ERROR_CHARS]
                 for e in body.get("errors") or []
             }
-        except (ValueError, AttributeError, KeyError, TypeError):
-            raise TransientError(
-                "resend: HTTP 200 with an answer that is not a batch result"
-            ) from None
+        except (ValueError, AttributeError, KeyError, TypeError):  # retried: idempotent
+            return self.unknown_outcome(batch, "HTTP 200 with an answer that is not a batch result")
         ids = iter(data)
         results: list[SendResult] = []
         for index, r in enumerate(batch):

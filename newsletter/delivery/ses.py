@@ -109,15 +109,11 @@ class SesBackend(Backend):
     def send_batch(
         self, template: MessageTemplate, batch: Sequence[Recipient]
     ) -> Iterator[SendResult]:
-        for recipient in batch:
-            raw = self.fill(template, recipient)
-            if isinstance(raw, SendResult):
-                yield raw
-                continue
-            self.limiter.acquire()
-            yield self._send_one(recipient.email, raw)
+        return self.send_each(template, batch, self._send_one)
 
-    def _send_one(self, email: str, raw: bytes) -> SendResult:
+    def _send_one(self, recipient: Recipient, raw: bytes) -> SendResult:
+        self.limiter.acquire()
+        email = recipient.email
         try:
             answer = self.client.send_email(
                 FromEmailAddress=self.from_address,

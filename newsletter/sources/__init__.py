@@ -37,7 +37,7 @@ from newsletter.errors import ConfigError
 from newsletter.models import Day
 from newsletter.sources import arxiv, files, hf_daily
 from newsletter.sources.common import merge_duplicates
-from newsletter.sources.http import RetryPolicy, get, make_client, utcnow
+from newsletter.sources.http import RetryPolicy, get_source, make_client, utcnow
 
 __all__ = ["SAMPLE_RESOURCE", "SPECS_HELP", "fetch_day", "load_sample_day"]
 
@@ -133,9 +133,7 @@ def _fetch_url(
     settings: SourceSettings,
     policy: RetryPolicy,
 ) -> Day:
-    response = get(
-        client, url, timeout=settings.timeout, policy=policy, max_bytes=settings.max_bytes
-    )
+    response = get_source(client, url, settings=settings, policy=policy)
     papers = files.parse_document(
         response.content,
         origin=url,

@@ -46,7 +46,7 @@ from newsletter.config import SourceSettings
 from newsletter.errors import ConfigError, SourceFormatError, SourceUnavailable
 from newsletter.models import Day, Paper
 from newsletter.sources.common import detex, excerpt, merge_duplicates, squash
-from newsletter.sources.http import RetryPolicy, get
+from newsletter.sources.http import RetryPolicy, get_source
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +132,7 @@ def fetch_arxiv_day(
     joined = "+".join(categories)
     spec = f"arxiv:{','.join(categories)}"
     rss_url = f"{settings.arxiv_rss_url.rstrip('/')}/{joined}"
-    response = get(
-        client, rss_url, timeout=settings.timeout, policy=policy, max_bytes=settings.max_bytes
-    )
+    response = get_source(client, rss_url, settings=settings, policy=policy)
     feed = parse_rss(response.content, origin=str(response.url))
     if feed.date == date:
         papers = select(feed.items, settings=settings)
@@ -175,14 +173,8 @@ def fetch_api_items(
         for attempt in range(policy.retries + 1):
             if page or attempt:
                 policy.sleep(API_PAGE_DELAY)
-            response = get(
-                client,
-                settings.arxiv_api_url,
-                params=params,
-                timeout=settings.timeout,
-                policy=policy,
-                max_bytes=settings.max_bytes,
-            )
+            url = settings.arxiv_api_url
+            response = get_source(client, url, params=params, settings=settings, policy=policy)
             feed = parse_atom(response.content, origin=str(response.url), categories=categories)
             # the API now and then answers a page with no entries although its own
             # totalResults says there are more: ask again before believing it

@@ -34,7 +34,7 @@ from newsletter.config import SourceSettings
 from newsletter.errors import SourceFormatError
 from newsletter.models import Day, Paper
 from newsletter.sources.common import detex, excerpt, merge_duplicates, squash
-from newsletter.sources.http import RetryPolicy, get
+from newsletter.sources.http import RetryPolicy, get_source
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +75,8 @@ def fetch_hf_day(
     seen: set[str] = set()
     for page in range(MAX_PAGES):
         params: dict[str, str | int] = {"date": date.isoformat(), "limit": PAGE_SIZE, "p": page}
-        response = get(
-            client,
-            settings.hf_url,
-            params=params,
-            timeout=settings.timeout,
-            policy=policy,
-            max_bytes=settings.max_bytes,
-        )
+        url = settings.hf_url
+        response = get_source(client, url, params=params, settings=settings, policy=policy)
         origin = str(response.url)
         entries = load_entries(
             response.content, origin=origin, content_type=response.headers.get("content-type")

@@ -293,3 +293,23 @@ def get(
         log.warning("%s: HTTP %d; retrying in %.1f s", where, status, delay)
         policy.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def get_source(
+    client: httpx.Client,
+    url: str,
+    *,
+    settings: SourceSettings,
+    policy: RetryPolicy,
+    params: Mapping[str, str | int] | None = None,
+) -> httpx.Response:
+    """:func:`get` within the source settings' ``timeout`` and ``max_bytes`` (what every
+    source asks for)."""
+    return get(
+        client,
+        url,
+        params=params,
+        timeout=settings.timeout,
+        policy=policy,
+        max_bytes=settings.max_bytes,
+    )

@@ -1375,7 +1375,7 @@ def test_broken_schedule_is_one_line(setting: str, fragment: str, tmp_path: Path
 def test_a_bad_poll_until_stops_the_daemon_at_start_not_at_the_first_run() -> None:
     settings = load_settings(None, env={"NEWSLETTER_SCHEDULE__POLL_UNTIL": "noon"})
     with pytest.raises(ConfigError) as caught:
-        scheduler.build_scheduler(settings, subscribers=[Subscriber(email="a@example.org")])
+        scheduler.Wiring(settings).build([Subscriber(email="a@example.org")])
     assert str(caught.value) == "schedule.poll_until: 'noon' is not a time of day as HH:MM"
 
 
