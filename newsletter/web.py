@@ -415,6 +415,8 @@ class WebApp:
         return answer
 
     def _reader_page(self, request: _Request, rest: str = "") -> _Response:
+        """The reader's pages; ``rest`` is the tail of a ``/f/`` feedback link, which
+        :meth:`ReaderPages.handle` reads from the path itself."""
         path = request.path.rstrip("/") or "/"
         page = self.reader.handle(request.method, path, request.query, request.form)
         if page is None or page is INVALID_LINK:

@@ -725,6 +725,19 @@ def test_a_gathered_section_shows_each_papers_topic(templates: Templates) -> Non
     html, text = _filled(render(digest, settings=SETTINGS, templates=templates))
     assert "<i>Speech</i>" in html and "<i>Theory</i>" in html
     assert "Speech | " in text and "Theory | " in text
+    # "fewer of this topic" is offered for topics: a gathered section is none
+    assert "/fewer/" not in html and "/fewer/" not in text
+    assert html.count(f"{VALUES['feedback_url']}/more/") == 2
+
+
+def test_each_topic_section_offers_fewer_of_this_topic(templates: Templates) -> None:
+    html, text = _filled(
+        render(_digest(_hf_papers(6), topics=3), settings=SETTINGS, templates=templates)
+    )
+    feedback = VALUES["feedback_url"]
+    assert f'href="{feedback}/fewer/Topic%20A%20%26%20friends"' in html
+    assert f"Fewer of this topic:\n{feedback}/fewer/Topic%20A%20%26%20friends\n" in text
+    assert html.count(f"{feedback}/fewer/") == text.count(f"{feedback}/fewer/") == 3
 
 
 def test_contents_are_plain_names_without_an_archive(templates: Templates) -> None:
