@@ -106,7 +106,12 @@ def run(
                     date=DATE,
                     backend=backend,
                     sender=SENDER,
-                    values_for=values_maker(base_url=settings.digest.base_url, secret=secret),
+                    values_for=values_maker(
+                        base_url=settings.digest.base_url,
+                        secret=secret,
+                        list_id=SENDER.list_id,
+                        date=DATE,
+                    ),
                     now=lambda: NOW,
                 ),
                 ledger=ledger,

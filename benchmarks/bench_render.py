@@ -101,6 +101,7 @@ def subscriber_values(i: int) -> dict[str, str]:
         "email": f"subscriber{i}@example.org",
         "unsubscribe_url": f"https://news.example.org/unsubscribe?t={token}",
         "preferences_url": f"https://news.example.org/preferences?t={token}",
+        "feedback_url": f"https://news.example.org/f/{i:038d}",
     }
     assert set(values) == set(SLOTS)
     return values

@@ -425,7 +425,9 @@ def make_messages(
     recipients (``recipients_for``: address check, link tokens, ``recipient``), then
     ``Backend.fill`` each as the backends do; bytes counted and dropped. (made,
     invalid, bytes, a sample every SAMPLE_EVERY messages)."""
-    subscriber_values = values_maker(base_url=settings.digest.base_url, secret=SECRET.encode())
+    subscriber_values = values_maker(
+        base_url=settings.digest.base_url, secret=SECRET.encode(), list_id=SENDER.list_id, date=DATE
+    )
     total_bytes = made = invalid = 0
     samples: list[bytes] = []
     for variant in variants:

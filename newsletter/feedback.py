@@ -23,7 +23,10 @@ being ranked plus the rated ones.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import operator
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -56,6 +59,23 @@ LIKE_PAPERS_REASON = "like papers you liked"
 
 REASON_TITLE_CHARS = 60
 """The liked paper's title in a reason is cut beyond this."""
+
+PAPER_REF_CHARS = 12
+"""A paper key that is not a short plain id is named in feedback links by this many
+characters of its hash (72 bits)."""
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,23}")
+"""A paper key that can stand in a link as it is (an arXiv id such as ``2604.01234``)."""
+
+
+def paper_ref(key: str) -> str:
+    """How feedback links name the paper ``key``: the key itself when it is a short plain id,
+    else ``_`` and PAPER_REF_CHARS base64url characters of its SHA-256 (papers known only
+    by their title). One name per paper; a plain id never starts with ``_``."""
+    if _PLAIN_KEY.fullmatch(key):
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+    return "_" + base64.urlsafe_b64encode(digest[: PAPER_REF_CHARS * 3 // 4]).decode("ascii")
 
 
 @dataclass(frozen=True, slots=True)

@@ -303,12 +303,33 @@ class MessageTemplate:
     _pick: Callable[[tuple[bytes, ...]], Sequence[bytes]] = field(
         init=False, repr=False, compare=False
     )
-    """The pieces :meth:`fill` makes (in ``_PIECES`` order), in the order of ``holes``."""
+    """The pieces :meth:`fill` makes (in ``_PIECES`` order), one per run of ``holes``."""
+    _outer: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+    """``fixed`` with the segments inside each run taken out (into ``_frames``)."""
+    _frames: tuple[tuple[bytes, ...], ...] = field(init=False, repr=False, compare=False)
+    """Per run of holes: the fixed segments inside it, framed by two empty ones, so
+    ``value.join(frame)`` is the whole run (``value`` alone for a run of one hole)."""
 
     def __post_init__(self) -> None:
         text_slots = frozenset(name for kind, name in self.holes if kind == "text")
         object.__setattr__(self, "_text_slots", text_slots)
-        pick = operator.itemgetter(*(_PIECES.index(hole) for hole in self.holes))  # 3 or more
+        # Consecutive holes of one slot (a paper's feedback links, paper after paper) make
+        # one run, filled by one join with the value between them: a day of many papers
+        # costs a few joins per message, not a list item per link.
+        outer, frames, runs = [self.fixed[0]], [], []
+        inner: list[bytes] = []
+        for i, hole in enumerate(self.holes):
+            after = self.fixed[2 * i + 2]
+            if i + 1 < len(self.holes) and self.holes[i + 1] == hole:
+                inner.append(after)
+                continue
+            runs.append(hole)
+            frames.append((b"", *inner, b""))
+            outer += (b"", after)
+            inner = []
+        object.__setattr__(self, "_outer", tuple(outer))
+        object.__setattr__(self, "_frames", tuple(frames))
+        pick = operator.itemgetter(*(_PIECES.index(hole) for hole in runs))  # 3 or more
         object.__setattr__(self, "_pick", pick)
 
     def recipient(self, email: str, name: str, values: Mapping[str, str]) -> Recipient:
@@ -349,13 +370,15 @@ class MessageTemplate:
             html["email"].encode("ascii"),
             html["unsubscribe_url"].encode("ascii"),
             html["preferences_url"].encode("ascii"),
+            html["feedback_url"].encode("ascii"),
             qp_value(values["name"]) if "name" in text else b"",
             qp_value(values["email"]) if "email" in text else b"",
             qp_value(values["unsubscribe_url"]) if "unsubscribe_url" in text else b"",
             qp_value(values["preferences_url"]) if "preferences_url" in text else b"",
+            qp_value(values["feedback_url"]) if "feedback_url" in text else b"",
         )
-        out = list(self.fixed)
-        out[1::2] = self._pick(pieces)
+        out = list(self._outer)
+        out[1::2] = map(bytes.join, self._pick(pieces), self._frames)
         raw = b"".join(out)
         return self.dkim.sign(raw) if self.dkim else raw
 
@@ -481,6 +504,7 @@ PREVIEW_VALUES: Mapping[str, str] = {
     "name": "",
     "unsubscribe_url": "https://example.invalid/unsubscribe",
     "preferences_url": "https://example.invalid/preferences",
+    "feedback_url": "https://example.invalid/f/" + "x" * 36,
 }
 """Slot values of a preview message (besides ``email``)."""
 

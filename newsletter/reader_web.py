@@ -2,7 +2,8 @@
 
 Mounted by :class:`newsletter.web.WebApp` (any WSGI framework can mount it the same
 way: :meth:`ReaderPages.handle` takes the method, path, query and form and returns a
-:class:`Page`). The preferences token (signed, from each email) is the only credential::
+:class:`Page`). The preferences token and the short feedback token (signed, from each
+email; :mod:`newsletter.tokens`) are the only credentials::
 
     GET  /preferences?token=T             the form: topics, keywords, followed authors,
                                           papers per digest, summary style, time zone,
@@ -13,11 +14,15 @@ way: :meth:`ReaderPages.handle` takes the method, path, query and form and retur
                                           (``do=clear`` + ``signal`` + ``target``) or all
                                           (``do=clear-all``), resubscribe (``do=resubscribe``:
                                           a confirmation email with a link to /resubscribe)
-    GET  /preferences?token=T&more=KEY    a page with one button: mail scanners follow
-         (&less=KEY, &fewer=TOPIC)        links with GET, so a GET changes nothing
-    POST /preferences?token=T&more=KEY    record the signal (state database, reader_signals)
-    GET  /resubscribe?token=C             a confirm button (C: a dated confirmation token)
+    GET  /f/F/more/PAPER                  a page with one button: mail scanners follow
+         (/less/PAPER, /fewer/TOPIC)      links with GET, so a GET changes nothing
+    POST /f/F/more/PAPER                  record the signal (state database, reader_signals)
+    GET  /resubscribe?token=C             a confirm button (C: a dated resubscribe token)
     POST /resubscribe?token=C             lift the unsubscribe
+
+A feedback token F names a delivery (its Message-ID, looked up in the state database)
+and carries the start of that reader's preferences signature, checked with every key;
+PAPER is :func:`newsletter.feedback.paper_ref` of the paper's key.
 
 What the reader sets lives in the state database and wins over the admin's YAML
 (:meth:`newsletter.state.State.apply`). Every field is checked and bounded; a bad value
@@ -33,7 +38,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 
@@ -41,12 +46,16 @@ from newsletter.feedback import Signal
 from newsletter.models import SUMMARY_STYLES, Subscriber, SummaryStyle
 from newsletter.state import State
 from newsletter.tokens import (
-    CONFIRM,
+    FEEDBACK_PATH,
     PREFERENCES,
+    RESUBSCRIBE,
     UNSUBSCRIBE,
     SigningKeys,
+    feedback_base,
+    feedback_mac_matches,
     link,
     make_token,
+    read_feedback_token,
     read_token,
 )
 from newsletter.weekly import FREQUENCIES, WEEKDAYS, Frequency, Weekday
@@ -78,7 +87,11 @@ SIGNAL_LABELS: Mapping[str, str] = {
     "less": "Less like",
     "fewer_topic": "Fewer papers on",
 }
-_SIGNAL_PARAMS: Mapping[str, Signal] = {"more": "more", "less": "less", "fewer": "fewer_topic"}
+_SIGNAL_WORDS: Mapping[str, Signal] = {"more": "more", "less": "less", "fewer": "fewer_topic"}
+"""The signal's word in a feedback link: ``/f/<token>/<word>/<paper or topic>``."""
+
+MAX_TARGET_CHARS = MAX_ITEM_CHARS * 3
+"""A feedback link's paper or topic is cut beyond this (topic names are shorter)."""
 
 Form = Mapping[str, Sequence[str]]
 
@@ -94,6 +107,26 @@ class Page:
 INVALID_LINK = Page("400 Bad Request", b"")
 """What a bad or expired token gets: the mounting app shows its own "link not valid" page
 (one answer for every bad token, whichever page it was for)."""
+
+
+@dataclass(frozen=True)
+class PageTemplate:
+    """One of the package's page templates (``newsletter/data``) and what every page made
+    from it shows: the one way the web app and the reader's pages render a page."""
+
+    template: jinja2.Template
+    common: Mapping[str, Any]
+
+    @classmethod
+    def load(cls, name: str, **common: Any) -> PageTemplate:
+        env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+        text = resources.files("newsletter.data").joinpath(name).read_text("utf-8")
+        return cls(env.from_string(text), {"notice": "", "error": "", "message": "", **common})
+
+    def page(self, status: str, page: str, heading: str, **values: Any) -> Page:
+        """The page ``page`` (the template's switch) under ``heading``, with ``values``."""
+        context = {**self.common, "page": page, "heading": heading, **values}
+        return Page(status, self.template.render(context).encode("utf-8"))
 
 
 @cache
@@ -152,33 +185,35 @@ class ReaderPages:
     today: Callable[[], dt.date] = dt.date.today
     keys: SigningKeys | None = None
     """Every key a link may be signed with (key rotation); None: ``secret`` alone."""
-    _template: jinja2.Template = field(init=False, repr=False)
+    message_domain: str = ""
+    """The domain of the Message-IDs of the emails sent (the sender address's): a
+    feedback token names its delivery by the Message-ID's hash."""
+    _pages: PageTemplate = field(init=False, repr=False)
 
     PATHS = frozenset({"/preferences", "/resubscribe"})
+    FEEDBACK_PREFIX = f"/{FEEDBACK_PATH}/"
+    """Feedback links: ``/f/<token>/<more|less|fewer>/<paper or topic>``."""
 
     def __post_init__(self) -> None:
-        env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-        text = resources.files("newsletter.data").joinpath("reader.html.j2").read_text("utf-8")
-        self._template = env.from_string(text)
+        self._pages = PageTemplate.load("reader.html.j2", title=self.title)
 
     # -- the mount ----------------------------------------------------------------------
 
     def handle(self, method: str, path: str, query: Form, form: Form) -> Page | None:
         """The page for a request, or None when the path is not one of :attr:`PATHS`."""
-        if path not in self.PATHS:
+        feedback = path.startswith(self.FEEDBACK_PREFIX)
+        if path not in self.PATHS and not feedback:
             return None
         if method not in ("GET", "POST"):
             return self._error("405 Method Not Allowed", "Not allowed.")
+        if feedback:
+            return self._feedback(method, path[len(self.FEEDBACK_PREFIX) :])
         if path == "/resubscribe":
             return self._resubscribe(method, query)
         address = read_token(self.keys or self.secret, _first(query, "token"), PREFERENCES)
         if address is None:
             return self._invalid()
         email = address[0]
-        for param, signal in _SIGNAL_PARAMS.items():
-            target = _first(query, param)
-            if target:
-                return self._feedback(method, query, email, signal, target)
         if method == "GET":
             return self._form(query, email)
         action = _first(form, "do") or "save"
@@ -199,16 +234,7 @@ class ReaderPages:
     # -- rendering ----------------------------------------------------------------------
 
     def _page(self, status: str, page: str, heading: str, **values: Any) -> Page:
-        context: dict[str, Any] = {
-            "page": page,
-            "heading": heading,
-            "title": self.title,
-            "notice": "",
-            "error": "",
-            "message": "",
-        }
-        context.update(values)
-        return Page(status, self._template.render(context).encode("utf-8"))
+        return self._pages.page(status, page, heading, **values)
 
     def _error(self, status: str, message: str) -> Page:
         return self._page(status, "message", "Sorry", message=message)
@@ -252,9 +278,7 @@ class ReaderPages:
         **extra: Any,
     ) -> Page:
         choices = shown or self._current(email)
-        unsubscribe = link(
-            self.base_url, "unsubscribe", make_token(self.secret, email, UNSUBSCRIBE)
-        )
+        unsubscribe = link(self.base_url, UNSUBSCRIBE, make_token(self.secret, email, UNSUBSCRIBE))
         return self._page(
             status,
             "preferences",
@@ -333,9 +357,22 @@ class ReaderPages:
 
     # -- feedback -----------------------------------------------------------------------
 
-    def _feedback(self, method: str, query: Form, email: str, signal: Signal, target: str) -> Page:
-        target = target[: MAX_ITEM_CHARS * 3]
-        prefs = self._action(query)
+    def _feedback(self, method: str, rest: str) -> Page:
+        """``/f/<token>/<word>/<target>``: the token's delivery, its reader checked by the
+        MAC; then a one-button page (GET) or the signal recorded (POST)."""
+        token, _, rest = rest.partition("/")
+        word, _, target = rest.partition("/")
+        signal = _SIGNAL_WORDS.get(word)
+        found = read_feedback_token(token)
+        if signal is None or not target or found is None or not self.message_domain:
+            return self._invalid()
+        message_hex, mac = found
+        delivery = self.store.delivery_for_message_id(f"<{message_hex}@{self.message_domain}>")
+        if delivery is None or not feedback_mac_matches(self.keys or self.secret, delivery[0], mac):
+            return self._invalid()
+        email = delivery[0]
+        target = target[:MAX_TARGET_CHARS]
+        prefs = link(self.base_url, PREFERENCES, make_token(self.secret, email, PREFERENCES))
         if signal == "fewer_topic":
             what, paper = target, None
         else:
@@ -349,7 +386,7 @@ class ReaderPages:
                 )
             what = paper.title
         if method == "GET":
-            param = next(p for p, s in _SIGNAL_PARAMS.items() if s == signal)
+            action = f"{feedback_base(self.base_url)}{token}/{word}/{quote(target, safe='')}"
             return self._page(
                 "200 OK",
                 "feedback",
@@ -357,10 +394,10 @@ class ReaderPages:
                 label=SIGNAL_LABELS[signal],
                 what=what,
                 signal=signal,
-                action=self._action(query, **{param: target}),
+                action=action,
                 preferences_url=prefs,
             )
-        self.store.record_signal(email, signal, target, paper=paper)
+        self.store.record_signal(email, signal, paper.key if paper else target, paper=paper)
         return self._page(
             "200 OK",
             "feedback-saved",
@@ -377,7 +414,7 @@ class ReaderPages:
             return self._error("400 Bad Request", "Please ask the sender to add you back.")
         if not self.store.is_suppressed(email):
             return self._page("200 OK", "message", "You are subscribed", message="Nothing to do.")
-        token = make_token(self.secret, email, CONFIRM, issued=self.today())
+        token = make_token(self.secret, email, RESUBSCRIBE, issued=self.today())
         self.send_confirmation(email, link(self.base_url, "resubscribe", token))
         return self._page(
             "200 OK",
@@ -390,7 +427,7 @@ class ReaderPages:
         found = read_token(
             self.keys or self.secret,
             _first(query, "token"),
-            CONFIRM,
+            RESUBSCRIBE,
             max_age=RESUBSCRIBE_MAX_AGE,
             today=self.today(),
         )

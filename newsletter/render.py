@@ -11,26 +11,29 @@
 override folder, file by file). Call it once before sending as a preflight: a
 broken template raises :class:`~newsletter.errors.TemplateError`.
 
-Per-subscriber parts (greeting, address, unsubscribe and preferences links) are
-not rendered per subscriber. The output holds placeholders for :data:`SLOTS`,
+Per-subscriber parts (greeting, address, unsubscribe, preferences and feedback links)
+are not rendered per subscriber. The output holds placeholders for :data:`SLOTS`,
 made unforgeable by a random nonce per render (an abstract that contains
 something placeholder-like is never substituted), and
 :meth:`RenderedDigest.fill` swaps them in with one ``str.join``: the cost of a
 send grows with variants, not with subscribers.
 
 Size: Gmail clips a message whose HTML is over ~102 KB. When the HTML (as
-encoded, CRLF line ends, worst-case slot values) is over
+encoded, CRLF line ends, worst-case slot values: MAX_SLOT_BYTES each, the short
+feedback link at its exact length, :func:`slot_bytes`) is over
 ``DigestSettings.max_html_bytes``, summaries are shortened step by step
 (:data:`SUMMARY_SHRINK`), then the lowest-ranked papers move into a compact
 "More papers" list of title links, which the email announces with its count.
-No paper is ever dropped; a day too big even then is rendered all-compact and
-reported in :attr:`RenderedDigest.warnings`.
+No paper is ever dropped, and every paper, compact ones too, keeps its "more / less like
+this" links (``digest.feedback_links``); a day too big even then is rendered
+all-compact and reported in :attr:`RenderedDigest.warnings`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import html as htmllib
 import importlib.resources
 import re
 import secrets
@@ -49,14 +52,17 @@ import mjml
 from newsletter import slots
 from newsletter.config import DigestSettings
 from newsletter.errors import ConfigError, TemplateError
+from newsletter.feedback import paper_ref
 from newsletter.htmlpart import inline_css, postprocess
 from newsletter.models import Digest, Paper, RankedPaper, SummaryStyle
 from newsletter.slots import CONTROL as _CONTROL
-from newsletter.slots import MAX_SLOT_BYTES, SLOTS, placeholder, placeholder_pattern
+from newsletter.slots import FEEDBACK_SLOT, MAX_SLOT_BYTES, SLOTS, placeholder, placeholder_pattern
+from newsletter.slots import ascii_refs as _ascii_refs
 from newsletter.slots import close_bidi as _close_bidi
 from newsletter.slots import cut as _cut
 from newsletter.slots import safe_url as _safe_url
 from newsletter.summarize import summary as paper_summary
+from newsletter.tokens import FEEDBACK_TOKEN_CHARS, feedback_base
 
 __all__ = [
     "SLOTS",
@@ -105,11 +111,6 @@ MAX_SUBJECT_CHARS = 78
 
 MIN_SUBJECT_TITLE_CHARS = 24
 """When less than this is left for the top paper's title, the subject names its topic."""
-
-FEEDBACK_LINKS_SHARE = 0.4
-"""Feedback links are tried only when their worst-case size (two link slots per paper at
-MAX_SLOT_BYTES) is at most this share of the budget; bigger digests go without them
-rather than be rendered twice or have their summaries shortened."""
 
 PREHEADER_PAPERS = 3
 """How many top paper titles the preheader (inbox preview text) names."""
@@ -270,6 +271,8 @@ class PaperView:
     """One paper as the templates see it: cleaned text, safe links only."""
 
     key: str
+    ref: str
+    """How feedback links name the paper (:func:`newsletter.feedback.paper_ref`)."""
     title: str
     url: str | None
     """An http(s) URL or None: nothing else ever becomes an href."""
@@ -303,8 +306,9 @@ class _Plan:
     summary_chars: int | None
     compact: frozenset[str]
     """Keys of the papers shown in the compact list."""
-    feedback: bool = False
-    """Feedback links on each paper and section (the first thing left out when too big)."""
+    unlinked: frozenset[str] = frozenset()
+    """Keys of compact papers shown without feedback links (only on days so big that
+    even the all-compact digest with every link would not fit)."""
 
 
 # --------------------------------------------------------------------------- output
@@ -321,8 +325,8 @@ class RenderedDigest:
     preheader: str
     nonce: str
     html_bytes: int
-    """Size of the HTML as encoded (CRLF line ends) when every slot value is as long
-    as MAX_SLOT_BYTES: the figure compared to the budget."""
+    """Size of the HTML as encoded (CRLF line ends) when every slot value is as long as
+    it can be (:func:`slot_bytes`): the figure compared to the budget."""
     budget: int
     summary_chars: int | None
     """The summary length used (None when the style shows no summaries)."""
@@ -349,6 +353,15 @@ class RenderedDigest:
 def encoded_size(html: str) -> int:
     """Bytes of an ASCII text part as sent: every line end becomes CRLF."""
     return len(html.encode("utf-8")) + html.count("\n")
+
+
+def slot_bytes(slot: str, base_url: str) -> int:
+    """The longest value of ``slot`` in the HTML: the feedback link's exact length (its
+    base URL as escaped and a fixed-length token), MAX_SLOT_BYTES for every other slot."""
+    if slot != FEEDBACK_SLOT:
+        return MAX_SLOT_BYTES
+    base = _ascii_refs(htmllib.escape(feedback_base(base_url), quote=True))
+    return min(len(base) + FEEDBACK_TOKEN_CHARS, MAX_SLOT_BYTES)
 
 
 # --------------------------------------------------------------------------- render
@@ -387,14 +400,7 @@ def render(
     if base_chars is not None:
         steps = [base_chars]
         steps += sorted({max(1, int(base_chars * f)) for f in SUMMARY_SHRINK}, reverse=True)
-    links = (
-        settings.feedback_links
-        and not page
-        and 2 * len(ranked) * MAX_SLOT_BYTES <= FEEDBACK_LINKS_SHARE * budget
-    )
-    result = attempt(_Plan(steps[0], frozenset(), feedback=links))
-    if links and not result.fits:
-        result = attempt(_Plan(steps[0], frozenset()))
+    result = attempt(_Plan(steps[0], frozenset()))
     for chars in steps[1:]:
         if result.fits:
             return result
@@ -403,29 +409,40 @@ def render(
         return result
 
     chars = steps[-1]
+    keys = [rp.paper.key for rp in ranked]
 
     def keeping(count: int) -> RenderedDigest:
-        return attempt(_Plan(chars, frozenset(rp.paper.key for rp in ranked[count:])))
+        return attempt(_Plan(chars, frozenset(keys[count:])))
 
-    return _most_kept_in_full(keeping, len(ranked), budget)
+    def linking(count: int) -> RenderedDigest:
+        return attempt(_Plan(chars, frozenset(keys), unlinked=frozenset(keys[count:])))
 
-
-def _most_kept_in_full(
-    keeping: Callable[[int], RenderedDigest], papers: int, budget: int
-) -> RenderedDigest:
-    """Move the lowest-ranked papers to the compact list: the render keeping the most
-    papers in full that still fits (size grows with the count kept, so bisect on it)."""
-    best = keeping(0)
-    if not best.fits:
+    result = _most_that_fit(keeping, len(ranked) - 1)
+    if not result.fits and settings.feedback_links and not page:
+        result = _most_that_fit(linking, len(ranked) - 1)
+    if not result.fits:
         note = (
-            f"the HTML is {best.html_bytes} bytes with all {papers} papers in the "
+            f"the HTML is {result.html_bytes} bytes with all {len(ranked)} papers in the "
             f"compact list, over the {budget}-byte budget"
         )
-        return dataclasses.replace(best, warnings=(*best.warnings, note))
-    lo, hi = 0, papers - 1  # keeping lo fits; keeping hi + 1 does not
+        result = dataclasses.replace(result, warnings=(*result.warnings, note))
+    return result
+
+
+def _most_that_fit(make: Callable[[int], RenderedDigest], most: int) -> RenderedDigest:
+    """``make(count)`` for the largest ``count`` from 0 to ``most`` that fits (the size
+    grows with the count, so bisect on it); ``make(0)`` when even that does not fit.
+
+    Used twice on days too big to show in full: the count of papers kept in full (the
+    rest in the compact list), then, when even the all-compact digest is too big, the
+    count of compact papers that keep their feedback links."""
+    best = make(0)
+    if not best.fits:
+        return best
+    lo, hi = 0, most  # make(lo) fits; make(hi + 1) does not
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        candidate = keeping(mid)
+        candidate = make(mid)
         if candidate.fits:
             lo, best = mid, candidate
         else:
@@ -459,13 +476,16 @@ def _render_plan(
     for part, name in ((html, HTML_TEMPLATE), (text, TEXT_TEMPLATE)):
         if unsubscribe not in part and not page:
             raise TemplateError(f"{name}: the email has no unsubscribe link (slot.unsubscribe_url)")
-    placeholders = len(placeholder_pattern(nonce).findall(html))
-    growth = placeholders * (MAX_SLOT_BYTES - len(placeholder(nonce, "name")))
+    longest = {slot: slot_bytes(slot, settings.base_url) for slot in SLOTS}
+    growth = sum(
+        longest[slot] - len(placeholder(nonce, slot))
+        for slot in placeholder_pattern(nonce).findall(html)
+    )
     warnings: list[str] = []
-    if settings.feedback_links and not plan.feedback and not page:
-        warnings.append("feedback links left out to fit the budget")
     if plan.compact:
         warnings.append(f"{len(plan.compact)} papers moved to the compact list to fit the budget")
+    if plan.unlinked:
+        warnings.append(f"{len(plan.unlinked)} compact papers without feedback links to fit")
     return RenderedDigest(
         subject=subject,
         html=html,
@@ -533,7 +553,8 @@ def _context(
         "page": page,
         "toc_base": "" if page else web,
         "slot": {slot: placeholder(nonce, slot) for slot in SLOTS},
-        "feedback": plan.feedback,
+        "feedback": settings.feedback_links and not page,
+        "unlinked": plan.unlinked,
         "weekly": digest.weekly,
     }
 
@@ -623,6 +644,7 @@ def _plain_paper_view(paper: Paper, style: SummaryStyle, chars: int | None) -> P
         code = f"https://github.com/{code}"
     return PaperView(
         key=paper.key,
+        ref=paper_ref(paper.key),
         title=_cut(_clean(paper.title), MAX_TITLE_CHARS) or "(untitled)",
         url=url,
         authors=_short_authors(paper.authors),

@@ -239,14 +239,19 @@ def _public_host(host: str) -> bool:
     return address.is_global
 
 
-def subscriber_values(subscriber: Subscriber, *, base_url: str, secret: bytes) -> dict[str, str]:
-    """The slot values of one subscriber: name, email and the two signed links."""
-    return values_maker(base_url=base_url, secret=secret)(subscriber)
+def subscriber_values(
+    subscriber: Subscriber, *, base_url: str, secret: bytes, list_id: str, date: dt.date
+) -> dict[str, str]:
+    """The slot values of one subscriber: name, email and the three signed links (the
+    feedback link names the email of ``list_id`` on ``date``)."""
+    return values_maker(base_url=base_url, secret=secret, list_id=list_id, date=date)(subscriber)
 
 
-def values_maker(*, base_url: str, secret: bytes) -> Callable[[Subscriber], dict[str, str]]:
+def values_maker(
+    *, base_url: str, secret: bytes, list_id: str, date: dt.date
+) -> Callable[[Subscriber], dict[str, str]]:
     """:func:`subscriber_values` for many subscribers, the signing key set up once."""
-    signer = LinkSigner(base_url, secret)
+    signer = LinkSigner(base_url, secret, list_id=list_id, date=date)
 
     def values_for(subscriber: Subscriber) -> dict[str, str]:
         return {
@@ -971,7 +976,12 @@ class _DayRun:
                 date=self.date,
                 backend=chosen,
                 sender=settings.sender,
-                values_for=values_maker(base_url=settings.digest.base_url, secret=secret),
+                values_for=values_maker(
+                    base_url=settings.digest.base_url,
+                    secret=secret,
+                    list_id=settings.sender.list_id,
+                    date=self.date,
+                ),
                 now=self.now,
                 dkim=dkim,
                 stop=stop,

@@ -19,11 +19,16 @@ import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote, urlsplit
 
-SLOTS: tuple[str, ...] = ("name", "email", "unsubscribe_url", "preferences_url")
+SLOTS: tuple[str, ...] = ("name", "email", "unsubscribe_url", "preferences_url", "feedback_url")
 """The per-subscriber parts of a rendered digest, in this order everywhere."""
 
-URL_SLOTS = frozenset({"unsubscribe_url", "preferences_url"})
+URL_SLOTS = frozenset({"unsubscribe_url", "preferences_url", "feedback_url"})
 """Slots that are links: their values must be plain http(s) URLs."""
+
+FEEDBACK_SLOT = "feedback_url"
+"""The reader's short feedback link (``<base_url>/f/<token>``, :mod:`newsletter.tokens`):
+each paper's and section's feedback links go on from it. It repeats two or three times
+per paper, so the renderer budgets it at its real length, not at MAX_SLOT_BYTES."""
 
 MAX_NAME_CHARS = 60
 """A longer subscriber name is cut (with an ellipsis), in the greeting and the To header."""
@@ -117,13 +122,15 @@ def normalize(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]
         raise ValueError(f"fill: missing slots {missing}, unknown slots {unknown}")
     name, email = values["name"], values["email"]
     unsubscribe, preferences = values["unsubscribe_url"], values["preferences_url"]
+    feedback = values["feedback_url"]
     if (  # the common case, each value as _normalize_one's first test takes it as it is
         len(name) <= MAX_NAME_CHARS
-        and max(len(email), len(unsubscribe), len(preferences)) <= MAX_SLOT_BYTES
+        and max(len(email), len(unsubscribe), len(preferences), len(feedback)) <= MAX_SLOT_BYTES
         and _QUIET_WORDS.fullmatch(name)
         and _QUIET_WORDS.fullmatch(email)
         and _QUIET_URL.fullmatch(unsubscribe)
         and _QUIET_URL.fullmatch(preferences)
+        and _QUIET_URL.fullmatch(feedback)
     ):
         same = dict(values)
         return same, same

@@ -117,7 +117,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from newsletter.closing import Closing
 from newsletter.errors import LedgerError
-from newsletter.feedback import SIGNALS, Feedback, Signal
+from newsletter.feedback import SIGNALS, Feedback, Signal, paper_ref
 from newsletter.models import (
     DELIVERED,
     SUMMARY_STYLES,
@@ -1868,8 +1868,10 @@ class State(Closing):
                     out.setdefault(email_key(email), set()).add(key)
         return out
 
-    def find_paper(self, key: str, *, days: int) -> Paper | None:
-        """The newest stored copy of the paper ``key`` among the last ``days`` stored days."""
+    def find_paper(self, ref: str, *, days: int) -> Paper | None:
+        """The newest stored copy of the paper that feedback links name ``ref``
+        (:func:`newsletter.feedback.paper_ref` of its key) among the last ``days`` stored
+        days."""
         rows = self._read(
             "SELECT day, edition, source, papers, prepared_at FROM days"
             " WHERE edition = 'daily' ORDER BY day DESC LIMIT ?",
@@ -1877,7 +1879,7 @@ class State(Closing):
         )
         for row in rows:
             for paper in _stored_day(row).day.papers:
-                if paper.key == key:
+                if paper_ref(paper.key) == ref:
                     return paper
         return None
 

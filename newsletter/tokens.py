@@ -1,4 +1,5 @@
-"""Signed tokens for the links in each email: unsubscribe, preferences, sign-up confirmation.
+"""Signed tokens for the links in each email: unsubscribe, preferences, feedback, sign-up
+and resubscribe confirmation.
 
 A token is ``<payload>.<signature>``, both base64url without padding, so it can stand in
 a URL as is. The payload is ``purpose``, ``email`` and an optional issue date joined by
@@ -14,6 +15,19 @@ Keys: the signing key is at least :data:`MIN_KEY_BYTES` long. To rotate it, put 
 in ``NEWSLETTER_SECRET_KEY`` and the old one(s) in ``NEWSLETTER_SECRET_KEY_OLD``
 (comma-separated): new links are signed with the new key, links already sent keep
 verifying with the old ones until those are removed (:class:`SigningKeys`).
+
+Feedback links ("more / less like this", "fewer of this topic") stand two or three times
+per paper in an email, so their token is short and the same length for every address
+(:data:`FEEDBACK_TOKEN_CHARS`, :func:`feedback_token`): the first 16 bytes of the
+delivery's Message-ID hash (``newsletter.message.message_id_for``: which delivery row,
+so which reader and day) and the first 11 bytes (88 bits) of the reader's preferences
+signature (the MAC that the preferences link carries in full), as 36 base64url
+characters (27 bytes: whole base64 groups, so no padding and one spelling). The MAC is
+the one the preferences link needs anyway (computed once for both links); the reference
+costs one SHA-256 per reader. :func:`read_feedback_token` splits a token; the
+server finds the delivery by its Message-ID and :func:`feedback_mac_matches` checks the
+MAC against that reader's address with every key. Whoever holds a preferences link can
+give feedback anyway; a feedback link gives nothing else.
 """
 
 from __future__ import annotations
@@ -39,7 +53,10 @@ PREFERENCES = "preferences"
 CONFIRM = "confirm"
 """Purpose of the sign-up confirmation link (double opt-in)."""
 
-PURPOSES = frozenset({UNSUBSCRIBE, PREFERENCES, CONFIRM})
+RESUBSCRIBE = "resubscribe"
+"""Purpose of the resubscribe confirmation link (from the preferences page)."""
+
+PURPOSES = frozenset({UNSUBSCRIBE, PREFERENCES, CONFIRM, RESUBSCRIBE})
 """Every purpose a token may have."""
 
 TOKEN_VERSION = b"newsletter-token-v1"
@@ -50,6 +67,20 @@ MAX_TOKEN_CHARS = 2048
 
 MIN_KEY_BYTES = 32
 """Shortest signing key accepted (256 bits, the size of the HMAC-SHA256 output)."""
+
+FEEDBACK_PATH = "f"
+"""Feedback links are ``<base_url>/f/<token>/<more|less|fewer>/<paper or topic>``."""
+
+FEEDBACK_REF_BYTES = 16
+"""Bytes of the delivery's Message-ID hash in a feedback token (all the Message-ID has)."""
+
+FEEDBACK_MAC_BYTES = 11
+"""Bytes (88 bits) of the preferences signature in a feedback token: with the reference,
+27 bytes, whole base64 groups."""
+
+FEEDBACK_TOKEN_CHARS = (FEEDBACK_REF_BYTES + FEEDBACK_MAC_BYTES) * 4 // 3
+"""Length of every feedback token (36): the feedback slot's exact size beyond the base URL."""
+assert (FEEDBACK_REF_BYTES + FEEDBACK_MAC_BYTES) % 3 == 0  # no padding (see links())
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -64,6 +95,11 @@ def _b64(data: bytes) -> str:
 def _b64_bytes(data: bytes) -> bytes:
     """:func:`_b64` as bytes."""
     return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
+
+
+def _b64_whole(data: bytes) -> str:
+    """:func:`_b64` of whole base64 groups (a multiple of 3 bytes): nothing to strip."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).decode("ascii")
 
 
 def _unb64(text: str) -> bytes:
@@ -257,27 +293,39 @@ _URL_SAFE = re.compile(r"[A-Za-z0-9_.-]*")
 
 
 class LinkSigner:
-    """The per-subscriber URL slots for one base URL and secret (see :func:`subscriber_links`)."""
+    """The per-subscriber URL slots of one send: one base URL, secret, List-Id and date
+    (see :func:`subscriber_links`)."""
 
-    __slots__ = ("_preferences", "_preferences_mac", "_unsubscribe", "_unsubscribe_mac")
+    __slots__ = (
+        "_feedback",
+        "_message_hash",
+        "_preferences",
+        "_preferences_mac",
+        "_unsubscribe",
+        "_unsubscribe_mac",
+    )
 
-    def __init__(self, base_url: str, secret: bytes) -> None:
+    def __init__(self, base_url: str, secret: bytes, *, list_id: str, date: dt.date) -> None:
         base = Signer(secret)._base
         self._unsubscribe_mac = base.copy()
         self._unsubscribe_mac.update(_UNSUBSCRIBE_PREFIX)
         self._preferences_mac = base.copy()
         self._preferences_mac.update(_PREFERENCES_PREFIX)
+        self._message_hash = hashlib.sha256(message_hash_prefix(list_id, date))
         root = base_url.rstrip("/")
         self._unsubscribe = f"{root}/{UNSUBSCRIBE}?token="
         self._preferences = f"{root}/{PREFERENCES}?token="
+        self._feedback = feedback_base(base_url)
 
     def links(self, email: str) -> dict[str, str]:
-        """``unsubscribe_url`` and ``preferences_url`` of ``email``: the tokens of
-        :meth:`Signer.token` (no issue date), made in bytes and decoded once each.
+        """``unsubscribe_url``, ``preferences_url`` and ``feedback_url`` of ``email``: the
+        tokens of :meth:`Signer.token` (no issue date) and :func:`feedback_token`, made
+        in bytes and decoded once each.
 
         Both payloads are a 12-byte purpose line and the same ``email`` line, so the
         base64 of the address line is made once (12 bytes are whole base64 groups), and
-        each signature goes on from a MAC that has already taken the purpose line.
+        each signature goes on from a MAC that has already taken the purpose line; the
+        feedback token reuses the preferences signature.
         """
         if "\n" in email:
             raise ValueError("an address has no line breaks")
@@ -287,11 +335,16 @@ class LinkSigner:
         first.update(line)
         second = self._preferences_mac.copy()
         second.update(line)
+        mac = second.digest()
+        message = self._message_hash.copy()
+        message.update(email.lower().encode())
+        feedback = message.digest()[:FEEDBACK_REF_BYTES] + mac[:FEEDBACK_MAC_BYTES]
         unsubscribe = _UNSUBSCRIBE_B64 + encoded + b"." + _b64_bytes(first.digest())
-        preferences = _PREFERENCES_B64 + encoded + b"." + _b64_bytes(second.digest())
+        preferences = _PREFERENCES_B64 + encoded + b"." + _b64_bytes(mac)
         return {
             "unsubscribe_url": self._unsubscribe + unsubscribe.decode("ascii"),
             "preferences_url": self._preferences + preferences.decode("ascii"),
+            "feedback_url": self._feedback + _b64_whole(feedback),
         }
 
 
@@ -302,6 +355,56 @@ _UNSUBSCRIBE_B64 = _b64_bytes(_UNSUBSCRIBE_PREFIX)
 _PREFERENCES_B64 = _b64_bytes(_PREFERENCES_PREFIX)
 
 
-def subscriber_links(base_url: str, secret: bytes, email: str) -> dict[str, str]:
-    """The per-subscriber URL slots of a rendered digest: unsubscribe and preferences."""
-    return LinkSigner(base_url, secret).links(email)
+def subscriber_links(
+    base_url: str, secret: bytes, email: str, *, list_id: str, date: dt.date
+) -> dict[str, str]:
+    """The per-subscriber URL slots of a rendered digest: unsubscribe, preferences and
+    feedback (for the email to ``email`` of the list ``list_id`` on ``date``)."""
+    return LinkSigner(base_url, secret, list_id=list_id, date=date).links(email)
+
+
+# --------------------------------------------------------------------------- feedback
+
+
+def feedback_base(base_url: str) -> str:
+    """What every feedback URL starts with: ``<base_url>/f/`` (the token follows)."""
+    return f"{base_url.rstrip('/')}/{FEEDBACK_PATH}/"
+
+
+def message_hash_prefix(list_id: str, date: dt.date) -> bytes:
+    """What the Message-ID hash of every email of ``list_id`` on ``date`` starts with; the
+    lower-cased address follows (``newsletter.message.message_id_for``)."""
+    return f"{list_id}\n{date.isoformat()}\n".encode()
+
+
+def feedback_token(secret: bytes, email: str, *, list_id: str, date: dt.date) -> str:
+    """The feedback token of ``email``'s email of ``list_id`` on ``date`` (one reader;
+    :class:`LinkSigner` makes them for a send)."""
+    url = LinkSigner("http://x", secret, list_id=list_id, date=date).links(email)["feedback_url"]
+    return url.rsplit("/", 1)[1]
+
+
+def read_feedback_token(token: str) -> tuple[str, bytes] | None:
+    """(the Message-ID's hex digits, the MAC) of a well-formed feedback token, else None.
+    Nothing is verified here: the MAC is checked against the address the Message-ID
+    leads to (:func:`feedback_mac_matches`)."""
+    if len(token) != FEEDBACK_TOKEN_CHARS or not _URL_SAFE.fullmatch(token) or "." in token:
+        return None
+    try:
+        data = _unb64(token)
+    except (binascii.Error, ValueError):
+        return None
+    return data[:FEEDBACK_REF_BYTES].hex(), data[FEEDBACK_REF_BYTES:]
+
+
+def feedback_mac_matches(secret: bytes | SigningKeys, email: str, mac: bytes) -> bool:
+    """True if ``mac`` is the start of ``email``'s preferences signature under one of the
+    keys (every key is tried, in constant time each)."""
+    keys = secret.verifying if isinstance(secret, SigningKeys) else (secret,)
+    if "\n" in email or len(mac) != FEEDBACK_MAC_BYTES or not all(keys):
+        return False
+    payload = f"{PREFERENCES}\n{email}\n".encode()
+    genuine = False
+    for key in keys:
+        genuine |= hmac.compare_digest(_sign(key, payload)[:FEEDBACK_MAC_BYTES], mac)
+    return genuine

@@ -7,7 +7,7 @@ Routes (every token is a signed capability from :mod:`newsletter.tokens`)::
                                 ``List-Unsubscribe=One-Click`` that Gmail and Yahoo send,
                                 no cookies, no confirmation) and the page's button
     GET  /preferences?token=T   every preference, feedback, resubscribe: mounted from
-    POST /preferences?token=T   newsletter.reader_web (and /resubscribe)
+    POST /preferences?token=T   newsletter.reader_web (and /resubscribe, /f/... feedback)
     GET  /subscribe             sign-up form            (only with --allow-signup)
     POST /subscribe             send a confirmation link (double opt-in)
     GET  /confirm?token=T       a page with a confirm button (link scanners only GET)
@@ -46,13 +46,11 @@ import resource
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-import jinja2
 import waitress.server
 import werkzeug.wrappers
 from waitress import wasyncore
@@ -69,7 +67,7 @@ from newsletter.config import SignupSettings
 from newsletter.errors import NewsletterError
 from newsletter.models import Subscriber, email_key
 from newsletter.prefs import PrefsStore
-from newsletter.reader_web import INVALID_LINK, ReaderPages
+from newsletter.reader_web import INVALID_LINK, Page, PageTemplate, ReaderPages
 from newsletter.tokens import (
     PREFERENCES,
     UNSUBSCRIBE,
@@ -196,6 +194,9 @@ class ReaderOptions:
     """Sends (address, URL) a resubscribe confirmation; None: not offered."""
     default_weekday: Weekday = "fri"
     """The weekly edition's day for readers who chose none (``schedule.weekly_day``)."""
+    message_domain: str = ""
+    """The domain of the sent Message-IDs (the sender address's): feedback links name
+    their delivery by it; empty: feedback links are not answered."""
 
 
 @dataclass
@@ -285,9 +286,7 @@ class WebApp:
         self._today = today
         self._urls = Map(self.routes(), strict_slashes=False, merge_slashes=False).bind("app")
         self.webhooks = webhooks
-        env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-        source = resources.files("newsletter.data").joinpath("web.html.j2").read_text("utf-8")
-        self._template = env.from_string(source)
+        self._pages = PageTemplate.load("web.html.j2", title=title, signup=signup is not None)
         options = reader or ReaderOptions()
         self.reader = ReaderPages(
             store=store,
@@ -300,6 +299,7 @@ class WebApp:
             send_confirmation=options.send_confirmation,
             default_weekday=options.default_weekday,
             today=today,
+            message_domain=options.message_domain,
         )
 
     # -- WSGI -------------------------------------------------------------------------
@@ -316,6 +316,7 @@ class WebApp:
             # the reader's own pages (newsletter.reader_web): preferences, feedback, resubscribe
             Rule("/preferences", methods=["GET", "POST"], endpoint=self._reader_page),
             Rule("/resubscribe", methods=["GET", "POST"], endpoint=self._reader_page),
+            Rule("/f/<path:rest>", methods=["GET", "POST"], endpoint=self._reader_page),
         ]
         if self.signup is not None:
             rules += [
@@ -413,30 +414,19 @@ class WebApp:
         answer: _Response = handler(request, **values)
         return answer
 
-    def _reader_page(self, request: _Request) -> _Response:
+    def _reader_page(self, request: _Request, rest: str = "") -> _Response:
+        """The reader's pages; ``rest`` is the tail of a ``/f/`` feedback link, which
+        :meth:`ReaderPages.handle` reads from the path itself."""
         path = request.path.rstrip("/") or "/"
         page = self.reader.handle(request.method, path, request.query, request.form)
         if page is None or page is INVALID_LINK:
             return self._invalid()
-        headers = [("Content-Type", "text/html; charset=utf-8"), *SECURITY_HEADERS]
-        return _Response(page.status, page.body, headers)
+        return _html(page)
 
     # -- pages ------------------------------------------------------------------------
 
     def _page(self, status: str, page: str, *, heading: str, **values: Any) -> _Response:
-        context: dict[str, Any] = {
-            "page": page,
-            "heading": heading,
-            "title": self.title,
-            "notice": "",
-            "error": "",
-            "message": "",
-            "signup": self.signup is not None,
-        }
-        context.update(values)
-        body = self._template.render(context).encode("utf-8")
-        headers = [("Content-Type", "text/html; charset=utf-8"), *SECURITY_HEADERS]
-        return _Response(status, body, headers)
+        return _html(self._pages.page(status, page, heading, **values))
 
     def _invalid(self) -> _Response:
         return self._page(
@@ -598,6 +588,12 @@ class WebApp:
             self.store.unclaim_signup(claimed)  # the link works again once the list does
             raise
         return self._page("200 OK", "confirmed", heading="You are subscribed", email=address)
+
+
+def _html(page: Page) -> _Response:
+    """A page as the response, with the security headers every page carries."""
+    headers = [("Content-Type", "text/html; charset=utf-8"), *SECURITY_HEADERS]
+    return _Response(page.status, page.body, headers)
 
 
 class ListLookup:

@@ -75,6 +75,7 @@ def slot_values(email: str, name: str = "", **links: str) -> dict[str, str]:
         "email": email,
         "unsubscribe_url": links.get("unsubscribe_url", f"https://p.example/u?t={email}"),
         "preferences_url": links.get("preferences_url", f"https://p.example/p?t={email}"),
+        "feedback_url": links.get("feedback_url", "https://p.example/f/" + "F" * 36),
     }
 
 
@@ -84,23 +85,30 @@ def sample_rendered(subject: str = "Daily Papers — 2026-11-25: Robotics") -> R
         "<p>Hello {{name}},</p>\n"
         "<p>Today&#8217;s papers for {{email}} &#8212; na&#239;ve diffusion.</p>\n"
         + "".join(
-            f'<p>Paper {i}: <a href="https://hf.co/papers/2511.{i:05d}">title {i}</a></p>\n'
+            f'<p>Paper {i}: <a href="https://hf.co/papers/2511.{i:05d}">title {i}</a>'
+            f' <a href="{{{{feedback_url}}}}/more/2511.{i:05d}">more like this</a></p>\n'
             for i in range(30)
         )
         + '<p><a href="{{unsubscribe_url}}">Unsubscribe</a> |\n'
-        '<a href="{{preferences_url}}">Preferences</a></p>\n'
+        '<a href="{{preferences_url}}">Preferences</a> |\n'
+        '<a href="{{feedback_url}}/more/2511.00001">more like this</a></p>\n'
         "</body></html>\n"
     )
     text = (
         "Hello {{name}},\n\n"
         "Today’s papers for {{email}} — naïve diffusion, “quoted” = equals.\n"
-        + "".join(f"{i}. title {i} https://hf.co/papers/2511.{i:05d}\n" for i in range(30))
+        + "".join(
+            f"{i}. title {i} https://hf.co/papers/2511.{i:05d}\n"
+            f"   More like this: {{{{feedback_url}}}}/more/2511.{i:05d}\n"
+            for i in range(30)
+        )
         + "A very long line "
         + "word " * 40
         + "\n"
         "Trailing space here \n"
         ".leading dot\n"
         "Unsubscribe: {{unsubscribe_url}}\nPreferences: {{preferences_url}}\n"
+        "More like paper 1: {{feedback_url}}/more/2511.00001\n"
     )
     return hand_rendered(subject=subject, html=html, text=text, preheader="Top: robotics")
 

@@ -37,7 +37,7 @@ NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 SAMPLE_DATE = dt.date(2026, 3, 2)
 PAGE_DATE = dt.date(2026, 11, 25)
 PAGE_PAPERS = 61
-COMPACT_HTML_BYTES = 30_000
+COMPACT_HTML_BYTES = 50_000
 """A size limit the 61-paper day only meets with a "More papers" list of title links."""
 MIN_LIST_GAP_PX = 6
 """Vertical room between two links of the "More papers" list."""

@@ -55,6 +55,7 @@ def recipients(tpl: MessageTemplate, n: int) -> list[Recipient]:
                     "email": address,
                     "unsubscribe_url": f"https://papers.example/unsubscribe?token=t{i}&a=1",
                     "preferences_url": f"https://papers.example/preferences?token=p{i}",
+                    "feedback_url": "https://papers.example/f/" + "F" * 36,
                 },
             )
         )

@@ -82,6 +82,7 @@ def recipients(tpl: MessageTemplate, n: int, *, domain: str = "example.org") -> 
                 "email": f"u{i}@{domain}",
                 "unsubscribe_url": f"https://papers.example/unsubscribe?token=t{i}",
                 "preferences_url": f"https://papers.example/preferences?token=p{i}",
+                "feedback_url": "https://papers.example/f/" + "F" * 36,
             },
         )
         for i in range(n)
@@ -663,7 +664,9 @@ def send_a_day(backend: Backend, people: list[Subscriber], ledger: Ledger) -> No
         date=DATE,
         backend=backend,
         sender=SENDER,
-        values_for=values_maker(base_url="https://papers.example", secret=b"k" * 32),
+        values_for=values_maker(
+            base_url="https://papers.example", secret=b"k" * 32, list_id="L", date=DATE
+        ),
         now=lambda: NOW,
         ledger=ledger,
     )

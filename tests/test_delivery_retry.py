@@ -53,6 +53,7 @@ def run(backend: Scripted, emails: list[str]) -> dict[str, SendResult]:
                 "email": e,
                 "unsubscribe_url": f"https://x.example/u?t={i}",
                 "preferences_url": f"https://x.example/p?t={i}",
+                "feedback_url": "https://papers.example/f/" + "F" * 36,
             },
         )
         for i, e in enumerate(emails)

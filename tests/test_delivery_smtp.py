@@ -214,6 +214,7 @@ def values_for(s: Subscriber) -> dict[str, str]:
         "email": s.email,
         "unsubscribe_url": f"https://papers.example/unsubscribe?token={s.email}",
         "preferences_url": f"https://papers.example/preferences?token={s.email}",
+        "feedback_url": "https://papers.example/f/" + "F" * 36,
     }
 
 

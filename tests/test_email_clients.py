@@ -18,6 +18,7 @@ VALUES = {
     "email": "ada@example.org",
     "unsubscribe_url": "https://news.example.org/unsubscribe?token=x",
     "preferences_url": "https://news.example.org/preferences?token=x",
+    "feedback_url": "https://papers.example/f/" + "F" * 36,
 }
 
 

@@ -153,6 +153,7 @@ def test_every_message_is_what_the_stdlib_reads_back(
         "email": address,
         "unsubscribe_url": unsubscribe,
         "preferences_url": preferences,
+        "feedback_url": "https://papers.example/f/" + "F" * 36,
     }
     try:
         recipient = template.recipient(address, name, values)
@@ -203,6 +204,7 @@ def test_a_dkim_signed_message_verifies(rendered: RenderedDigest) -> None:
             "email": "ada@x.org",
             "unsubscribe_url": url,
             "preferences_url": url,
+            "feedback_url": "https://papers.example/f/" + "F" * 36,
         }
         raw = template.fill(template.recipient("ada@x.org", name, values))
         assert dkim.verify(raw, dnsfunc=dnsfunc)
@@ -267,6 +269,7 @@ def test_normalize_shortcut_agrees_with_its_rule_per_slot(
         "email": email,
         "unsubscribe_url": unsubscribe,
         "preferences_url": preferences,
+        "feedback_url": "https://papers.example/f/" + "F" * 36,
     }
 
     def per_slot() -> Any:
@@ -472,7 +475,9 @@ def test_slot_links_carry_tokens_that_read_back(
     base: str, secret: bytes, name: str, local: str
 ) -> None:
     address = f"{local}@example.org"
-    values = values_maker(base_url=base, secret=secret)(Subscriber(email=address, name=name))
+    values = values_maker(base_url=base, secret=secret, list_id="L", date=DATE)(
+        Subscriber(email=address, name=name)
+    )
     assert (values["name"], values["email"]) == (name, address)
     for slot, purpose in (("unsubscribe_url", "unsubscribe"), ("preferences_url", "preferences")):
         parts = urlsplit(values[slot])

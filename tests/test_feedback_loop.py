@@ -4,6 +4,10 @@ Two readers with the same profile get Monday's digest. One opens "more like this
 robotics paper and "less like this" under a diffusion paper (a GET: a page with one
 button; then the POST). In Tuesday's digest that reader's robotics papers come before,
 and diffusion papers after, where the other reader has them; the raised paper says why.
+
+On a big day (70 papers) every paper carries both links in the HTML and the text part,
+every link answers, the HTML stays under Gmail's clip, and forged or altered tokens get
+the "link not valid" page and change nothing.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ from click.testing import CliRunner
 
 from benchmarks.bench_smtp import free_port
 from newsletter.cli import cli
+from newsletter.cli.preview import GMAIL_CLIP_BYTES
 from newsletter.models import Paper
 from newsletter.state import State
 from tests.steer_papers import DIFFUSION, LANGUAGE, ROBOTICS
+from tests.steer_papers import paper as steer_paper
 
 MONDAY = dt.date(2026, 1, 5)
 TUESDAY = dt.date(2026, 1, 6)
@@ -105,15 +111,20 @@ def _send(config: Path, day: dt.date, source: Path, monkeypatch: pytest.MonkeyPa
     assert result.exit_code == 0, result.output
 
 
-def _html(outbox: Path, day: dt.date, address: str) -> str:
+def _parts(outbox: Path, day: dt.date, address: str) -> tuple[str, str]:
+    """(html, text) of the email to ``address`` on ``day``, decoded as a mail app does."""
     for path in sorted(outbox.glob(f"{day.isoformat()}-*.eml")):
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         if message["To"].addresses[0].addr_spec == address:
-            body = message.get_body(("html",))
-            assert body is not None
-            return str(body.get_content())
+            html, text = message.get_body(("html",)), message.get_body(("plain",))
+            assert html is not None and text is not None
+            return str(html.get_content()), str(text.get_content()).replace("\r\n", "\n")
     raise AssertionError(f"no email to {address} on {day}")
+
+
+def _html(outbox: Path, day: dt.date, address: str) -> str:
+    return _parts(outbox, day, address)[0]
 
 
 def _order(html: str, papers: tuple[Paper, ...]) -> dict[str, int]:
@@ -131,20 +142,16 @@ def test_more_and_less_like_this_change_the_next_digest(
 
     html = _html(outbox, MONDAY, "steered@example.org")
     for word, paper in (("more", ROBOTICS[0]), ("less", DIFFUSION[0])):
-        found = re.search(
-            rf'href="({re.escape(base)}/preferences\?token=[^"]+&amp;{word}={paper.id})"', html
-        )
+        found = re.search(rf'href="({re.escape(base)}/f/[\w-]+/{word}/{paper.id})"', html)
         assert found is not None, word
-        url = found.group(1).replace("&amp;", "&")
+        url = found.group(1)
         page = httpx.get(url, timeout=10)  # what a mail scanner does: nothing changes
         assert page.status_code == 200 and paper.title in page.text
         with State(f"sqlite:///{tmp_path / 'state.db'}") as state:
             assert paper.key not in {s.target for s in state.signals("steered@example.org")}
         action = re.search(r'<form method="post" action="([^"]+)"', page.text)
         assert action is not None
-        posted = httpx.post(
-            base + "/preferences" + action.group(1).replace("&amp;", "&"), timeout=10
-        )
+        posted = httpx.post(action.group(1), timeout=10)
         assert posted.status_code == 200 and "Thank you" in posted.text
 
     tuesday = tmp_path / "tuesday.json"
@@ -166,3 +173,94 @@ def test_more_and_less_like_this_change_the_next_digest(
         rf"like \S{{1,6}}{re.escape(ROBOTICS[0].title)}\S{{1,6}}, which you liked", steered
     )
     assert "which you liked" not in twin
+
+
+WORDS = (
+    "sparse attention kernels for long context transformers",
+    "protein structure prediction with equivariant networks",
+    "speech recognition for low resource languages",
+    "graph neural networks for molecule property prediction",
+    "federated learning under client drift",
+    "tabular data synthesis with language models",
+    "weather forecasting with neural operators",
+)
+
+
+def _fillers(start: int, count: int) -> list[tuple[Paper, int]]:
+    """``count`` papers on other subjects, each with its own arXiv id."""
+    return [
+        (
+            steer_paper(
+                f"2601.{start + i:05d}",
+                f"{WORDS[i % len(WORDS)].capitalize()}, study {i}",
+                f"We study {WORDS[i % len(WORDS)]} (variant {i}) and report results on "
+                f"public benchmarks; code and data are released.",
+            ),
+            5 + i % 7,
+        )
+        for i in range(count)
+    ]
+
+
+def test_every_paper_of_a_big_day_carries_working_feedback_links(
+    served: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, base = served
+    outbox = tmp_path / "outbox"
+    monday = [(ROBOTICS[0], 20), (DIFFUSION[0], 20), (LANGUAGE[0], 20), *_fillers(1000, 67)]
+    (tmp_path / "monday.json").write_text(_hf(monday, MONDAY))
+    _send(config, MONDAY, tmp_path / "monday.json", monkeypatch)
+
+    html, text = _parts(outbox, MONDAY, "steered@example.org")
+    assert len(html.encode("utf-8")) + html.count("\n") <= GMAIL_CLIP_BYTES  # CRLF as sent
+    tokens = set(re.findall(rf"{re.escape(base)}/f/([\w-]+)/", html + text))
+    assert len(tokens) == 1  # one short token per reader, the same in every link
+    (token,) = tokens
+    feedback = f"{base}/f/{token}"
+    for p, _votes in monday:  # every paper, in full or in the compact list, in both parts
+        for word in ("more", "less"):
+            assert html.count(f'href="{feedback}/{word}/{p.id}"') == 1, (word, p.id)
+            assert text.count(f"{feedback}/{word}/{p.id}\n") == 1, (word, p.id)
+    sections = re.findall(rf'href="({re.escape(feedback)}/fewer/[^"]+)"', html)
+    assert sections and len(sections) == text.count(f"{feedback}/fewer/")
+
+    with httpx.Client(timeout=10) as web:
+        for p, _votes in monday:  # every link answers, and a GET records nothing
+            for word in ("more", "less"):
+                page = web.get(f"{feedback}/{word}/{p.id}")
+                assert page.status_code == 200 and "Your feedback" in page.text, p.id
+        topic = web.get(sections[0].replace("&amp;", "&"))
+        assert topic.status_code == 200 and "Fewer papers on" in topic.text
+
+        twin = _parts(outbox, MONDAY, "twin@example.org")[0]
+        (theirs,) = set(re.findall(rf"{re.escape(base)}/f/([\w-]+)/", twin))
+        assert theirs != token
+        altered = token[:-3] + ("AAA" if token[-3:] != "AAA" else "BBB")
+        for forged in (altered, token[:22] + theirs[22:], token[:-1], "A" * len(token)):
+            for method in ("GET", "POST"):
+                answer = web.request(method, f"{base}/f/{forged}/more/{ROBOTICS[0].id}")
+                assert answer.status_code == 400 and "Link not valid" in answer.text
+        with State(f"sqlite:///{tmp_path / 'state.db'}") as state:
+            assert state.signals("steered@example.org") == []
+            assert state.signals("twin@example.org") == []
+
+        # the text part's link for robotics and the HTML's for diffusion, each confirmed
+        liked = re.search(rf"More like this: (\S+/more/{ROBOTICS[0].id})\n", text)
+        disliked = re.search(rf'href="(\S+/less/{DIFFUSION[0].id})"', html)
+        assert liked is not None and disliked is not None
+        for url in (liked.group(1), disliked.group(1)):
+            page = web.get(url)
+            action = re.search(r'<form method="post" action="([^"]+)"', page.text)
+            assert action is not None
+            assert "Thank you" in web.post(action.group(1).replace("&amp;", "&")).text
+
+    tuesday = [(p, 60) for p in DIFFUSION[1:]] + [(p, 20) for p in ROBOTICS[1:]]
+    tuesday += [(LANGUAGE[1], 30), *_fillers(2000, 62)]
+    (tmp_path / "tuesday.json").write_text(_hf(tuesday, TUESDAY))
+    _send(config, TUESDAY, tmp_path / "tuesday.json", monkeypatch)
+    mine = _order(_html(outbox, TUESDAY, "steered@example.org"), ROBOTICS[1:] + DIFFUSION[1:])
+    theirs_order = _order(_html(outbox, TUESDAY, "twin@example.org"), ROBOTICS[1:] + DIFFUSION[1:])
+    assert max(theirs_order[p.key] for p in DIFFUSION[1:]) < min(
+        theirs_order[p.key] for p in ROBOTICS[1:]
+    )
+    assert max(mine[p.key] for p in ROBOTICS[1:]) < min(mine[p.key] for p in DIFFUSION[1:])

@@ -46,6 +46,7 @@ def values(email_addr: str, name: str = "") -> dict[str, str]:
         "email": email_addr,
         "unsubscribe_url": f"https://papers.example/unsubscribe?token=t-{email_addr}&x=1",
         "preferences_url": f"https://papers.example/preferences?token=p-{email_addr}",
+        "feedback_url": "https://papers.example/f/" + "F" * 36,
     }
 
 

@@ -81,19 +81,20 @@ def test_readers_whose_feedback_comes_out_the_same_share_one_render() -> None:
 def test_each_paper_and_section_carries_feedback_links() -> None:
     (variant,) = _plan([Subscriber("a@example.org")], Steering())
     html = variant.rendered.html
-    slot = variant.rendered.placeholder("preferences_url")
-    assert html.count(f"{slot}&amp;more=") == len(ALL)
-    assert html.count(f"{slot}&amp;less=") == len(ALL)
-    assert html.count(f"{slot}&amp;fewer=") == len(variant.digest.topics)
+    slot = variant.rendered.placeholder("feedback_url")
+    assert html.count(f"{slot}/more/") == len(ALL)
+    assert html.count(f"{slot}/less/") == len(ALL)
+    assert html.count(f"{slot}/fewer/") == len(variant.digest.topics)
     filled, _ = variant.rendered.fill(
         {
             "name": "A",
             "email": "a@example.org",
             "unsubscribe_url": "https://x.example/unsubscribe?token=u",
             "preferences_url": "https://x.example/preferences?token=p",
+            "feedback_url": "https://x.example/f/" + "F" * 36,
         }
     )
-    assert f"https://x.example/preferences?token=p&amp;more={ROBOTICS[0].key}" in filled
+    assert f'href="https://x.example/f/{"F" * 36}/more/{ROBOTICS[0].key}"' in filled
 
 
 def test_the_weekly_edition_takes_the_best_of_several_days_never_sent_before() -> None:

@@ -258,6 +258,7 @@ VALUES = {
     "email": "reader@example.org",
     "unsubscribe_url": "https://p.example.org/unsubscribe?token=abc",
     "preferences_url": "https://p.example.org/preferences?token=abc",
+    "feedback_url": "https://papers.example/f/" + "F" * 36,
 }
 header_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300) | st.lists(
     st.sampled_from(

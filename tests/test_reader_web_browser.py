@@ -16,10 +16,11 @@ import pytest
 
 from newsletter.browser import Page, launch
 from newsletter.errors import BrowserError
+from newsletter.message import message_id_for
 from newsletter.models import Day, Subscriber
 from newsletter.prefs import PrefsStore
-from newsletter.tokens import PREFERENCES, make_token
-from newsletter.web import WebApp
+from newsletter.tokens import PREFERENCES, feedback_token, make_token
+from newsletter.web import ReaderOptions, WebApp
 from tests.doubles import EXAMPLE_TOPICS, serving
 from tests.steer_papers import ROBOTICS
 
@@ -128,3 +129,31 @@ def test_every_field_edits_and_persists_at_375px(browser: Page, tmp_path: Path) 
         "wed",
     )
     assert overlay.timezone == "America/New_York"
+
+
+def test_a_feedback_link_confirms_with_its_one_button_at_375px(
+    browser: Page, tmp_path: Path
+) -> None:
+    """The email's "more like this" link in a real browser: the page's form posts under the
+    page's Content-Security-Policy (form-action 'self') and records the signal."""
+    day, list_id, domain = dt.date(2026, 1, 5), "Daily <daily.example>", "papers.example"
+    store = PrefsStore(f"sqlite:///{tmp_path}/state.db")
+    store.save_day(Day(day, (ROBOTICS[0],), "test"))
+    store.mark_pending(
+        day, {"ada@example.org": message_id_for(list_id, day, "ada@example.org", domain)}
+    )
+    apps: list[WebApp] = []
+    with serving(lambda environ, start: apps[0](environ, start)) as base:
+        options = ReaderOptions(base_url=base, message_domain=domain)
+        apps.append(WebApp(store=store, secret=SECRET, reader=options))
+        token = feedback_token(SECRET, "ada@example.org", list_id=list_id, date=day)
+        browser.set_viewport(375, 800, mobile=True)
+        browser.navigate(f"{base}/f/{token}/more/{ROBOTICS[0].id}")
+        assert ROBOTICS[0].title in browser.evaluate("document.body.innerText")
+        assert browser.evaluate("document.documentElement.scrollWidth") <= 375
+        assert store.signals("ada@example.org") == []  # opening the link changes nothing
+        browser.click_and_wait("#confirm-feedback")
+        assert "Thank you" in browser.evaluate("document.body.innerText")
+    assert [(s.signal, s.target) for s in store.signals("ada@example.org")] == [
+        ("more", ROBOTICS[0].key)
+    ]

@@ -69,6 +69,7 @@ VALUES = {
     "email": "ada@example.org",
     "unsubscribe_url": "https://news.example.org/u/abc123",
     "preferences_url": "https://news.example.org/p/abc123",
+    "feedback_url": "https://papers.example/f/" + "F" * 36,
 }
 
 
@@ -206,15 +207,20 @@ def test_page_day_fits_the_budget_with_every_paper_linked(templates: Templates) 
     assert "More papers" not in html
 
 
-def test_500_paper_day_moves_the_lowest_ranked_into_a_compact_list(
+def test_150_paper_day_moves_the_lowest_ranked_into_a_compact_list(
     templates: Templates,
 ) -> None:
-    papers = _hf_papers(500)
+    papers = _hf_papers(150)
     rendered = render(_digest(papers), settings=SETTINGS, templates=templates)
     html, text = _filled(rendered)
 
     assert rendered.fits and encoded_size(html) <= SETTINGS.max_html_bytes
-    assert 0 < rendered.compact_papers < 500
+    assert 0 < rendered.compact_papers < 150
+    feedback = VALUES["feedback_url"]
+    for paper in papers:  # every paper, compact ones too, in both parts
+        for word in ("more", "less"):
+            assert html.count(f'href="{feedback}/{word}/{paper.id}"') == 1, paper.id
+            assert text.count(f"{feedback}/{word}/{paper.id}\n") == 1, paper.id
     assert f"More papers ({rendered.compact_papers})" in html
     assert f"More papers ({rendered.compact_papers})" in text
     _assert_every_paper_linked_once(html, papers)
@@ -225,6 +231,21 @@ def test_500_paper_day_moves_the_lowest_ranked_into_a_compact_list(
     for paper in papers[: -rendered.compact_papers]:
         assert f'href="{paper.url}"' not in more
     assert any("compact list" in w for w in rendered.warnings)
+
+
+def test_a_500_paper_day_keeps_feedback_links_on_its_best_compact_papers(
+    templates: Templates,
+) -> None:
+    papers = _hf_papers(500)  # more than fit in ~100 KB with two links each
+    rendered = render(_digest(papers), settings=SETTINGS, templates=templates)
+    html, text = _filled(rendered)
+
+    assert rendered.fits and rendered.compact_papers == 500
+    _assert_every_paper_linked_once(html, papers)
+    linked = [p for p in papers if f'{VALUES["feedback_url"]}/more/{p.id}"' in html]
+    assert 0 < len(linked) < 500 and linked == papers[: len(linked)]  # the best ones
+    assert text.count(f"{VALUES['feedback_url']}/less/") == len(linked)
+    assert any(f"{500 - len(linked)} compact papers without" in w for w in rendered.warnings)
 
 
 def test_a_day_too_big_even_when_compact_is_reported_not_truncated(
@@ -484,6 +505,7 @@ def test_fill_substitutes_every_slot_escaped_for_html_raw_for_text(templates: Te
         "email": "zoe@example.org",
         "unsubscribe_url": "https://news.example.org/u?t=a&b=1",
         "preferences_url": "https://news.example.org/p?t=a&b=1",
+        "feedback_url": "https://papers.example/f/" + "F" * 36,
     }
     html, text = rendered.fill(values)
     html = _flat(html)
@@ -539,7 +561,7 @@ def test_text_part_is_reflowed_with_bare_urls(templates: Templates) -> None:
     lines = text.split("\n")
 
     for line in lines:
-        assert len(line) <= TEXT_WIDTH or re.fullmatch(r"\s*(\w+: )?https?://\S+", line), line
+        assert len(line) <= TEXT_WIDTH or re.fullmatch(r"\s*([\w ]+: )?https?://\S+", line), line
     for paper in papers:
         assert f"  {paper.url}" in lines
     assert "<" not in text and "&amp;" not in text and "&#" not in text
@@ -669,6 +691,7 @@ def test_an_open_bidi_override_in_a_name_is_closed_in_the_greeting() -> None:
         "email": "a@example.org",
         "unsubscribe_url": "https://example.org/u?token=x",
         "preferences_url": "https://example.org/p?token=x",
+        "feedback_url": "https://papers.example/f/" + "F" * 36,
     }
     _html, text = rendered.fill(values)
     assert "\u202eevil\u202c" in text
@@ -702,6 +725,19 @@ def test_a_gathered_section_shows_each_papers_topic(templates: Templates) -> Non
     html, text = _filled(render(digest, settings=SETTINGS, templates=templates))
     assert "<i>Speech</i>" in html and "<i>Theory</i>" in html
     assert "Speech | " in text and "Theory | " in text
+    # "fewer of this topic" is offered for topics: a gathered section is none
+    assert "/fewer/" not in html and "/fewer/" not in text
+    assert html.count(f"{VALUES['feedback_url']}/more/") == 2
+
+
+def test_each_topic_section_offers_fewer_of_this_topic(templates: Templates) -> None:
+    html, text = _filled(
+        render(_digest(_hf_papers(6), topics=3), settings=SETTINGS, templates=templates)
+    )
+    feedback = VALUES["feedback_url"]
+    assert f'href="{feedback}/fewer/Topic%20A%20%26%20friends"' in html
+    assert f"Fewer of this topic:\n{feedback}/fewer/Topic%20A%20%26%20friends\n" in text
+    assert html.count(f"{feedback}/fewer/") == text.count(f"{feedback}/fewer/") == 3
 
 
 def test_contents_are_plain_names_without_an_archive(templates: Templates) -> None:

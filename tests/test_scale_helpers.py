@@ -142,6 +142,7 @@ def _recipients(n: int) -> tuple[object, list[object]]:
                 "email": f"reader{i}@example.org",
                 "unsubscribe_url": f"https://papers.example/u?t={i}",
                 "preferences_url": f"https://papers.example/p?t={i}",
+                "feedback_url": "https://papers.example/f/" + "F" * 36,
             },
         )
         for i in range(n)

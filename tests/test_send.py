@@ -323,12 +323,20 @@ def test_real_backend_needs_a_secret_key(tmp_path: Path, pipeline: FakePipeline)
 
 def test_links_carry_signed_tokens() -> None:
     values = subscriber_values(
-        Subscriber(email="a@x.org", name="A"), base_url="https://p.example/", secret=b"k"
+        Subscriber(email="a@x.org", name="A"),
+        base_url="https://p.example/",
+        secret=b"k",
+        list_id="L <l.example>",
+        date=DATE,
     )
     assert values["unsubscribe_url"].startswith("https://p.example/unsubscribe?token=")
     assert values["preferences_url"].startswith("https://p.example/preferences?token=")
     other = subscriber_values(
-        Subscriber(email="a@x.org"), base_url="https://p.example", secret=b"other"
+        Subscriber(email="a@x.org"),
+        base_url="https://p.example",
+        secret=b"other",
+        list_id="L <l.example>",
+        date=DATE,
     )
     assert other["unsubscribe_url"] != values["unsubscribe_url"]
 
@@ -550,7 +558,9 @@ def test_an_address_with_a_line_break_or_a_surrogate_is_refused_not_a_crash() ->
             date=dt.date(2026, 11, 25),
             backend=backend,
             sender=SenderSettings(from_="Daily Papers <digest@papers.example>"),
-            values_for=values_maker(base_url="https://news.example.org", secret=b"k" * 32),
+            values_for=values_maker(
+                base_url="https://news.example.org", secret=b"k" * 32, list_id="L", date=DATE
+            ),
             now=lambda: dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC),
             progress=results.append,
         ),

@@ -108,7 +108,7 @@ def test_smtp_results_are_recorded_before_the_next_message_goes_out(tmp_path: Pa
                 backend=backend,
                 sender=SenderSettings(from_="Daily <digest@papers.example>"),
                 values_for=lambda s: subscriber_values(
-                    s, base_url="https://papers.example", secret=b"k"
+                    s, base_url="https://papers.example", secret=b"k", list_id="L", date=DATE
                 ),
                 now=lambda: NOW,
                 ledger=ledger,

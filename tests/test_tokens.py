@@ -12,11 +12,20 @@ from hypothesis import strategies as st
 
 from newsletter.config import Settings
 from newsletter.errors import ConfigError
+from newsletter.message import message_id_for
 from newsletter.tokens import (
     CONFIRM,
+    FEEDBACK_TOKEN_CHARS,
     PREFERENCES,
+    RESUBSCRIBE,
     UNSUBSCRIBE,
+    SigningKeys,
+    feedback_mac_matches,
+    feedback_token,
+    make_confirmation,
     make_token,
+    read_confirmation,
+    read_feedback_token,
     read_token,
     secret_from,
     signing_keys,
@@ -25,6 +34,8 @@ from newsletter.tokens import (
 )
 
 SECRET = b"test-secret-0123456789-0123456789ab"
+LIST_ID = "Daily Papers <daily.papers.example>"
+DAY = dt.date(2026, 1, 5)
 
 
 def test_round_trip_and_purpose_binding() -> None:
@@ -142,7 +153,9 @@ def test_key_rotation_old_links_verify_new_links_use_the_new_key() -> None:
     keys = signing_keys(Settings(secret_key=new_key, secret_key_old=f" {old_key} ,{'p' * 32}"))
     assert keys.current == new_key.encode() and keys.old == (old_key.encode(), b"p" * 32)
     assert verify_token(keys, old_link, UNSUBSCRIBE) == "ada@example.org"
-    new_link = subscriber_links("https://x.example", keys.current, "ada@example.org")
+    new_link = subscriber_links(
+        "https://x.example", keys.current, "ada@example.org", list_id=LIST_ID, date=DAY
+    )
     token = new_link["unsubscribe_url"].split("token=")[1]
     assert verify_token(new_key.encode(), token, UNSUBSCRIBE) == "ada@example.org"
     assert verify_token(old_key.encode(), token, UNSUBSCRIBE) is None
@@ -151,8 +164,70 @@ def test_key_rotation_old_links_verify_new_links_use_the_new_key() -> None:
 
 
 def test_subscriber_links() -> None:
-    links = subscriber_links("http://news.example.org/", SECRET, "a@example.org")
+    links = subscriber_links(
+        "http://news.example.org/", SECRET, "a@example.org", list_id=LIST_ID, date=DAY
+    )
     assert links["unsubscribe_url"].startswith("http://news.example.org/unsubscribe?token=")
     assert links["preferences_url"].startswith("http://news.example.org/preferences?token=")
+    assert links["feedback_url"].startswith("http://news.example.org/f/")
     token = links["unsubscribe_url"].split("token=")[1]
     assert verify_token(SECRET, token, UNSUBSCRIBE) == "a@example.org"
+    preferences = links["preferences_url"].split("token=")[1]
+    assert verify_token(SECRET, preferences, PREFERENCES) == "a@example.org"
+
+
+@pytest.mark.parametrize(
+    "address", ["a@example.org", "Very.Long+Tag.Of.Someone@mail.example.co.uk"]
+)
+def test_feedback_token_names_the_delivery_and_the_reader(address: str) -> None:
+    links = subscriber_links("https://x.example", SECRET, address, list_id=LIST_ID, date=DAY)
+    token = links["feedback_url"].removeprefix("https://x.example/f/")
+    assert len(token) == FEEDBACK_TOKEN_CHARS  # whatever the address
+    found = read_feedback_token(token)
+    assert found is not None
+    message_hex, mac = found
+    # the delivery row's Message-ID, as the message module makes it for this email
+    assert message_id_for(LIST_ID, DAY, address, "d.example") == f"<{message_hex}@d.example>"
+    assert feedback_mac_matches(SECRET, address, mac)
+    assert not feedback_mac_matches(SECRET, "b@example.org", mac)
+    assert not feedback_mac_matches(b"another key of 32 bytes at least!", address, mac)
+    # key rotation: a token made with the old key verifies while that key is listed
+    keys = SigningKeys(b"n" * 32, (SECRET,))
+    assert feedback_mac_matches(keys, address, mac)
+    assert not feedback_mac_matches(SigningKeys(b"n" * 32), address, mac)
+
+
+def test_feedback_tokens_are_refused_unless_well_formed() -> None:
+    token = feedback_token(SECRET, "a@example.org", list_id=LIST_ID, date=DAY)
+    assert read_feedback_token(token) is not None
+    for bad in (
+        "",
+        token[:-1],
+        token + "A",
+        token[:-1] + "=",
+        token[:10] + "." + token[11:],
+        token[:-1] + "!",
+        "A" * 2048,
+    ):
+        assert read_feedback_token(bad) is None, bad
+    assert base64.urlsafe_b64encode(base64.urlsafe_b64decode(token)).decode() == token
+    # whole base64 groups: every other last character is other bytes (no unused bits)
+    decoded = base64.urlsafe_b64decode(token)
+    for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_":
+        if c != token[-1]:
+            assert base64.urlsafe_b64decode(token[:-1] + c) != decoded
+
+
+def test_resubscribe_and_sign_up_confirmation_tokens_do_not_stand_for_each_other() -> None:
+    day = dt.date(2026, 1, 5)
+    resubscribe = make_token(SECRET, "a@example.org", RESUBSCRIBE, issued=day)
+    confirm = make_confirmation(SECRET, "a@example.org", "nonce", issued=day)
+    assert read_token(SECRET, resubscribe, RESUBSCRIBE) == ("a@example.org", day)
+    assert read_token(SECRET, resubscribe, CONFIRM) is None
+    assert read_confirmation(SECRET, resubscribe, max_age=dt.timedelta(days=7), today=day) is None
+    assert read_token(SECRET, confirm, RESUBSCRIBE) is None
+    # a dated sign-up token of the three-field form is no resubscribe token either
+    assert (
+        read_token(SECRET, make_token(SECRET, "a@example.org", CONFIRM, issued=day), RESUBSCRIBE)
+        is None
+    )

@@ -83,7 +83,9 @@ def prefs_path(address: str) -> str:
 
 def sent_message(address: str) -> bytes:
     """A digest as the delivery layer sends it: List-Unsubscribe + the body link."""
-    links = subscriber_links("http://127.0.0.1:1/", SECRET, address)
+    links = subscriber_links(
+        "http://127.0.0.1:1/", SECRET, address, list_id="L", date=dt.date(2026, 1, 5)
+    )
     msg = EmailMessage()
     msg["To"] = address
     msg["List-Unsubscribe"] = f"<{links['unsubscribe_url']}>"

@@ -27,7 +27,7 @@ from newsletter.models import Digest, Subscriber
 from newsletter.pipeline import Variant, prepare_day
 from newsletter.render import summary_text
 from newsletter.state import State
-from newsletter.tokens import PREFERENCES, UNSUBSCRIBE, link
+from newsletter.tokens import FEEDBACK_TOKEN_CHARS, PREFERENCES, UNSUBSCRIBE, feedback_base, link
 
 GMAIL_CLIP_BYTES = 102_000
 """Gmail clips a message whose HTML is larger than this (about 102 KB)."""
@@ -136,7 +136,10 @@ def write_preview(
     if subscriber is None:
         recipient, slots = PREVIEW_EMAIL, preview_slots(settings, PREVIEW_EMAIL)
     else:
-        recipient, slots = subscriber.email, subscriber_slots(settings, subscriber)
+        recipient, slots = (
+            subscriber.email,
+            subscriber_slots(settings, subscriber, variant.digest.date),
+        )
     html, text = variant.rendered.fill(slots)
     summary = digest_summary(variant.digest, summary_chars=variant.rendered.summary_chars)
     files = {
@@ -194,6 +197,7 @@ def preview_slots(settings: Settings, email: str) -> dict[str, str]:
         "email": email,
         "unsubscribe_url": link(base, UNSUBSCRIBE, PREVIEW_TOKEN),
         "preferences_url": link(base, PREFERENCES, PREVIEW_TOKEN),
+        "feedback_url": feedback_base(base) + PREVIEW_TOKEN.ljust(FEEDBACK_TOKEN_CHARS, "0"),
     }
 
 
@@ -209,13 +213,19 @@ def recently_sent(settings: Settings, day: dt.date) -> set[str]:
         return state.recent_paper_keys(day, settings.digest.dedupe_days)
 
 
-def subscriber_slots(settings: Settings, subscriber: Subscriber) -> dict[str, str]:
-    """The slot values ``send`` gives ``subscriber``: name, address, signed links."""
+def subscriber_slots(settings: Settings, subscriber: Subscriber, date: dt.date) -> dict[str, str]:
+    """The slot values ``send`` gives ``subscriber`` on ``date``: name, address, signed links."""
     from newsletter.send import OFFLINE_BACKENDS, link_secret, subscriber_values
 
     offline = settings.delivery.backend in OFFLINE_BACKENDS
     secret = link_secret(settings, offline=offline)
-    return subscriber_values(subscriber, base_url=settings.digest.base_url, secret=secret)
+    return subscriber_values(
+        subscriber,
+        base_url=settings.digest.base_url,
+        secret=secret,
+        list_id=settings.sender.list_id,
+        date=date,
+    )
 
 
 def digest_summary(digest: Digest, *, summary_chars: int | None = None) -> dict[str, Any]:

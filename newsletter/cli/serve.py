@@ -19,6 +19,7 @@ from newsletter.cli.options import config_option
 from newsletter.config import Settings, load_settings, secret_values
 from newsletter.errors import ConfigError
 from newsletter.logs import setup_logging
+from newsletter.message import split_mailbox
 from newsletter.models import Subscriber
 from newsletter.prefs import PrefsStore
 from newsletter.tokens import signing_keys
@@ -139,6 +140,7 @@ def build_app(settings: Settings, *, allow_signup: bool = False) -> WebApp:
             base_url=settings.digest.base_url,
             send_confirmation=resubscribe,
             default_weekday=default_weekday(settings.schedule.weekly_day, settings.schedule.days),
+            message_domain=split_mailbox(settings.sender.from_)[1].rsplit("@", 1)[1],
         ),
     )
 
