@@ -527,9 +527,9 @@ def test_each_end_of_data_travels_with_the_next_messages_envelope() -> None:
         options=BackendOptions(retry=RetryPolicy(max_attempts=1)),
     )
     with backend:
-        report = _deliver(backend, people)
+        _, results = _deliver(backend, people)
     server.close()
-    assert [r.status for r in report.results] == [
+    assert [r.status for r in results] == [
         SendStatus.SENT,
         SendStatus.SENT,
         SendStatus.REJECTED,
