@@ -57,8 +57,9 @@ class SubscriberList:
     document would change it, and keep the rest byte for byte: each round-trips only a
     window of the text found from libyaml's marks (the entry; with the one before it for
     ``remove``; the last entry, once, for the entries ``add`` appends), when ruamel reads
-    and writes that window back unchanged. One edit of a 5,000-reader file thus reads it with libyaml instead of
-    ruamel's pure-Python parser and emitter (``benchmarks.bench_subscribers``). Other
+    and writes that window back unchanged. One edit of a 5,000-reader file thus reads
+    it with libyaml instead of ruamel's pure-Python parser and emitter
+    (``benchmarks.bench_subscribers``). Other
     shapes (an empty or flow-style list, CR line breaks, an entry not written
     ``- key: ...``, removing the only entry) round-trip the whole document, comments
     kept; so does every edit with ``in_place=False``, which the tests compare against.
