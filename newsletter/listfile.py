@@ -45,10 +45,6 @@ DEFAULT_INDENT = 4
 DEFAULT_OFFSET = 2
 """Indentation of an entry's dash in a new file."""
 
-_YAML_11 = yaml.resolver.Resolver()
-"""The tags libyaml gives plain scalars (``newsletter.yamlfile`` reads the list with it)."""
-_STR_TAG = "tag:yaml.org,2002:str"
-
 
 class SubscriberList:
     """An open subscriber list being edited, as text checked by libyaml.
@@ -440,14 +436,21 @@ def _scalar(text: str, *, quoted: bool = False) -> Any:
     """``text`` as ruamel should write it: double-quoted (with escapes) when asked, when
     it holds a character that is not plain printable text (NEL, a line or paragraph
     separator, a control character), which plain style would change, or when libyaml
-    (YAML 1.1) would read it plain as another type (``Yes``, ``off``, ``1_000``), which
-    ruamel (YAML 1.2) writes plain."""
+    (YAML 1.1) would not read it back plain inside a list as this very string: another
+    type (``Yes``, ``off``, ``1_000``) or other syntax (``:0``, ``a, b``), which ruamel
+    (YAML 1.2) may write plain."""
     from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-    plain_type = _YAML_11.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
-    if quoted or not text.isprintable() or "\x85" in text or plain_type != _STR_TAG:
+    if quoted or not text.isprintable() or "\x85" in text or not _reads_back_plain(text):
         return DoubleQuotedScalarString(text)
     return text
+
+
+def _reads_back_plain(text: str) -> bool:
+    try:
+        return bool(yaml.load(f"[{text}]", Loader=yaml.CSafeLoader) == [text])
+    except yaml.YAMLError:
+        return False
 
 
 def _insert_position(keys: list[str], key: str) -> int:
