@@ -379,3 +379,23 @@ def test_the_configured_source_may_be_local_and_redirect_to_itself() -> None:
         response = get(client, f"{base}/old", timeout=5, policy=_policy([]))
     assert (response.status_code, response.content) == (200, b"[]")
     assert str(response.request.url) == f"{base}/new"
+
+
+def test_a_proxy_from_the_environment_carries_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator behind a proxy: ``HTTP_PROXY`` is honoured, the proxy gets the request
+    in absolute form (RFC 9112 3.2.2) and its answer is the source's."""
+    asked: list[str] = []
+
+    def proxy(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        asked.append(environ["REQUEST_URI"] if "REQUEST_URI" in environ else environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"[]"]
+
+    with serving(proxy) as base:
+        monkeypatch.setenv("HTTP_PROXY", base)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        with make_client(SourceSettings(timeout=5)) as client:
+            response = get(client, "http://papers.invalid/day.json", timeout=5, policy=_policy([]))
+    assert (response.status_code, response.content) == (200, b"[]")
+    assert len(asked) == 1 and asked[0].endswith("papers.invalid/day.json")

@@ -34,6 +34,7 @@ import logging
 import random
 import socket
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -184,14 +185,24 @@ class VettedTransport(httpx.HTTPTransport):
         )
 
 
+PROXY_SCHEMES = ("http", "https", "all")
+"""The proxy variables httpx honours (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``)."""
+
+
 def make_client(settings: SourceSettings) -> httpx.Client:
     """A client with the project's User-Agent and the configured timeout, whose
-    connections keep to the address rule (:class:`VettedTransport`)."""
+    connections keep to the address rule (:class:`VettedTransport`).
+
+    Behind a proxy named in the environment the requests go through it (httpx's own
+    handling): the proxy makes the connection, so only the redirect check
+    (:func:`check_redirect`, by name) applies and the connection-time check is the proxy's.
+    """
+    proxied = any(scheme in urllib.request.getproxies() for scheme in PROXY_SCHEMES)
     return httpx.Client(
         headers={"User-Agent": USER_AGENT},
         timeout=httpx.Timeout(settings.timeout),
         follow_redirects=False,  # followed by hand, see check_redirect
-        transport=VettedTransport(),
+        transport=None if proxied else VettedTransport(),
     )
 
 
