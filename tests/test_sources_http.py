@@ -30,6 +30,14 @@ URL = "https://api.example.test/data"
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests say which proxy, if any: none from the machine running them."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
 def _policy(sleeps: list[float], *, retries: int = 4) -> RetryPolicy:
     return RetryPolicy(retries=retries, sleep=sleeps.append, now=lambda: NOW, rng=random.Random(1))
 
@@ -393,8 +401,6 @@ def test_a_proxy_from_the_environment_carries_the_request(monkeypatch: pytest.Mo
 
     with serving(proxy) as base:
         monkeypatch.setenv("HTTP_PROXY", base)
-        monkeypatch.delenv("NO_PROXY", raising=False)
-        monkeypatch.delenv("no_proxy", raising=False)
         with make_client(SourceSettings(timeout=5)) as client:
             response = get(client, "http://papers.invalid/day.json", timeout=5, policy=_policy([]))
     assert (response.status_code, response.content) == (200, b"[]")
