@@ -100,6 +100,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -1997,23 +1998,29 @@ def _pg_updates(
     sql: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> list[tuple[str, list[Any]]]:
     """``UPDATE deliveries SET <sql>`` (``?`` placeholders for ``columns``, in order) as
-    PostgreSQL statements of at most ROWS_PER_STATEMENT rows each, with their arguments:
-    each placeholder becomes the VALUES column of its value (``v.new_<column>``)."""
-    given = iter(columns)
-    named = re.sub(r"\?", lambda _: f"v.new_{next(given)}", sql)
-    set_part, where_part = named.split(" WHERE ", 1)
-    row_marks = "(" + ", ".join(f"%s::{_PG_TYPES.get(c, 'text')}" for c in columns) + ")"
+    PostgreSQL statements of at most ROWS_PER_STATEMENT rows each, with their arguments."""
     return [
-        (
-            f"UPDATE deliveries SET {set_part} FROM (VALUES {', '.join([row_marks] * len(part))})"
-            f" AS v({', '.join(f'new_{c}' for c in columns)}) WHERE {where_part}",
-            [value for row in part for value in row],
-        )
+        (_pg_update_sql(sql, tuple(columns), len(part)), [value for row in part for value in row])
         for part in (
             rows[start : start + ROWS_PER_STATEMENT]
             for start in range(0, len(rows), ROWS_PER_STATEMENT)
         )
     ]
+
+
+@functools.lru_cache(maxsize=64)
+def _pg_update_sql(sql: str, columns: tuple[str, ...], count: int) -> str:
+    """The text of :func:`_pg_updates`' statement for ``count`` rows (made once: a sender
+    records one or two rows at a time, thousands of times): each placeholder becomes the
+    VALUES column of its value (``v.new_<column>``)."""
+    given = iter(columns)
+    named = re.sub(r"\?", lambda _: f"v.new_{next(given)}", sql)
+    set_part, where_part = named.split(" WHERE ", 1)
+    row_marks = "(" + ", ".join(f"%s::{_PG_TYPES.get(c, 'text')}" for c in columns) + ")"
+    return (
+        f"UPDATE deliveries SET {set_part} FROM (VALUES {', '.join([row_marks] * count)})"
+        f" AS v({', '.join(f'new_{c}' for c in columns)}) WHERE {where_part}"
+    )
 
 
 class _GroupCommit:
