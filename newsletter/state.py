@@ -100,6 +100,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -1211,7 +1212,12 @@ class State(Closing):
             return
         if self._outcome_conn is None:
             self._outcome_conn = _pg_connect(self.url, durable=self._durable)
-        self._run_pg(self._outcome_conn, self._pg_updates(assignments, names, rows))
+        self._run_pg(
+            self._outcome_conn,
+            _pg_updates(
+                f"{assignments} WHERE day = ? AND email = ?", [*names, "day", "email"], rows
+            ),
+        )
 
     def _update_each(
         self,
@@ -1232,44 +1238,13 @@ class State(Closing):
         """
         if not rows:
             return
+        match = "day = ? AND email = ?" + (" AND claim_owner = ?" if owned else "")
         if self.engine == "sqlite":
-            match = "day = ? AND email = ?" + (" AND claim_owner = ?" if owned else "")
             self._write_many(f"UPDATE deliveries SET {assignments} WHERE {match}", rows)
             return
-        with self._lock:
-            self._run_pg(self._conn, self._pg_updates(assignments, names, rows, owned=owned))
-
-    def _pg_updates(
-        self,
-        assignments: str,
-        names: Sequence[str],
-        rows: Sequence[Sequence[Any]],
-        *,
-        owned: bool = False,
-    ) -> list[tuple[str, list[Any]]]:
-        """:meth:`_update_each`'s PostgreSQL statements, with their arguments."""
-        match = "day = ? AND email = ?" + (" AND claim_owner = ?" if owned else "")
-        # each placeholder becomes the VALUES column of its value: v.new_<column>
         columns = [*names, "day", "email", *(["claim_owner"] if owned else [])]
-        given = iter(columns)
-        set_part, where_part = (
-            re.sub(r"\?", lambda _: f"v.new_{next(given)}", text) for text in (assignments, match)
-        )
-        row_marks = "(" + ", ".join(f"?::{_PG_TYPES.get(c, 'text')}" for c in columns) + ")"
-        return [
-            (
-                self._sql(
-                    f"UPDATE deliveries SET {set_part}"
-                    f" FROM (VALUES {', '.join([row_marks] * len(part))})"
-                    f" AS v({', '.join(f'new_{c}' for c in columns)}) WHERE {where_part}"
-                ),
-                [value for row in part for value in row],
-            )
-            for part in (
-                rows[start : start + ROWS_PER_STATEMENT]
-                for start in range(0, len(rows), ROWS_PER_STATEMENT)
-            )
-        ]
+        with self._lock:
+            self._run_pg(self._conn, _pg_updates(f"{assignments} WHERE {match}", columns, rows))
 
     def _run_pg(self, conn: Any, statements: Sequence[tuple[str, list[Any]]]) -> None:
         """``statements`` on the PostgreSQL connection ``conn``: one alone in autocommit
@@ -2026,6 +2001,35 @@ def _bounce_event(row: Sequence[Any]) -> BounceEvent:
         day=dt.date.fromisoformat(str(day)) if day else None,
         matched=str(matched),
         occurred_at=dt.datetime.fromisoformat(str(occurred_at)),
+    )
+
+
+def _pg_updates(
+    sql: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> list[tuple[str, list[Any]]]:
+    """``UPDATE deliveries SET <sql>`` (``?`` placeholders for ``columns``, in order) as
+    PostgreSQL statements of at most ROWS_PER_STATEMENT rows each, with their arguments."""
+    return [
+        (_pg_update_sql(sql, tuple(columns), len(part)), [value for row in part for value in row])
+        for part in (
+            rows[start : start + ROWS_PER_STATEMENT]
+            for start in range(0, len(rows), ROWS_PER_STATEMENT)
+        )
+    ]
+
+
+@functools.lru_cache(maxsize=64)
+def _pg_update_sql(sql: str, columns: tuple[str, ...], count: int) -> str:
+    """The text of :func:`_pg_updates`' statement for ``count`` rows (made once: a sender
+    records one or two rows at a time, thousands of times): each placeholder becomes the
+    VALUES column of its value (``v.new_<column>``)."""
+    given = iter(columns)
+    named = re.sub(r"\?", lambda _: f"v.new_{next(given)}", sql)
+    set_part, where_part = named.split(" WHERE ", 1)
+    row_marks = "(" + ", ".join(f"%s::{_PG_TYPES.get(c, 'text')}" for c in columns) + ")"
+    return (
+        f"UPDATE deliveries SET {set_part} FROM (VALUES {', '.join([row_marks] * count)})"
+        f" AS v({', '.join(f'new_{c}' for c in columns)}) WHERE {where_part}"
     )
 
 

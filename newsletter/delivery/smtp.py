@@ -39,6 +39,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from newsletter.bounces import verp
@@ -383,6 +384,7 @@ Message = tuple[Recipient, bytes]
 """A recipient and its filled message."""
 
 
+@dataclass(frozen=True, slots=True)
 class _Stream:
     """One worker's share of a batch over its connection (``slot``), one round trip a
     message when the server pipelines.
@@ -395,19 +397,12 @@ class _Stream:
     message per connection is ever accepted but not recorded: the crash window.
     """
 
-    def __init__(
-        self,
-        backend: SmtpBackend,
-        slot: int,
-        template: MessageTemplate,
-        take: Callable[[], Recipient | None],
-        emit: Callable[[SendResult], None],
-    ) -> None:
-        self.backend = backend
-        self.slot = slot
-        self.template = template
-        self.take = take
-        self.emit = emit
+    backend: SmtpBackend
+    slot: int
+    template: MessageTemplate
+    take: Callable[[], Recipient | None]
+    """The next recipient of the batch, None when none is left (or the run aborts)."""
+    emit: Callable[[SendResult], None]
 
     def run(self) -> None:
         message = self._next()
