@@ -7,7 +7,8 @@ Run: ``python3 -m benchmarks.bench_subscribers [--count N] [--yaml-count M]``.
    ``load_subscribers`` (libyaml, aliases/duplicates refused, every field validated)
    against a plain ``yaml.load(CSafeLoader)`` of the same file in the same run, and one
    ``add`` (locked, checked by libyaml, the entry appended as ruamel writes it, the new
-   text validated, backed up, atomic).
+   text validated, backed up, atomic), and one ``set`` and one ``remove`` in the middle
+   of the list (the same, the entry's text edited in place).
 2. The state database (``--count``, default 100,000): ``subscribers import`` of the list
    (one transaction), then ``StateStore.load`` (batches by row id, every entry
    validated) and the peak memory of reading it batch by batch.
@@ -120,6 +121,20 @@ def bench_yaml(folder: Path, count: int, repeat: int) -> None:
 
     edit = _median_seconds(repeat, add_one)
     print(f"  one 'add' (locked, libyaml check, entry appended, validated, atomic): {edit:.2f} s")
+    readers = iter(range(count // 2, count))
+
+    def set_one() -> None:
+        with edit_subscribers(path, known_topics=TOPICS) as doc:
+            doc.update(f"reader.{next(readers)}@example.org", {"name": "Set", "max_papers": None})
+
+    def remove_one() -> None:
+        with edit_subscribers(path, known_topics=TOPICS) as doc:
+            assert doc.remove(f"reader.{next(readers)}@example.org")
+
+    edit = _median_seconds(repeat, set_one)
+    print(f"  one 'set' (the same, the entry's window round-tripped by ruamel): {edit:.2f} s")
+    edit = _median_seconds(repeat, remove_one)
+    print(f"  one 'remove' (the same): {edit:.2f} s")
 
 
 def bench_state(folder: Path, count: int, repeat: int) -> None:

@@ -2,8 +2,8 @@
 
 :func:`edit_subscribers` opens the list under an exclusive lock on ``<file>.lock``,
 checks it with libyaml first (:mod:`newsletter.yamlfile`: aliases and duplicate keys are
-refused), edits it with ruamel.yaml (:class:`SubscriberList`: new entries appended as
-ruamel writes them, other edits by a round trip of the document), validates the
+refused), edits it with ruamel.yaml (:class:`SubscriberList`: only the window of text
+around the edited entry goes through ruamel, the rest is kept byte for byte), validates the
 result with :func:`newsletter.subscribers.parse_subscribers` (an edit that would break
 the list is refused and leaves the file alone), keeps the previous version as
 ``<file>.bak`` and replaces the file atomically (:func:`newsletter.files.atomic_write`:
@@ -17,7 +17,8 @@ import contextlib
 import datetime as dt
 import io
 import os
-from collections.abc import Iterable, Iterator, Mapping
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,37 +45,30 @@ DEFAULT_INDENT = 4
 DEFAULT_OFFSET = 2
 """Indentation of an entry's dash in a new file."""
 
-_YAML_11 = yaml.resolver.Resolver()
-"""The tags libyaml gives plain scalars (``newsletter.yamlfile`` reads the list with it)."""
-_STR_TAG = "tag:yaml.org,2002:str"
-
 
 class SubscriberList:
     """An open subscriber list being edited, as text checked by libyaml.
 
-    Entries added to a block list are appended as ruamel.yaml writes them, after the
-    list's last line (where a full round trip would put them), and the rest of the text
-    is kept as it is: one ``add`` to a 5,000-reader file reads it once with libyaml
-    instead of round-tripping it through ruamel's pure-Python parser and emitter
-    (``benchmarks.bench_subscribers``). ``remove`` and ``update``, and adds to an empty
-    or flow-style list, round-trip the document through ruamel (comments kept).
+    Edits change only the text they concern, as a ruamel.yaml round trip of the whole
+    document would change it, and keep the rest byte for byte: each round-trips only a
+    window of the text found from libyaml's marks (the entry; with the one before it for
+    ``remove``; the last entry, once, for the entries ``add`` appends), when ruamel reads
+    and writes that window back unchanged. One edit of a 5,000-reader file thus reads
+    it with libyaml instead of ruamel's pure-Python parser and emitter
+    (``benchmarks.bench_subscribers``). Other
+    shapes (an empty or flow-style list, CR line breaks, an entry not written
+    ``- key: ...``, removing the only entry) round-trip the whole document, comments
+    kept; so does every edit with ``in_place=False``, which the tests compare against.
     Get one from :func:`edit_subscribers`, which saves it (validated, atomically) at the end.
     """
 
-    def __init__(self, text: str, *, source: str = "<subscribers>") -> None:
+    def __init__(self, text: str, *, source: str = "<subscribers>", in_place: bool = True) -> None:
         from ruamel.yaml import YAML
 
         self.source = source
         self.changed = False
         self._text = text
-        try:
-            root = yamlfile.compose(text)
-        except yamlfile.YamlProblem as problem:
-            where = problem.where(source)
-            raise SubscribersError(f"{where}: {problem.reason}; fix it by hand first") from None
-        entries = _list_node(root, source)
-        self._addresses = [_email_of(entry) for entry in entries.value] if entries else []
-        self._append_at = _append_offset(text, entries)
+        self._read()
         self._added: list[Any] = []
         """Entries to append to the text (while the document is not loaded)."""
         self._doc: Any = None
@@ -83,8 +77,15 @@ class SubscriberList:
         self._yaml.preserve_quotes = True
         self._yaml.width = 4096
         self._yaml.representer.ignore_aliases = lambda data: True  # never write &anchors
-        indent, offset = _indentation(root, entries)
+        indent, offset = _indentation(self._root, self._list)
         self._yaml.indent(mapping=max(indent - offset, 2), sequence=indent, offset=offset)
+        if not in_place:
+            self._entries()
+
+    @property
+    def round_tripped(self) -> bool:
+        """Whether the whole document went through ruamel (else only windows of it)."""
+        return self._doc is not None
 
     def emails(self) -> list[str]:
         """The addresses in file order, as written."""
@@ -101,7 +102,13 @@ class SubscriberList:
     def current(self, email: str) -> dict[str, Any]:
         """The fields of ``email``'s entry as written."""
         index = self._position(email)
-        return {str(k): v for k, v in self._entries()[index].items()}
+        window = self._window(index, removing=False)
+        if window is None:
+            entry = self._entries()[index]
+        else:
+            start, end, header, at = window
+            entry = self._load(header + self._text[start:end])[LIST_KEY][at]
+        return {str(k): v for k, v in entry.items()}
 
     def add(self, fields: Mapping[str, Any], *, new: bool = False) -> None:
         """Append an entry; SubscribersError if the address is already there (not looked
@@ -116,7 +123,8 @@ class SubscriberList:
         for key in FIELDS:
             if fields.get(key) is not None:
                 entry[key] = _yaml_value(fields[key], quoted=key == "topics")
-        if self._doc is None and self._append_at is not None:
+        self._sync()
+        if self._doc is None and self._end is not None:
             self._added.append(entry)
         else:
             self._entries().append(entry)
@@ -129,35 +137,12 @@ class SubscriberList:
         ruamel) are kept: they move to the entry before, replacing the ones that
         described the removed entry.
         """
-        from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
         index = self.find(email)
         if index is None:
             return False
-        seq: CommentedSeq = self._entries()
-        entry = seq[index]
-        trailing = None
-        if isinstance(entry, CommentedMap) and len(entry):
-            trailing = entry.ca.items.get(list(entry)[-1])
-        tail = trailing[2] if trailing and len(trailing) > 2 else None
-        if index > 0:
-            prev = seq[index - 1]
-            if isinstance(prev, CommentedMap) and len(prev):
-                last = list(prev)[-1]
-                slot = prev.ca.items.setdefault(last, [None, None, None, None])
-                slot[2] = tail
-        elif tail is not None and len(seq) > 1:
-            tail.value = tail.value.lstrip()
-            seq.ca.comment = [None, [tail]]
-            holder = self._doc.ca.items.get(LIST_KEY)
-            if holder is not None and len(holder) > 3:
-                holder[3] = [tail]
-        elif index == 0:
-            seq.ca.comment = None
-            holder = self._doc.ca.items.get(LIST_KEY)
-            if holder is not None and len(holder) > 3:
-                holder[3] = None
-        del seq[index]
+        self._flush()
+        if not self._edit_in_place(index, _remove_entry, removing=True):
+            _remove_entry(self._loaded_doc(), index)
         self.changed = True
         return True
 
@@ -165,51 +150,137 @@ class SubscriberList:
         """Set fields of the entry for ``email`` (None removes a field)."""
         index = self._position(email)
         self._check_known(changes)
-        entry = self._entries()[index]
-        for key, value in changes.items():
-            if value is None:
-                entry.pop(key, None)
-            elif key in entry:
-                entry[key] = _yaml_value(value, quoted=key == "topics")
-            else:
-                position = _insert_position(list(entry), key)
-                entry.insert(position, key, _yaml_value(value, quoted=key == "topics"))
+
+        def edit(doc: Any, at: int) -> None:
+            _update_entry(doc[LIST_KEY][at], changes)
+
+        self._flush()
+        if not self._edit_in_place(index, edit, removing=False):
+            edit(self._loaded_doc(), index)
         self.changed = True
 
     def dump(self) -> str:
         """The document as text, comments and formatting kept."""
+        self._flush()
+        return self._text if self._doc is None else self._dumped(self._doc)
+
+    def _flush(self) -> None:
+        """Put the entries added so far after the list's last entry, in place when it can."""
+        if not self._added or self._doc is not None:
+            return
+        added, self._added = self._added, []
+
+        def append(doc: Any, at: int) -> None:
+            doc[LIST_KEY].extend(added)
+
+        last = len(self._list.value) - 1 if self._list else -1
+        if last < 0 or not self._edit_in_place(last, append, removing=False):
+            self._loaded_doc()[LIST_KEY].extend(added)
+
+    def _read(self) -> None:
+        """Read the text with libyaml: the nodes of the list and of its key, the entries'
+        addresses and where appended entries go."""
+        try:
+            root = yamlfile.compose(self._text)
+        except yamlfile.YamlProblem as problem:
+            where = problem.where(self.source)
+            raise SubscribersError(f"{where}: {problem.reason}; fix it by hand first") from None
+        self._root = root
+        self._key, self._list = _list_node(root, self.source)
+        entries = self._list.value if self._list else []
+        self._addresses = [_email_of(entry) for entry in entries]
+        self._end = _list_end(self._text, self._list)
+        self._stale = False
+
+    def _sync(self) -> None:
+        """Read the text again after an edit in place changed it."""
+        if self._stale:
+            self._read()
+
+    def _edit_in_place(
+        self, index: int, edit: Callable[[Any, int], None], *, removing: bool
+    ) -> bool:
+        """Apply ``edit(document, index)`` to the window of the text around the entry at
+        ``index`` loaded by ruamel, and put what ruamel writes for it in the window's
+        place; False (nothing done) when the whole document must be round-tripped."""
+        window = self._window(index, removing=removing)
+        if window is None:
+            return False
+        start, end, header, at = window
+        text = header + self._text[start:end]
+        try:
+            doc = self._load(text)
+        except SubscribersError:
+            return False
+        if self._dumped(doc) != text:  # ruamel would not leave this window as it is
+            return False
+        edit(doc, at)
+        written = self._dumped(doc)
+        if not written.startswith(header):
+            return False
+        self._text = self._text[:start] + written[len(header) :] + self._text[end:]
+        self._stale = True
+        return True
+
+    def _window(self, index: int, *, removing: bool) -> tuple[int, int, str, int] | None:
+        """(start, end, header, at): the text ``[start:end]`` after ``header`` is a document
+        whose list holds the entry at ``index`` as its entry ``at``, with what an edit of
+        that entry changes (the entry before it too when ``removing``: it takes over the
+        comments below the removed one). None when there is no such window."""
         if self._doc is not None:
-            return self._dumped(self._doc)
-        if not self._added or self._append_at is None:
-            return self._text
-        head, tail = self._text[: self._append_at], self._text[self._append_at :]
-        if not head.endswith("\n"):
-            head += "\n"
-        added = self._dumped({LIST_KEY: self._added}).split("\n", 1)[1]  # after "subscribers:"
-        return head + added + tail
+            return None
+        self._sync()
+        entries, key, root = self._list, self._key, self._root
+        if entries is None or key is None or root is None or self._end is None:
+            return None
+        if root.start_mark.column or entries.flow_style:
+            return None
+        count = len(entries.value)
+        first = index - 1 if removing and index > 0 else index
+        last = index + 1 if removing and index == 0 else index
+        if last >= count:  # removing the only entry leaves an empty list
+            return None
+        start = self._entry_start(first)
+        end = self._entry_start(last + 1) if last + 1 < count else self._end
+        if start is None or end is None:
+            return None
+        if removing and index == 0:  # the comments above it hang on the list's key
+            return key.start_mark.index, end, "", 0
+        return start, end, f"{LIST_KEY}:\n", index - first
+
+    def _entry_start(self, index: int) -> int | None:
+        """Where the line of the entry at ``index`` starts, when it is ``- key: ...``."""
+        assert self._list is not None
+        mark = self._list.value[index].start_mark
+        start = mark.index - mark.column
+        return start if _DASH.fullmatch(self._text, start, mark.index) else None
 
     def _emails(self) -> list[str | None]:
         """The address of each entry by index (None for an entry that is not a mapping)."""
         if self._doc is None:
+            self._sync()
             return self._addresses + [str(e.get("email", "")) for e in self._added]
         entries = self._entries()
         return [str(e.get("email", "")) if isinstance(e, Mapping) else None for e in entries]
 
     def _entries(self) -> Any:
-        """The list of entries in the ruamel document (a CommentedSeq of CommentedMaps),
-        loading the document with the entries added so far the first time."""
+        """The list of entries in the ruamel document (a CommentedSeq of CommentedMaps)."""
+        return self._loaded_doc()[LIST_KEY]
+
+    def _loaded_doc(self) -> Any:
+        """The whole ruamel document, loaded with the entries added so far the first time."""
         if self._doc is None:
-            self._doc = self._loaded()
+            self._doc = self._load(self._text or EMPTY_LIST)
             self._doc[LIST_KEY].extend(self._added)
             self._added = []
-        return self._doc[LIST_KEY]
+        return self._doc
 
-    def _loaded(self) -> Any:
+    def _load(self, text: str) -> Any:
         from ruamel.yaml.comments import CommentedMap, CommentedSeq
         from ruamel.yaml.error import YAMLError
 
         try:
-            data = self._yaml.load(self._text or EMPTY_LIST)
+            data = self._yaml.load(text)
         except YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{self.source}:{mark.line + 1}" if mark is not None else self.source
@@ -241,20 +312,69 @@ class SubscriberList:
             raise SubscribersError(f"unknown field {', '.join(unknown)}")
 
 
-def _list_node(root: yaml.Node | None, source: str) -> yaml.SequenceNode | None:
-    """The node of the list of entries (None when the file has none yet);
-    SubscribersError when the file is not a mapping or the list is not a list."""
+_DASH = re.compile(r" *- +")
+"""What comes before an entry's first key on its line, when it is edited in place."""
+
+
+def _remove_entry(doc: Any, index: int) -> None:
+    """Remove entry ``index`` of ``doc``'s list, the comments below it moving to the one
+    before (to the list's key for the first entry)."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    seq: CommentedSeq = doc[LIST_KEY]
+    entry = seq[index]
+    trailing = None
+    if isinstance(entry, CommentedMap) and len(entry):
+        trailing = entry.ca.items.get(list(entry)[-1])
+    tail = trailing[2] if trailing and len(trailing) > 2 else None
+    if index > 0:
+        prev = seq[index - 1]
+        if isinstance(prev, CommentedMap) and len(prev):
+            last = list(prev)[-1]
+            slot = prev.ca.items.setdefault(last, [None, None, None, None])
+            slot[2] = tail
+    elif tail is not None and tail.value.strip() and len(seq) > 1:
+        tail.value = tail.value.lstrip()
+        seq.ca.comment = [None, [tail]]
+        holder = doc.ca.items.get(LIST_KEY)
+        if holder is not None and len(holder) > 3:
+            holder[3] = [tail]
+    elif index == 0:
+        seq.ca.comment = [None, None]  # (None would lose the comments after the list)
+        holder = doc.ca.items.get(LIST_KEY)
+        if holder is not None and len(holder) > 3:
+            holder[3] = None
+    del seq[index]
+
+
+def _update_entry(entry: Any, changes: Mapping[str, Any]) -> None:
+    """Set fields of a ruamel entry (None removes a field), new ones in FIELDS order."""
+    for key, value in changes.items():
+        if value is None:
+            entry.pop(key, None)
+        elif key in entry:
+            entry[key] = _yaml_value(value, quoted=key == "topics")
+        else:
+            position = _insert_position(list(entry), key)
+            entry.insert(position, key, _yaml_value(value, quoted=key == "topics"))
+
+
+def _list_node(
+    root: yaml.Node | None, source: str
+) -> tuple[yaml.Node | None, yaml.SequenceNode | None]:
+    """The nodes of the list's key and of the list of entries (None when the file has
+    none yet); SubscribersError when the file is not a mapping or the list is not a list."""
     if root is None:
-        return None
+        return None, None
     if not isinstance(root, yaml.MappingNode):
         raise SubscribersError(f"{source}: the file must be a mapping with a '{LIST_KEY}:' key")
     for key, value in root.value:
         if isinstance(key, yaml.ScalarNode) and key.value == LIST_KEY:
             if isinstance(value, yaml.SequenceNode):
-                return value
+                return key, value
             if value.tag != "tag:yaml.org,2002:null":
                 raise SubscribersError(f"{source}: {LIST_KEY}: expected a list of entries")
-    return None
+    return None, None
 
 
 def _email_of(entry: yaml.Node) -> str | None:
@@ -272,11 +392,12 @@ _OTHER_LINE_BREAKS = ("\r", "\x85", "\u2028", "\u2029")
 """Line breaks of YAML 1.1 besides LF: libyaml counts lines by them too."""
 
 
-def _append_offset(text: str, entries: yaml.SequenceNode | None) -> int | None:
-    """Where entries appended to a block list go in ``text``: the start of the line where
-    libyaml ends the list (after the comments that follow its last entry, as ruamel puts
-    them), or the end of a file without a final line break. None when the document must
-    be round-tripped instead (an empty or flow-style list, line breaks other than LF)."""
+def _list_end(text: str, entries: yaml.SequenceNode | None) -> int | None:
+    """Where the text of a block list ends in ``text``: the start of the line where
+    libyaml ends the list (after the comments that follow its last entry, which ruamel
+    keeps with that entry), or the end of a file without a final line break. None when
+    the document must be round-tripped whole instead (an empty or flow-style list, line
+    breaks other than LF)."""
     if entries is None or not entries.value or entries.flow_style:
         return None
     if any(other in text for other in _OTHER_LINE_BREAKS):
@@ -315,14 +436,21 @@ def _scalar(text: str, *, quoted: bool = False) -> Any:
     """``text`` as ruamel should write it: double-quoted (with escapes) when asked, when
     it holds a character that is not plain printable text (NEL, a line or paragraph
     separator, a control character), which plain style would change, or when libyaml
-    (YAML 1.1) would read it plain as another type (``Yes``, ``off``, ``1_000``), which
-    ruamel (YAML 1.2) writes plain."""
+    (YAML 1.1) would not read it back plain inside a list as this very string: another
+    type (``Yes``, ``off``, ``1_000``) or other syntax (``:0``, ``a, b``), which ruamel
+    (YAML 1.2) may write plain."""
     from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-    plain_type = _YAML_11.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
-    if quoted or not text.isprintable() or "\x85" in text or plain_type != _STR_TAG:
+    if quoted or not text.isprintable() or "\x85" in text or not _reads_back_plain(text):
         return DoubleQuotedScalarString(text)
     return text
+
+
+def _reads_back_plain(text: str) -> bool:
+    try:
+        return bool(yaml.load(f"[{text}]", Loader=yaml.CSafeLoader) == [text])
+    except yaml.YAMLError:
+        return False
 
 
 def _insert_position(keys: list[str], key: str) -> int:
@@ -345,7 +473,7 @@ def edit_subscribers(
     """Edit the list at ``path`` under its lock; saved when the block ends without error.
 
     The file is checked by libyaml first (aliases and duplicate keys refused), then
-    round-tripped by ruamel.yaml (comments and layout kept). The new text must
+    edited through ruamel.yaml (comments and layout kept). The new text must
     validate (else SubscribersError and nothing is written); the old version is kept
     as ``<path>.bak``; the file is replaced atomically (a new one is created 0600, or
     0640 for ``group``).

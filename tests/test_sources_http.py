@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import random
+import socket
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -21,9 +23,19 @@ from newsletter.sources.http import (
     make_client,
     parse_retry_after,
 )
+from newsletter.web import StartResponse, WSGIApp
+from tests.doubles import serving
 
 URL = "https://api.example.test/data"
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests say which proxy, if any: none from the machine running them."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
 
 
 def _policy(sleeps: list[float], *, retries: int = 4) -> RetryPolicy:
@@ -286,3 +298,110 @@ def test_a_redirect_to_a_public_https_host_is_followed_and_the_body_bounded() ->
     assert seen == ["https://src.example/day.json", "https://1.1.1.1/day.json"]
     with pytest.raises(SourceUnavailable, match=r"larger than source.max_bytes \(1000 bytes"):
         get(client, "https://src.example/day.json", timeout=5, policy=_policy([]), max_bytes=1000)
+
+
+PUBLIC = "93.184.216.34"
+"""A public address the hostile resolver gives first (never connected to in the tests)."""
+
+
+def _redirecting_to(location: str) -> WSGIApp:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("302 Found", [("Location", location), ("Content-Length", "0")])
+        return []
+
+    return app
+
+
+def _hostile_getaddrinfo(
+    monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[str]]
+) -> list[str]:
+    """socket.getaddrinfo answering ``host`` with the next address in its list (the last
+    one from then on); other hosts as usual. Returns the hosts looked up."""
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in answers:
+            return real(host, port, *args, **kwargs)
+        asked.append(host)
+        queue = answers[host]
+        address = queue.pop(0) if len(queue) > 1 else queue[0]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port)))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+def _fetch_through_redirect(target: str) -> str:
+    """The one-line refusal from fetching a loopback source that redirects to ``target``."""
+    with (
+        serving(_redirecting_to(target)) as base,
+        make_client(SourceSettings(timeout=5)) as client,
+        pytest.raises(SourceUnavailable) as info,
+    ):
+        get(client, f"{base}/day.json", timeout=5, policy=_policy([]))
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{base}/day.json: redirect to {target} refused: ")
+    return message
+
+
+def test_a_name_that_rebinds_to_loopback_after_the_check_is_never_connected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as victim:
+        target = f"https://rebind.example:{victim.getsockname()[1]}/day.json"
+        asked = _hostile_getaddrinfo(monkeypatch, {"rebind.example": [PUBLIC, "127.0.0.1"]})
+        message = _fetch_through_redirect(target)
+        assert message.endswith("rebind.example is a private or local address (127.0.0.1)")
+        assert asked == ["rebind.example", "rebind.example"]  # the check, then the connection
+        victim.settimeout(0.2)
+        with pytest.raises(TimeoutError):  # no connection is waiting: never contacted
+            victim.accept()
+
+
+def test_the_address_actually_connected_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as victim:
+        target = f"https://rebind.example:{victim.getsockname()[1]}/day.json"
+        # the name is public every time, but connecting to that address reaches loopback
+        _hostile_getaddrinfo(monkeypatch, {"rebind.example": [PUBLIC], PUBLIC: ["127.0.0.1"]})
+        message = _fetch_through_redirect(target)
+        assert message.endswith(
+            "rebind.example connected to a private or local address (127.0.0.1)"
+        )
+        victim.settimeout(2)
+        connection, _peer = victim.accept()
+        with connection:
+            assert connection.recv(1024) == b""  # closed before a byte (no TLS hello) was sent
+
+
+def test_the_configured_source_may_be_local_and_redirect_to_itself() -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        if environ["PATH_INFO"] == "/old":
+            start_response("301 Moved", [("Location", "/new"), ("Content-Length", "0")])
+            return []
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"[]"]
+
+    with serving(app) as base, make_client(SourceSettings(timeout=5)) as client:
+        response = get(client, f"{base}/old", timeout=5, policy=_policy([]))
+    assert (response.status_code, response.content) == (200, b"[]")
+    assert str(response.request.url) == f"{base}/new"
+
+
+def test_a_proxy_from_the_environment_carries_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator behind a proxy: ``HTTP_PROXY`` is honoured, the proxy gets the request
+    in absolute form (RFC 9112 3.2.2) and its answer is the source's."""
+    asked: list[str] = []
+
+    def proxy(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        asked.append(environ["REQUEST_URI"] if "REQUEST_URI" in environ else environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"[]"]
+
+    with serving(proxy) as base:
+        monkeypatch.setenv("HTTP_PROXY", base)
+        with make_client(SourceSettings(timeout=5)) as client:
+            response = get(client, "http://papers.invalid/day.json", timeout=5, policy=_policy([]))
+    assert (response.status_code, response.content) == (200, b"[]")
+    assert len(asked) == 1 and asked[0].endswith("papers.invalid/day.json")

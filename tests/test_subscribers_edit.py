@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from newsletter.errors import SubscribersError
-from newsletter.listfile import edit_subscribers
+from newsletter.listfile import SubscriberList, edit_subscribers
 from newsletter.subscribers import load_subscribers, parse_subscribers
 from tests.doubles import EXAMPLE_LIST, EXAMPLE_TOPICS
 
@@ -206,6 +206,7 @@ _any_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_si
 
 @settings(max_examples=200, deadline=None)
 @given(_any_text, st.lists(_any_text, max_size=3))
+@example("0", [":0"])  # ruamel writes [:0] plain, which libyaml cannot read
 def test_new_entries_read_back_exactly(
     tmp_path_factory: pytest.TempPathFactory, name: str, keywords: list[str]
 ) -> None:
@@ -268,10 +269,158 @@ def test_an_appended_entry_is_what_a_ruamel_round_trip_writes(tmp_path: Path, te
     assert appended.read_text(encoding="utf-8").startswith(text)
 
 
-@pytest.mark.parametrize("name", ["Yes", "off", "1_000", "0x1F", "2026-01-01", "~", ".inf"])
+@pytest.mark.parametrize(
+    "name", ["Yes", "off", "1_000", "0x1F", "2026-01-01", "~", ".inf", ":0", "a, b", "[x]", "x #y"]
+)
 def test_names_libyaml_would_read_as_other_types_are_quoted(tmp_path: Path, name: str) -> None:
     path = tmp_path / "s.yaml"
     for email in ("a@example.org", "b@example.org"):  # into a new list, then appended
         with edit_subscribers(path, known_topics=None) as doc:
             doc.add({"email": email, "name": name})
     assert [s.name for s in load_subscribers(path, known_topics=None)] == [name, name]
+
+
+_FIELD_LINES = st.sampled_from(
+    [
+        "name: Plain Name",
+        "name: 'Single quoted'",
+        'name: "Zoë \\u00e9"',
+        "keywords: [x, 'y z']",
+        "keywords:\n{i}  - one\n{i}  - two",
+        'topics: ["Multimodal LLMs"]',
+        "max_papers: 7",
+        "summary: titles",
+        "active: false",
+        "added: 2026-01-02",
+        "timezone: Europe/Paris",
+    ]
+)
+_BETWEEN = st.sampled_from(["", "\n", "{d}# about the next\n", "# at column 0\n", "\n{d}# a\n\n"])
+_EOL = st.sampled_from(["", "", "  # eol"])
+
+
+@st.composite
+def _layouts(draw: st.DrawFn) -> str:
+    """A subscriber list as people write them: indentation, comments, blank lines, quotes."""
+    dash, indent = draw(st.sampled_from([("  ", "    "), ("", "  "), ("    ", "      ")]))
+    text = draw(st.sampled_from(["", "# the list\n", "---\n"])) + "subscribers:"
+    text += draw(_EOL) + "\n"
+    for n in range(draw(st.integers(1, 4))):
+        text += draw(_BETWEEN).format(d=dash)
+        text += f"{dash}- email: r{n}@example.org{draw(_EOL)}\n"
+        fields = draw(st.lists(_FIELD_LINES, max_size=3, unique_by=lambda f: f.split(":")[0]))
+        for field in fields:
+            text += f"{indent}{field.format(i=indent)}{draw(_EOL)}\n"
+    return text + draw(st.sampled_from(["", "# the end\n", "\n# the end\n", "other: 1\n"]))
+
+
+_EDITS = st.lists(
+    st.tuples(
+        st.sampled_from(["remove", "set", "clear", "add"]),
+        st.integers(0, 3),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+def _edited(
+    text: str, edits: list[tuple[str, int]], *, in_place: bool, step: int = 0
+) -> SubscriberList:
+    doc = SubscriberList(text, in_place=in_place)
+    for number, (edit, index) in enumerate(edits, start=step):
+        emails = doc.emails()
+        email = emails[index % len(emails)] if emails else "nobody@example.org"
+        if edit == "remove" and emails:
+            doc.remove(email)
+        elif edit == "set" and emails:
+            doc.update(email, {"name": "Zoë N", "topics": ["Agents & tool use"], "active": True})
+        elif edit == "clear" and emails:
+            doc.update(email, {"name": None, "keywords": None, "max_papers": None})
+        else:
+            doc.add({"email": f"new{number}@example.org", "name": "New"})
+    return doc
+
+
+@settings(max_examples=300, deadline=None)
+@given(_layouts(), _EDITS)
+def test_edits_in_place_are_what_a_ruamel_round_trip_writes(
+    text: str, edits: list[tuple[str, int]]
+) -> None:
+    assert yaml.load(text, Loader=yaml.CSafeLoader)["subscribers"]  # the layout is valid
+    for step, edit in enumerate(edits):  # one command after the other
+        if SubscriberList(text, in_place=False).dump() != text:
+            assume(step)  # ruamel would change more than the edit: nothing to compare
+            break
+        in_place = _edited(text, [edit], in_place=True, step=step)
+        whole = _edited(text, [edit], in_place=False, step=step)
+        assert whole.round_tripped
+        assert in_place.dump() == whole.dump()
+        text = in_place.dump()
+        try:
+            yaml.load(text, Loader=yaml.CSafeLoader)
+        except yaml.YAMLError:  # ruamel broke it (refused when saving): both did the same
+            break
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        EXAMPLE_LIST.read_text(encoding="utf-8"),
+        "# c\nsubscribers:  # k\n- email: a@example.org\n  keywords:\n  - x\n"
+        "- email: b@example.org\n  name: B # eol\n# above c\n\n- email: c@example.org\n# end\n",
+        "subscribers:\n    -   email: a@example.org\n        name: A\n"
+        "    -   email: b@example.org  # b\n        name: 'B'\nother: 1\n",
+    ],
+)
+def test_removing_or_setting_edits_only_a_window_of_the_text(text: str) -> None:
+    for email in SubscriberList(text).emails():
+        for edit in ("remove", "set", "clear"):
+            in_place = _edited(
+                text, [(edit, SubscriberList(text).emails().index(email))], in_place=True
+            )
+            whole = _edited(
+                text, [(edit, SubscriberList(text).emails().index(email))], in_place=False
+            )
+            assert not in_place.round_tripped
+            assert in_place.dump() == whole.dump()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "subscribers:\n  - email: only@example.org\n",  # removing it leaves an empty list
+        "subscribers:\r\n  - email: a@example.org\r\n  - email: b@example.org\r\n",
+        "subscribers: [{email: a@example.org}, {email: b@example.org}]\n",
+        "subscribers:\n  -\n    email: a@example.org\n  -\n    email: b@example.org\n",
+    ],
+)
+def test_other_shapes_are_round_tripped_whole(text: str) -> None:
+    for edit in ("remove", "set"):
+        in_place = _edited(text, [(edit, 0)], in_place=True)
+        whole = _edited(text, [(edit, 0)], in_place=False)
+        assert in_place.dump() == whole.dump()
+    assert _edited(text, [("remove", 0)], in_place=True).round_tripped
+
+
+def test_remove_and_set_are_saved_like_add(listfile: Path) -> None:
+    original = listfile.read_bytes()
+    with edit_subscribers(listfile, known_topics=EXAMPLE_TOPICS) as doc:
+        assert doc.remove("grace@example.org")
+        assert not doc.remove("nobody@example.org")
+    removed = listfile.read_bytes()
+    assert listfile.with_name("subscribers.yaml.bak").read_bytes() == original
+    assert "grace@example.org" not in removed.decode()
+    with (  # a set that would not validate leaves the file and its backup alone
+        pytest.raises(SubscribersError, match=r"not saved, the list would have 1 problem$"),
+        edit_subscribers(listfile, known_topics=EXAMPLE_TOPICS) as doc,
+    ):
+        doc.update("ada@example.org", {"topics": ["Knitting"]})
+    assert listfile.read_bytes() == removed
+    assert listfile.with_name("subscribers.yaml.bak").read_bytes() == original
+    with edit_subscribers(listfile, known_topics=EXAMPLE_TOPICS) as doc:
+        assert doc.current("ada@example.org")["email"] == "ada@example.org"
+        doc.update("ada@example.org", {"max_papers": 3})
+    assert listfile.with_name("subscribers.yaml.bak").read_bytes() == removed
+    ada = load_subscribers(listfile, known_topics=EXAMPLE_TOPICS)[0]
+    assert (ada.email, ada.max_papers) == ("ada@example.org", 3)

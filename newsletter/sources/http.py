@@ -16,6 +16,13 @@ most :data:`MAX_REDIRECTS`, and only to the configured source's own host, or to 
 host over https whose every address is public; never from https to http, never to a
 private, loopback or link-local address that was not the configured source. A refused
 redirect or an oversized answer is a one-line SourceUnavailable, not retried.
+
+The rule on addresses holds for the connection itself, not only for the name looked up
+before it (DNS rebinding): :func:`make_client`'s transport connects to any host other
+than the configured source's only through :class:`VettedBackend`, which resolves the
+host once, refuses unless every address is public, connects to those very addresses
+and checks the peer of the socket it got. (Proxies from the environment are therefore
+not used for sources.)
 """
 
 from __future__ import annotations
@@ -27,9 +34,13 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Callable, Mapping
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+import httpcore
 import httpx
 
 from newsletter import __version__
@@ -65,8 +76,24 @@ MAX_REDIRECTS = 5
 SHOWN_URL_CHARS = 200
 """A redirect target is cut to this many characters in an error."""
 
+CONNECT_ADDRESSES = 4
+"""Addresses of a redirect's host tried at most when connecting (each within the timeout)."""
+
+MAX_CONNECTIONS = 10
+"""Connections one source client keeps open at most."""
+
+KEEPALIVE_CONNECTIONS = 5
+"""Idle connections one source client keeps for reuse."""
+
+KEEPALIVE_SECONDS = 5.0
+"""How long an idle connection is kept."""
+
 Resolver = Callable[[str, int], list[str]]
 """(host, port) -> the addresses the host resolves to."""
+
+_SOURCE: ContextVar[tuple[str, int] | None] = ContextVar("source", default=None)
+"""(host, port) of the configured source being fetched: the one host whose address is
+not checked (it may be local, in tests and offline runs)."""
 
 
 def utcnow() -> dt.datetime:
@@ -92,12 +119,90 @@ class RetryPolicy:
         return self.rng.uniform(0.0, min(self.cap, self.base * 2.0**retry))
 
 
+class AddressRefused(Exception):
+    """A connection the address rule does not allow (``why`` says which address)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+class VettedBackend(httpcore.NetworkBackend):
+    """httpcore's sockets, connecting to a host other than the configured source's only
+    at addresses that are all public, resolved once here (no second lookup a hostile
+    DNS server could answer differently), and only keeping a socket whose peer is one."""
+
+    def __init__(self) -> None:
+        self._sockets = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        def connect(address: str) -> httpcore.NetworkStream:
+            return self._sockets.connect_tcp(address, port, timeout, local_address, socket_options)
+
+        if _SOURCE.get() == (host, port):
+            return connect(host)
+        addresses = resolve(host, port)
+        why = address_refusal(host, addresses)
+        if why is not None:
+            raise AddressRefused(why)
+        failed: httpcore.ConnectError | None = None
+        for address in list(dict.fromkeys(addresses))[:CONNECT_ADDRESSES]:
+            try:
+                stream = connect(address)
+            except httpcore.ConnectError as exc:
+                failed = exc
+                continue
+            peer = str(stream.get_extra_info("socket").getpeername()[0])
+            if not _is_public(peer):
+                stream.close()
+                raise AddressRefused(f"{host} connected to a private or local address ({peer})")
+            return stream
+        raise failed or httpcore.ConnectError(f"{host}: no address to connect to")
+
+    def sleep(self, seconds: float) -> None:
+        self._sockets.sleep(seconds)
+
+
+class VettedTransport(httpx.HTTPTransport):
+    """httpx's transport over :class:`VettedBackend` (httpx takes no network backend of
+    its own yet: encode/httpx#3749), verifying certificates as httpx does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=MAX_CONNECTIONS,
+            max_keepalive_connections=KEEPALIVE_CONNECTIONS,
+            keepalive_expiry=KEEPALIVE_SECONDS,
+            network_backend=VettedBackend(),
+        )
+
+
+PROXY_SCHEMES = ("http", "https", "all")
+"""The proxy variables httpx honours (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``)."""
+
+
 def make_client(settings: SourceSettings) -> httpx.Client:
-    """A client with the project's User-Agent and the configured timeout."""
+    """A client with the project's User-Agent and the configured timeout, whose
+    connections keep to the address rule (:class:`VettedTransport`).
+
+    Behind a proxy named in the environment the requests go through it (httpx's own
+    handling): the proxy makes the connection, so only the redirect check
+    (:func:`check_redirect`, by name) applies and the connection-time check is the proxy's.
+    """
+    proxied = any(scheme in urllib.request.getproxies() for scheme in PROXY_SCHEMES)
     return httpx.Client(
         headers={"User-Agent": USER_AGENT},
         timeout=httpx.Timeout(settings.timeout),
         follow_redirects=False,  # followed by hand, see check_redirect
+        transport=None if proxied else VettedTransport(),
     )
 
 
@@ -152,12 +257,16 @@ def check_redirect(
         return None
     if target.scheme != "https":
         return "another host over plain http"
-    addresses = resolver(target.host, target.port or 443)
+    return address_refusal(target.host, resolver(target.host, target.port or 443))
+
+
+def address_refusal(host: str, addresses: list[str]) -> str | None:
+    """Why ``host`` may not be reached at ``addresses`` (None: every one is public)."""
     if not addresses:
-        return f"{target.host} does not resolve"
+        return f"{host} does not resolve"
     private = [a for a in addresses if not _is_public(a)]
     if private:
-        return f"{target.host} is a private or local address ({private[0]})"
+        return f"{host} is a private or local address ({private[0]})"
     return None
 
 
@@ -186,13 +295,16 @@ def _get_within(
     deadline = clock() + timeout
     origin = current = httpx.URL(url, params=dict(params) if params else None)
     for _hop in range(MAX_REDIRECTS + 1):
-        with client.stream(
-            "GET",
-            current,
-            headers={"User-Agent": USER_AGENT},
-            timeout=timeout,
-            follow_redirects=False,
-        ) as response:
+        with (
+            _connecting(origin, current),
+            client.stream(
+                "GET",
+                current,
+                headers={"User-Agent": USER_AGENT},
+                timeout=timeout,
+                follow_redirects=False,
+            ) as response,
+        ):
             if response.is_redirect:
                 target = response.url.join(response.headers["Location"])
                 why = check_redirect(origin, response.url, target, resolver=resolver)
@@ -234,6 +346,23 @@ def _get_within(
             extensions=response.extensions,
         )
     raise SourceUnavailable(f"{_shown(origin)}: more than {MAX_REDIRECTS} redirects")
+
+
+@contextmanager
+def _connecting(origin: httpx.URL, current: httpx.URL) -> Iterator[None]:
+    """Connections made meanwhile for ``current`` keep to the address rule, ``origin``
+    (the configured source) excepted; a refusal is one line."""
+    port = origin.port or (443 if origin.scheme == "https" else 80)
+    token = _SOURCE.set((origin.raw_host.decode("ascii"), port))
+    try:
+        yield
+    except AddressRefused as exc:
+        what = "redirect to " if current != origin else ""
+        raise SourceUnavailable(
+            f"{_shown(origin)}: {what}{_shown(current)} refused: {exc.why}"
+        ) from None
+    finally:
+        _SOURCE.reset(token)
 
 
 def _too_large(url: httpx.URL, max_bytes: int) -> SourceUnavailable:
