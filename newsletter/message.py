@@ -177,8 +177,21 @@ def message_id_for(list_id: str, date: dt.date, email: str, domain: str) -> str:
     A retry or a rerun after a crash re-sends the identical Message-ID, so a receiving
     system that de-duplicates by it (and every mail client's threading) sees one message.
     """
-    digest = hashlib.sha256(f"{list_id}\n{date.isoformat()}\n{email.lower()}".encode())
-    return f"<{digest.hexdigest()[:32]}@{domain}>"
+    return message_ids(list_id, date, domain)(email)
+
+
+def message_ids(list_id: str, date: dt.date, domain: str) -> Callable[[str], str]:
+    """:func:`message_id_for` of one list, day and domain, for many addresses: the hash
+    of ``<list_id>\n<date>\n`` taken once and copied per address."""
+    prefix = hashlib.sha256(f"{list_id}\n{date.isoformat()}\n".encode())
+    suffix = f"@{domain}>"
+
+    def message_id(email: str) -> str:
+        digest = prefix.copy()
+        digest.update(email.lower().encode())
+        return f"<{digest.hexdigest()[:32]}{suffix}"
+
+    return message_id
 
 
 def feedback_id(sender: SenderSettings, date: dt.date) -> str:
@@ -197,10 +210,20 @@ def list_id_domain(list_id: str) -> str:
 def qp_value(value: str) -> bytes:
     """A text slot value (one line) as its own quoted-printable lines, ending in a soft
     line break: ``binascii.b2a_qp`` of its UTF-8, the last line cut once more when it
-    leaves no room for the closing ``=`` (RFC 2045: at most 76 characters a line)."""
-    kept = value.isascii() and value.isprintable() and "=" not in value  # as b2a_qp keeps it
-    if kept and len(value) < QP_LINE_CHARS and value[-1:] != " " and value != ".":
-        return value.encode("ascii") + b"=\r\n"  # a short one (a name, an address)
+    leaves no room for the closing ``=`` (RFC 2045: at most 76 characters a line).
+
+    Printable ASCII not ending in a space (links, addresses, most names) is what
+    ``b2a_qp`` makes of it worked out here, which is cheaper than the encoder and the cut
+    (gain quoted in ``benchmarks/bench_tricks.py``): each ``=`` becomes ``=3D`` and
+    nothing else changes, so only the line breaks are left to place.
+    """
+    if value.isascii() and value.isprintable() and value[-1:] != " " and value != ".":
+        return _qp_lines(value.replace("=", "=3D"))
+    return qp_encoded(value)
+
+
+def qp_encoded(value: str) -> bytes:
+    """:func:`qp_value` by ``binascii.b2a_qp`` itself, for any value."""
     encoded = binascii.b2a_qp(value.encode("utf-8"), istext=True)
     start = encoded.rfind(b"\n") + 1
     if len(encoded) - start >= QP_LINE_CHARS:  # cut before column 75, never inside =XX
@@ -208,6 +231,26 @@ def qp_value(value: str) -> bytes:
         cut -= 1 if encoded[cut - 1] == 61 else 2 if encoded[cut - 2] == 61 else 0  # "="
         encoded = encoded[:cut] + b"=\n" + encoded[cut:]
     return encoded.replace(b"\n", b"\r\n") + b"=\r\n"
+
+
+def _qp_lines(encoded: str) -> bytes:
+    """``encoded`` (ASCII whose only escapes are ``=3D``) in b2a_qp's lines and
+    :func:`qp_value`'s cut: soft breaks after 75 characters, before an ``=3D`` that
+    would pass them; a last line of 76 cut before column 75 (74 or less), or before
+    its ``=3D`` when that ends it (b2a_qp breaks there)."""
+    end = len(encoded)
+    if end < QP_LINE_CHARS:
+        return encoded.encode("ascii") + b"=\r\n"
+    lines = []
+    start = 0
+    while end - start >= QP_LINE_CHARS:
+        last = end - start == QP_LINE_CHARS and encoded[end - 3] != "="
+        cut = start + QP_LINE_CHARS - (2 if last else 1)
+        cut -= 1 if encoded[cut - 1] == "=" else 2 if encoded[cut - 2] == "=" else 0
+        lines.append(encoded[start:cut])
+        start = cut
+    lines += (encoded[start:], "")
+    return "=\r\n".join(lines).encode("ascii")
 
 
 # --------------------------------------------------------------------------- template
@@ -300,6 +343,7 @@ class MessageTemplate:
     feedback_id: str = ""
     """The ``Feedback-ID`` header (:func:`feedback_id`), for HTTP APIs too."""
     _text_slots: frozenset[str] = field(init=False, repr=False, compare=False)
+    _message_id: Callable[[str], str] = field(init=False, repr=False, compare=False)
     _pick: Callable[[tuple[bytes, ...]], Sequence[bytes]] = field(
         init=False, repr=False, compare=False
     )
@@ -313,6 +357,7 @@ class MessageTemplate:
     def __post_init__(self) -> None:
         text_slots = frozenset(name for kind, name in self.holes if kind == "text")
         object.__setattr__(self, "_text_slots", text_slots)
+        object.__setattr__(self, "_message_id", message_ids(self.list_id, self.date, self.domain))
         # Consecutive holes of one slot (a paper's feedback links, paper after paper) make
         # one run, filled by one join with the value between them: a day of many papers
         # costs a few joins per message, not a list item per link.
@@ -343,7 +388,7 @@ class MessageTemplate:
         except ValueError as exc:
             raise InvalidRecipient(str(exc)) from None
         # a link normalize lets through is a plain URL, so check_url holds for it
-        message_id = message_id_for(self.list_id, self.date, email, self.domain)
+        message_id = self._message_id(email)
         name = clean_text(name)[:MAX_NAME_CHARS]
         return Recipient(email, name, text_values, html_values, message_id)
 

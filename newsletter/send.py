@@ -254,11 +254,10 @@ def values_maker(
     signer = LinkSigner(base_url, secret, list_id=list_id, date=date)
 
     def values_for(subscriber: Subscriber) -> dict[str, str]:
-        return {
-            "name": subscriber.name,
-            "email": subscriber.email,
-            **signer.links(subscriber.email),
-        }
+        values = signer.links(subscriber.email)
+        values["name"] = subscriber.name
+        values["email"] = subscriber.email
+        return values
 
     return values_for
 
