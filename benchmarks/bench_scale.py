@@ -67,11 +67,12 @@ from newsletter.message import build_template
 from newsletter.models import FULL_PROFILE, Digest, Paper, SendResult, Subscriber
 from newsletter.pipeline import Steering, Variant, prepare_day
 from newsletter.rank import rank
-from newsletter.render import load_templates, render
+from newsletter.render import render
 from newsletter.send import recipients_for, send_day, values_maker
 from newsletter.sources import fetch_day
 from newsletter.state import parse_state_url
 from newsletter.subscribers import open_store
+from newsletter.templating import load_templates
 from newsletter.topics import assign_topics, group, load_taxonomy
 from tests.scale_helpers import (
     DEFAULT_VARIANTS,

@@ -5,11 +5,11 @@
 On the page day (/work/shared/data/daily-papers-page.txt; the bundled sample day when
 absent) with the synthetic list of ``bench_scale``:
 
-* the three caches of ``newsletter.render.Templates``, each emptied before every render
+* the three caches of ``newsletter.templating.Templates``, each emptied before every render
   (as if it did not exist) against one ``Templates`` for the day: premailer's parsed
   stylesheet (``css_rules``), the text part's wrapped lines (``wrapped_lines``) and the
   papers' views (``paper_views``); the figure is rendering every variant of the day;
-* ``newsletter.message.qp_value``'s shortcut for printable ASCII (each link, address and
+* ``newsletter.headers.qp_value``'s shortcut for printable ASCII (each link, address and
   most names in the text part: the lines of ``binascii.b2a_qp`` worked out without it),
   against ``qp_encoded`` (``b2a_qp`` itself) for every value; the figure is the MIME
   stage of ``bench_scale`` (template, link tokens, ``recipient``, ``fill``) for the list.
@@ -34,10 +34,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks.bench_scale import make_messages
-from newsletter import message
+from newsletter import headers, message
 from newsletter.config import DigestSettings, Settings, SourceSettings
 from newsletter.pipeline import Variant, prepare_day
-from newsletter.render import Templates, load_templates, render
+from newsletter.render import render
+from newsletter.templating import Templates, load_templates
 from newsletter.topics import load_taxonomy
 from tests.scale_helpers import DEFAULT_VARIANTS, synthetic_subscribers
 
@@ -63,7 +64,7 @@ def mime_day(variants: Sequence[Variant], settings: Settings, *, shortcut: bool)
     """CPU seconds for every message of the day, ``qp_value`` with or without its shortcut."""
     kept = message.qp_value
     if not shortcut:
-        message.qp_value = message.qp_encoded
+        message.qp_value = headers.qp_encoded  # the name message.py calls
     try:
         started = time.process_time()
         made, invalid, _, _ = make_messages(variants, settings)

@@ -40,17 +40,8 @@ from newsletter.delivery.base import Backend
 from newsletter.delivery.memory import MemoryBackend
 from newsletter.errors import ConfigError, DeliveryError, NewsletterError
 from newsletter.feedback import Feedback
-from newsletter.message import (
-    DkimSigner,
-    InvalidRecipient,
-    MessageTemplate,
-    Recipient,
-    RenderedLike,
-    build_template,
-    check_address,
-    list_id_domain,
-    split_mailbox,
-)
+from newsletter.headers import InvalidRecipient, check_address, list_id_domain, split_mailbox
+from newsletter.message import DkimSigner, MessageTemplate, Recipient, RenderedLike, build_template
 from newsletter.models import DELIVERED, Day, SendResult, SendStatus, Subscriber, email_key
 from newsletter.pipeline import Planner, Variant, day_planner, stage_tools, week_planner
 from newsletter.prefs import next_send_subscribers_counted

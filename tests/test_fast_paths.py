@@ -36,15 +36,8 @@ from premailer import Premailer
 from newsletter import htmlpart, slots, tokens
 from newsletter import render as R
 from newsletter.config import DigestSettings, SenderSettings
-from newsletter.message import (
-    DkimSigner,
-    InvalidRecipient,
-    build_template,
-    clean_text,
-    format_mailbox,
-    qp_encoded,
-    qp_value,
-)
+from newsletter.headers import InvalidRecipient, clean_text, format_mailbox, qp_encoded, qp_value
+from newsletter.message import DkimSigner, build_template
 from newsletter.models import (
     Digest,
     Paper,
@@ -55,9 +48,10 @@ from newsletter.models import (
     TopicGroup,
     profile_key,
 )
-from newsletter.render import RenderedDigest, load_templates, render
+from newsletter.render import RenderedDigest, render
 from newsletter.send import values_maker
 from newsletter.slots import MAX_NAME_CHARS, MAX_SLOT_BYTES, SLOTS
+from newsletter.templating import load_templates
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)

@@ -18,8 +18,8 @@ from newsletter import subscribers as roster
 from newsletter.cli.options import config_option
 from newsletter.config import Settings, load_settings, secret_values
 from newsletter.errors import ConfigError
+from newsletter.headers import split_mailbox
 from newsletter.logs import setup_logging
-from newsletter.message import split_mailbox
 from newsletter.models import Subscriber
 from newsletter.prefs import PrefsStore
 from newsletter.tokens import signing_keys
