@@ -71,7 +71,7 @@ from newsletter.render import render
 from newsletter.send import recipients_for, send_day, values_maker
 from newsletter.sources import fetch_day
 from newsletter.state import parse_state_url
-from newsletter.subscribers import open_store
+from newsletter.stores import open_store
 from newsletter.templating import load_templates
 from newsletter.topics import assign_topics, group, load_taxonomy
 from tests.scale_helpers import (

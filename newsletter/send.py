@@ -776,9 +776,10 @@ class Readers:
 def listed_batches(settings: Settings) -> Iterator[list[Subscriber]]:
     """The admin's list (``subscribers``: a file or the state database), validated, a
     batch at a time (problems are raised after the last batch)."""
+    from newsletter import stores
     from newsletter import subscribers as roster  # the send path's only use of the list
 
-    store = roster.open_store(settings.subscribers, state=settings.state)
+    store = stores.open_store(settings.subscribers, state=settings.state)
     return store.batches(roster.default_topic_names(settings.digest.taxonomy))
 
 
