@@ -21,8 +21,9 @@ from pathlib import Path
 
 from newsletter.config import DigestSettings
 from newsletter.models import Digest, Paper, Profile, RankedPaper, SummaryStyle, TopicGroup
-from newsletter.render import SLOTS, RenderedDigest, Templates, encoded_size, load_templates, render
+from newsletter.render import SLOTS, RenderedDigest, encoded_size, render
 from newsletter.sources.files import parse_page_text
+from newsletter.templating import Templates, load_templates
 
 SUBSCRIBERS = 10_000
 """Synthetic subscribers."""

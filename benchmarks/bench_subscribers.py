@@ -31,7 +31,8 @@ from email_validator import validate_email
 
 from newsletter.listfile import edit_subscribers
 from newsletter.state import SUBSCRIBER_BATCH, State
-from newsletter.subscribers import StateStore, load_subscribers, normalize_email
+from newsletter.stores import StateStore
+from newsletter.subscribers import load_subscribers, normalize_email
 
 DEFAULT_COUNT = 100_000
 """Subscribers in the state database."""

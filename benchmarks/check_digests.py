@@ -24,9 +24,10 @@ from pathlib import Path
 from newsletter.config import Settings
 from newsletter.models import Day
 from newsletter.pipeline import PreparedDay, plan_day
-from newsletter.render import load_templates, summary_text
+from newsletter.render import summary_text
 from newsletter.sources.common import merge_duplicates
 from newsletter.sources.files import read_path
+from newsletter.templating import load_templates
 from newsletter.topics import load_taxonomy
 
 DEFAULT_DATA = "/work/shared/data"

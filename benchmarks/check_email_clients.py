@@ -34,10 +34,10 @@ from pathlib import Path
 from newsletter.config import Settings
 from newsletter.models import Day
 from newsletter.pipeline import plan_day
-from newsletter.render import load_templates
 from newsletter.sources import load_sample_day
 from newsletter.sources.common import merge_duplicates
 from newsletter.sources.files import read_path
+from newsletter.templating import load_templates
 from newsletter.topics import load_taxonomy
 
 DEFAULT_DATA = "/work/shared/data"

@@ -8,10 +8,11 @@ from those bytes and that subscriber's encoded values. There is no other path:
 * headers: ``email.header.Header`` (RFC 2047 when not ASCII, folded at 78 columns) and
   ``email.utils.formataddr``, written by the compat32 generator with CRLF line ends;
   the per-subscriber ``To``, ``Message-ID`` and List-Unsubscribe URL are encoded the
-  same way per subscriber (:func:`format_mailbox`);
+  same way per subscriber (:func:`newsletter.headers.format_mailbox`);
 * text part: quoted-printable by the stdlib (``email.contentmanager``), each slot alone
   on its own encoded line between soft line breaks (``=\\r\\n``), so the value's own
-  quoted-printable (``binascii.b2a_qp``, :func:`qp_value`) never meets the text around it;
+  quoted-printable (``binascii.b2a_qp``, :func:`newsletter.headers.qp_value`) never
+  meets the text around it;
 * HTML part: 7bit. The renderer promises ASCII with lines of at most 900 bytes when
   every slot value is as long as :data:`newsletter.slots.MAX_SLOT_BYTES`, and
   :func:`newsletter.slots.normalize` refuses longer values, so no fill can push a line
@@ -19,41 +20,47 @@ from those bytes and that subscriber's encoded values. There is no other path:
 
 Header values never carry CR or LF: names and subjects are flattened to one line, and
 an address or URL holding a line break or other control is refused
-(:class:`InvalidRecipient`), so nothing a subscriber file says can add a header.
+(:class:`newsletter.headers.InvalidRecipient`), so nothing a subscriber file says can add a header.
 """
 
 from __future__ import annotations
 
-import binascii
 import datetime as dt
-import hashlib
 import io
 import operator
-import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email import policy
-from email.charset import Charset
 from email.generator import BytesGenerator
-from email.header import Header
 from email.message import Message, MIMEPart
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime
 from pathlib import Path
 from typing import NamedTuple
 
 from newsletter import slots
 from newsletter.config import SenderSettings
 from newsletter.errors import ConfigError
+from newsletter.headers import (
+    QP_LINE_CHARS,
+    InvalidRecipient,
+    check_address,
+    check_url,
+    clean_text,
+    encoded_mailbox,
+    feedback_id,
+    format_mailbox,
+    header,
+    message_ids,
+    qp_value,
+    split_mailbox,
+)
 from newsletter.render import RenderedDigest
 from newsletter.slots import MAX_NAME_CHARS, MAX_SLOT_BYTES
 from newsletter.slots import SLOTS as SLOTS  # the backends name the slots through here
 
 MAX_LINE_BYTES = 998
 """RFC 5321/5322 limit on a line, without CRLF."""
-
-QP_LINE_CHARS = 76
-"""RFC 2045 limit on an encoded quoted-printable line, without CRLF."""
 
 DKIM_HEADERS: tuple[str, ...] = (
     *("from", "to", "subject", "date", "message-id", "list-id"),
@@ -75,139 +82,11 @@ TEXT_POLICY = policy.SMTP.clone(max_line_length=QP_LINE_CHARS - 1)
 """The text part's: quoted-printable lines one short of the limit, room for the ``=``
 of the soft break that joins a slot's line to the text before it."""
 
-_ADDRESS_RE = re.compile(
-    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$"
-)
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_WS_RE = re.compile(r"\s+")
-_MAILBOX_SPECIALS_RE = re.compile(r'[][\\()<>@,:;".]')
-"""``email.utils.specialsre``: a name holding one of these is quoted by ``formataddr``."""
-_UTF8 = Charset("utf-8")
 _SLOT_KEYS = frozenset(SLOTS)
-_TO_WORD_CHARS = 78 - len("To: ")
-"""The longest single encoded word ``Header`` leaves unfolded in a To header."""
 
 
 RenderedLike = RenderedDigest
 """What a message is built from (``newsletter.render.RenderedDigest``)."""
-
-
-class InvalidRecipient(ValueError):
-    """An address or URL that cannot go into a header (controls, line breaks, bad syntax)."""
-
-
-# --------------------------------------------------------------------------- headers
-
-
-def clean_text(value: str) -> str:
-    """One line of text: CR, LF, tabs and other controls become spaces, runs collapse."""
-    if value.isprintable():  # no controls, and no whitespace but the plain space
-        return " ".join(value.split())
-    return _WS_RE.sub(" ", _CONTROL_RE.sub(" ", value)).strip()
-
-
-def check_address(address: str) -> str:
-    """``address`` if it is a plain ASCII ``local@domain``; InvalidRecipient otherwise."""
-    if not _ADDRESS_RE.fullmatch(address) or ".." in address or len(address) > 254:
-        raise InvalidRecipient(f"not a deliverable address: {address!r}")
-    return address
-
-
-def check_url(url: str) -> str:
-    """``url`` if it has no whitespace, controls or angle brackets (it goes inside <...>)."""
-    if not (url.isascii() and url.isprintable()) or " " in url or "<" in url or ">" in url:
-        raise InvalidRecipient(f"not a usable URL: {url!r}")
-    return url
-
-
-def _plain_ascii(value: str) -> bool:
-    """ASCII that a reader shows as written: no ``=?`` that a mail client would decode as
-    an RFC 2047 encoded word (such text is encoded itself, so it reads back unchanged)."""
-    return value.isascii() and "=?" not in value
-
-
-def header(name: str, value: str) -> Header:
-    """``value`` on one line as ``Header`` encodes it for ``name`` (RFC 2047 if need be)."""
-    value = clean_text(value)
-    return Header(value, "us-ascii" if _plain_ascii(value) else "utf-8", header_name=name)
-
-
-def format_mailbox(name: str, address: str) -> str:
-    """``Name <address>``: ``formataddr`` for a plain ASCII name, else the name as
-    ``Header(name, "utf-8")`` encodes it in a To header; at most MAX_NAME_CHARS of it."""
-    return _mailbox(clean_text(name)[:MAX_NAME_CHARS], check_address(address))
-
-
-def _mailbox(name: str, address: str) -> str:
-    """:func:`format_mailbox` of a clean, short name and a checked address."""
-    if _plain_ascii(name):  # formataddr's result; without its escaping pass when nothing to quote
-        quiet = name and not _MAILBOX_SPECIALS_RE.search(name)
-        return f"{name} <{address}>" if quiet else formataddr((name, address))
-    word = _UTF8.header_encode(name)  # what Header makes when one word fits the line
-    if len(word) > _TO_WORD_CHARS:
-        word = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
-    return f"{word} <{address}>"
-
-
-def display_mailbox(name: str, address: str) -> str:
-    """``Name <address>`` with the name left in Unicode (for JSON / form APIs that encode)."""
-    check_address(address)
-    name = clean_text(name)[:MAX_NAME_CHARS]
-    if not name:
-        return address
-    if _MAILBOX_SPECIALS_RE.search(name):
-        escaped = name.replace("\\", "\\\\").replace('"', '\\"')
-        name = f'"{escaped}"'
-    return f"{name} <{address}>"
-
-
-def split_mailbox(value: str) -> tuple[str, str]:
-    """(name, address) of a ``Name <address>`` setting; ConfigError when there is no address."""
-    name, address = parseaddr(value)
-    try:
-        check_address(address)
-    except InvalidRecipient:
-        raise ConfigError(f"sender address {value!r} has no valid email address") from None
-    return clean_text(name), address
-
-
-def message_id_for(list_id: str, date: dt.date, email: str, domain: str) -> str:
-    """The Message-ID of one subscriber's digest for one day: the same on every attempt.
-
-    A retry or a rerun after a crash re-sends the identical Message-ID, so a receiving
-    system that de-duplicates by it (and every mail client's threading) sees one message.
-    """
-    digest = hashlib.sha256(f"{list_id}\n{date.isoformat()}\n{email.lower()}".encode())
-    return f"<{digest.hexdigest()[:32]}@{domain}>"
-
-
-def feedback_id(sender: SenderSettings, date: dt.date) -> str:
-    """The ``Feedback-ID`` of Gmail's feedback loop: ``campaign:customer:type:SenderId``
-    (the day, ``newsletter``, ``digest``, and ``sender.feedback_id`` or the List-Id domain)."""
-    sender_id = sender.feedback_id or list_id_domain(sender.list_id)
-    return f"{date:%Y%m%d}:newsletter:digest:{sender_id}"
-
-
-def list_id_domain(list_id: str) -> str:
-    """The id inside the angle brackets of a List-Id (``Name <id.domain>``), or the value."""
-    inside = list_id[list_id.rfind("<") + 1 : list_id.rfind(">")] if ">" in list_id else list_id
-    return inside.strip()
-
-
-def qp_value(value: str) -> bytes:
-    """A text slot value (one line) as its own quoted-printable lines, ending in a soft
-    line break: ``binascii.b2a_qp`` of its UTF-8, the last line cut once more when it
-    leaves no room for the closing ``=`` (RFC 2045: at most 76 characters a line)."""
-    kept = value.isascii() and value.isprintable() and "=" not in value  # as b2a_qp keeps it
-    if kept and len(value) < QP_LINE_CHARS and value[-1:] != " " and value != ".":
-        return value.encode("ascii") + b"=\r\n"  # a short one (a name, an address)
-    encoded = binascii.b2a_qp(value.encode("utf-8"), istext=True)
-    start = encoded.rfind(b"\n") + 1
-    if len(encoded) - start >= QP_LINE_CHARS:  # cut before column 75, never inside =XX
-        cut = start + QP_LINE_CHARS - 2
-        cut -= 1 if encoded[cut - 1] == 61 else 2 if encoded[cut - 2] == 61 else 0  # "="
-        encoded = encoded[:cut] + b"=\n" + encoded[cut:]
-    return encoded.replace(b"\n", b"\r\n") + b"=\r\n"
 
 
 # --------------------------------------------------------------------------- template
@@ -300,6 +179,7 @@ class MessageTemplate:
     feedback_id: str = ""
     """The ``Feedback-ID`` header (:func:`feedback_id`), for HTTP APIs too."""
     _text_slots: frozenset[str] = field(init=False, repr=False, compare=False)
+    _message_id: Callable[[str], str] = field(init=False, repr=False, compare=False)
     _pick: Callable[[tuple[bytes, ...]], Sequence[bytes]] = field(
         init=False, repr=False, compare=False
     )
@@ -313,6 +193,7 @@ class MessageTemplate:
     def __post_init__(self) -> None:
         text_slots = frozenset(name for kind, name in self.holes if kind == "text")
         object.__setattr__(self, "_text_slots", text_slots)
+        object.__setattr__(self, "_message_id", message_ids(self.list_id, self.date, self.domain))
         # Consecutive holes of one slot (a paper's feedback links, paper after paper) make
         # one run, filled by one join with the value between them: a day of many papers
         # costs a few joins per message, not a list item per link.
@@ -343,7 +224,7 @@ class MessageTemplate:
         except ValueError as exc:
             raise InvalidRecipient(str(exc)) from None
         # a link normalize lets through is a plain URL, so check_url holds for it
-        message_id = message_id_for(self.list_id, self.date, email, self.domain)
+        message_id = self._message_id(email)
         name = clean_text(name)[:MAX_NAME_CHARS]
         return Recipient(email, name, text_values, html_values, message_id)
 
@@ -363,7 +244,7 @@ class MessageTemplate:
         values, html = recipient.values, recipient.html_values
         text = self._text_slots
         pieces = (  # in the order of _PIECES, SLOTS spelt out
-            _mailbox(recipient.name, recipient.email).encode("ascii"),
+            encoded_mailbox(recipient.name, recipient.email).encode("ascii"),
             recipient.message_id.encode("ascii"),
             values["unsubscribe_url"].encode("ascii"),
             html["name"].encode("ascii"),

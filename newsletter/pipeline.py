@@ -40,9 +40,10 @@ from newsletter.models import (
     profile_key,
 )
 from newsletter.rank import as_of, rank
-from newsletter.render import RenderedDigest, Templates, load_templates, render
+from newsletter.render import RenderedDigest, render
 from newsletter.similarity import SimilarityIndex
 from newsletter.sources import fetch_day
+from newsletter.templating import Templates, load_templates
 from newsletter.topics import assign_topics, group, load_taxonomy
 from newsletter.weekly import edition_size, pick_week, ranking_time, unsent, week_pool
 

@@ -6,9 +6,10 @@
            --premailer (CSS inlined, no network)--> ASCII-only, lines <= 900 bytes  = html
     context --Jinja (no escaping, control characters stripped)--> reflowed to 78  = text
 
-``render()`` does no I/O: the templates come in as a :class:`Templates` made by
-:func:`load_templates` (the shipped ``newsletter.templates`` plus an optional
-override folder, file by file). Call it once before sending as a preflight: a
+``render()`` does no I/O: the templates come in as a
+:class:`~newsletter.templating.Templates` made by
+:func:`~newsletter.templating.load_templates` (the shipped ``newsletter.templates`` plus an
+optional override folder, file by file). Call it once before sending as a preflight: a
 broken template raises :class:`~newsletter.errors.TemplateError`.
 
 Per-subscriber parts (greeting, address, unsubscribe, preferences and feedback links)
@@ -34,17 +35,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import html as htmllib
-import importlib.resources
 import re
 import secrets
 import textwrap
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from importlib.resources.abc import Traversable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import jinja2
 import mjml
@@ -55,13 +51,20 @@ from newsletter.errors import ConfigError, TemplateError
 from newsletter.feedback import paper_ref
 from newsletter.htmlpart import inline_css, postprocess
 from newsletter.models import Digest, Paper, RankedPaper, SummaryStyle
-from newsletter.slots import CONTROL as _CONTROL
-from newsletter.slots import FEEDBACK_SLOT, MAX_SLOT_BYTES, SLOTS, placeholder, placeholder_pattern
+from newsletter.slots import (
+    FEEDBACK_SLOT,
+    MAX_SLOT_BYTES,
+    SLOTS,
+    one_line,
+    placeholder,
+    placeholder_pattern,
+)
 from newsletter.slots import ascii_refs as _ascii_refs
 from newsletter.slots import close_bidi as _close_bidi
 from newsletter.slots import cut as _cut
 from newsletter.slots import safe_url as _safe_url
 from newsletter.summarize import summary as paper_summary
+from newsletter.templating import HTML_TEMPLATE, TEXT_TEMPLATE, Templates
 from newsletter.tokens import FEEDBACK_TOKEN_CHARS, feedback_base
 
 __all__ = [
@@ -69,23 +72,9 @@ __all__ = [
     "PaperView",
     "RenderedDigest",
     "SectionView",
-    "Templates",
     "encoded_size",
-    "load_templates",
     "render",
 ]
-
-TEMPLATE_PACKAGE = "newsletter.templates"
-"""The package whose files are the shipped templates (the top-level templates/ folder)."""
-
-HTML_TEMPLATE = "digest.mjml.j2"
-"""The MJML template of the HTML part."""
-
-TEXT_TEMPLATE = "digest.txt.j2"
-"""The template of the plain-text part."""
-
-SUBJECT_TEMPLATE = "subject.txt.j2"
-"""The template of the subject line (whitespace collapsed to one line)."""
 
 TEXT_WIDTH = 78
 """Plain-text lines are reflowed to this width; only a lone long URL may exceed it."""
@@ -141,126 +130,6 @@ _MONTH_NAMES = (
     "November",
     "December",
 )
-
-
-# --------------------------------------------------------------------------- templates
-
-
-class _PackageLoader(jinja2.BaseLoader):
-    """Templates from a package's files via importlib.resources (works in wheels and zips)."""
-
-    def __init__(self, root: Traversable) -> None:
-        self.root = root
-
-    def get_source(
-        self, environment: jinja2.Environment, template: str
-    ) -> tuple[str, str | None, Callable[[], bool] | None]:
-        node = self.root
-        for part in template.split("/"):
-            if part in ("", ".", ".."):
-                raise jinja2.TemplateNotFound(template)
-            node = node.joinpath(part)
-        if not node.is_file():
-            raise jinja2.TemplateNotFound(template)
-        return node.read_text(encoding="utf-8"), None, lambda: True
-
-    def list_templates(self) -> list[str]:
-        found: list[str] = []
-
-        def walk(node: Traversable, prefix: str) -> None:
-            for child in node.iterdir():
-                if child.is_dir():
-                    walk(child, f"{prefix}{child.name}/")
-                elif child.name.endswith(".j2"):
-                    found.append(prefix + child.name)
-
-        walk(self.root, "")
-        return sorted(found)
-
-
-@dataclass(frozen=True)
-class Templates:
-    """The compiled templates of one configuration (shipped + override folder), and the
-    three caches that keep work across a day's renders: each saves 13 to 19 % of the CPU
-    time of rendering a day's variants (``benchmarks.bench_tricks``; README, Performance)."""
-
-    html: jinja2.Template
-    text: jinja2.Template
-    subject: jinja2.Template
-    folder: str | None = None
-    """The override folder, if any."""
-    css_rules: dict[tuple[str | None, int], Any] = field(
-        default_factory=dict, repr=False, compare=False, hash=False
-    )
-    """Premailer's parsed style rules per (stylesheet text, index), kept across renders:
-    every variant of a day carries the same stylesheet (``htmlpart.CachedRulesPremailer``)."""
-    wrapped_lines: dict[tuple[str, int], list[str]] = field(
-        default_factory=dict, repr=False, compare=False, hash=False
-    )
-    """The text part's long lines as wrapped, per (line, width), kept across renders: the
-    variants of a day share most paper lines (see :func:`_reflow`)."""
-    paper_views: dict[tuple[Paper, str, int | None], PaperView] = field(
-        default_factory=dict, repr=False, compare=False, hash=False
-    )
-    """Each paper as the templates see it, per (paper, summary style, summary length),
-    before the variant's reasons, topic and score: kept across renders, since the
-    variants of a day show the same papers (see :func:`_paper_view`)."""
-
-
-def load_templates(folder: str | None = None) -> Templates:
-    """Compile the shipped templates, each replaced by ``folder``'s file of the same name.
-
-    Every ``*.j2`` file is compiled here, so a syntax error anywhere (partials too)
-    raises :class:`TemplateError` now, not halfway through a send.
-    """
-    loaders: list[jinja2.BaseLoader] = []
-    if folder is not None:
-        if not Path(folder).is_dir():
-            raise TemplateError(f"{folder}: templates folder not found")
-        loaders.append(jinja2.FileSystemLoader(folder))
-    loaders.append(_PackageLoader(importlib.resources.files(TEMPLATE_PACKAGE)))
-    loader = jinja2.ChoiceLoader(loaders)
-    common: dict[str, Any] = {
-        "loader": loader,
-        "undefined": jinja2.StrictUndefined,
-        "trim_blocks": True,
-        "lstrip_blocks": True,
-        "auto_reload": False,
-    }
-    html_env = jinja2.Environment(autoescape=True, **common)
-    text_env = jinja2.Environment(autoescape=False, finalize=_text_finalize, **common)
-    for env in (html_env, text_env):
-        env.filters["plural"] = _plural
-        env.filters["query"] = _query_value
-    try:
-        names = loader.list_templates()
-        for name in names:
-            env = html_env if ".mjml" in name or ".html" in name else text_env
-            env.get_template(name)
-        return Templates(
-            html=html_env.get_template(HTML_TEMPLATE),
-            text=text_env.get_template(TEXT_TEMPLATE),
-            subject=text_env.get_template(SUBJECT_TEMPLATE),
-            folder=folder,
-        )
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: {exc.message}"
-        ) from None
-    except jinja2.TemplateNotFound as exc:
-        raise TemplateError(f"template not found: {exc.name}") from None
-    except (jinja2.TemplateError, OSError, UnicodeDecodeError) as exc:
-        raise TemplateError(f"cannot load templates: {exc}") from None
-
-
-def _plural(count: int, singular: str, plural: str | None = None) -> str:
-    word = singular if count == 1 else (plural or singular + "s")
-    return f"{count} {word}"
-
-
-def _text_finalize(value: Any) -> Any:
-    """Every value printed in a text template: one line, no control characters."""
-    return _clean(value) if isinstance(value, str) else value
 
 
 # --------------------------------------------------------------------------- views
@@ -522,13 +391,13 @@ def _context(
     ranked = sorted(digest.papers, key=lambda rp: -rp.score)
     shown = len(digest.papers)
     web = web_url.strip() if web_url else None
-    title = _clean(settings.title)
+    title = one_line(settings.title)
     date_short = f"{digest.date.day} {_MONTH_NAMES[digest.date.month - 1][:3]}"
-    top_title, top_topic = "", _clean(digest.top_topic or "")
+    top_title, top_topic = "", one_line(digest.top_topic or "")
     if ranked:
         more = f" +{shown - 1}" if shown > 1 else ""
         room = SUBJECT_CHARS - len(f"{title} {date_short}: ") - len(more)
-        top_title = _cut(_clean(ranked[0].paper.title), max(room, MIN_SUBJECT_TITLE_CHARS))
+        top_title = _cut(one_line(ranked[0].paper.title), max(room, MIN_SUBJECT_TITLE_CHARS))
         if room < MIN_SUBJECT_TITLE_CHARS:
             top_title = _cut(top_topic, MIN_SUBJECT_TITLE_CHARS)
     return {
@@ -536,7 +405,7 @@ def _context(
         "date": digest.date,
         "date_text": _long_date(digest.date),
         "date_short": date_short,
-        "lang": _clean(settings.lang) or "en",
+        "lang": one_line(settings.lang) or "en",
         "preheader": _preheader(ranked, shown),
         "sections": tuple(sections),
         "more": tuple(compact),
@@ -585,15 +454,10 @@ def _sections(
         if full:
             anchor = _unique(group.anchor, anchors)
             anchors.add(anchor)
-            name, about = _clean(group.name), _clean(group.description)
+            name, about = one_line(group.name), one_line(group.description)
             sections.append(SectionView(name, anchor, about, tuple(full), mixed))
     compact.sort(key=lambda view: -view.score)
     return sections, compact
-
-
-def _query_value(value: object) -> str:
-    """``value`` percent-encoded for a query string (characters UTF-8 cannot hold dropped)."""
-    return quote(str(value).encode("utf-8", "ignore"), safe="")
 
 
 def _unique(anchor: str, taken: set[str]) -> str:
@@ -627,8 +491,10 @@ def _paper_view(
     visible = f"topic: {section}".casefold()
     return dataclasses.replace(
         view,
-        reasons=tuple(r for r in (_clean(r) for r in rp.reasons) if r and r.casefold() != visible),
-        topic=_clean(rp.topic),
+        reasons=tuple(
+            r for r in (one_line(r) for r in rp.reasons) if r and r.casefold() != visible
+        ),
+        topic=one_line(rp.topic),
         score=rp.score,
     )
 
@@ -645,7 +511,7 @@ def _plain_paper_view(paper: Paper, style: SummaryStyle, chars: int | None) -> P
     return PaperView(
         key=paper.key,
         ref=paper_ref(paper.key),
-        title=_cut(_clean(paper.title), MAX_TITLE_CHARS) or "(untitled)",
+        title=_cut(one_line(paper.title), MAX_TITLE_CHARS) or "(untitled)",
         url=url,
         authors=_short_authors(paper.authors),
         summary=summary,
@@ -666,8 +532,8 @@ def summary_text(paper: Paper, style: SummaryStyle, chars: int | None) -> str:
         return ""
     clean = dataclasses.replace(
         paper,
-        abstract=_clean(paper.abstract),
-        ai_summary=_clean(paper.ai_summary) if paper.ai_summary else None,
+        abstract=one_line(paper.abstract),
+        ai_summary=one_line(paper.ai_summary) if paper.ai_summary else None,
     )
     return _close_bidi(paper_summary(clean, style, chars))
 
@@ -675,7 +541,7 @@ def summary_text(paper: Paper, style: SummaryStyle, chars: int | None) -> str:
 def _preheader(ranked: Sequence[RankedPaper], shown: int) -> str:
     if not ranked:
         return "No new papers today."
-    titles = "; ".join(_cut(_clean(rp.paper.title), 60) for rp in ranked[:PREHEADER_PAPERS])
+    titles = "; ".join(_cut(one_line(rp.paper.title), 60) for rp in ranked[:PREHEADER_PAPERS])
     rest = shown - min(shown, PREHEADER_PAPERS)
     more = f" and {rest} more" if rest else ""
     return _cut(f"{titles}{more}", PREHEADER_CHARS)
@@ -684,14 +550,8 @@ def _preheader(ranked: Sequence[RankedPaper], shown: int) -> str:
 # --------------------------------------------------------------------------- text helpers
 
 
-def _clean(text: str) -> str:
-    """One line of text: control characters gone, runs of whitespace (CR/LF too) one space,
-    bidi embeddings, overrides and isolates it leaves open closed at its end."""
-    return _close_bidi(" ".join(_CONTROL.sub(" ", unicodedata.normalize("NFC", text)).split()))
-
-
 def _short_authors(authors: Iterable[str]) -> str:
-    names = [name for name in (_clean(a) for a in authors) if name]
+    names = [name for name in (one_line(a) for a in authors) if name]
     if len(names) <= AUTHORS_SHOWN + 1:
         return ", ".join(names)
     return ", ".join(names[:AUTHORS_SHOWN]) + f" +{len(names) - AUTHORS_SHOWN}"

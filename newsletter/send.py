@@ -40,17 +40,8 @@ from newsletter.delivery.base import Backend
 from newsletter.delivery.memory import MemoryBackend
 from newsletter.errors import ConfigError, DeliveryError, NewsletterError
 from newsletter.feedback import Feedback
-from newsletter.message import (
-    DkimSigner,
-    InvalidRecipient,
-    MessageTemplate,
-    Recipient,
-    RenderedLike,
-    build_template,
-    check_address,
-    list_id_domain,
-    split_mailbox,
-)
+from newsletter.headers import InvalidRecipient, check_address, list_id_domain, split_mailbox
+from newsletter.message import DkimSigner, MessageTemplate, Recipient, RenderedLike, build_template
 from newsletter.models import DELIVERED, Day, SendResult, SendStatus, Subscriber, email_key
 from newsletter.pipeline import Planner, Variant, day_planner, stage_tools, week_planner
 from newsletter.prefs import next_send_subscribers_counted
@@ -254,11 +245,10 @@ def values_maker(
     signer = LinkSigner(base_url, secret, list_id=list_id, date=date)
 
     def values_for(subscriber: Subscriber) -> dict[str, str]:
-        return {
-            "name": subscriber.name,
-            "email": subscriber.email,
-            **signer.links(subscriber.email),
-        }
+        values = signer.links(subscriber.email)
+        values["name"] = subscriber.name
+        values["email"] = subscriber.email
+        return values
 
     return values_for
 
@@ -786,9 +776,10 @@ class Readers:
 def listed_batches(settings: Settings) -> Iterator[list[Subscriber]]:
     """The admin's list (``subscribers``: a file or the state database), validated, a
     batch at a time (problems are raised after the last batch)."""
+    from newsletter import stores
     from newsletter import subscribers as roster  # the send path's only use of the list
 
-    store = roster.open_store(settings.subscribers, state=settings.state)
+    store = stores.open_store(settings.subscribers, state=settings.state)
     return store.batches(roster.default_topic_names(settings.digest.taxonomy))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote, urlsplit
 
@@ -221,3 +222,9 @@ def safe_url(url: str | None) -> str | None:
     if len(url) > MAX_URL_CHARS:
         return None
     return url
+
+
+def one_line(text: str) -> str:
+    """One line of text: control characters gone, runs of whitespace (CR/LF too) one space,
+    bidi embeddings, overrides and isolates it leaves open closed at its end."""
+    return close_bidi(" ".join(CONTROL.sub(" ", unicodedata.normalize("NFC", text)).split()))

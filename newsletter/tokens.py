@@ -19,7 +19,7 @@ verifying with the old ones until those are removed (:class:`SigningKeys`).
 Feedback links ("more / less like this", "fewer of this topic") stand two or three times
 per paper in an email, so their token is short and the same length for every address
 (:data:`FEEDBACK_TOKEN_CHARS`, :func:`feedback_token`): the first 16 bytes of the
-delivery's Message-ID hash (``newsletter.message.message_id_for``: which delivery row,
+delivery's Message-ID hash (``newsletter.headers.message_id_for``: which delivery row,
 so which reader and day) and the first 11 bytes (88 bits) of the reader's preferences
 signature (the MAC that the preferences link carries in full), as 36 base64url
 characters (27 bytes: whole base64 groups, so no padding and one spelling). The MAC is
@@ -373,7 +373,7 @@ def feedback_base(base_url: str) -> str:
 
 def message_hash_prefix(list_id: str, date: dt.date) -> bytes:
     """What the Message-ID hash of every email of ``list_id`` on ``date`` starts with; the
-    lower-cased address follows (``newsletter.message.message_id_for``)."""
+    lower-cased address follows (``newsletter.headers.message_id_for``)."""
     return f"{list_id}\n{date.isoformat()}\n".encode()
 
 

@@ -62,6 +62,7 @@ from werkzeug.exceptions import (
 )
 from werkzeug.routing import Map, Rule
 
+from newsletter import stores
 from newsletter import subscribers as roster
 from newsletter.config import SignupSettings
 from newsletter.errors import NewsletterError
@@ -578,7 +579,7 @@ class WebApp:
             fields["topics"] = list(claimed.topics)
         known = self.topics or None
         try:
-            with roster.open_store(self.signup.list_path, state=self.store.url).edit(known) as doc:
+            with stores.open_store(self.signup.list_path, state=self.store.url).edit(known) as doc:
                 if doc.find(address) is None:
                     sub, reasons = roster.check_entry(fields, known_topics=known)
                     if sub is None:

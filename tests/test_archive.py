@@ -26,8 +26,8 @@ from newsletter.archive import (
 from newsletter.cli import cli
 from newsletter.config import DigestSettings, Settings
 from newsletter.pipeline import plan_page
-from newsletter.render import load_templates
 from newsletter.sources import load_sample_day
+from newsletter.templating import load_templates
 from newsletter.topics import load_taxonomy
 
 A = f"{{{ATOM_NS}}}"

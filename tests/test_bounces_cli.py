@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from newsletter.cli import cli
 from newsletter.cli.run import Ops
-from newsletter.message import message_id_for
+from newsletter.headers import message_id_for
 from newsletter.state import State
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bounces"

@@ -26,7 +26,7 @@ from newsletter.cli.preview import preview_slots
 from newsletter.config import DigestSettings, Settings
 from newsletter.errors import BrowserError
 from newsletter.pipeline import plan_page, prepare_day
-from newsletter.render import load_templates
+from newsletter.templating import load_templates
 from newsletter.topics import load_taxonomy
 
 WIDTHS = (375, 640)

@@ -36,14 +36,8 @@ from premailer import Premailer
 from newsletter import htmlpart, slots, tokens
 from newsletter import render as R
 from newsletter.config import DigestSettings, SenderSettings
-from newsletter.message import (
-    DkimSigner,
-    InvalidRecipient,
-    build_template,
-    clean_text,
-    format_mailbox,
-    qp_value,
-)
+from newsletter.headers import InvalidRecipient, clean_text, format_mailbox, qp_encoded, qp_value
+from newsletter.message import DkimSigner, build_template
 from newsletter.models import (
     Digest,
     Paper,
@@ -54,9 +48,10 @@ from newsletter.models import (
     TopicGroup,
     profile_key,
 )
-from newsletter.render import RenderedDigest, load_templates, render
+from newsletter.render import RenderedDigest, render
 from newsletter.send import values_maker
 from newsletter.slots import MAX_NAME_CHARS, MAX_SLOT_BYTES, SLOTS
+from newsletter.templating import load_templates
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
@@ -254,6 +249,26 @@ def test_a_text_slot_value_is_quoted_printable_that_quopri_decodes(value: str) -
     reference = binascii.b2a_qp(value.encode("utf-8"), istext=True)
     if b"\n" not in reference and len(reference) < 76:  # one line: binascii's, then "="
         assert encoded == reference + b"=\r\n"
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    value=st.one_of(
+        st.text(st.sampled_from("a=. 3D"), max_size=400),
+        st.builds(
+            "https://papers.example/{}?token={}".format,
+            st.sampled_from(["unsubscribe", "preferences", "f", "x" * 40]),
+            st.text(st.sampled_from("aZ09-_.="), max_size=200),
+        ),
+        printable_ascii,
+    )
+)
+@example(value="a" * 73 + "=")  # a last line of 76 that ends in =3D
+@example(value="a" * 151)  # b2a_qp's last line of 76, cut once more
+def test_a_plain_ascii_text_slot_value_is_what_binascii_makes_of_it(value: str) -> None:
+    """qp_value's shortcut for printable ASCII (links, addresses, names) gives what
+    binascii.b2a_qp and the cut of the last line give."""
+    assert qp_value(value) == qp_encoded(value)
 
 
 @settings(max_examples=500, deadline=None)

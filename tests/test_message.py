@@ -18,14 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from newsletter.config import SenderSettings
+from newsletter.headers import InvalidRecipient, message_id_for
 from newsletter.message import (
     DkimSigner,
-    InvalidRecipient,
     MessageTemplate,
     Recipient,
     build_preview_eml,
     build_template,
-    message_id_for,
 )
 from newsletter.render import RenderedDigest
 from newsletter.slots import MAX_NAME_CHARS
@@ -323,7 +322,8 @@ def test_preview_eml() -> None:
 def real_rendered() -> Any:
     from newsletter.config import DigestSettings
     from newsletter.models import Digest, Paper, RankedPaper, TopicGroup
-    from newsletter.render import load_templates, render
+    from newsletter.render import render
+    from newsletter.templating import load_templates
 
     papers = [
         RankedPaper(
@@ -387,7 +387,7 @@ def test_long_ascii_values_with_equals_signs_wrap_validly(length: int) -> None:
     "address", ["ada@example.org\n", "ada@example.org\r\n", "\nada@example.org"]
 )
 def test_an_address_with_a_line_break_at_either_end_is_refused(address: str) -> None:
-    from newsletter.message import check_address
+    from newsletter.headers import check_address
 
     with pytest.raises(InvalidRecipient, match="not a deliverable address"):
         check_address(address)

@@ -10,8 +10,8 @@ from newsletter.config import Settings
 from newsletter.errors import TemplateError
 from newsletter.models import FULL_PROFILE, Subscriber
 from newsletter.pipeline import plan_day, prepare_day
-from newsletter.render import load_templates
 from newsletter.sources import load_sample_day
+from newsletter.templating import load_templates
 from newsletter.topics import load_taxonomy
 
 DAY = dt.date(2026, 11, 25)

@@ -7,7 +7,7 @@ from newsletter.config import Settings
 from newsletter.feedback import Feedback
 from newsletter.models import Day, Subscriber
 from newsletter.pipeline import Steering, Variant, plan_day, plan_week
-from newsletter.render import load_templates
+from newsletter.templating import load_templates
 from newsletter.topics import load_taxonomy
 from tests.steer_papers import ALL, DIFFUSION, ROBOTICS, dated
 

@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 
 from newsletter.config import SenderSettings, SourceSettings
 from newsletter.errors import SourceFormatError
-from newsletter.message import build_template, clean_text, header
+from newsletter.headers import clean_text, header
+from newsletter.message import build_template
 from newsletter.slots import MAX_NAME_CHARS
 from newsletter.sources.arxiv import parse_atom
 from newsletter.sources.common import detex, squash

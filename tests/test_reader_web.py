@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from newsletter.message import message_id_for
+from newsletter.headers import message_id_for
 from newsletter.models import Day, Subscriber
 from newsletter.prefs import PrefsStore
 from newsletter.tokens import (

@@ -16,7 +16,7 @@ import pytest
 
 from newsletter.browser import Page, launch
 from newsletter.errors import BrowserError
-from newsletter.message import message_id_for
+from newsletter.headers import message_id_for
 from newsletter.models import Day, Subscriber
 from newsletter.prefs import PrefsStore
 from newsletter.tokens import PREFERENCES, feedback_token, make_token

@@ -26,11 +26,10 @@ from newsletter.render import (
     SLOTS,
     TEXT_WIDTH,
     RenderedDigest,
-    Templates,
     encoded_size,
-    load_templates,
     render,
 )
+from newsletter.templating import Templates, load_templates
 
 DATE = dt.date(2026, 11, 25)
 SETTINGS = DigestSettings()

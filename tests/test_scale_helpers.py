@@ -17,7 +17,8 @@ from newsletter.delivery.sendgrid import SendGridBackend
 from newsletter.errors import AuthError
 from newsletter.message import build_template
 from newsletter.models import SendStatus
-from newsletter.subscribers import load_subscribers, open_store
+from newsletter.stores import open_store
+from newsletter.subscribers import load_subscribers
 from tests.doubles import sample_rendered, smtp_server
 from tests.scale_helpers import (
     RecordingSink,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from newsletter import stores
 from newsletter import subscribers as roster
 from newsletter.config import load_settings
 from newsletter.errors import SubscribersError
@@ -86,7 +87,7 @@ def test_the_list_is_read_in_batches_by_row_id(workdir: Path, state_url: str) ->
         assert state.subscriber_batch(after=first[-1][0], limit=2)[0][1]["email"] == (
             "r2@example.org"
         )
-    batches = list(roster.StateStore(url, batch=2).batches(None))
+    batches = list(stores.StateStore(url, batch=2).batches(None))
     assert [len(b) for b in batches] == [2, 2, 1]
     emails = [s.email for s in roster.load_subscribers("state", state=url)]
     assert emails == [f"r{i}@example.org" for i in range(5)]
@@ -94,13 +95,13 @@ def test_the_list_is_read_in_batches_by_row_id(workdir: Path, state_url: str) ->
 
 def test_state_needs_its_url() -> None:
     with pytest.raises(SubscribersError, match="needs the 'state' setting"):
-        roster.open_store("state", state="")
+        stores.open_store("state", state="")
 
 
 def test_the_web_lookup_finds_one_reader_in_the_table(workdir: Path, state_url: str) -> None:
     with State(state_url) as state:
         state.add_subscribers([{"email": "ada@example.org", "name": "Ada", "summary": "titles"}])
-    store = roster.StateStore(state_url)
+    store = stores.StateStore(state_url)
     found = store.find("ADA@example.org")
     assert found is not None and (found.name, found.summary) == ("Ada", "titles")
     assert store.find("nobody@example.org") is None

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from newsletter.config import Settings
 from newsletter.errors import ConfigError
-from newsletter.message import message_id_for
+from newsletter.headers import message_id_for
 from newsletter.tokens import (
     CONFIRM,
     FEEDBACK_TOKEN_CHARS,

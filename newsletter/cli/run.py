@@ -38,9 +38,9 @@ from newsletter.locking import holder, lock_path_for
 from newsletter.logs import LOG_FORMATS, setup_logging
 from newsletter.models import Day, Subscriber, email_key
 from newsletter.pipeline import plan_page
-from newsletter.render import load_templates
 from newsletter.send import load_due_subscribers
 from newsletter.state import RunRecord, State
+from newsletter.templating import load_templates
 from newsletter.topics import load_taxonomy
 from newsletter.weekly import WEEKDAYS, default_weekday
 

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import click
 
+from newsletter import stores
 from newsletter import subscribers as roster
 from newsletter.cli.options import config_option
 from newsletter.config import Settings, load_settings, secret_values
 from newsletter.errors import ConfigError
+from newsletter.headers import split_mailbox
 from newsletter.logs import setup_logging
-from newsletter.message import split_mailbox
 from newsletter.models import Subscriber
 from newsletter.prefs import PrefsStore
 from newsletter.tokens import signing_keys
@@ -122,8 +123,8 @@ def build_app(settings: Settings, *, allow_signup: bool = False) -> WebApp:
     store = PrefsStore(settings.state)
     listed = settings.subscribers
     lookup: Callable[[str], Subscriber | None] = ListLookup(listed, known_topics=topics)
-    if roster.is_database(listed):  # the list is kept in the state database
-        lookup = roster.StateStore(settings.state if listed == roster.STATE else listed).find
+    if stores.is_database(listed):  # the list is kept in the state database
+        lookup = stores.StateStore(settings.state if listed == stores.STATE else listed).find
     try:
         resubscribe: Callable[[str, str], None] | None = confirmation_sender(settings)
     except ConfigError:  # an HTTP provider backend: readers ask the sender to add them back

@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from newsletter import stores
 from newsletter import subscribers as roster
 from newsletter.bounces.policy import LOCKED_REASONS
 from newsletter.cli.options import (
@@ -84,10 +85,10 @@ class _Env:
     def topics(self) -> tuple[str, ...] | None:
         return roster.default_topic_names(self.settings.digest.taxonomy)
 
-    def roster(self) -> roster.SubscriberStore:
+    def roster(self) -> stores.SubscriberStore:
         """Where the list lives: the YAML file or the state database."""
         settings = self.settings
-        return roster.open_store(self.path, state=settings.state, group=settings.file_group)
+        return stores.open_store(self.path, state=settings.state, group=settings.file_group)
 
     def prefs(self) -> PrefsStore:
         return PrefsStore(self.settings.state)

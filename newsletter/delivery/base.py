@@ -43,7 +43,8 @@ from typing import Any, ClassVar
 from newsletter.closing import Closing
 from newsletter.config import Settings, secret_values
 from newsletter.errors import DeliveryError, NewsletterError, TransientError
-from newsletter.message import DkimSigner, InvalidRecipient, MessageTemplate, Recipient
+from newsletter.headers import InvalidRecipient
+from newsletter.message import DkimSigner, MessageTemplate, Recipient
 from newsletter.models import DELIVERED, SendResult, SendStatus
 from newsletter.redact import Redactor
 

@@ -36,13 +36,8 @@ import httpx
 from newsletter.config import Settings
 from newsletter.delivery.http import MAX_ERROR_CHARS, HttpBackend, HttpRequest
 from newsletter.errors import ConfigError, DeliveryError
-from newsletter.message import (
-    ONE_CLICK,
-    SLOTS,
-    MessageTemplate,
-    Recipient,
-    display_mailbox,
-)
+from newsletter.headers import display_mailbox
+from newsletter.message import ONE_CLICK, SLOTS, MessageTemplate, Recipient
 from newsletter.models import SendResult, SendStatus
 
 MAILGUN_URL = "https://api.mailgun.net"

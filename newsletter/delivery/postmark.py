@@ -46,7 +46,8 @@ from newsletter.config import Settings
 from newsletter.delivery.base import BatchTooLarge
 from newsletter.delivery.http import MAX_ERROR_CHARS, HttpBackend, HttpRequest
 from newsletter.errors import AuthError, ConfigError, DeliveryError, TransientError
-from newsletter.message import MessageTemplate, Recipient, display_mailbox
+from newsletter.headers import display_mailbox
+from newsletter.message import MessageTemplate, Recipient
 from newsletter.models import SendResult, SendStatus
 
 POSTMARK_URL = "https://api.postmarkapp.com"

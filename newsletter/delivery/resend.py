@@ -34,7 +34,8 @@ import httpx
 
 from newsletter.delivery.http import MAX_ERROR_CHARS, HttpBackend, HttpRequest
 from newsletter.errors import AuthError, DeliveryError, TransientError
-from newsletter.message import MessageTemplate, Recipient, display_mailbox
+from newsletter.headers import display_mailbox
+from newsletter.message import MessageTemplate, Recipient
 from newsletter.models import SendResult, SendStatus
 
 RESEND_URL = "https://api.resend.com"

@@ -46,7 +46,8 @@ from newsletter.bounces import verp
 from newsletter.config import Settings
 from newsletter.delivery.base import Backend, BackendOptions
 from newsletter.errors import AuthError, ConfigError, DeliveryError
-from newsletter.message import MessageTemplate, Recipient, split_mailbox
+from newsletter.headers import split_mailbox
+from newsletter.message import MessageTemplate, Recipient
 from newsletter.models import SendResult, SendStatus
 
 log = logging.getLogger(__name__)
