@@ -4,10 +4,14 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from newsletter.logs import LOGGERS
+
+if TYPE_CHECKING:
+    from newsletter.browser import Page
 
 # Where libcst is installed, hypothesis imports it to print a failing example as a patch;
 # that import warns (mypy_extensions.TypedDict), and under -W error the warning would
@@ -88,3 +92,17 @@ def state_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         return f"sqlite:///{tmp_path_factory.mktemp('state') / 'state.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+def browser() -> Iterator[Page]:
+    """A page in headless Chromium (the ``browser`` extra; .ci/run installs chromium).
+    Test modules that drive the browser another way define their own ``browser``."""
+    from newsletter.browser import BrowserError, launch
+
+    try:
+        running = launch()
+    except BrowserError as exc:
+        pytest.fail(f"{exc} (.ci/run installs it)", pytrace=False)
+    with running:
+        yield running.page

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from newsletter.browser import Page, launch
-from newsletter.errors import BrowserError
+from newsletter.browser import Page
 from newsletter.headers import message_id_for
 from newsletter.models import Day, Subscriber
 from newsletter.prefs import PrefsStore
@@ -25,16 +21,6 @@ from tests.doubles import EXAMPLE_TOPICS, serving
 from tests.steer_papers import ROBOTICS
 
 SECRET = b"reader-browser-secret"
-
-
-@pytest.fixture
-def browser() -> Iterator[Page]:
-    try:
-        running = launch()
-    except BrowserError as exc:
-        pytest.fail(f"{exc} (.ci/run installs it)", pytrace=False)
-    with running:
-        yield running.page
 
 
 def _set(page: Page, selector: str, value: str) -> None:

@@ -11,14 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from newsletter.browser import Page, launch
+from newsletter.browser import Page
 from newsletter.config import DeliverySettings, DigestSettings, Settings
-from newsletter.errors import BrowserError
 from newsletter.prefs import PrefsStore
 from newsletter.web import WebApp
 from tests.doubles import EXAMPLE_LIST, send_collecting, serving
@@ -26,16 +22,6 @@ from tests.doubles import EXAMPLE_LIST, send_collecting, serving
 SECRET = "browser-test-secret-0123456789abcdef0"
 DAY1 = dt.date(2026, 3, 2)
 DAY2 = dt.date(2026, 3, 3)
-
-
-@pytest.fixture
-def browser() -> Iterator[Page]:
-    try:
-        running = launch()
-    except BrowserError as exc:
-        pytest.fail(f"{exc} (.ci/run installs it)", pytrace=False)
-    with running:
-        yield running.page
 
 
 def test_browser_unsubscribes_from_a_rendered_email(browser: Page, tmp_path: Path) -> None:
