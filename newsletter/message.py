@@ -21,11 +21,16 @@ from those bytes and that subscriber's encoded values. There is no other path:
 Header values never carry CR or LF: names and subjects are flattened to one line, and
 an address or URL holding a line break or other control is refused
 (:class:`newsletter.headers.InvalidRecipient`), so nothing a subscriber file says can add a header.
+
+The SMTP backend sends :attr:`MessageTemplate.smtp_data`, the same template with its
+fixed bytes dot-stuffed once (RFC 5321 4.5.2), so its fill is already DATA content.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 import io
 import operator
 import secrets
@@ -129,6 +134,10 @@ class DkimSigner:
 
     def sign(self, message: bytes) -> bytes:
         """The message with a ``DKIM-Signature`` header in front."""
+        return self.signature(message) + message
+
+    def signature(self, message: bytes) -> bytes:
+        """The ``DKIM-Signature`` header (CRLF line ends) for ``message``."""
         import dkim
 
         signature: bytes = dkim.sign(
@@ -139,7 +148,7 @@ class DkimSigner:
             canonicalize=(b"relaxed", b"relaxed"),
             include_headers=[h.encode("ascii") for h in self.headers],
         )
-        return signature.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + message
+        return signature.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 _PIECES: tuple[tuple[str, str], ...] = tuple(
@@ -178,6 +187,9 @@ class MessageTemplate:
     dkim: DkimSigner | None = None
     feedback_id: str = ""
     """The ``Feedback-ID`` header (:func:`feedback_id`), for HTTP APIs too."""
+    data: bool = False
+    """``fixed`` is SMTP DATA content (:attr:`smtp_data`): :meth:`fill` gives the message
+    with a second dot on every line that starts with one (RFC 5321 4.5.2)."""
     _text_slots: frozenset[str] = field(init=False, repr=False, compare=False)
     _message_id: Callable[[str], str] = field(init=False, repr=False, compare=False)
     _pick: Callable[[tuple[bytes, ...]], Sequence[bytes]] = field(
@@ -189,6 +201,8 @@ class MessageTemplate:
     _frames: tuple[tuple[bytes, ...], ...] = field(init=False, repr=False, compare=False)
     """Per run of holes: the fixed segments inside it, framed by two empty ones, so
     ``value.join(frame)`` is the whole run (``value`` alone for a run of one hole)."""
+    _plain: MessageTemplate | None = field(default=None, init=False, repr=False, compare=False)
+    """The template :attr:`smtp_data` was made from."""
 
     def __post_init__(self) -> None:
         text_slots = frozenset(name for kind, name in self.holes if kind == "text")
@@ -197,21 +211,28 @@ class MessageTemplate:
         # Consecutive holes of one slot (a paper's feedback links, paper after paper) make
         # one run, filled by one join with the value between them: a day of many papers
         # costs a few joins per message, not a list item per link.
+        # In DATA content a value at the start of a line is a piece of its own (its
+        # leading dot doubled): :func:`_data_pieces` makes both, and ``_pick`` takes the one
+        # each hole needs.
+        starts = _line_starts(self.fixed, self.holes) if self.data else [False] * len(self.holes)
+        pieces = [
+            _PIECES.index(hole) + (len(_PIECES) if start else 0)
+            for hole, start in zip(self.holes, starts, strict=True)
+        ]
         outer, frames, runs = [self.fixed[0]], [], []
         inner: list[bytes] = []
-        for i, hole in enumerate(self.holes):
+        for i, piece in enumerate(pieces):
             after = self.fixed[2 * i + 2]
-            if i + 1 < len(self.holes) and self.holes[i + 1] == hole:
+            if i + 1 < len(pieces) and pieces[i + 1] == piece:
                 inner.append(after)
                 continue
-            runs.append(hole)
+            runs.append(piece)
             frames.append((b"", *inner, b""))
             outer += (b"", after)
             inner = []
         object.__setattr__(self, "_outer", tuple(outer))
         object.__setattr__(self, "_frames", tuple(frames))
-        pick = operator.itemgetter(*(_PIECES.index(hole) for hole in runs))  # 3 or more
-        object.__setattr__(self, "_pick", pick)
+        object.__setattr__(self, "_pick", operator.itemgetter(*runs))  # 3 runs or more
 
     def recipient(self, email: str, name: str, values: Mapping[str, str]) -> Recipient:
         """A Recipient with its stable Message-ID; InvalidRecipient for an unusable address
@@ -243,7 +264,7 @@ class MessageTemplate:
         """The complete message for one subscriber (signed when DKIM is configured)."""
         values, html = recipient.values, recipient.html_values
         text = self._text_slots
-        pieces = (  # in the order of _PIECES, SLOTS spelt out
+        pieces: tuple[bytes, ...] = (  # in the order of _PIECES, SLOTS spelt out
             encoded_mailbox(recipient.name, recipient.email).encode("ascii"),
             recipient.message_id.encode("ascii"),
             values["unsubscribe_url"].encode("ascii"),
@@ -258,10 +279,44 @@ class MessageTemplate:
             qp_value(values["preferences_url"]) if "preferences_url" in text else b"",
             qp_value(values["feedback_url"]) if "feedback_url" in text else b"",
         )
+        if self.data:
+            pieces = _data_pieces(pieces)
         out = list(self._outer)
         out[1::2] = map(bytes.join, self._pick(pieces), self._frames)
         raw = b"".join(out)
-        return self.dkim.sign(raw) if self.dkim else raw
+        if self.dkim is None:
+            return raw
+        if self.data:  # the signature is of the message, not of its DATA form
+            return self.dkim.signature(self.plain.fill(recipient)) + raw
+        return self.dkim.sign(raw)
+
+    @functools.cached_property
+    def smtp_data(self) -> MessageTemplate:
+        """This template as SMTP DATA content (RFC 5321 4.5.2), made once: its fixed bytes
+        with a second dot on each line that starts with one, and every value that starts
+        a line or holds a line break handled per message, so :meth:`fill` gives what
+        ``smtplib.quotedata`` makes of the message without scanning each one. (Scanning
+        and copying each message cost 94 us of CPU per 118 KB message of the page day,
+        every one having CSS lines that start with a dot; ``bench_scale`` at 20k:
+        send_day CPU 10.7 s before, 8.2 s after.)"""
+        if self.data:
+            return self
+        fixed = list(self.fixed)
+        starts = [True] + [kind == "text" for kind, _ in self.holes]  # what each follows
+        for i in range(0, len(fixed), 2):
+            fixed[i] = fixed[i].replace(b"\n.", b"\n..")
+            if starts[i // 2] and fixed[i].startswith(b"."):
+                fixed[i] = b"." + fixed[i]
+        if not fixed[-1].endswith(CRLF):  # DATA ends with a line end before its "."
+            fixed[-1] += CRLF
+        data = dataclasses.replace(self, fixed=tuple(fixed), data=True)
+        object.__setattr__(data, "_plain", self)
+        return data
+
+    @property
+    def plain(self) -> MessageTemplate:
+        """The template of the message itself (this one unless it is :attr:`smtp_data`)."""
+        return self._plain or self
 
     def parts(self, recipient: Recipient) -> tuple[str, str]:
         """(html, text) filled for one subscriber, as strings."""
@@ -367,6 +422,24 @@ def _generated(
         fixed += (b"", after)
         holes.append((kind, name))
     return tuple(fixed), tuple(holes)
+
+
+def _line_starts(fixed: Sequence[bytes], holes: Sequence[tuple[str, str]]) -> list[bool]:
+    """Whether each hole starts a line: after a line break in the fixed bytes, or right
+    after a text hole (its quoted-printable always ends in a soft line break, and no other
+    value holds a line break at its end)."""
+    starts = []
+    for i in range(len(holes)):
+        before = fixed[2 * i]
+        starts.append(before.endswith(b"\n") if before else i == 0 or holes[i - 1][0] == "text")
+    return starts
+
+
+def _data_pieces(pieces: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """A message's pieces as DATA content: each with a second dot after its own line
+    breaks, then each again as it goes at the start of a line (a leading dot doubled)."""
+    inner = tuple(p.replace(b"\n.", b"\n..") if b"\n." in p else p for p in pieces)
+    return inner + tuple(b"." + p if p[:1] == b"." else p for p in inner)
 
 
 def _joined(segments: tuple[str, ...], hole: Callable[[str], str]) -> str:

@@ -318,6 +318,26 @@ def test_many_messages_per_connection(server_factory: Any, cert: Cert) -> None:
     assert sorted(r for r, _ in handler.received) == sorted(p.email for p in people)
 
 
+def test_lines_that_start_with_a_dot_arrive_as_written(server_factory: Any, cert: Cert) -> None:
+    """DATA content doubles a line's leading dot and the server takes it off again (RFC
+    5321 4.5.2): the digest's own dotted lines and a reader's name that starts with a dot
+    arrive as the message holds them, over both connections and pipelined or not."""
+    handler = FaultyHandler()
+    port = server_factory(handler)
+    people = [Subscriber(email=f"u{i}@example.org", name=f".Reader{i}.") for i in range(6)]
+    with make_backend(port, cert) as backend:
+        report, _results = _deliver(backend, people)
+    assert report.delivered == 6
+    for rcpt, raw in handler.received:
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        assert msg["To"].addresses[0].display_name == f".Reader{rcpt[1]}."
+        text, html = (p.get_content().replace("\r\n", "\n") for p in msg.iter_parts())
+        assert "\n.leading dot\n" in text  # the text part's own line
+        assert text.startswith(f"Hello .Reader{rcpt[1]}.,\n")
+        assert f"<p>Hello .Reader{rcpt[1]}.,</p>" in html
+        assert b"\r\n..leading" not in raw
+
+
 def test_transient_failures_give_up_after_max_attempts(server_factory: Any, cert: Cert) -> None:
     class Always451(FaultyHandler):
         async def handle_RCPT(

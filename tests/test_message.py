@@ -5,6 +5,7 @@ import datetime as dt
 import email
 import email.policy
 import re
+import smtplib
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -14,7 +15,7 @@ import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from newsletter.config import SenderSettings
@@ -391,3 +392,82 @@ def test_an_address_with_a_line_break_at_either_end_is_refused(address: str) -> 
 
     with pytest.raises(InvalidRecipient, match="not a deliverable address"):
         check_address(address)
+
+
+# --------------------------------------------------------------------------- SMTP DATA form
+
+
+def _stdlib_data(raw: bytes) -> bytes:
+    """What smtplib sends of ``raw`` as DATA content (``smtplib.quotedata``: a second dot
+    on every line that starts with one), ending in a line end as ``sendmail`` does."""
+    data = smtplib.quotedata(raw.decode("latin-1")).encode("latin-1")
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+_DOTTY_WORDS = st.lists(st.sampled_from([".", "..", ".x", "a.b", "x", "."]), max_size=3).map(
+    " ".join
+)
+_DOTTY_SLOT = st.sampled_from(
+    ["", "{{name}}", "{{email}}", "{{feedback_url}}", "{{unsubscribe_url}}"]
+)
+_DOTTY_LINE = st.builds(  # words, at most one slot (lines stay under 998 bytes), words
+    lambda before, slot, after: f"{before}{slot}{after}", _DOTTY_WORDS, _DOTTY_SLOT, _DOTTY_WORDS
+)
+_DOTTY_PART = st.lists(_DOTTY_LINE, min_size=1, max_size=12).map("\n".join)
+_DOTTY_NAME = st.sampled_from([".", ".bob", "..", "Bob", "x.", "", ". ."]) | st.text(
+    st.sampled_from("ab. é"), max_size=90
+)
+_DOTTY_URL = st.text(st.sampled_from("ab.="), min_size=40, max_size=160).map(
+    lambda path: "https://papers.example/" + path
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(html=_DOTTY_PART, text=_DOTTY_PART, name=_DOTTY_NAME, url=_DOTTY_URL)
+@example(  # a link whose second quoted-printable line starts with a dot
+    html="{{name}}",
+    text="x\n{{unsubscribe_url}}",
+    name="Ada",
+    url="https://papers.example/" + "a" * 52 + ".bbbb",
+)
+def test_smtp_data_is_the_message_as_smtplib_quotes_it(
+    html: str, text: str, name: str, url: str
+) -> None:
+    """Lines that start with a dot, in the fixed bytes and in any value (a name, a link's
+    quoted-printable lines), at the start of a line or not: the DATA form of every
+    message is what the stdlib makes of the message."""
+    template = template_for(hand_rendered("Dots", html, text))
+    links = {"unsubscribe_url": url, "preferences_url": url + ".", "feedback_url": url + "/."}
+    recipient = template.recipient(
+        "dot@example.org", name, {**values("dot@example.org", name), **links}
+    )
+    raw = template.fill(recipient)
+    assert template.smtp_data.fill(recipient) == _stdlib_data(raw)
+    assert template.smtp_data.plain is template and template.smtp_data.smtp_data is (
+        template.smtp_data
+    )
+
+
+def test_smtp_data_of_a_real_render_and_a_dotted_name(real_rendered: Any) -> None:
+    template = template_for(real_rendered)
+    for name in (".", ".Ada", "Ada"):
+        recipient = template.recipient("ada@example.org", name, values("ada@example.org", name))
+        raw = template.fill(recipient)
+        assert b"\r\n." in raw  # the renderer's CSS lines start with a dot
+        assert template.smtp_data.fill(recipient) == _stdlib_data(raw)
+
+
+def test_smtp_data_keeps_a_dkim_signature_of_the_message_itself() -> None:
+    private, public = _dkim_key()
+    signer = DkimSigner(private_key=private, selector="s1", domain="papers.example")
+    template = template_for(dkim=signer)
+    recipient = template.recipient("jose@example.org", ".José", values("jose@example.org"))
+    data = template.smtp_data.fill(recipient)
+    assert b"\r\n..leading dot" in data
+    received = data.replace(b"\r\n..", b"\r\n.")  # what the server stores (RFC 5321 4.5.2)
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
+        return b"v=DKIM1; k=rsa; p=" + public
+
+    assert dkim.verify(received, dnsfunc=dnsfunc)
+    assert not dkim.verify(data, dnsfunc=dnsfunc)  # the DATA form is not the message

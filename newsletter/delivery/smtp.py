@@ -33,7 +33,6 @@ import datetime as dt
 import functools
 import logging
 import queue
-import re
 import smtplib
 import socket
 import ssl
@@ -251,6 +250,7 @@ class SmtpBackend(Backend):
     def send_batch(
         self, template: MessageTemplate, batch: Sequence[Recipient]
     ) -> Iterator[SendResult]:
+        template = template.smtp_data  # each message filled as DATA content, dots doubled
         todo: queue.SimpleQueue[Recipient] = queue.SimpleQueue()
         for recipient in batch:
             todo.put(recipient)
@@ -455,7 +455,7 @@ class _Stream:
             end = b".\r\n"
             if following is not None and pipelining:
                 end += backend._commands(following[0].email, self.template.date)
-            conn.send(dot_stuff(raw) + end)
+            conn.send(raw + end)
             code, reply = conn.getreply()
         except smtplib.SMTPResponseException as exc:  # e.g. 4xx on AUTH, 421 on connect
             backend._drop(slot)
@@ -517,16 +517,3 @@ def _envelope_replies(conn: smtplib.SMTP) -> tuple[str, int, bytes]:
         conn.send(b".\r\n")
         conn.getreply()
     return failure
-
-
-_LINE_DOT = re.compile(rb"\n\.")
-"""A line starting with a dot (the regex engine finds it 3x faster than bytes.find)."""
-
-
-def dot_stuff(raw: bytes) -> bytes:
-    """The message as DATA content: leading dots doubled, ending in CRLF (RFC 5321 4.5.2)."""
-    if raw.startswith(b"."):
-        raw = b"." + raw
-    if _LINE_DOT.search(raw) is not None:
-        raw = raw.replace(b"\n.", b"\n..")
-    return raw if raw.endswith(b"\r\n") else raw + b"\r\n"
