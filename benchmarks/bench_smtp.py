@@ -187,6 +187,7 @@ def recipients(template: MessageTemplate, n: int) -> list[Recipient]:
                 "email": f"reader{i}@example.org",
                 "unsubscribe_url": f"https://papers.example/unsubscribe?token=tok{i:08d}",
                 "preferences_url": f"https://papers.example/preferences?token=tok{i:08d}",
+                "feedback_url": f"https://papers.example/f/{i:036d}",
             },
         )
         for i in range(n)
