@@ -10,6 +10,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
@@ -27,8 +28,9 @@ from cryptography.x509.oid import NameOID
 from newsletter.config import SenderSettings
 from newsletter.delivery.base import BackendOptions, RetryPolicy
 from newsletter.delivery.smtp import SmtpBackend
-from newsletter.errors import AuthError
+from newsletter.errors import AuthError, LedgerError
 from newsletter.ledger import Ledger
+from newsletter.message import build_template
 from newsletter.models import SendResult, SendStatus, Subscriber
 from newsletter.render import RenderedDigest
 from newsletter.send import RunReport
@@ -466,9 +468,18 @@ class GroupWatchingServer:
     "." it waits up to ``patience`` seconds for more bytes before it replies 250 (a client
     that waits for the reply first sends nothing). ``reject_rcpt``: RCPT answered 550."""
 
-    def __init__(self, *, reject_rcpt: frozenset[str] = frozenset(), patience: float = 1.0):
+    def __init__(
+        self,
+        *,
+        reject_rcpt: frozenset[str] = frozenset(),
+        patience: float = 1.0,
+        events: list[tuple[str, str]] | None = None,
+    ):
         self.reject_rcpt = reject_rcpt
         self.patience = patience
+        self.events = events if events is not None else []
+        """("content", rcpt) when a message's first content line arrives, ("end", rcpt)
+        when its final "." does, in the order the server reads them."""
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.listener.getsockname()[1]
         self.grouped: list[bool] = []
@@ -510,8 +521,11 @@ class GroupWatchingServer:
                             conn.sendall(b"554 no valid recipients\r\n")
                             continue
                         conn.sendall(b"354 go on\r\n")
-                        while line() != b".":
-                            pass
+                        if line() != b".":
+                            self.events.append(("content", rcpt))
+                            while line() != b".":
+                                pass
+                        self.events.append(("end", rcpt))
                         if not buf and select.select([conn], [], [], self.patience)[0]:
                             buf += conn.recv(65536)
                         self.grouped.append(buf.startswith(b"MAIL FROM:"))
@@ -561,3 +575,69 @@ def test_each_end_of_data_travels_with_the_next_messages_envelope() -> None:
     # u1's "." carried u2's envelope (refused: RSET, then u3's envelope goes alone); the
     # last message has no next one
     assert server.grouped == [True, True, True, True, False]
+
+
+def _pipelined_backend(port: int) -> SmtpBackend:
+    return SmtpBackend(
+        host="127.0.0.1",
+        port=port,
+        envelope_from="digest@papers.example",
+        security="none",
+        connections=1,
+        options=BackendOptions(retry=RetryPolicy(max_attempts=1)),
+    )
+
+
+def _recipients(n: int) -> tuple[Any, list[Any]]:
+    template = build_template(sample_rendered(), sender=SENDER, date=DATE, now=NOW)
+    people = [Subscriber(email=f"u{i}@example.org") for i in range(n)]
+    return template, [template.recipient(p.email, p.name, values_for(p)) for p in people]
+
+
+def test_an_accepted_message_is_recorded_before_the_next_one_ends() -> None:
+    """The ledger has each accepted message before the server sees the next message's
+    final "." (so a crash leaves at most one accepted message unrecorded per connection),
+    and it records it while that next message's content travels, not in the round trip."""
+    events: list[tuple[str, str]] = []
+    server = GroupWatchingServer(events=events)
+    template, recipients = _recipients(5)
+
+    overlapped: list[bool] = []
+
+    def recorded(result: SendResult) -> None:
+        if result.email == "u0@example.org":  # u1's content is on its way already
+            give_up = time.monotonic() + 2.0
+            while ("content", "u1@example.org") not in events and time.monotonic() < give_up:
+                time.sleep(0.005)
+            overlapped.append(("content", "u1@example.org") in events)
+        events.append(("recorded", result.email))
+
+    with _pipelined_backend(server.port) as backend:
+        results = backend.send(template, recipients, on_accepted=recorded)
+    server.close()
+    assert [r.status for r in results] == [SendStatus.SENT] * 5
+    for i in range(4):
+        this, following = f"u{i}@example.org", f"u{i + 1}@example.org"
+        assert events.index(("end", this)) < events.index(("recorded", this))
+        assert events.index(("recorded", this)) < events.index(("end", following))
+    assert overlapped == [True]  # the next message's content went out before the record
+
+
+def test_a_failing_ledger_leaves_one_message_accepted_and_unrecorded() -> None:
+    """The ledger fails at the third acceptance: the run stops with the fourth message's
+    content out but never its final ".", so the server delivered three messages, two of
+    them recorded: the crash window is one message."""
+    server = GroupWatchingServer()
+    template, recipients = _recipients(6)
+    recorded: list[str] = []
+
+    def record(result: SendResult) -> None:
+        if len(recorded) == 2:
+            raise LedgerError("state database is gone")
+        recorded.append(result.email)
+
+    with _pipelined_backend(server.port) as backend, pytest.raises(LedgerError):
+        backend.send(template, recipients, on_accepted=record)
+    server.close()
+    assert recorded == ["u0@example.org", "u1@example.org"]
+    assert server.delivered == ["u0@example.org", "u1@example.org", "u2@example.org"]

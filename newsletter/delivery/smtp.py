@@ -390,12 +390,16 @@ class _Stream:
     """One worker's share of a batch over its connection (``slot``), one round trip a
     message when the server pipelines.
 
-    A message's content and final ``.`` go out in one write with the next message's MAIL,
-    RCPT and DATA (RFC 2920 3.1: message content may open a group), and the replies are
-    read in order: this message's end-of-data reply, then the next one's three. An
-    accepted message is handed to :meth:`Backend.accepted` (the ledger records it) as soon
-    as its ``250`` is read, before the connection sends anything more, so at most one
-    message per connection is ever accepted but not recorded: the crash window.
+    A message goes out in two writes: its content, then its final ``.`` with the next
+    message's MAIL, RCPT and DATA (RFC 2920 3.1: message content may open a group); the
+    replies are read in order: this message's end-of-data reply, then the next one's
+    three. An accepted message is handed to :meth:`Backend.accepted` (the ledger records
+    it) while the server reads the next message's content, and before that message's
+    final ``.``: a message the server has not seen end is not delivered (a dropped
+    connection discards it, RFC 5321 4.1.1.4), so at most one message per connection is
+    ever accepted but not recorded: the crash window. Recording while the content
+    travels keeps the ledger's commit off the connection's round trip (gain quoted in
+    the README's Performance section).
     """
 
     backend: SmtpBackend
@@ -408,8 +412,20 @@ class _Stream:
     def run(self) -> None:
         message = self._next()
         opened = False
-        while message is not None:
-            message, opened = self._one(message, opened=opened)
+        accepted: SendResult | None = None
+        try:
+            while message is not None:
+                message, opened, accepted = self._one(message, opened, accepted)
+        except BaseException:
+            self.backend._drop(self.slot)  # nothing more goes out before it is recorded
+            raise
+        self._record(accepted)
+
+    def _record(self, accepted: SendResult | None) -> None:
+        """Record an accepted message (the ledger first), then report it."""
+        if accepted is not None:
+            self.backend.accepted(accepted)
+            self.emit(accepted)
 
     def _next(self) -> Message | None:
         """The next recipient with its message; those that cannot have one get their
@@ -421,19 +437,24 @@ class _Stream:
             self.emit(raw)
         return None
 
-    def _one(self, message: Message, *, opened: bool) -> tuple[Message | None, bool]:
-        """Send ``message`` (its MAIL/RCPT/DATA already out when ``opened``); the next
-        message, and whether its MAIL/RCPT/DATA went out with this one's end of data."""
+    def _one(
+        self, message: Message, opened: bool, accepted: SendResult | None
+    ) -> tuple[Message | None, bool, SendResult | None]:
+        """Send ``message`` (its MAIL/RCPT/DATA already out when ``opened``), recording
+        ``accepted`` (the message before it, accepted) on the way: the next message,
+        whether its MAIL/RCPT/DATA went out with this one's end, and this one's result
+        when the server accepted it (still to record)."""
         backend, slot = self.backend, self.slot
         recipient, raw = message
         email = recipient.email
         if backend.down is not None:  # never opened: the server went down at a connect
+            self._record(accepted)
             self.emit(
                 SendResult(
                     email, SendStatus.FAILED, error=f"not attempted: {backend.down}", transient=True
                 )
             )
-            return self._next(), False
+            return self._next(), False, None
         backend.limiter.acquire()
         following: Message | None = None
         try:
@@ -449,20 +470,26 @@ class _Stream:
                     conn, email, self.template.date, pipelining=pipelining
                 )
             if stage:
+                self._record(accepted)
                 self.emit(backend._refused(slot, conn, email, stage, code, reply))
-                return self._next(), False
+                return self._next(), False, None
+            conn.send(raw)
+            self._record(accepted)  # while the server reads this message's content
+            accepted = None
             following = self._next()
             end = b".\r\n"
             if following is not None and pipelining:
                 end += backend._commands(following[0].email, self.template.date)
-            conn.send(raw + end)
+            conn.send(end)
             code, reply = conn.getreply()
         except smtplib.SMTPResponseException as exc:  # e.g. 4xx on AUTH, 421 on connect
             backend._drop(slot)
+            self._record(accepted)
             self.emit(_result(email, "connect", exc.smtp_code, exc.smtp_error))
-            return following or self._next(), False
+            return following or self._next(), False, None
         except (smtplib.SMTPException, OSError) as exc:
             backend._drop(slot)
+            self._record(accepted)
             self.emit(
                 SendResult(
                     email,
@@ -472,27 +499,18 @@ class _Stream:
                     transient=True,
                 )
             )
-            return following or self._next(), False
-        except BaseException:  # AuthError, DeliveryError: the run stops
-            backend._drop(slot)
-            raise
+            return following or self._next(), False, None
         opened = following is not None and pipelining
         if code != 250:
             self.emit(backend._refused(slot, conn, email, "end of DATA", code, reply, rset=False))
-            return following, opened and backend._conns[slot] is conn
+            return following, opened and backend._conns[slot] is conn, None
         result = SendResult(
             email,
             SendStatus.SENT,
             message_id=recipient.message_id,
             extra={"reply": _reply_text(reply)},
         )
-        try:
-            backend.accepted(result)  # the ledger has it before the next "." goes out
-        except BaseException:  # the ledger failed: the run stops
-            backend._drop(slot)  # the next message's envelope is out, unanswered
-            raise
-        self.emit(result)
-        return following, opened
+        return following, opened, result
 
 
 def _envelope_replies(conn: smtplib.SMTP) -> tuple[str, int, bytes]:
