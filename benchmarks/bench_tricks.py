@@ -5,10 +5,13 @@
 On the page day (/work/shared/data/daily-papers-page.txt; the bundled sample day when
 absent) with the synthetic list of ``bench_scale``:
 
-* the three caches of ``newsletter.templating.Templates``, each emptied before every render
+* the four caches of ``newsletter.templating.Templates``, each emptied before every render
   (as if it did not exist) against one ``Templates`` for the day: premailer's parsed
-  stylesheet (``css_rules``), the text part's wrapped lines (``wrapped_lines``) and the
-  papers' views (``paper_views``); the figure is rendering every variant of the day;
+  stylesheet (``css_rules``), the text part's wrapped lines (``wrapped_lines``), the
+  papers' views (``paper_views``) and the one-line texts (``lines``); the figure is
+  rendering every variant of the day;
+* the compiled templates kept for the process (``newsletter.templating._KeptCode``),
+  against a fresh, empty one for every day; the figure is ``prepare_day`` of the day;
 * ``newsletter.headers.qp_value``'s shortcut for printable ASCII (each link, address and
   most names in the text part: the lines of ``binascii.b2a_qp`` worked out without it),
   against ``qp_encoded`` (``b2a_qp`` itself) for every value; the figure is the MIME
@@ -25,7 +28,6 @@ load) and the gain are printed. A trick whose median gain is under 5 % is not wo
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import statistics
 import sys
@@ -34,8 +36,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks.bench_scale import make_messages
-from newsletter import headers, message
+from newsletter import headers, message, templating
 from newsletter.config import DigestSettings, Settings, SourceSettings
+from newsletter.models import Subscriber
 from newsletter.pipeline import Variant, prepare_day
 from newsletter.render import render
 from newsletter.templating import Templates, load_templates
@@ -45,7 +48,7 @@ from tests.scale_helpers import DEFAULT_VARIANTS, synthetic_subscribers
 PAGE_DAY = Path("/work/shared/data/daily-papers-page.txt")
 DATE = dt.date(2026, 11, 25)
 SECRET = b"bench-tricks-secret-0123456789abcdef"
-CACHES = ("css_rules", "wrapped_lines", "paper_views")
+CACHES = ("css_rules", "wrapped_lines", "paper_views", "lines")
 """The fields of Templates that keep work across the renders of a day."""
 
 
@@ -55,8 +58,18 @@ def render_day(variants: Sequence[Variant], settings: Settings, empty: str | Non
     started = time.process_time()
     for variant in variants:
         if empty is not None:
-            templates = dataclasses.replace(templates, **{empty: {}})
+            getattr(templates, empty).clear()
         render(variant.digest, settings=settings.digest, templates=templates)
+    return time.process_time() - started
+
+
+def prepare(settings: Settings, people: Sequence[Subscriber], *, kept_code: bool) -> float:
+    """CPU seconds of ``prepare_day``, with the compiled templates kept or compiled afresh."""
+    if not kept_code:
+        templating._HTML_CODE = templating._KeptCode()
+        templating._TEXT_CODE = templating._KeptCode()
+    started = time.process_time()
+    prepare_day(settings, DATE, source=settings.source.default, subscribers=people)
     return time.process_time() - started
 
 
@@ -115,6 +128,14 @@ def main(argv: list[str] | None = None) -> int:
             args.repeat,
         )
         print(line)
+    print(
+        compare(
+            "kept compiled templates",
+            lambda: prepare(settings, people, kept_code=True),
+            lambda: prepare(settings, people, kept_code=False),
+            args.repeat,
+        )
+    )
     print(
         compare(
             "message.qp_value shortcut",

@@ -64,7 +64,7 @@ from newsletter.slots import close_bidi as _close_bidi
 from newsletter.slots import cut as _cut
 from newsletter.slots import safe_url as _safe_url
 from newsletter.summarize import summary as paper_summary
-from newsletter.templating import HTML_TEMPLATE, TEXT_TEMPLATE, Templates
+from newsletter.templating import HTML_TEMPLATE, TEXT_TEMPLATE, Templates, kept_line
 from newsletter.tokens import FEEDBACK_TOKEN_CHARS, feedback_base
 
 __all__ = [
@@ -329,7 +329,7 @@ def _render_plan(
     budget: int,
     page: bool = False,
 ) -> RenderedDigest:
-    context = _context(digest, plan, settings, web_url, nonce, templates.paper_views, page)
+    context = _context(digest, plan, settings, web_url, nonce, templates, page)
     try:
         source = templates.html.render(context)
         text = templates.text.render(context)
@@ -382,22 +382,25 @@ def _context(
     settings: DigestSettings,
     web_url: str | None,
     nonce: str,
-    views: dict[tuple[Paper, str, int | None], PaperView],
+    templates: Templates,
     page: bool = False,
 ) -> dict[str, Any]:
     style = digest.profile.summary
     anchors: set[str] = set()
-    sections, compact = _sections(digest, plan, views, anchors)
+    sections, compact = _sections(digest, plan, templates, anchors)
     ranked = sorted(digest.papers, key=lambda rp: -rp.score)
     shown = len(digest.papers)
     web = web_url.strip() if web_url else None
-    title = one_line(settings.title)
+    lines = templates.lines
+    title = kept_line(settings.title, lines)
     date_short = f"{digest.date.day} {_MONTH_NAMES[digest.date.month - 1][:3]}"
-    top_title, top_topic = "", one_line(digest.top_topic or "")
+    top_title, top_topic = "", kept_line(digest.top_topic or "", lines)
     if ranked:
         more = f" +{shown - 1}" if shown > 1 else ""
         room = SUBJECT_CHARS - len(f"{title} {date_short}: ") - len(more)
-        top_title = _cut(one_line(ranked[0].paper.title), max(room, MIN_SUBJECT_TITLE_CHARS))
+        top_title = _cut(
+            kept_line(ranked[0].paper.title, lines), max(room, MIN_SUBJECT_TITLE_CHARS)
+        )
         if room < MIN_SUBJECT_TITLE_CHARS:
             top_title = _cut(top_topic, MIN_SUBJECT_TITLE_CHARS)
     return {
@@ -406,7 +409,7 @@ def _context(
         "date_text": _long_date(digest.date),
         "date_short": date_short,
         "lang": one_line(settings.lang) or "en",
-        "preheader": _preheader(ranked, shown),
+        "preheader": _preheader(ranked, shown, lines),
         "sections": tuple(sections),
         "more": tuple(compact),
         "more_anchor": _unique("more-papers", anchors),
@@ -429,10 +432,7 @@ def _context(
 
 
 def _sections(
-    digest: Digest,
-    plan: _Plan,
-    views: dict[tuple[Paper, str, int | None], PaperView],
-    anchors: set[str],
+    digest: Digest, plan: _Plan, templates: Templates, anchors: set[str]
 ) -> tuple[list[SectionView], list[PaperView]]:
     """The digest's sections of papers shown in full (their anchors added to ``anchors``)
     and the compact list, best first."""
@@ -443,7 +443,7 @@ def _sections(
         mixed = any(rp.topic != group.name for rp in group.papers)  # "Also today"
         for rp in group.papers:
             view = _paper_view(
-                rp, digest.profile.summary, plan.summary_chars, views, section=group.name
+                rp, digest.profile.summary, plan.summary_chars, templates, section=group.name
             )
             if rp.paper.key in plan.compact:
                 compact.append(
@@ -454,7 +454,8 @@ def _sections(
         if full:
             anchor = _unique(group.anchor, anchors)
             anchors.add(anchor)
-            name, about = one_line(group.name), one_line(group.description)
+            name = kept_line(group.name, templates.lines)
+            about = kept_line(group.description, templates.lines)
             sections.append(SectionView(name, anchor, about, tuple(full), mixed))
     compact.sort(key=lambda view: -view.score)
     return sections, compact
@@ -476,14 +477,16 @@ def _paper_view(
     rp: RankedPaper,
     style: SummaryStyle,
     chars: int | None,
-    views: dict[tuple[Paper, str, int | None], PaperView],
+    templates: Templates,
     *,
     section: str = "",
 ) -> PaperView:
-    """``rp`` as the templates see it; the paper's part comes from ``views`` when there.
+    """``rp`` as the templates see it; the paper's part comes from ``templates.paper_views``
+    when there.
 
     Its reasons leave out what the reader already sees: the topic of the section the
     paper is in."""
+    views, lines = templates.paper_views, templates.lines
     key = (rp.paper, style, chars)
     view = views.get(key)
     if view is None:
@@ -492,9 +495,9 @@ def _paper_view(
     return dataclasses.replace(
         view,
         reasons=tuple(
-            r for r in (one_line(r) for r in rp.reasons) if r and r.casefold() != visible
+            r for r in (kept_line(r, lines) for r in rp.reasons) if r and r.casefold() != visible
         ),
-        topic=one_line(rp.topic),
+        topic=kept_line(rp.topic, lines),
         score=rp.score,
     )
 
@@ -538,10 +541,12 @@ def summary_text(paper: Paper, style: SummaryStyle, chars: int | None) -> str:
     return _close_bidi(paper_summary(clean, style, chars))
 
 
-def _preheader(ranked: Sequence[RankedPaper], shown: int) -> str:
+def _preheader(ranked: Sequence[RankedPaper], shown: int, lines: dict[str, str]) -> str:
     if not ranked:
         return "No new papers today."
-    titles = "; ".join(_cut(one_line(rp.paper.title), 60) for rp in ranked[:PREHEADER_PAPERS])
+    titles = "; ".join(
+        _cut(kept_line(rp.paper.title, lines), 60) for rp in ranked[:PREHEADER_PAPERS]
+    )
     rest = shown - min(shown, PREHEADER_PAPERS)
     more = f" and {rest} more" if rest else ""
     return _cut(f"{titles}{more}", PREHEADER_CHARS)
