@@ -490,7 +490,7 @@ def _paper_view(
     key = (rp.paper, style, chars)
     view = views.get(key)
     if view is None:
-        view = views[key] = _plain_paper_view(rp.paper, style, chars)
+        view = views[key] = _plain_paper_view(rp.paper, style, chars, lines)
     visible = f"topic: {section}".casefold()
     return dataclasses.replace(
         view,
@@ -502,21 +502,24 @@ def _paper_view(
     )
 
 
-def _plain_paper_view(paper: Paper, style: SummaryStyle, chars: int | None) -> PaperView:
-    """The paper's part of its view: everything but the variant's reasons, topic, score."""
+def _plain_paper_view(
+    paper: Paper, style: SummaryStyle, chars: int | None, lines: dict[str, str]
+) -> PaperView:
+    """The paper's part of its view: everything but the variant's reasons, topic, score
+    (``lines``: the one-line texts kept across renders, ``Templates.lines``)."""
     url = _safe_url(paper.url)
     if url is None and paper.id and _ARXIV_ID.fullmatch(paper.id):
         url = FALLBACK_PAPER_URL.format(id=paper.id)
-    summary = summary_text(paper, style, chars)
+    summary = summary_text(paper, style, chars, lines=lines)
     code = paper.github_repo.strip() if paper.github_repo else None
     if code and re.fullmatch(r"[\w.-]+/[\w.-]+", code):
         code = f"https://github.com/{code}"
     return PaperView(
         key=paper.key,
         ref=paper_ref(paper.key),
-        title=_cut(one_line(paper.title), MAX_TITLE_CHARS) or "(untitled)",
+        title=_cut(kept_line(paper.title, lines), MAX_TITLE_CHARS) or "(untitled)",
         url=url,
-        authors=_short_authors(paper.authors),
+        authors=_short_authors(paper.authors, lines),
         summary=summary,
         upvotes=max(paper.upvotes, 0),
         comments=max(paper.comments, 0),
@@ -528,15 +531,19 @@ def _plain_paper_view(paper: Paper, style: SummaryStyle, chars: int | None) -> P
     )
 
 
-def summary_text(paper: Paper, style: SummaryStyle, chars: int | None) -> str:
+def summary_text(
+    paper: Paper, style: SummaryStyle, chars: int | None, *, lines: dict[str, str] | None = None
+) -> str:
     """The summary the reader sees (:func:`newsletter.summarize.summary` of the cleaned
-    text): the source's TL;DR or the abstract's key sentence, the abstract, or nothing."""
+    text): the source's TL;DR or the abstract's key sentence, the abstract, or nothing.
+    ``lines`` keeps the cleaned texts across calls (``Templates.lines``)."""
     if style == "titles" or chars is None:
         return ""
+    kept = {} if lines is None else lines
     clean = dataclasses.replace(
         paper,
-        abstract=one_line(paper.abstract),
-        ai_summary=one_line(paper.ai_summary) if paper.ai_summary else None,
+        abstract=kept_line(paper.abstract, kept),
+        ai_summary=kept_line(paper.ai_summary, kept) if paper.ai_summary else None,
     )
     return _close_bidi(paper_summary(clean, style, chars))
 
@@ -555,8 +562,8 @@ def _preheader(ranked: Sequence[RankedPaper], shown: int, lines: dict[str, str])
 # --------------------------------------------------------------------------- text helpers
 
 
-def _short_authors(authors: Iterable[str]) -> str:
-    names = [name for name in (one_line(a) for a in authors) if name]
+def _short_authors(authors: Iterable[str], lines: dict[str, str]) -> str:
+    names = [name for name in (kept_line(a, lines) for a in authors) if name]
     if len(names) <= AUTHORS_SHOWN + 1:
         return ", ".join(names)
     return ", ".join(names[:AUTHORS_SHOWN]) + f" +{len(names) - AUTHORS_SHOWN}"
