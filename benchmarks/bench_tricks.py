@@ -10,8 +10,6 @@ absent) with the synthetic list of ``bench_scale``:
   stylesheet (``css_rules``), the text part's wrapped lines (``wrapped_lines``), the
   papers' views (``paper_views``) and the one-line texts (``lines``); the figure is
   rendering every variant of the day;
-* the compiled templates kept for the process (``newsletter.templating._KeptCode``),
-  against a fresh, empty one for every day; the figure is ``prepare_day`` of the day;
 * ``newsletter.headers.qp_value``'s shortcut for printable ASCII (each link, address and
   most names in the text part: the lines of ``binascii.b2a_qp`` worked out without it),
   against ``qp_encoded`` (``b2a_qp`` itself) for every value; the figure is the MIME
@@ -36,9 +34,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks.bench_scale import make_messages
-from newsletter import headers, message, templating
+from newsletter import headers, message
 from newsletter.config import DigestSettings, Settings, SourceSettings
-from newsletter.models import Subscriber
 from newsletter.pipeline import Variant, prepare_day
 from newsletter.render import render
 from newsletter.templating import Templates, load_templates
@@ -60,16 +57,6 @@ def render_day(variants: Sequence[Variant], settings: Settings, empty: str | Non
         if empty is not None:
             getattr(templates, empty).clear()
         render(variant.digest, settings=settings.digest, templates=templates)
-    return time.process_time() - started
-
-
-def prepare(settings: Settings, people: Sequence[Subscriber], *, kept_code: bool) -> float:
-    """CPU seconds of ``prepare_day``, with the compiled templates kept or compiled afresh."""
-    if not kept_code:
-        templating._HTML_CODE = templating._KeptCode()
-        templating._TEXT_CODE = templating._KeptCode()
-    started = time.process_time()
-    prepare_day(settings, DATE, source=settings.source.default, subscribers=people)
     return time.process_time() - started
 
 
@@ -128,14 +115,6 @@ def main(argv: list[str] | None = None) -> int:
             args.repeat,
         )
         print(line)
-    print(
-        compare(
-            "kept compiled templates",
-            lambda: prepare(settings, people, kept_code=True),
-            lambda: prepare(settings, people, kept_code=False),
-            args.repeat,
-        )
-    )
     print(
         compare(
             "message.qp_value shortcut",

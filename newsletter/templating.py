@@ -10,12 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from types import CodeType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import jinja2
-import jinja2.bccache
 
 from newsletter.errors import TemplateError
 from newsletter.models import Paper
@@ -35,31 +33,6 @@ TEXT_TEMPLATE = "digest.txt.j2"
 
 SUBJECT_TEMPLATE = "subject.txt.j2"
 """The template of the subject line (whitespace collapsed to one line)."""
-
-
-class _KeptCode(jinja2.BytecodeCache):
-    """Each template's compiled code kept for the life of the process, per (name, file),
-    used only while the source is unchanged (the bucket's checksum): a day's
-    :func:`load_templates` then skips Jinja's lexer, parser and compiler (0.5 ms instead
-    of 25 ms; its share of ``prepare_day`` in ``benchmarks.bench_tricks``)."""
-
-    def __init__(self) -> None:
-        self._kept: dict[str, tuple[str, CodeType]] = {}
-
-    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        found = self._kept.get(bucket.key)
-        if found is not None and found[0] == bucket.checksum:
-            bucket.code = found[1]
-
-    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        if bucket.code is not None:
-            self._kept[bucket.key] = (bucket.checksum, bucket.code)
-
-
-_HTML_CODE = _KeptCode()
-_TEXT_CODE = _KeptCode()
-"""The compiled code of the autoescaping (HTML) and the plain (text) environment, apart:
-the same file compiles differently in each."""
 
 
 class _PackageLoader(jinja2.BaseLoader):
@@ -97,7 +70,7 @@ class _PackageLoader(jinja2.BaseLoader):
 @dataclass(frozen=True)
 class Templates:
     """The compiled templates of one configuration (shipped + override folder), and the
-    four caches that keep work across a day's renders: each saves 9 to 46 % of the CPU
+    four caches that keep work across a day's renders: each saves 10 to 42 % of the CPU
     time of rendering a day's variants (``benchmarks.bench_tricks``; README, Performance)."""
 
     html: jinja2.Template
@@ -124,7 +97,8 @@ class Templates:
     lines: dict[str, str] = field(default_factory=dict, repr=False, compare=False, hash=False)
     """Texts as :func:`newsletter.slots.one_line` makes them, kept across renders: every
     value a text template prints (its ``finalize``: one line, no control characters) and
-    the variant's texts in ``newsletter.render`` (reasons, topics, section names)."""
+    the texts ``newsletter.render`` cleans (titles, authors, abstracts, reasons, topics,
+    section names); 19.4 % of rendering the page day's variants (``bench_tricks``)."""
 
 
 def load_templates(folder: str | None = None) -> Templates:
@@ -148,11 +122,10 @@ def load_templates(folder: str | None = None) -> Templates:
         "auto_reload": False,
     }
     lines: dict[str, str] = {}
-    html_env = jinja2.Environment(autoescape=True, bytecode_cache=_HTML_CODE, **common)
+    html_env = jinja2.Environment(autoescape=True, **common)
     text_env = jinja2.Environment(
         autoescape=False,
         finalize=lambda value: kept_line(value, lines) if isinstance(value, str) else value,
-        bytecode_cache=_TEXT_CODE,
         **common,
     )
     for env in (html_env, text_env):

@@ -1,12 +1,11 @@
 """A day's variants rendered with the work kept across them (one ``Templates`` for the day:
-kept paper views, one-line texts, wrapped lines, parsed stylesheets, compiled templates)
+kept paper views, one-line texts, wrapped lines, parsed stylesheets)
 give, byte for byte, what each variant rendered alone with a fresh ``load_templates`` gives.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 
@@ -52,15 +51,3 @@ def test_every_variant_of_the_sample_day_is_its_fresh_render(budget: int | None)
         assert kept == fresh
         shrunk += kept.compact_papers > 0 or kept.summary_chars != fresh.summary_chars
     assert (shrunk > 0) == (budget is not None)
-
-
-def test_a_template_changed_on_disk_is_compiled_again(tmp_path: Path) -> None:
-    """Compiled templates are kept for the process, but only for the source they came from."""
-    subject = tmp_path / "subject.txt.j2"
-    day = prepare_day(Settings(), DATE, source="sample", subscribers=[]).full.digest
-    for text in ("First {{ shown }}", "Second {{ shown }}", "First {{ shown }}"):
-        subject.write_text(text, encoding="utf-8")
-        rendered = render(day, settings=DigestSettings(), templates=load_templates(str(tmp_path)))
-        assert rendered.subject == text.replace("{{ shown }}", str(len(day.papers)))
-    shipped = render(day, settings=DigestSettings(), templates=load_templates(None))
-    assert not shipped.subject.startswith("First")
