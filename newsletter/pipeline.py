@@ -423,7 +423,9 @@ class Planner:
             if self.steered(subscriber):
                 later.append(subscriber)
             else:
-                index = self.variant_of(subscriber, sent.get(email_key(subscriber.email)))
+                index = self.variant_of(
+                    subscriber, sent.get(email_key(subscriber.email)) if sent else None
+                )
                 members.setdefault(index, []).append(subscriber)
         self.steer((s, sent.get(email_key(s.email))) for s in later)
         for subscriber in later:
