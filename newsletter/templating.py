@@ -70,8 +70,9 @@ class _PackageLoader(jinja2.BaseLoader):
 @dataclass(frozen=True)
 class Templates:
     """The compiled templates of one configuration (shipped + override folder), and the
-    four caches that keep work across a day's renders: each saves 10 to 42 % of the CPU
-    time of rendering a day's variants (``benchmarks.bench_tricks``; README, Performance)."""
+    four caches that keep work across a day's renders: each saves about 10 to 40 % of the
+    CPU time of rendering a day's variants (``benchmarks.bench_tricks``; README,
+    Performance)."""
 
     html: jinja2.Template
     text: jinja2.Template
@@ -98,7 +99,7 @@ class Templates:
     """Texts as :func:`newsletter.slots.one_line` makes them, kept across renders: every
     value a text template prints (its ``finalize``: one line, no control characters) and
     the texts ``newsletter.render`` cleans (titles, authors, abstracts, reasons, topics,
-    section names); 19.4 % of rendering the page day's variants (``bench_tricks``)."""
+    section names); 16 to 19 % of rendering the page day's variants (``bench_tricks``)."""
 
 
 def load_templates(folder: str | None = None) -> Templates:
