@@ -99,7 +99,8 @@ class Templates:
     """Texts as :func:`newsletter.slots.one_line` makes them, kept across renders: every
     value a text template prints (its ``finalize``: one line, no control characters) and
     the texts ``newsletter.render`` cleans (titles, authors, abstracts, reasons, topics,
-    section names); 16 to 19 % of rendering the page day's variants (``bench_tricks``)."""
+    section names); 16 to 19 % of rendering the page day's variants (``bench_tricks``).
+    The text templates' ``finalize`` holds this very dict: empty it, never replace it."""
 
 
 def load_templates(folder: str | None = None) -> Templates:
