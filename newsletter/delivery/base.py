@@ -244,18 +244,22 @@ class Backend(Closing, abc.ABC):
             self.start_run()
         self._on_accepted = on_accepted
 
+        cleaned: list[SendResult] = []  # in the order _send reports them
+
         def clean_result(result: SendResult) -> None:
+            clean = self._clean(result)
+            cleaned.append(clean)
             if on_result is not None:
-                on_result(self._clean(result))
+                on_result(clean)
 
         try:
-            results = self._send(template, recipients, on_attempt, clean_result, stop)
+            self._send(template, recipients, on_attempt, clean_result, stop)
         except NewsletterError as exc:  # AuthError, DeliveryError: their text is shown
             exc.args = tuple(self.redact(a) if isinstance(a, str) else a for a in exc.args)
             raise
         finally:
             self._on_accepted = None
-        return [self._clean(r) for r in results]
+        return cleaned
 
     def _clean(self, result: SendResult) -> SendResult:
         """``result`` with the secrets redacted from its error text and extras."""
@@ -277,16 +281,10 @@ class Backend(Closing, abc.ABC):
         template: MessageTemplate,
         recipients: Sequence[Recipient],
         on_attempt: AttemptCallback | None,
-        on_result: ResultCallback | None,
+        report: ResultCallback,
         stop: threading.Event | None,
-    ) -> list[SendResult]:
-        results: list[SendResult] = []
-
-        def report(result: SendResult) -> None:
-            results.append(result)
-            if on_result is not None:
-                on_result(result)
-
+    ) -> None:
+        """Each batch of ``recipients`` with its retries, every final result to ``report``."""
         start = 0
         while start < len(recipients):
             # a batch the provider found too large lowers the size of the following ones
@@ -310,7 +308,6 @@ class Backend(Closing, abc.ABC):
                     )
                 continue
             self._send_with_retries(template, batch, report, on_attempt, stop)
-        return results
 
     def _send_with_retries(
         self,
