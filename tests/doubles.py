@@ -26,6 +26,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from newsletter.config import Settings
+from newsletter.delivery.base import BackendOptions, RetryPolicy
+from newsletter.delivery.smtp import SmtpBackend
 from newsletter.models import SendResult
 from newsletter.render import RenderedDigest, encoded_size
 from newsletter.send import RunReport, SendOptions, VariantLike, deliver_variants, send_day
@@ -131,6 +133,18 @@ def smtp_server(handler: Any, **controller_kwargs: Any) -> Iterator[int]:
         yield controller.port
     finally:
         controller.stop()
+
+
+def plain_smtp_backend(port: int) -> SmtpBackend:
+    """An SMTP backend to 127.0.0.1:``port``: no TLS, one connection, one attempt."""
+    return SmtpBackend(
+        host="127.0.0.1",
+        port=port,
+        envelope_from="digest@papers.example",
+        security="none",
+        connections=1,
+        options=BackendOptions(retry=RetryPolicy(max_attempts=1)),
+    )
 
 
 @contextmanager

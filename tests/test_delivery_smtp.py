@@ -34,7 +34,7 @@ from newsletter.message import build_template
 from newsletter.models import SendResult, SendStatus, Subscriber
 from newsletter.render import RenderedDigest
 from newsletter.send import RunReport
-from tests.doubles import deliver, free_port, sample_rendered, smtp_server
+from tests.doubles import deliver, free_port, plain_smtp_backend, sample_rendered, smtp_server
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
@@ -552,14 +552,7 @@ def test_each_end_of_data_travels_with_the_next_messages_envelope() -> None:
     envelope pipelined after a "." too) costs no message and no copy."""
     people = [Subscriber(email=f"u{i}@example.org") for i in range(6)]
     server = GroupWatchingServer(reject_rcpt=frozenset({"u2@example.org"}))
-    backend = SmtpBackend(
-        host="127.0.0.1",
-        port=server.port,
-        envelope_from="digest@papers.example",
-        security="none",
-        connections=1,
-        options=BackendOptions(retry=RetryPolicy(max_attempts=1)),
-    )
+    backend = plain_smtp_backend(server.port)
     with backend:
         _, results = _deliver(backend, people)
     server.close()
@@ -575,17 +568,6 @@ def test_each_end_of_data_travels_with_the_next_messages_envelope() -> None:
     # u1's "." carried u2's envelope (refused: RSET, then u3's envelope goes alone); the
     # last message has no next one
     assert server.grouped == [True, True, True, True, False]
-
-
-def _pipelined_backend(port: int) -> SmtpBackend:
-    return SmtpBackend(
-        host="127.0.0.1",
-        port=port,
-        envelope_from="digest@papers.example",
-        security="none",
-        connections=1,
-        options=BackendOptions(retry=RetryPolicy(max_attempts=1)),
-    )
 
 
 def _recipients(n: int) -> tuple[Any, list[Any]]:
@@ -612,7 +594,7 @@ def test_an_accepted_message_is_recorded_before_the_next_one_ends() -> None:
             overlapped.append(("content", "u1@example.org") in events)
         events.append(("recorded", result.email))
 
-    with _pipelined_backend(server.port) as backend:
+    with plain_smtp_backend(server.port) as backend:
         results = backend.send(template, recipients, on_accepted=recorded)
     server.close()
     assert [r.status for r in results] == [SendStatus.SENT] * 5
@@ -636,7 +618,7 @@ def test_a_failing_ledger_leaves_one_message_accepted_and_unrecorded() -> None:
             raise LedgerError("state database is gone")
         recorded.append(result.email)
 
-    with _pipelined_backend(server.port) as backend, pytest.raises(LedgerError):
+    with plain_smtp_backend(server.port) as backend, pytest.raises(LedgerError):
         backend.send(template, recipients, on_accepted=record)
     server.close()
     assert recorded == ["u0@example.org", "u1@example.org"]

@@ -12,14 +12,12 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import SenderSettings
-from newsletter.delivery.base import BackendOptions, RetryPolicy
-from newsletter.delivery.smtp import SmtpBackend
 from newsletter.errors import LedgerError
 from newsletter.ledger import Ledger
 from newsletter.models import SendResult, SendStatus, Subscriber
 from newsletter.render import RenderedDigest
 from newsletter.send import LedgerWriter, subscriber_values
-from tests.doubles import deliver, sample_rendered, smtp_server
+from tests.doubles import deliver, plain_smtp_backend, sample_rendered, smtp_server
 from tests.scale_helpers import RecordingSink
 
 DATE = dt.date(2026, 11, 25)
@@ -93,14 +91,7 @@ def test_smtp_results_are_recorded_before_the_next_message_goes_out(tmp_path: Pa
 
     sink = RecordingSink(on_message=check)
     with smtp_server(sink) as port:
-        backend = SmtpBackend(
-            host="127.0.0.1",
-            port=port,
-            envelope_from="digest@papers.example",
-            security="none",
-            connections=1,
-            options=BackendOptions(retry=RetryPolicy(max_attempts=1)),
-        )
+        backend = plain_smtp_backend(port)
         with backend, Ledger(f"sqlite:///{state}") as ledger:
             report, _ = deliver(
                 [OneVariant(sample_rendered(), people)],
