@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import socket
 import subprocess
@@ -133,6 +134,23 @@ def smtp_server(handler: Any, **controller_kwargs: Any) -> Iterator[int]:
         yield controller.port
     finally:
         controller.stop()
+
+
+def dkim_key() -> tuple[bytes, bytes]:
+    """A fresh RSA key for DKIM tests: (private key PEM, public key as a DNS ``p=`` value)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, base64.b64encode(public)
 
 
 def plain_smtp_backend(port: int) -> SmtpBackend:

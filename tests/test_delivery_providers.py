@@ -5,7 +5,6 @@ whole day through each backend ending with every reader's ledger row right."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import email
 import email.policy
@@ -27,8 +26,6 @@ from botocore.exceptions import ClientError
 from botocore.serialize import create_serializer
 from botocore.validate import validate_parameters
 from click.testing import CliRunner
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from newsletter.cli import cli
 from newsletter.config import SenderSettings, Settings, load_settings
@@ -46,7 +43,7 @@ from newsletter.message import DkimSigner, MessageTemplate, Recipient, build_tem
 from newsletter.models import DELIVERED, SendStatus, Subscriber
 from newsletter.render import RenderedDigest
 from newsletter.send import send_day, values_maker
-from tests.doubles import deliver, hand_rendered, sample_rendered, send_collecting
+from tests.doubles import deliver, dkim_key, hand_rendered, sample_rendered, send_collecting
 from tests.providers import (
     KEY,
     SENDGRID_MAIL_SEND_SCHEMA,
@@ -122,19 +119,6 @@ def sent_bodies(fake: FakeProvider) -> list[Any]:
 # --------------------------------------------------------------------------- SES
 
 
-def _rsa_key() -> tuple[bytes, bytes]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private, base64.b64encode(public)
-
-
 class SesStub:
     """Takes send_email calls, checks each against botocore's SES v2 model (validation and
     the REST-JSON serialiser the real client uses) and answers like SES: a MessageId, or
@@ -186,7 +170,7 @@ def ses_rewrites(raw: bytes, message_id: str) -> bytes:
 
 
 def test_ses_dkim_signature_survives_ses_rewriting_message_id_and_date(tmp_path: Path) -> None:
-    private, public = _rsa_key()
+    private, public = dkim_key()
     (tmp_path / "dkim.pem").write_bytes(private)
     settings = load_settings(
         None,
@@ -622,7 +606,7 @@ def test_sendgrid_403_says_unverified_sender_or_refused_key() -> None:
 
 @pytest.mark.parametrize("name", ["sendgrid", "mailgun", "postmark", "resend"])
 def test_http_backends_refuse_our_dkim_key(name: str, tmp_path: Path) -> None:
-    private, _ = _rsa_key()
+    private, _ = dkim_key()
     (tmp_path / "k.pem").write_bytes(private)
     settings: Settings = load_settings(
         None,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dkim
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from cryptography import x509
@@ -30,11 +31,18 @@ from newsletter.delivery.base import BackendOptions, RetryPolicy
 from newsletter.delivery.smtp import SmtpBackend
 from newsletter.errors import AuthError, LedgerError
 from newsletter.ledger import Ledger
-from newsletter.message import build_template
+from newsletter.message import DkimSigner, build_template
 from newsletter.models import SendResult, SendStatus, Subscriber
 from newsletter.render import RenderedDigest
 from newsletter.send import RunReport
-from tests.doubles import deliver, free_port, plain_smtp_backend, sample_rendered, smtp_server
+from tests.doubles import (
+    deliver,
+    dkim_key,
+    free_port,
+    plain_smtp_backend,
+    sample_rendered,
+    smtp_server,
+)
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
@@ -623,3 +631,26 @@ def test_a_failing_ledger_leaves_one_message_accepted_and_unrecorded() -> None:
     server.close()
     assert recorded == ["u0@example.org", "u1@example.org"]
     assert server.delivered == ["u0@example.org", "u1@example.org", "u2@example.org"]
+
+
+def test_a_dkim_signed_message_arrives_verifiable() -> None:
+    """The DATA form keeps the signature of the message itself: what the server stores
+    (its dots taken off again) verifies, a dotted name and the digest's dotted line too."""
+    private, public = dkim_key()
+    signer = DkimSigner(private_key=private, selector="s1", domain="papers.example")
+    template = build_template(sample_rendered(), sender=SENDER, date=DATE, now=NOW, dkim=signer)
+    people = [Subscriber(email=f"u{i}@example.org", name=f".Dot {i}") for i in range(3)]
+    recipients = [template.recipient(p.email, p.name, values_for(p)) for p in people]
+    handler = FaultyHandler()
+    with smtp_server(handler) as port, plain_smtp_backend(port) as backend:
+        results = backend.send(template, recipients)
+    assert [r.status for r in results] == [SendStatus.SENT] * 3
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"s1._domainkey.papers.example."
+        return b"v=DKIM1; k=rsa; p=" + public
+
+    for _rcpt, raw in handler.received:
+        assert b"\r\n.leading dot" in raw
+        assert dkim.verify(raw, dnsfunc=dnsfunc)
+        assert not dkim.verify(raw.replace(b".leading dot", b"..leading dot"), dnsfunc=dnsfunc)

@@ -13,7 +13,6 @@ the library's own word (never an old copy of our code):
 
 from __future__ import annotations
 
-import base64
 import binascii
 import datetime as dt
 import email
@@ -27,8 +26,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from premailer import Premailer
@@ -52,6 +49,7 @@ from newsletter.render import RenderedDigest, render
 from newsletter.send import values_maker
 from newsletter.slots import MAX_NAME_CHARS, MAX_SLOT_BYTES, SLOTS
 from newsletter.templating import load_templates
+from tests.doubles import dkim_key
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
@@ -175,17 +173,7 @@ def test_every_message_is_what_the_stdlib_reads_back(
 
 
 def test_a_dkim_signed_message_verifies(rendered: RenderedDigest) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    public = base64.b64encode(
-        key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    private, public = dkim_key()
     signer = DkimSigner(private_key=private, selector="s1", domain="news.example.org")
     template = build_template(rendered, sender=SENDER, date=DATE, now=NOW, dkim=signer)
 

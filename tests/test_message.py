@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import email
 import email.policy
@@ -13,8 +12,6 @@ from typing import Any
 
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -29,7 +26,7 @@ from newsletter.message import (
 )
 from newsletter.render import RenderedDigest
 from newsletter.slots import MAX_NAME_CHARS
-from tests.doubles import hand_rendered, sample_rendered
+from tests.doubles import dkim_key, hand_rendered, sample_rendered
 
 DATE = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
@@ -268,21 +265,8 @@ def test_an_html_line_the_renderer_did_not_wrap_is_refused_at_build_time() -> No
         build_template(no_slots, sender=SENDER, date=DATE, now=NOW)
 
 
-def _dkim_key() -> tuple[bytes, bytes]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private, base64.b64encode(public)
-
-
 def test_dkim_signature_verifies_and_covers_list_unsubscribe() -> None:
-    private, public = _dkim_key()
+    private, public = dkim_key()
     signer = DkimSigner(private_key=private, selector="s1", domain="papers.example")
     template = template_for(dkim=signer)
     raw = template.fill(
@@ -458,7 +442,7 @@ def test_smtp_data_of_a_real_render_and_a_dotted_name(real_rendered: Any) -> Non
 
 
 def test_smtp_data_keeps_a_dkim_signature_of_the_message_itself() -> None:
-    private, public = _dkim_key()
+    private, public = dkim_key()
     signer = DkimSigner(private_key=private, selector="s1", domain="papers.example")
     template = template_for(dkim=signer)
     recipient = template.recipient("jose@example.org", ".José", values("jose@example.org"))
