@@ -262,6 +262,15 @@ class MessageTemplate:
 
     def fill(self, recipient: Recipient) -> bytes:
         """The complete message for one subscriber (signed when DKIM is configured)."""
+        raw = self._unsigned(recipient)
+        if self.dkim is None:
+            return raw
+        if self.data:  # the signature is of the message, not of its DATA form
+            return self.dkim.signature(self.plain._unsigned(recipient)) + raw
+        return self.dkim.sign(raw)
+
+    def _unsigned(self, recipient: Recipient) -> bytes:
+        """One subscriber's message (as DATA content when ``data``), not signed."""
         values, html = recipient.values, recipient.html_values
         text = self._text_slots
         pieces: tuple[bytes, ...] = (  # in the order of _PIECES, SLOTS spelt out
@@ -283,12 +292,7 @@ class MessageTemplate:
             pieces = _data_pieces(pieces)
         out = list(self._outer)
         out[1::2] = map(bytes.join, self._pick(pieces), self._frames)
-        raw = b"".join(out)
-        if self.dkim is None:
-            return raw
-        if self.data:  # the signature is of the message, not of its DATA form
-            return self.dkim.signature(self.plain.fill(recipient)) + raw
-        return self.dkim.sign(raw)
+        return b"".join(out)
 
     @functools.cached_property
     def smtp_data(self) -> MessageTemplate:
