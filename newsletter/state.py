@@ -109,6 +109,7 @@ import secrets
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -2114,12 +2115,32 @@ def _sqlite_connect(url: StateURL, *, durable: bool) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise LedgerError(f"{url.display()}: cannot open the state database: {exc}") from None
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
+        _wal_mode(conn)
         conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     except sqlite3.Error as exc:
         conn.close()
         raise LedgerError(f"{url.display()}: cannot open the state database: {exc}") from None
     return conn
+
+
+def _wal_mode(conn: sqlite3.Connection) -> None:
+    """Put the database in WAL mode, waiting (up to BUSY_TIMEOUT_SECONDS) while another
+    process does the same: SQLite answers "database is locked" at once, without its busy
+    handler, to the second of two connections that both need the exclusive lock the
+    switch takes (a deadlock it avoids), as when two sends start on a new state file."""
+    give_up = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    pause = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() + pause > give_up:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 def _pg_connect(url: StateURL, *, durable: bool) -> psycopg.Connection[Any]:

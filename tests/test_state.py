@@ -411,6 +411,37 @@ def test_processes_claiming_at_once_split_the_list_without_overlap(state_url: st
     assert set(claimed) == set(emails) and set(claimed.values()) == {1}
 
 
+def _open_new(paths: list[str], start: float, out: multiprocessing.Queue[object]) -> None:
+    errors: list[str] = []
+    for i, path in enumerate(paths):
+        time.sleep(max(0.0, start + i * 0.25 - time.time()))  # all processes at once
+        try:
+            State(f"sqlite:///{path}").close()
+        except LedgerError as exc:
+            errors.append(str(exc))
+    out.put(errors)
+
+
+def test_processes_opening_a_new_sqlite_state_at_once_all_open_it(tmp_path: Path) -> None:
+    """Two sends started together on a state file that does not exist yet: each process
+    makes it WAL, and SQLite tells the second at once that the database is locked (no
+    busy wait on that lock). Every process must open it, on each of ten new files."""
+    paths = [str(tmp_path / f"state{i}.db") for i in range(10)]
+    ctx = multiprocessing.get_context("spawn")
+    out: multiprocessing.Queue[object] = ctx.Queue()
+    start = time.time() + 2.0  # after every process has started
+    procs = [ctx.Process(target=_open_new, args=(paths, start, out)) for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    errors = [out.get(timeout=60) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    assert errors == [[], [], [], []]
+    for path in paths:
+        with State(f"sqlite:///{path}") as state:
+            assert state.migrate() == []  # made once, complete
+
+
 # --------------------------------------------------------------------------- papers and days
 
 
