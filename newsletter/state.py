@@ -2135,7 +2135,8 @@ def _wal_mode(conn: sqlite3.Connection) -> None:
             conn.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
+            primary = exc.sqlite_errorcode & 0xFF  # SQLITE_BUSY_SNAPSHOT... are SQLITE_BUSY
+            if primary not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 raise
             if time.monotonic() + pause > give_up:
                 raise
