@@ -306,7 +306,7 @@ class MessageTemplate:
         if self.data:
             return self
         fixed = list(self.fixed)
-        starts = [True] + [kind == "text" for kind, _ in self.holes]  # what each follows
+        starts = _segment_starts(self.holes)
         for i in range(0, len(fixed), 2):
             fixed[i] = fixed[i].replace(b"\n.", b"\n..")
             if starts[i // 2] and fixed[i].startswith(b"."):
@@ -428,15 +428,18 @@ def _generated(
     return tuple(fixed), tuple(holes)
 
 
+def _segment_starts(holes: Sequence[tuple[str, str]]) -> list[bool]:
+    """Whether each fixed segment (``fixed[2 * i]``) starts a line: the message's first,
+    and each right after a text hole (its quoted-printable always ends in a soft line
+    break, and no other value holds a line break at its end)."""
+    return [True] + [kind == "text" for kind, _ in holes]
+
+
 def _line_starts(fixed: Sequence[bytes], holes: Sequence[tuple[str, str]]) -> list[bool]:
-    """Whether each hole starts a line: after a line break in the fixed bytes, or right
-    after a text hole (its quoted-printable always ends in a soft line break, and no other
-    value holds a line break at its end)."""
-    starts = []
-    for i in range(len(holes)):
-        before = fixed[2 * i]
-        starts.append(before.endswith(b"\n") if before else i == 0 or holes[i - 1][0] == "text")
-    return starts
+    """Whether each hole starts a line: after a line break in the fixed segment before
+    it, or after an empty segment that starts a line."""
+    segment = _segment_starts(holes)
+    return [fixed[2 * i].endswith(b"\n") if fixed[2 * i] else segment[i] for i in range(len(holes))]
 
 
 def _data_pieces(pieces: tuple[bytes, ...]) -> tuple[bytes, ...]:
