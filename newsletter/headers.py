@@ -122,10 +122,16 @@ def message_id_for(list_id: str, date: dt.date, email: str, domain: str) -> str:
     return message_ids(list_id, date, domain)(email)
 
 
+def message_hash_prefix(list_id: str, date: dt.date) -> bytes:
+    """What the Message-ID hash of every email of ``list_id`` on ``date`` starts with; the
+    lower-cased address follows (the feedback token holds that hash too)."""
+    return f"{list_id}\n{date.isoformat()}\n".encode()
+
+
 def message_ids(list_id: str, date: dt.date, domain: str) -> Callable[[str], str]:
     """:func:`message_id_for` of one list, day and domain, for many addresses: the hash
-    of ``<list_id>\n<date>\n`` taken once and copied per address."""
-    prefix = hashlib.sha256(f"{list_id}\n{date.isoformat()}\n".encode())
+    of :func:`message_hash_prefix` taken once and copied per address."""
+    prefix = hashlib.sha256(message_hash_prefix(list_id, date))
     suffix = f"@{domain}>"
 
     def message_id(email: str) -> str:

@@ -43,6 +43,7 @@ from urllib.parse import urlencode
 
 from newsletter.config import Settings, env_var, require_secret
 from newsletter.errors import ConfigError
+from newsletter.headers import message_hash_prefix
 
 UNSUBSCRIBE = "unsubscribe"
 """Purpose of the unsubscribe link (and the List-Unsubscribe header)."""
@@ -369,12 +370,6 @@ def subscriber_links(
 def feedback_base(base_url: str) -> str:
     """What every feedback URL starts with: ``<base_url>/f/`` (the token follows)."""
     return f"{base_url.rstrip('/')}/{FEEDBACK_PATH}/"
-
-
-def message_hash_prefix(list_id: str, date: dt.date) -> bytes:
-    """What the Message-ID hash of every email of ``list_id`` on ``date`` starts with; the
-    lower-cased address follows (``newsletter.headers.message_id_for``)."""
-    return f"{list_id}\n{date.isoformat()}\n".encode()
 
 
 def feedback_token(secret: bytes, email: str, *, list_id: str, date: dt.date) -> str:
