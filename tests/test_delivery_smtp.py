@@ -474,7 +474,8 @@ class GroupWatchingServer:
     """A scripted SMTP server on a raw socket (one connection) that notes, for each
     message's final ".", whether the client's next MAIL/RCPT/DATA came with it: after the
     "." it waits up to ``patience`` seconds for more bytes before it replies 250 (a client
-    that waits for the reply first sends nothing). ``reject_rcpt``: RCPT answered 550."""
+    that waits for the reply first sends nothing). ``reject_rcpt``: RCPT answered 550;
+    ``slowness``: seconds it takes over each message before its 250."""
 
     def __init__(
         self,
@@ -482,9 +483,11 @@ class GroupWatchingServer:
         reject_rcpt: frozenset[str] = frozenset(),
         patience: float = 1.0,
         events: list[tuple[str, str]] | None = None,
+        slowness: float = 0.0,
     ):
         self.reject_rcpt = reject_rcpt
         self.patience = patience
+        self.slowness = slowness
         self.events = events if events is not None else []
         """("content", rcpt) when a message's first content line arrives, ("end", rcpt)
         when its final "." does, in the order the server reads them."""
@@ -538,6 +541,7 @@ class GroupWatchingServer:
                             buf += conn.recv(65536)
                         self.grouped.append(buf.startswith(b"MAIL FROM:"))
                         self.delivered.append(rcpt)
+                        time.sleep(self.slowness)
                         conn.sendall(b"250 queued\r\n")
                     elif verb == b"RSET":
                         conn.sendall(b"250 ok\r\n")
@@ -611,6 +615,25 @@ def test_an_accepted_message_is_recorded_before_the_next_one_ends() -> None:
         assert events.index(("end", this)) < events.index(("recorded", this))
         assert events.index(("recorded", this)) < events.index(("end", following))
     assert overlapped == [True]  # the next message's content went out before the record
+
+
+def test_results_reach_the_run_while_a_slow_batch_goes_on() -> None:
+    """The connections hand their results over in groups, but none waits longer than
+    HANDOVER_SECONDS: from a server taking 0.3 s a message, the first result is reported
+    (progress, the summary) while the batch goes on, before the last message has ended."""
+    events: list[tuple[str, str]] = []
+    server = GroupWatchingServer(events=events, slowness=0.3)
+    template, recipients = _recipients(6)
+
+    def reported(result: SendResult) -> None:
+        events.append(("reported", result.email))
+
+    with plain_smtp_backend(server.port) as backend:
+        results = backend.send(template, recipients, on_result=reported)
+    server.close()
+    assert [r.status for r in results] == [SendStatus.SENT] * 6
+    assert [e for kind, e in events if kind == "reported"] == [r.email for r in recipients]
+    assert events.index(("reported", "u0@example.org")) < events.index(("end", "u5@example.org"))
 
 
 def test_a_failing_ledger_leaves_one_message_accepted_and_unrecorded() -> None:

@@ -254,7 +254,7 @@ class SmtpBackend(Backend):
         todo: queue.SimpleQueue[Recipient] = queue.SimpleQueue()
         for recipient in batch:
             todo.put(recipient)
-        out: queue.SimpleQueue[object] = queue.SimpleQueue()
+        out = _Results()
         abort = threading.Event()
 
         def take() -> Recipient | None:
@@ -270,9 +270,9 @@ class SmtpBackend(Backend):
                 _Stream(self, slot, template, take, out.put).run()
             except BaseException as exc:  # AuthError, DeliveryError, LedgerError: stop everyone
                 abort.set()
-                out.put(exc)
+                out.put(exc, wake=True)
             finally:
-                out.put(_DONE)
+                out.put(_DONE, wake=True)
 
         workers = min(self.connections, len(batch))
         for slot in range(workers):
@@ -280,14 +280,14 @@ class SmtpBackend(Backend):
         done = 0
         error: BaseException | None = None
         while done < workers:
-            item = out.get()
-            if item is _DONE:
-                done += 1
-            elif isinstance(item, BaseException):
-                error = error or item
-            else:
-                assert isinstance(item, SendResult)
-                yield item
+            for item in out.take():
+                if item is _DONE:
+                    done += 1
+                elif isinstance(item, BaseException):
+                    error = error or item
+                else:
+                    assert isinstance(item, SendResult)
+                    yield item
         if error is not None:
             raise error
 
@@ -379,6 +379,47 @@ def _verp(settings: Settings) -> Callable[[str, dt.date], str] | None:
         )
     secret = settings.secret_key.encode("utf-8")
     return functools.partial(verp.return_path, template, secret)
+
+
+HANDOVER_RESULTS = 32
+HANDOVER_SECONDS = 0.2
+"""The run's thread takes the connections' results in groups: when HANDOVER_RESULTS are
+waiting, or HANDOVER_SECONDS after it last looked, whichever comes first (so progress
+stays current on a slow or rate-limited server), and at once for an error or the end of
+a connection's share. Waking it for each result cost a context switch on each side per
+message, on a host whose cores the server shares: ``bench_scale`` at 20,000 readers,
+alternating, 1,990 / 1,861 / 2,087 msg/s woken for each result against 2,301 / 2,359 /
+2,316 in groups of 32 (ratio to smtp-source 0.71-0.75 -> 0.81-0.83). The ledger does
+not wait for this: each acceptance is recorded by its connection (:class:`_Stream`)."""
+
+
+class _Results:
+    """What a batch's connections report (results, an error, their end), for the run's
+    thread; see HANDOVER_RESULTS."""
+
+    __slots__ = ("_changed", "_items", "_wake")
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._items: list[object] = []
+        self._wake = False
+
+    def put(self, item: object, *, wake: bool = False) -> None:
+        with self._changed:
+            self._items.append(item)
+            self._wake = self._wake or wake
+            if self._ready():
+                self._changed.notify()
+
+    def take(self) -> list[object]:
+        """What has come so far, once it is time to look (see HANDOVER_RESULTS)."""
+        with self._changed:
+            self._changed.wait_for(self._ready, HANDOVER_SECONDS)
+            items, self._items, self._wake = self._items, [], False
+        return items
+
+    def _ready(self) -> bool:
+        return self._wake or len(self._items) >= HANDOVER_RESULTS
 
 
 Message = tuple[Recipient, bytes]
