@@ -116,7 +116,48 @@ def _unb64(text: str) -> bytes:
 
 
 def _sign(secret: bytes, payload: bytes) -> bytes:
-    return hmac.new(secret, TOKEN_VERSION + b"\0" + payload, hashlib.sha256).digest()
+    """The signature of ``payload`` (checked against a token's; see :class:`_Mac`)."""
+    return hmac.digest(secret, TOKEN_VERSION + b"\0" + payload, "sha256")
+
+
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+"""RFC 2104's inner and outer pads, as ``bytes.translate`` tables over the key."""
+
+
+class _Mac:
+    """HMAC-SHA256 (RFC 2104) under one key of messages that all begin with ``start``:
+    the two hashlib states are set up once and copied per message, so
+    ``_Mac(key, start).digest(rest) == hmac.digest(key, start + rest, "sha256")``
+    (property-tested against the stdlib, which also checks every token that comes back).
+
+    ``hmac.HMAC.copy`` does the same with a Python object per copy; the link tokens of a
+    send (two per subscriber) cost more of ``bench_scale``'s MIME stage that way:
+    ``python3 -m benchmarks.bench_tricks`` at 100k, CPU medians of 5 alternating runs,
+    2.422 s against 2.294 s with this (5.3 %; 7.3 % in an earlier run, 2.400 / 2.225 s).
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes, start: bytes) -> None:
+        if not key:
+            raise ValueError("an empty secret signs nothing")
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._inner.update(start)
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+
+    def digest(self, rest: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(rest)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+_BLOCK = hashlib.sha256().block_size
 
 
 def make_token(secret: bytes, email: str, purpose: str, *, issued: dt.date | None = None) -> str:
@@ -133,12 +174,10 @@ class Signer:
     :func:`make_token`, which builds a Signer per call; the tokens are the same.
     """
 
-    __slots__ = ("_base",)
+    __slots__ = ("_mac",)
 
     def __init__(self, secret: bytes) -> None:
-        if not secret:
-            raise ValueError("an empty secret signs nothing")
-        self._base = hmac.new(secret, TOKEN_VERSION + b"\0", hashlib.sha256)
+        self._mac = _Mac(secret, TOKEN_VERSION + b"\0")
 
     def token(self, email: str, purpose: str, *, issued: dt.date | None = None) -> str:
         """A url-safe token naming ``email`` for ``purpose`` (optionally dated ``issued``)."""
@@ -147,9 +186,7 @@ class Signer:
         if "\n" in email:
             raise ValueError("an address has no line breaks")
         payload = f"{purpose}\n{email}\n{issued.isoformat() if issued else ''}".encode()
-        mac = self._base.copy()
-        mac.update(payload)
-        return f"{_b64(payload)}.{_b64(mac.digest())}"
+        return f"{_b64(payload)}.{_b64(self._mac.digest(payload))}"
 
 
 def _verified_fields(secret: bytes | SigningKeys, token: str) -> list[str] | None:
@@ -307,11 +344,8 @@ class LinkSigner:
     )
 
     def __init__(self, base_url: str, secret: bytes, *, list_id: str, date: dt.date) -> None:
-        base = Signer(secret)._base
-        self._unsubscribe_mac = base.copy()
-        self._unsubscribe_mac.update(_UNSUBSCRIBE_PREFIX)
-        self._preferences_mac = base.copy()
-        self._preferences_mac.update(_PREFERENCES_PREFIX)
+        self._unsubscribe_mac = _Mac(secret, TOKEN_VERSION + b"\0" + _UNSUBSCRIBE_PREFIX)
+        self._preferences_mac = _Mac(secret, TOKEN_VERSION + b"\0" + _PREFERENCES_PREFIX)
         self._message_hash = hashlib.sha256(message_hash_prefix(list_id, date))
         root = base_url.rstrip("/")
         self._unsubscribe = f"{root}/{UNSUBSCRIBE}?token="
@@ -332,15 +366,13 @@ class LinkSigner:
             raise ValueError("an address has no line breaks")
         line = email.encode() + b"\n"
         encoded = _b64_bytes(line)
-        first = self._unsubscribe_mac.copy()
-        first.update(line)
-        second = self._preferences_mac.copy()
-        second.update(line)
-        mac = second.digest()
+        mac = self._preferences_mac.digest(line)
         message = self._message_hash.copy()
         message.update(email.lower().encode())
         feedback = message.digest()[:FEEDBACK_REF_BYTES] + mac[:FEEDBACK_MAC_BYTES]
-        unsubscribe = _UNSUBSCRIBE_B64 + encoded + b"." + _b64_bytes(first.digest())
+        unsubscribe = (
+            _UNSUBSCRIBE_B64 + encoded + b"." + _b64_bytes(self._unsubscribe_mac.digest(line))
+        )
         preferences = _PREFERENCES_B64 + encoded + b"." + _b64_bytes(mac)
         return {
             "unsubscribe_url": self._unsubscribe + unsubscribe.decode("ascii"),

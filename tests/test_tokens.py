@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import hmac
 import string
 
 import pytest
@@ -161,6 +163,42 @@ def test_key_rotation_old_links_verify_new_links_use_the_new_key() -> None:
     assert verify_token(old_key.encode(), token, UNSUBSCRIBE) is None
     # once the old key is dropped from the list, its links stop verifying
     assert verify_token(signing_keys(Settings(secret_key=new_key)), old_link, UNSUBSCRIBE) is None
+
+
+def _signature(token: str) -> bytes:
+    return base64.urlsafe_b64decode(token.split(".")[1] + "==")
+
+
+def _payload(token: str) -> bytes:
+    body = token.split(".")[0]
+    return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+
+
+@given(
+    secret=st.binary(min_size=1, max_size=200),  # shorter, as long as and longer than a block
+    address=st.text(
+        st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)),
+        min_size=1,
+        max_size=80,
+    ),
+)
+def test_every_signature_is_the_stdlib_hmac_of_its_payload(secret: bytes, address: str) -> None:
+    """The tokens of a send and the single ones are HMAC-SHA256 (RFC 2104) of the version
+    tag and the payload, as the stdlib's hmac makes it, whatever the key's length."""
+
+    def stdlib(payload: bytes) -> bytes:
+        return hmac.new(secret, b"newsletter-token-v1\0" + payload, hashlib.sha256).digest()
+
+    links = subscriber_links("https://x.example", secret, address, list_id=LIST_ID, date=DAY)
+    for url in (links["unsubscribe_url"], links["preferences_url"]):
+        token = url.split("token=")[1]
+        assert _signature(token) == stdlib(_payload(token))
+    feedback = read_feedback_token(links["feedback_url"].removeprefix("https://x.example/f/"))
+    assert feedback is not None
+    preferences = f"{PREFERENCES}\n{address}\n".encode()
+    assert stdlib(preferences).startswith(feedback[1])
+    token = make_token(secret, address, RESUBSCRIBE, issued=DAY)
+    assert _signature(token) == stdlib(_payload(token))
 
 
 def test_subscriber_links() -> None:
