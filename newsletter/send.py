@@ -936,7 +936,9 @@ class _DayRun:
         settings, ledger = self.settings, self.ledger
         # settings problems surface before any fetching: backend, secret, DKIM key
         chosen = backend or (
-            MemoryBackend.from_settings(settings) if self.dry_run else make_backend(settings)
+            MemoryBackend.from_settings(settings, keep=False)
+            if self.dry_run
+            else make_backend(settings)
         )
         owner = new_owner(command)
         run_id: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import tracemalloc
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -242,6 +243,28 @@ def test_dry_run_records_nothing(tmp_path: Path, pipeline: FakePipeline) -> None
     assert report.dry_run and report.delivered == 3
     with Ledger(settings.state) as ledger:
         assert ledger.deliveries(DATE) == {}
+
+
+def test_a_dry_run_keeps_no_message_in_memory(tmp_path: Path, pipeline: FakePipeline) -> None:
+    """A dry run makes every message and keeps none: its memory does not grow with the
+    list (it kept each one, 6.5 GB for 100,000 digests of 65 KB)."""
+    kept = MemoryBackend()
+    send_day(settings_for(tmp_path / "kept"), DATE, backend=kept, subscribers=people(1))
+    size = len(kept.outbox[0].raw)
+
+    def peak(n: int, where: str) -> int:
+        tracemalloc.start()
+        try:
+            report = send_day(
+                settings_for(tmp_path / where), DATE, dry_run=True, subscribers=people(n)
+            )
+            assert report.dry_run and report.delivered == n
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    grown = peak(1000, "many") - peak(100, "few")
+    assert grown < 900 * size / 4, (grown, size)
 
 
 def test_only_one_subscriber(tmp_path: Path, pipeline: FakePipeline) -> None:

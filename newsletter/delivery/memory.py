@@ -1,4 +1,5 @@
-"""The memory backend: keeps every message in a list (tests and ``--dry-run``)."""
+"""The memory backend: keeps every message in a list (tests), or makes each and keeps none
+(``--dry-run``)."""
 
 from __future__ import annotations
 
@@ -21,20 +22,24 @@ class SentMessage:
 
 
 class MemoryBackend(Backend):
-    """Takes every message and keeps it in :attr:`outbox`, in send order."""
+    """Takes every message and keeps it in :attr:`outbox`, in send order; with ``keep``
+    False, makes each one (a message that cannot be made still fails) and keeps none, so
+    a dry run's memory stays flat whatever the list (kept, 100,000 digests of 65 KB
+    would be 6.5 GB)."""
 
     name = "memory"
     batch_size = 1000
 
-    def __init__(self, *, options: BackendOptions | None = None) -> None:
+    def __init__(self, *, options: BackendOptions | None = None, keep: bool = True) -> None:
         super().__init__(options=options)
+        self.keep = keep
         self.outbox: list[SentMessage] = []
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, options: BackendOptions | None = None
+        cls, settings: Settings, *, options: BackendOptions | None = None, keep: bool = True
     ) -> MemoryBackend:
-        return cls(options=options or BackendOptions.from_settings(settings))
+        return cls(options=options or BackendOptions.from_settings(settings), keep=keep)
 
     def send_batch(
         self, template: MessageTemplate, batch: Sequence[Recipient]
@@ -42,5 +47,6 @@ class MemoryBackend(Backend):
         return self.send_each(template, batch, self._keep)
 
     def _keep(self, recipient: Recipient, raw: bytes) -> SendResult:
-        self.outbox.append(SentMessage(recipient.email, recipient.message_id, raw))
+        if self.keep:
+            self.outbox.append(SentMessage(recipient.email, recipient.message_id, raw))
         return SendResult(recipient.email, SendStatus.SENT, message_id=recipient.message_id)
