@@ -459,28 +459,3 @@ def _check_html_lines(segments: tuple[str, ...]) -> None:
     longest = _joined(segments, lambda slot: "x" * MAX_SLOT_BYTES)
     if not longest.isascii() or max(map(len, longest.split("\n"))) > MAX_LINE_BYTES:
         raise ValueError("rendered html is not ASCII with lines of at most 998 bytes")
-
-
-PREVIEW_VALUES: Mapping[str, str] = {
-    "name": "",
-    "unsubscribe_url": "https://example.invalid/unsubscribe",
-    "preferences_url": "https://example.invalid/preferences",
-    "feedback_url": "https://example.invalid/f/" + "x" * 36,
-}
-"""Slot values of a preview message (besides ``email``)."""
-
-
-def build_preview_eml(
-    rendered: RenderedLike,
-    *,
-    sender: SenderSettings,
-    to: str,
-    date: dt.date,
-    values: Mapping[str, str] | None = None,
-) -> bytes:
-    """One message as an ``.eml`` file for the preview command (dated 08:00 UTC that day)."""
-    now = dt.datetime.combine(date, dt.time(8, 0), tzinfo=dt.UTC)
-    template = build_template(rendered, sender=sender, date=date, now=now)
-    slot_values = {**PREVIEW_VALUES, "email": to, **(values or {})}
-    recipient = template.recipient(to, slot_values.get("name", ""), slot_values)
-    return template.fill(recipient)

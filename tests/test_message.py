@@ -15,13 +15,13 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from newsletter.cli.preview import build_preview_eml
 from newsletter.config import SenderSettings
 from newsletter.headers import InvalidRecipient, message_id_for
 from newsletter.message import (
     DkimSigner,
     MessageTemplate,
     Recipient,
-    build_preview_eml,
     build_template,
 )
 from newsletter.render import RenderedDigest

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import webbrowser
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,12 @@ import click
 from newsletter.archive import web_url
 from newsletter.browser import ColorScheme, launch
 from newsletter.cli.options import DATE, config_option, count
-from newsletter.config import Settings, load_settings
+from newsletter.config import SenderSettings, Settings, load_settings
 from newsletter.errors import ConfigError
-from newsletter.message import build_preview_eml
+from newsletter.message import build_template
 from newsletter.models import Digest, Subscriber
 from newsletter.pipeline import Variant, prepare_day
-from newsletter.render import summary_text
+from newsletter.render import RenderedDigest, summary_text
 from newsletter.state import State
 from newsletter.tokens import FEEDBACK_TOKEN_CHARS, PREFERENCES, UNSUBSCRIBE, feedback_base, link
 
@@ -46,6 +47,31 @@ SCREENSHOT_WIDTHS: tuple[int, ...] = (375, 640)
 
 SCREENSHOT_VIEWPORT_HEIGHT = 800
 """The window height while capturing (the PNG holds the whole page)."""
+
+
+PREVIEW_VALUES: Mapping[str, str] = {
+    "name": "",
+    "unsubscribe_url": "https://example.invalid/unsubscribe",
+    "preferences_url": "https://example.invalid/preferences",
+    "feedback_url": "https://example.invalid/f/" + "x" * FEEDBACK_TOKEN_CHARS,
+}
+"""Slot values of a preview message (besides ``email``)."""
+
+
+def build_preview_eml(
+    rendered: RenderedDigest,
+    *,
+    sender: SenderSettings,
+    to: str,
+    date: dt.date,
+    values: Mapping[str, str] | None = None,
+) -> bytes:
+    """One message as an ``.eml`` file for the preview command (dated 08:00 UTC that day)."""
+    now = dt.datetime.combine(date, dt.time(8, 0), tzinfo=dt.UTC)
+    template = build_template(rendered, sender=sender, date=date, now=now)
+    slot_values = {**PREVIEW_VALUES, "email": to, **(values or {})}
+    recipient = template.recipient(to, slot_values.get("name", ""), slot_values)
+    return template.fill(recipient)
 
 
 def register(group: click.Group) -> None:
