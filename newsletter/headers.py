@@ -170,6 +170,14 @@ def qp_value(value: str) -> bytes:
     return qp_encoded(value)
 
 
+def qp_link(url: str) -> bytes:
+    """:func:`qp_value` of a link slot's value, without its checks: every link
+    :func:`newsletter.slots.normalize` lets through is printable ASCII without spaces
+    (its plain-URL pattern, or ``safe_url``'s percent-encoding), the shortcut's case.
+    (Part of the shortcut's gain in ``bench_tricks``: the checks scan each link.)"""
+    return _qp_lines(url.replace("=", "=3D"))
+
+
 def qp_encoded(value: str) -> bytes:
     """:func:`qp_value` by ``binascii.b2a_qp`` itself, for any value."""
     encoded = binascii.b2a_qp(value.encode("utf-8"), istext=True)

@@ -57,6 +57,7 @@ from newsletter.headers import (
     format_mailbox,
     header,
     message_ids,
+    qp_link,
     qp_value,
     split_mailbox,
 )
@@ -284,9 +285,9 @@ class MessageTemplate:
             html["feedback_url"].encode("ascii"),
             qp_value(values["name"]) if "name" in text else b"",
             qp_value(values["email"]) if "email" in text else b"",
-            qp_value(values["unsubscribe_url"]) if "unsubscribe_url" in text else b"",
-            qp_value(values["preferences_url"]) if "preferences_url" in text else b"",
-            qp_value(values["feedback_url"]) if "feedback_url" in text else b"",
+            qp_link(values["unsubscribe_url"]) if "unsubscribe_url" in text else b"",
+            qp_link(values["preferences_url"]) if "preferences_url" in text else b"",
+            qp_link(values["feedback_url"]) if "feedback_url" in text else b"",
         )
         if self.data:
             pieces = _data_pieces(pieces)
