@@ -134,7 +134,7 @@ class _Mac:
     ``hmac.HMAC.copy`` does the same with a Python object per copy; the link tokens of a
     send (two per subscriber) cost more of ``bench_scale``'s MIME stage that way:
     ``python3 -m benchmarks.bench_tricks`` at 100k, CPU medians of 5 alternating runs,
-    2.422 s against 2.294 s with this (5.3 %; 7.3 % in an earlier run, 2.400 / 2.225 s).
+    2.422 s against 2.294 s with this (5.3 %; 7.3 % and 10.4 % in two other runs).
     """
 
     __slots__ = ("_inner", "_outer")
