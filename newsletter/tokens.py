@@ -116,7 +116,8 @@ def _unb64(text: str) -> bytes:
 
 
 def _sign(secret: bytes, payload: bytes) -> bytes:
-    """The signature of ``payload`` (checked against a token's; see :class:`_Mac`)."""
+    """The signature of ``payload`` by the stdlib's HMAC, to check a token against: the
+    tokens are made by :class:`_Mac`, so every token that comes back checks it too."""
     return hmac.digest(secret, TOKEN_VERSION + b"\0" + payload, "sha256")
 
 
@@ -185,7 +186,10 @@ class Signer:
             raise ValueError(f"unknown token purpose {purpose!r}")
         if "\n" in email:
             raise ValueError("an address has no line breaks")
-        payload = f"{purpose}\n{email}\n{issued.isoformat() if issued else ''}".encode()
+        return self.signed(f"{purpose}\n{email}\n{issued.isoformat() if issued else ''}".encode())
+
+    def signed(self, payload: bytes) -> str:
+        """``payload`` as a token: its base64url, a dot, its signature's base64url."""
         return f"{_b64(payload)}.{_b64(self._mac.digest(payload))}"
 
 
@@ -255,7 +259,7 @@ def make_confirmation(secret: bytes, email: str, nonce: str, *, issued: dt.date)
     if "\n" in email or "\n" in nonce or not nonce:
         raise ValueError("an address or nonce has no line breaks")
     payload = f"{CONFIRM}\n{email}\n{issued.isoformat()}\n{nonce}".encode()
-    return f"{_b64(payload)}.{_b64(_sign(secret, payload))}"
+    return Signer(secret).signed(payload)
 
 
 def read_confirmation(

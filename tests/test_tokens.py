@@ -199,6 +199,8 @@ def test_every_signature_is_the_stdlib_hmac_of_its_payload(secret: bytes, addres
     assert stdlib(preferences).startswith(feedback[1])
     token = make_token(secret, address, RESUBSCRIBE, issued=DAY)
     assert _signature(token) == stdlib(_payload(token))
+    token = make_confirmation(secret, address, "nonce-1", issued=DAY)
+    assert _signature(token) == stdlib(_payload(token))
 
 
 def test_subscriber_links() -> None:
